@@ -1,0 +1,59 @@
+"""The ``amorsize`` namespace of ``dask.config``: shipped YAML defaults and lookups.
+
+Settings are read at call time, never frozen at import:
+
+>>> import dask
+>>> from amorsize_dask.config import get
+>>> with dask.config.set({"amorsize.planner.max-threads": 8}):
+...     get("planner.max-threads")
+8
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+import dask.config
+import yaml
+
+_HERE = pathlib.Path(__file__).parent
+DEFAULTS_FILE = _HERE / "amorsize.yaml"
+SCHEMA_FILE = _HERE / "amorsize-schema.yaml"
+
+
+def _load_defaults() -> dict:
+    with open(DEFAULTS_FILE) as f:
+        defaults = yaml.safe_load(f)
+    dask.config.update_defaults(defaults)
+    return defaults
+
+
+DEFAULTS = _load_defaults()
+
+
+def get(key: str, default: Any = None) -> Any:
+    """Value of ``amorsize.<key>`` from dask.config (env vars and YAML files included)."""
+    return dask.config.get(f"amorsize.{key}", default=default)
+
+
+def default_training_dir() -> pathlib.Path:
+    """The training directory: ``amorsize.training-dir`` or the user's cache dir.
+
+    >>> default_training_dir().name
+    'training'
+    """
+    configured = get("training-dir")
+    if configured:
+        return pathlib.Path(os.path.expanduser(str(configured)))
+    return user_cache_dir() / "training"
+
+
+def user_cache_dir() -> pathlib.Path:
+    """``$XDG_CACHE_HOME/amorsize_dask`` (``~/.cache`` by default, ``%LOCALAPPDATA%`` on Windows)."""
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return pathlib.Path(base) / "amorsize_dask"

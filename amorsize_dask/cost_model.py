@@ -1,0 +1,156 @@
+"""Predicted wall time of each engine × workers × chunksize, from measured figures only.
+
+The inputs are a sampled :class:`~amorsize_dask.sampling.Profile` of the function and the
+machine's measured :class:`~amorsize_dask.overheads.Overheads`. The model, per engine:
+
+- serial: ``n·t``.
+- processes on ``w`` workers, tasks of ``c`` items (``k = ceil(n/c)`` tasks):
+  the workers' makespan ``max(n·t/w', ceil(k/w')·n·t/k)`` (``w' = min(w, cores)``) plus a
+  skew tail ``t·cv·√c``; the parent's serial work ``k·task + n·item + n·bytes/bandwidth``;
+  and all CPU work shared by the cores. Wall time is the largest of the three, plus pool
+  start-up when the pool is not running yet.
+- threads on ``w`` threads: the GIL-bound part of each item runs one at a time; the part
+  that waits scales with ``w``, the part that computes without the GIL with ``min(w, cores)``
+  (split by the measured CPU/wall ratio and two-thread speedup); plus ``k·thread_task``.
+
+>>> from amorsize_dask.sampling import Profile
+>>> from amorsize_dask.overheads import Overheads
+>>> prof = Profile(100, 1e-3, 0.1, 1.0, 30, 30, True, 1.0, 0.01)
+>>> oh = Overheads(0.1, 1e-4, 1e-6, 5e8, 2e-5, "forkserver", 0.0)
+>>> best = rank(prof, 2000, oh, cores=2, pool_warm=True)[0]
+>>> best.engine, best.n_workers
+('processes', 2)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .overheads import Overheads
+from .sampling import Profile
+
+
+@dataclass(frozen=True)
+class Candidate:
+    engine: str
+    n_workers: int
+    chunksize: int
+    seconds: float
+
+
+def chunk_grid(n_items: int, n_workers: int) -> list[int]:
+    """Chunk sizes worth predicting: powers of two and even splits into 1..16 tasks per worker.
+
+    >>> chunk_grid(10, 2)
+    [1, 2, 3, 4, 5, 8]
+    """
+    if n_items <= 0:
+        return [1]
+    sizes = {1}
+    c = 1
+    while c < n_items:
+        sizes.add(c)
+        c *= 2
+    for per_worker in range(1, 17):
+        sizes.add(max(1, math.ceil(n_items / (n_workers * per_worker))))
+    return sorted(s for s in sizes if s <= n_items)
+
+
+def serial_seconds(profile: Profile, n_items: int) -> float:
+    return n_items * profile.item_seconds
+
+
+def process_seconds(
+    profile: Profile, n_items: int, overheads: Overheads, *, n_workers: int, chunksize: int, cores: int, pool_warm: bool
+) -> float:
+    t = profile.item_seconds
+    n_tasks = math.ceil(n_items / chunksize)
+    w = max(1, min(n_workers, cores))
+    compute = n_items * t
+    makespan = max(compute / w, math.ceil(n_tasks / w) * compute / n_tasks)
+    if n_tasks > 1:
+        makespan += t * profile.item_cv * math.sqrt(chunksize)
+    transfer = n_items * (profile.bytes_in + profile.bytes_out) / overheads.process_bytes_per_second
+    parent = n_tasks * overheads.process_task_seconds + n_items * overheads.process_item_seconds + transfer
+    shared_cpu = (compute + parent) / cores
+    start = 0.0 if pool_warm else overheads.process_start_seconds
+    return start + max(makespan, parent, shared_cpu) + overheads.process_task_seconds
+
+
+def thread_seconds(
+    profile: Profile, n_items: int, overheads: Overheads, *, n_workers: int, chunksize: int, cores: int
+) -> float:
+    t = profile.item_seconds
+    n_tasks = math.ceil(n_items / chunksize)
+    parallel, waiting = parallel_fractions(profile)
+    computing = max(0.0, parallel - waiting)
+    compute = n_items * t
+    serialized = compute * (1 - parallel)
+    overlapped = compute * (waiting / n_workers + computing / max(1, min(n_workers, cores)))
+    waves = math.ceil(n_tasks / n_workers) * compute / n_tasks * parallel
+    return serialized + max(overlapped, waves) + n_tasks * overheads.thread_task_seconds
+
+
+def parallel_fractions(profile: Profile) -> tuple[float, float]:
+    """(share of item time that threads overlap, share of it spent waiting).
+
+    Measured two-thread speedup ``s`` gives the overlapped share ``2(1 - 1/s)``; without it,
+    only waiting (1 - CPU/wall ratio) is assumed to overlap.
+    """
+    waiting = min(1.0, max(0.0, 1.0 - profile.cpu_ratio))
+    if profile.thread_speedup is not None:
+        parallel = min(1.0, max(0.0, 2.0 * (1.0 - 1.0 / max(profile.thread_speedup, 1e-9))))
+        # Noise: a waiting function measured at s = 1.9 is still fully overlapped.
+        parallel = max(parallel, waiting) if profile.thread_speedup > 1.5 else parallel
+    else:
+        parallel = waiting if waiting > 0.5 else 0.0
+    return parallel, min(waiting, parallel)
+
+
+def rank(
+    profile: Profile,
+    n_items: int,
+    overheads: Overheads,
+    *,
+    cores: int,
+    pool_warm: bool,
+    engines: tuple[str, ...] = ("serial", "threads", "processes"),
+    n_workers: int | None = None,
+    chunksize: int | None = None,
+    max_threads: int = 32,
+    memory_limit: float = math.inf,
+) -> list[Candidate]:
+    """Every candidate configuration with its predicted seconds, fastest first.
+
+    ``n_workers``/``chunksize`` fix that dimension; ``memory_limit`` bounds the bytes that
+    all workers' chunks (inputs and results) may hold at once.
+    """
+    out: list[Candidate] = []
+    if "serial" in engines:
+        out.append(Candidate("serial", 1, max(1, n_items), serial_seconds(profile, n_items)))
+    per_item_bytes = profile.bytes_in + profile.bytes_out
+    if "processes" in engines and profile.picklable and n_items > 0:
+        for w in [n_workers] if n_workers else range(2, max(2, cores) + 1):
+            for c in [chunksize] if chunksize else chunk_grid(n_items, w):
+                if 2 * w * c * per_item_bytes > memory_limit:
+                    continue
+                secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores, pool_warm=pool_warm)
+                out.append(Candidate("processes", w, c, secs))
+    if "threads" in engines and n_items > 0:
+        counts = [n_workers] if n_workers else _thread_counts(max_threads, n_items, cores)
+        for w in counts:
+            for c in [chunksize] if chunksize else chunk_grid(n_items, w):
+                secs = thread_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores)
+                out.append(Candidate("threads", w, c, secs))
+    out.sort(key=lambda cand: (cand.seconds, cand.engine != "serial", cand.n_workers))
+    return out
+
+
+def _thread_counts(max_threads: int, n_items: int, cores: int) -> list[int]:
+    counts = {min(max(2, cores), max_threads)}
+    w = 2
+    while w <= max_threads:
+        counts.add(w)
+        w *= 2
+    return sorted(c for c in counts if c <= max(2, n_items))

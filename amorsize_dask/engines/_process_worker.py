@@ -1,0 +1,40 @@
+"""What a worker process of the process engine runs. Imported in each worker; stays small."""
+
+from __future__ import annotations
+
+import pickle
+import signal
+
+import cloudpickle
+
+from .chunks import ChunkResult, Failure, run_chunk, unpicklable_result_failure
+
+# Functions deserialized in this worker, newest last; a handful covers alternating maps.
+_FUNCTIONS: dict[bytes, object] = {}
+_MAX_FUNCTIONS = 8
+
+
+def initialize_worker() -> None:
+    """Ctrl-C is the parent's to handle: it stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_pickled_chunk(func_key: bytes, func_bytes: bytes, chunk, first_index: int):
+    """Run a chunk; results come back pickled here, so that a value that cannot be
+    pickled is reported with its item index instead of breaking the pool."""
+    func = _FUNCTIONS.get(func_key)
+    if func is None:
+        func = cloudpickle.loads(func_bytes)
+        if len(_FUNCTIONS) >= _MAX_FUNCTIONS:
+            _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
+        _FUNCTIONS[func_key] = func
+    out = run_chunk(func, chunk, first_index)
+    try:
+        payload = pickle.dumps(out.results, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        failure = unpicklable_result_failure(out.results, first_index) or Failure(
+            first_index, None, "PicklingError", "the results of this chunk cannot be pickled", ""
+        )
+        return ChunkResult(first_index, [], out.compute_seconds, failure=failure), None
+    out.results = []
+    return out, payload

@@ -1,0 +1,99 @@
+"""The engine interface: run chunks of items, return results in order and compute time.
+
+>>> from amorsize_dask.engines.base import SerialEngine
+>>> SerialEngine().run(abs, [-1, -2], n_workers=1, chunksize=1, first_index=0).results
+[1, 2]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..errors import ItemError, reraise_with_item
+from .chunks import ChunkResult, Failure, run_chunk
+
+
+@dataclass
+class RunResult:
+    """Results in item order and the sum of compute seconds measured inside the tasks."""
+
+    results: list
+    compute_seconds: float
+    n_tasks: int
+
+
+class Engine:
+    """Runs ``func`` over ``items`` in tasks of ``chunksize`` items on ``n_workers`` workers."""
+
+    name = "engine"
+
+    def run(
+        self,
+        func: Callable,
+        items: Sequence,
+        *,
+        n_workers: int,
+        chunksize: int,
+        first_index: int,
+        progress=None,
+    ) -> RunResult:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Release workers; the engine may be used again afterwards."""
+
+
+class SerialEngine(Engine):
+    """In-process, in order: for work too small to pay any overhead."""
+
+    name = "serial"
+
+    def run(self, func, items, *, n_workers=1, chunksize=1, first_index=0, progress=None):
+        if progress is None:
+            out = run_chunk(func, items, first_index)
+            raise_failure(out.failure, func)
+            return RunResult(out.results, out.compute_seconds, 1)
+        results, compute, n_tasks = [], 0.0, 0
+        for lo in range(0, len(items), chunksize):
+            out = run_chunk(func, items[lo : lo + chunksize], first_index + lo)
+            raise_failure(out.failure, func)
+            results.extend(out.results)
+            compute += out.compute_seconds
+            n_tasks += 1
+            progress.advance(len(out.results))
+        return RunResult(results, compute, n_tasks)
+
+
+def chunk_bounds(n_items: int, chunksize: int) -> list[tuple[int, int]]:
+    """``[(lo, hi), ...]`` covering ``range(n_items)`` in chunks of ``chunksize``.
+
+    >>> chunk_bounds(5, 2)
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    return [(lo, min(lo + chunksize, n_items)) for lo in range(0, n_items, chunksize)]
+
+
+def raise_failure(failure: Failure | None, func, *, remote: bool = False) -> None:
+    """Re-raise a task's failure in the caller, naming the item (no-op for None).
+
+    ``remote``: the task ran in another process, so its traceback text is attached.
+    """
+    if failure is None:
+        return
+    exc = failure.exception
+    if exc is None:
+        exc = ItemError(f"{failure.type_name}: {failure.message}")
+    text = failure.traceback_text if remote else None
+    reraise_with_item(exc, failure.index, func, text or None)
+
+
+def assemble(chunks: dict[int, ChunkResult], bounds) -> tuple[list, float]:
+    """Concatenate chunk results in item order; sum their compute seconds."""
+    results: list = []
+    compute = 0.0
+    for lo, _ in bounds:
+        out = chunks[lo]
+        results.extend(out.results)
+        compute += out.compute_seconds
+    return results, compute

@@ -1,0 +1,164 @@
+"""Process engine: a reusable pool of worker processes.
+
+- Start-up is paid once per process, not per call: the pool stays up between calls
+  and is shut down at interpreter exit.
+- Functions travel with cloudpickle (lambdas and closures work) and are deserialized
+  once per worker.
+- A worker that dies loses no items: the chunks it held run again on a fresh pool
+  (a chunk that kills its worker :data:`MAX_CHUNK_RETRIES` times is reported).
+- Ctrl-C stops the workers at once; nothing is left running.
+
+>>> ProcessEngine().run(abs, [-1, -2, -3], n_workers=1, chunksize=2, first_index=0).results
+[1, 2, 3]
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import multiprocessing
+import pickle
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
+import cloudpickle
+
+from .. import config
+from ..errors import WorkerLostError
+from . import _process_worker
+from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
+
+# A chunk is run again after its worker died at most this many times: one crash may be
+# a killed worker (OOM killer, a node going away), repeated crashes are the function's.
+MAX_CHUNK_RETRIES = 2
+
+
+def default_start_method() -> str:
+    """``amorsize.start-method``, else forkserver where available (safe with threads), else spawn."""
+    configured = config.get("start-method")
+    if configured:
+        return configured
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+class ProcessEngine(Engine):
+    name = "processes"
+
+    def __init__(self, start_method: str | None = None):
+        self._requested_start_method = start_method
+        self._pool: ProcessPoolExecutor | None = None
+        self._size = 0
+        self._lock = threading.RLock()
+        self.last_start_seconds: float | None = None
+
+    @property
+    def start_method(self) -> str:
+        return self._requested_start_method or default_start_method()
+
+    def is_warm(self, n_workers: int) -> bool:
+        """True when a pool of ``n_workers`` is already running."""
+        return self._pool is not None and self._size == n_workers
+
+    def pool(self, n_workers: int) -> ProcessPoolExecutor:
+        """The pool of ``n_workers`` processes, started (and warmed) if needed."""
+        with self._lock:
+            if not self.is_warm(n_workers):
+                self.shutdown()
+                t0 = time.perf_counter()
+                ctx = multiprocessing.get_context(self.start_method)
+                if self.start_method == "forkserver":
+                    ctx.set_forkserver_preload([_process_worker.__name__])
+                pool = ProcessPoolExecutor(
+                    n_workers, mp_context=ctx, initializer=_process_worker.initialize_worker
+                )
+                # Start every worker now, so start-up is paid here and measured once.
+                list(pool.map(abs, range(n_workers)))
+                self.last_start_seconds = time.perf_counter() - t0
+                self._pool, self._size = pool, n_workers
+            return self._pool
+
+    def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None):
+        func_bytes = cloudpickle.dumps(func)
+        func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
+        bounds = chunk_bounds(len(items), chunksize)
+        done_chunks: dict = {}
+        crashes: dict[int, int] = {}
+        todo = list(bounds)
+        futures: dict = {}
+        try:
+            while todo:
+                pool = self.pool(n_workers)
+                futures = {
+                    pool.submit(
+                        _process_worker.run_pickled_chunk, func_key, func_bytes, items[lo:hi], first_index + lo
+                    ): (lo, hi)
+                    for lo, hi in todo
+                }
+                todo = []
+                for fut in as_completed(futures):
+                    lo, hi = futures[fut]
+                    try:
+                        out, payload = fut.result()
+                    except BrokenProcessPool:
+                        crashes[lo] = crashes.get(lo, 0) + 1
+                        if crashes[lo] > MAX_CHUNK_RETRIES:
+                            raise WorkerLostError(
+                                f"a worker process died {crashes[lo]} times while running items "
+                                f"{first_index + lo}..{first_index + hi - 1} of {_name(func)}; the "
+                                "function may crash the interpreter (segfault, os._exit, memory); "
+                                "try engine='serial' to see the error"
+                            ) from None
+                        todo.append((lo, hi))
+                        continue
+                    raise_failure(out.failure, func, remote=True)
+                    out.results = pickle.loads(payload)
+                    done_chunks[lo] = out
+                    if progress is not None:
+                        progress.advance(len(out.results))
+                if todo:
+                    self.shutdown(kill=True)
+        except Exception:
+            # An error in func: drop the queued chunks, keep the pool for the next call.
+            for fut in futures:
+                fut.cancel()
+            raise
+        except BaseException:
+            # Ctrl-C or exit: stop at once, leave nothing running.
+            self.shutdown(kill=True)
+            raise
+        results, compute = assemble(done_chunks, bounds)
+        return RunResult(results, compute, len(bounds))
+
+    def shutdown(self, kill: bool = False) -> None:
+        """Stop the pool; with ``kill``, terminate workers without waiting for their tasks."""
+        with self._lock:
+            pool, self._pool, self._size = self._pool, None, 0
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        if kill:
+            for proc in processes:
+                if proc.is_alive():
+                    proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for proc in processes:
+            proc.join(timeout=5)
+
+
+def _name(func) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', type(func).__name__)}"
+
+
+_ENGINE: ProcessEngine | None = None
+
+
+def shared_engine() -> ProcessEngine:
+    """The process engine of this interpreter (one pool, reused by every call)."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = ProcessEngine()
+        atexit.register(_ENGINE.shutdown)
+    return _ENGINE

@@ -1,0 +1,33 @@
+"""Exceptions raised by a user's function, re-raised with the item that caused them.
+
+The original exception type is kept (``except ValueError`` still works); a note names
+the item's index and carries the original traceback text when it ran in another process.
+
+>>> try:
+...     reraise_with_item(ValueError("bad"), 7, abs)
+... except ValueError as e:
+...     print(e.__notes__[0])
+amorsize_dask: raised by builtins.abs on item 7
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+
+class ItemError(RuntimeError):
+    """Stands in for an exception that could not travel back from a worker."""
+
+
+class WorkerLostError(RuntimeError):
+    """A worker process died repeatedly on the same items."""
+
+
+def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: str | None = None) -> NoReturn:
+    """Raise ``exc`` again with a note naming ``index`` (and the remote traceback)."""
+    name = f"{getattr(func, '__module__', None) or '?'}.{getattr(func, '__qualname__', type(func).__name__)}"
+    note = f"amorsize_dask: raised by {name} on item {index}"
+    if remote_traceback:
+        note += f"\n--- original traceback (in the worker) ---\n{remote_traceback.rstrip()}"
+    exc.add_note(note)
+    raise exc

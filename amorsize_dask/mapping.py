@@ -1,0 +1,133 @@
+"""``map`` and ``plan``: the library's front door.
+
+>>> import amorsize_dask as ad
+>>> ad.map(lambda x: x * 2, range(5))
+[0, 2, 4, 6, 8]
+>>> ad.map(str.upper, iter(["a", "b"]))
+['A', 'B']
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from . import validation
+from .engines import get_engine
+from .plan import Plan
+from .planner import Planned, plan_local
+
+
+def map(
+    func: Callable,
+    iterable: Iterable,
+    *,
+    client=None,
+    engine: str = "auto",
+    n_workers: int | None = None,
+    chunksize: int | None = None,
+    training_dir=None,
+    learn: bool = True,
+    progress=False,
+) -> list:
+    """``list(map(func, iterable))``, run the fastest way this machine or cluster knows.
+
+    Parameters
+    ----------
+    func : callable of one argument.
+    iterable : list, tuple, range, numpy array, or any iterable (consumed once).
+    client : a ``distributed.Client`` to run on; default: the active one, if any.
+    engine : "auto" (choose), "serial", "threads", "processes" or "dask".
+    n_workers, chunksize : fix the number of workers / items per task (default: planned).
+    training_dir : where measured runs are recorded (default: ``amorsize.training-dir``).
+    learn : record this run's measurements (default True).
+    progress : show a progress bar on a terminal (True), or always on the given stream.
+
+    Returns
+    -------
+    list : the results, in the order of ``iterable``.
+
+    >>> map(abs, [-3, 4, -5], engine="threads")
+    [3, 4, 5]
+    """
+    return run_map(
+        func, iterable, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize,
+        training_dir=training_dir, learn=learn, progress=progress,
+    ).results
+
+
+@dataclass
+class MapOutcome:
+    """What one ``map`` call did: results, the plan, and the measured figures."""
+
+    results: list
+    plan: Plan
+    wall_seconds: float
+    compute_seconds: float
+
+
+def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunksize=None,
+            training_dir=None, learn=True, progress=False) -> MapOutcome:
+    """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers)."""
+    validation.check_func(func)
+    validation.check_engine(engine)
+    n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
+    chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
+    items = as_sequence(validation.check_iterable(iterable))
+    t0 = time.perf_counter()
+    planned = _plan(func, items, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize)
+    plan = planned.plan
+    results = list(planned.sample.results) if planned.sample is not None else []
+    compute = planned.profile.sample_seconds if planned.profile is not None else 0.0
+    rest = items[plan.n_sampled :]
+    if len(rest):
+        run = get_engine(plan.engine, client).run(
+            func, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled
+        )
+        results.extend(run.results)
+        compute += run.compute_seconds
+    wall = time.perf_counter() - t0
+    return MapOutcome(results, plan, wall, compute)
+
+
+def plan(
+    func: Callable,
+    iterable: Iterable,
+    *,
+    client=None,
+    engine: str = "auto",
+    n_workers: int | None = None,
+    chunksize: int | None = None,
+    training_dir=None,
+) -> Plan:
+    """What :func:`map` would do with these arguments (it may time the first items).
+
+    >>> p = plan(abs, range(10))
+    >>> p.engine, p.n_items
+    ('serial', 10)
+    """
+    validation.check_func(func)
+    validation.check_engine(engine)
+    n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
+    chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
+    items = as_sequence(validation.check_iterable(iterable))
+    return _plan(func, items, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize).plan
+
+
+def _plan(func, items, *, client, engine, n_workers, chunksize) -> Planned:
+    return plan_local(func, items, engine=engine, n_workers=n_workers, chunksize=chunksize)
+
+
+def as_sequence(iterable):
+    """A sized, sliceable view of ``iterable``; other iterables are consumed once into a list.
+
+    >>> as_sequence(range(3)), as_sequence(x for x in "ab")
+    (range(0, 3), ['a', 'b'])
+    """
+    if isinstance(iterable, (list, tuple, range, str, bytes)):
+        return iterable
+    if hasattr(iterable, "shape") and hasattr(iterable, "__array__") and getattr(iterable, "ndim", 0) >= 1:
+        return iterable
+    return builtins.list(iterable)

@@ -1,0 +1,177 @@
+"""The local planner: from measured figures to a :class:`~amorsize_dask.plan.Plan`.
+
+Order of evidence: the caller's fixed choices, then the k-NN model over measured runs
+(when confident), then a sample of the first items timed now with the cost model.
+Sampled results are handed back so that no item is computed twice.
+
+>>> planned = plan_local(abs, [-1, -2, -3], engine="auto", n_workers=None, chunksize=None)
+>>> planned.plan.engine, planned.plan.source, planned.sample.results
+('serial', 'sample', [1, 2, 3])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from . import config, cost_model, machine
+from .engines import get_engine, shared_engine
+from .overheads import Overheads, cached_overheads, get_overheads
+from .plan import Plan, format_bytes, format_seconds
+from .sampling import Profile, Sample, sample_items
+
+# Measuring the machine's overheads takes ~0.3 s once per machine shape (bench: calibrate);
+# it is worth it only when the serial remainder is this long, otherwise serial is kept.
+CALIBRATE_ABOVE_SECONDS = 0.2
+
+
+@dataclass
+class Planned:
+    """A plan and, when it sampled, the results of the sampled items."""
+
+    plan: Plan
+    sample: Sample | None = None
+    profile: Profile | None = None
+
+
+def plan_local(
+    func: Callable,
+    items: Sequence,
+    *,
+    engine: str,
+    n_workers: int | None,
+    chunksize: int | None,
+    learned: Plan | None = None,
+) -> Planned:
+    """Plan a local run of ``func`` over ``items`` (already a sized sequence)."""
+    t_start = time.perf_counter()
+    n = len(items)
+    cores = machine.cpu_count()
+    if n == 0:
+        return Planned(_fixed_plan("serial", 1, 1, 0, ["no items: nothing to run"]))
+    if engine == "serial" or (engine != "auto" and n_workers and chunksize):
+        w = 1 if engine == "serial" else n_workers
+        c = chunksize or n
+        reasons = [f"engine={engine}, workers={w}, chunksize={c} fixed by the caller"]
+        return Planned(_fixed_plan(engine, w, c, n, reasons))
+    if learned is not None:
+        return Planned(learned.replace(planning_seconds=time.perf_counter() - t_start))
+
+    parallelism = (1, 1) if engine == "serial" else (cores, config.get("planner.max-threads"))
+    sample = sample_items(func, items, n, probe_threads=engine in ("auto", "threads"), parallelism=parallelism)
+    prof = sample.profile
+    n_rest = n - prof.n_sampled
+    reasons = [describe_profile(prof)]
+    if n_rest == 0:
+        reasons.append("every item was computed while sampling")
+        plan = Plan("serial", 1, 1, 0, "sample", confidence(prof), 0.0, n_items=n, n_sampled=prof.n_sampled,
+                    predicted_serial_seconds=0.0, reasons=tuple(reasons))
+        return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof)
+
+    serial_rest = n_rest * prof.item_seconds
+    engines = ("serial", "threads", "processes") if engine == "auto" else (engine,)
+    overheads = _overheads_for(engines, serial_rest, cores, forced=engine != "auto")
+    if overheads is None:
+        reasons.append(
+            f"serial: {format_seconds(serial_rest)} of work left is too little to measure this "
+            f"machine's parallel overheads (done once above {format_seconds(CALIBRATE_ABOVE_SECONDS)})"
+        )
+        ranked = [cost_model.Candidate("serial", 1, n_rest, serial_rest)]
+    else:
+        reasons.append(describe_overheads(overheads, cores))
+        ranked = cost_model.rank(
+            prof,
+            n_rest,
+            overheads,
+            cores=cores,
+            pool_warm=shared_engine().is_warm(n_workers or cores),
+            engines=engines,
+            n_workers=n_workers,
+            chunksize=chunksize,
+            max_threads=config.get("planner.max-threads"),
+            memory_limit=machine.available_memory() * config.get("planner.memory-fraction"),
+        )
+        if not ranked:
+            raise ValueError(
+                f"engine={engine!r} cannot run these items: they or their results cannot be "
+                "pickled; use engine='threads' or engine='serial'"
+            )
+    best = choose(ranked, serial_rest, engine)
+    reasons.append(describe_choice(ranked, best, serial_rest))
+    plan = Plan(
+        engine=best.engine,
+        n_workers=best.n_workers,
+        chunksize=best.chunksize,
+        n_tasks=math.ceil(n_rest / best.chunksize),
+        source="sample",
+        confidence=confidence(prof),
+        predicted_seconds=prof.sample_seconds + best.seconds,
+        n_items=n,
+        n_sampled=prof.n_sampled,
+        predicted_serial_seconds=n * prof.item_seconds,
+        reasons=tuple(reasons),
+    )
+    return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof)
+
+
+def choose(ranked: list[cost_model.Candidate], serial_rest: float, engine: str) -> cost_model.Candidate:
+    """The fastest candidate; serial unless a parallel one wins by the noise margin."""
+    best = ranked[0]
+    if engine == "auto" and best.engine != "serial":
+        if best.seconds * config.get("planner.min-speedup") > serial_rest:
+            return next(c for c in ranked if c.engine == "serial")
+    return best
+
+
+def confidence(profile: Profile) -> float:
+    """More items and less spread: more confidence in the sampled figures (0..1)."""
+    return round(profile.n_sampled / (profile.n_sampled + 2) / (1 + profile.item_cv), 3)
+
+
+def _overheads_for(engines, serial_rest: float, cores: int, *, forced: bool) -> Overheads | None:
+    process_engine = shared_engine()
+    found = cached_overheads(process_engine.start_method)
+    if found is not None:
+        return found
+    if engines == ("serial",) or (not forced and serial_rest < CALIBRATE_ABOVE_SECONDS):
+        return None
+    return get_overheads(process_engine, get_engine("threads"), cores)
+
+
+def _fixed_plan(engine: str, n_workers: int, chunksize: int, n: int, reasons) -> Plan:
+    n_tasks = math.ceil(n / chunksize) if n else 0
+    return Plan(engine, n_workers, chunksize, n_tasks, "default", 1.0 if n == 0 else 0.0, 0.0,
+                n_items=n, reasons=tuple(reasons))
+
+
+def describe_profile(p: Profile) -> str:
+    threads = "" if p.thread_speedup is None else f", 2 threads {p.thread_speedup:.2f}x"
+    return (
+        f"sampled {p.n_sampled} items in {format_seconds(p.sample_seconds)}: "
+        f"{format_seconds(p.item_seconds)}/item (cv {p.item_cv:.2f}), CPU/wall {p.cpu_ratio:.2f}{threads}; "
+        f"pickled {format_bytes(p.bytes_in)} in, {format_bytes(p.bytes_out)} out per item"
+        + ("" if p.picklable else " (NOT picklable: processes ruled out)")
+    )
+
+
+def describe_overheads(o: Overheads, cores: int) -> str:
+    return (
+        f"machine: {cores} usable cores; {o.start_method} pool start {format_seconds(o.process_start_seconds)}, "
+        f"task round trip {format_seconds(o.process_task_seconds)}, "
+        f"{format_bytes(o.process_bytes_per_second)}/s to workers and back, "
+        f"thread task {format_seconds(o.thread_task_seconds)}"
+    )
+
+
+def describe_choice(ranked, best, serial_rest: float) -> str:
+    best_by_engine = {}
+    for cand in ranked:
+        best_by_engine.setdefault(cand.engine, cand)
+    parts = [
+        f"{c.engine} {c.n_workers}x{c.chunksize} {format_seconds(c.seconds)}"
+        for c in best_by_engine.values()
+    ]
+    speed = serial_rest / best.seconds if best.seconds > 0 else 1.0
+    return f"predicted for the rest: {'; '.join(parts)} -> {best.engine} ({speed:.2f}x serial)"

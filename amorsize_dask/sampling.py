@@ -1,0 +1,219 @@
+"""Timing the first items in-process: the cold planner's only source of facts.
+
+Items are computed once: the results of sampled items are kept and returned by ``map``.
+
+>>> s = sample_items(abs, [-1, -2, 3, -4], n_total=4)
+>>> s.results, s.profile.n_sampled
+([1, 2, 3, 4], 4)
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import cloudpickle
+
+from . import config
+from .errors import reraise_with_item
+
+# Batches of items timed together when items are too fast for one perf_counter reading
+# to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items).
+_MIN_BATCH_SECONDS = 50e-6
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the sample measured; every field is a measurement, none a guess.
+
+    ``cpu_ratio`` is process CPU time over wall time (≈1 computing, ≈0 waiting);
+    ``thread_speedup`` is the speedup of two threads over one on the next items
+    (≈2 when the function releases the GIL), None when not measured.
+    """
+
+    n_sampled: int
+    item_seconds: float
+    item_cv: float
+    cpu_ratio: float
+    bytes_in: float
+    bytes_out: float
+    picklable: bool
+    thread_speedup: float | None
+    sample_seconds: float
+
+    def features(self, n_items: int) -> dict:
+        """The workload features stored with a record."""
+        out = {
+            "n_items": int(n_items),
+            "item_seconds": self.item_seconds,
+            "item_cv": self.item_cv,
+            "cpu_ratio": self.cpu_ratio,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+        }
+        if self.thread_speedup is not None:
+            out["thread_speedup"] = self.thread_speedup
+        return out
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The profile and the results of the sampled items (in order)."""
+
+    profile: Profile
+    results: list
+
+
+def sample_items(
+    func: Callable,
+    items: Sequence,
+    n_total: int,
+    *,
+    probe_threads: bool = True,
+    budget_fraction: float | None = None,
+    max_seconds: float | None = None,
+    min_items: int | None = None,
+    parallelism: tuple[int, int] = (1, 1),
+) -> Sample:
+    """Time ``func`` on the first items of ``items`` until the budget is spent.
+
+    The budget is the smaller of ``max_seconds`` and ``budget_fraction`` of the best
+    time parallelism could reach: the predicted serial time (``n_total`` × seconds per
+    item, re-estimated as items are timed) over ``parallelism[0]`` (cores) for a function
+    that computes, or over ``parallelism[1]`` (threads) for one that waits. The first
+    item always runs. Then, when the budget allows, the next items run
+    on two threads to measure whether threads speed the function up.
+    """
+    if budget_fraction is None:
+        budget_fraction = config.get("sampling.budget-fraction")
+    if max_seconds is None:
+        max_seconds = config.get("sampling.max-seconds")
+    if min_items is None:
+        min_items = config.get("sampling.min-items")
+    n_avail = min(len(items), n_total)
+    results: list = []
+    per_item: list[float] = []  # seconds per item of each timed batch
+    batch_sizes: list[int] = []
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    batch = 1
+    while len(results) < n_avail:
+        first = len(results)
+        chunk = items[first : first + batch]
+        t0 = time.perf_counter()
+        for offset, item in enumerate(chunk):
+            try:
+                results.append(func(item))
+            except Exception as exc:
+                reraise_with_item(exc, first + offset, func)
+        elapsed = time.perf_counter() - t0
+        per_item.append(elapsed / len(chunk))
+        batch_sizes.append(len(chunk))
+        spent = time.perf_counter() - wall_start
+        mean = _weighted_mean(per_item, batch_sizes)
+        budget = _budget(mean, n_total, spent, time.process_time() - cpu_start, budget_fraction, max_seconds, parallelism)
+        if spent >= budget and len(results) >= min(min_items, n_avail) or spent >= max_seconds:
+            break
+        if elapsed < _MIN_BATCH_SECONDS:
+            batch *= 2
+    wall = time.perf_counter() - wall_start
+    cpu = time.process_time() - cpu_start
+    mean = _weighted_mean(per_item, batch_sizes)
+    cv = _coefficient_of_variation(per_item, batch_sizes, mean)
+
+    thread_speedup = None
+    n_done = len(results)
+    if probe_threads and n_done < n_avail:
+        remaining_budget = _budget(mean, n_total, wall, cpu, budget_fraction, max_seconds, parallelism) - wall
+        probe_n = 2 * max(1, math.ceil(_MIN_BATCH_SECONDS / max(mean, 1e-9)))
+        if n_done + probe_n <= n_avail and mean * probe_n <= max(remaining_budget, 0) + mean:
+            thread_speedup, probe_results = _probe_threads(func, items, n_done, probe_n, mean)
+            results.extend(probe_results)
+
+    bytes_in, bytes_out, picklable = _pickled_sizes(items, results)
+    profile = Profile(
+        n_sampled=len(results),
+        item_seconds=mean,
+        item_cv=cv,
+        cpu_ratio=min(cpu / wall, 64.0) if wall > 0 else 1.0,
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        picklable=picklable,
+        thread_speedup=thread_speedup,
+        sample_seconds=time.perf_counter() - wall_start,
+    )
+    return Sample(profile=profile, results=results)
+
+
+def _budget(mean, n_total, wall, cpu, fraction, max_seconds, parallelism) -> float:
+    cores, threads = parallelism
+    waits = wall > 0 and cpu / wall < 0.5
+    best_case = mean * n_total / max(1, threads if waits else cores)
+    return min(max_seconds, fraction * best_case)
+
+
+_probe_pool: ThreadPoolExecutor | None = None
+
+
+def _probe_threads(func, items, first: int, n: int, serial_item_seconds: float):
+    """Run items[first:first+n] as two halves on two threads; return (speedup, results)."""
+    global _probe_pool
+    if _probe_pool is None:
+        _probe_pool = ThreadPoolExecutor(2, thread_name_prefix="amorsize-probe")
+    half = n // 2
+
+    def run(lo, hi):
+        out = []
+        for i in range(lo, hi):
+            try:
+                out.append(func(items[i]))
+            except Exception as exc:
+                reraise_with_item(exc, i, func)
+        return out
+
+    t0 = time.perf_counter()
+    futures = [_probe_pool.submit(run, first, first + half), _probe_pool.submit(run, first + half, first + n)]
+    parts = [f.result() for f in futures]
+    elapsed = time.perf_counter() - t0
+    speedup = (serial_item_seconds * n) / elapsed if elapsed > 0 else 1.0
+    return min(speedup, 2.0), parts[0] + parts[1]
+
+
+def _pickled_sizes(items, results) -> tuple[float, float, bool]:
+    """Mean pickled bytes of a few items and of their results; False if any won't pickle."""
+    k = min(config.get("sampling.pickle-items"), len(results))
+    if k == 0:
+        return 0.0, 0.0, True
+    sizes_in, sizes_out = [], []
+    try:
+        for i in range(k):
+            sizes_in.append(len(_dumps(items[i])))
+            sizes_out.append(len(_dumps(results[i])))
+    except Exception:
+        return 0.0, 0.0, False
+    return statistics.fmean(sizes_in), statistics.fmean(sizes_out), True
+
+
+def _dumps(obj) -> bytes:
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return cloudpickle.dumps(obj)
+
+
+def _weighted_mean(per_item, sizes) -> float:
+    total = sum(sizes)
+    return sum(t * s for t, s in zip(per_item, sizes)) / total if total else 0.0
+
+
+def _coefficient_of_variation(per_item, sizes, mean) -> float:
+    """Spread of per-item time; batches of s items are scaled back by sqrt(s)."""
+    if len(per_item) < 2 or mean <= 0:
+        return 0.0
+    deviations = [((t - mean) ** 2) * s for t, s in zip(per_item, sizes)]
+    variance = sum(deviations) / (len(per_item) - 1)
+    return math.sqrt(variance) / mean

@@ -1,0 +1,70 @@
+"""Checks of user input, each raising an error that names the value and the remedy.
+
+>>> check_engine("threads")
+'threads'
+>>> check_engine("gpu")
+Traceback (most recent call last):
+...
+ValueError: engine='gpu' is not known; use one of 'auto', 'serial', 'threads', 'processes', 'dask'
+"""
+
+from __future__ import annotations
+
+import numbers
+
+ENGINE_CHOICES = ("auto", "serial", "threads", "processes", "dask")
+
+
+def check_func(func):
+    """``func`` must be callable."""
+    if not callable(func):
+        raise TypeError(
+            f"func must be callable, got {type(func).__name__} {_short_repr(func)}; "
+            "pass a function, e.g. amorsize_dask.map(abs, items)"
+        )
+    return func
+
+
+def check_engine(engine):
+    """``engine`` must be one of :data:`ENGINE_CHOICES`."""
+    if engine not in ENGINE_CHOICES:
+        allowed = ", ".join(repr(e) for e in ENGINE_CHOICES)
+        raise ValueError(f"engine={_short_repr(engine)} is not known; use one of {allowed}")
+    return engine
+
+
+def check_positive_int(name: str, value, remedy: str):
+    """``value`` must be None or an int >= 1 (bool is not an int here).
+
+    >>> check_positive_int("chunksize", 0, "or None to let amorsize choose")
+    Traceback (most recent call last):
+    ...
+    ValueError: chunksize=0 must be an integer >= 1, or None to let amorsize choose
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name}={_short_repr(value)} must be an integer >= 1 "
+            f"(got {type(value).__name__}), {remedy}"
+        )
+    if value < 1:
+        raise ValueError(f"{name}={value} must be an integer >= 1, {remedy}")
+    return int(value)
+
+
+def check_iterable(iterable):
+    """``iterable`` must be iterable (a string is iterable, as for ``builtins.map``)."""
+    try:
+        iter(iterable)
+    except TypeError:
+        raise TypeError(
+            f"items must be iterable, got {type(iterable).__name__} {_short_repr(iterable)}; "
+            "pass a list, tuple, range, numpy array or generator"
+        ) from None
+    return iterable
+
+
+def _short_repr(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

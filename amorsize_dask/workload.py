@@ -1,0 +1,218 @@
+"""Function identity: a key that is equal for the same code in any process.
+
+``function_key`` hashes what decides a function's cost: its bytecode, constants,
+defaults, closure values and, recursively, the globals it calls. It never uses
+``id()``, ``hash()`` of strings or memory addresses, so keys match across
+processes and interpreter restarts. Names are not part of a Python function's
+key (two functions with the same code share one); ``function_name`` is for humans.
+
+>>> function_key(lambda x: x * 2) == function_key(lambda x: x * 2)
+True
+>>> function_key(lambda x: x * 2) == function_key(lambda x: x * 1000)
+False
+>>> len(function_key(len)), function_name(len)
+(16, 'builtins.len')
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import types
+import weakref
+from typing import Any, Callable
+
+__all__ = ["function_key", "function_name"]
+
+# How many levels of called globals / captured functions enter a key. Deeper
+# functions are represented by their own code only.
+MAX_DEPTH = 3
+# Longest repr of a constant that is kept verbatim (longer ones are hashed).
+_MAX_REPR = 4096
+_SIMPLE = (type(None), bool, int, float, complex, str, bytes)
+# co_flags that describe the code itself (generator, varargs, ...); the
+# ``from __future__`` bits above them do not change what a function does.
+_CODE_FLAGS = 0xFFFF
+_C_CALLABLES = (
+    types.BuiltinFunctionType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+)
+
+_cache: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
+def function_key(func: Callable) -> str:
+    """16 lowercase hex chars identifying ``func``'s behaviour, stable across processes.
+
+    Cached per function object (weakly), so a repeated call costs microseconds.
+    The cache assumes a function's code, globals and closure are not rebound
+    after its first call.
+    """
+    cacheable = isinstance(func, (types.FunctionType, types.MethodType, functools.partial))
+    if cacheable:
+        try:
+            return _cache[func]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable (e.g. a method of an object with odd __eq__)
+            cacheable = False
+    key = _digest(_describe(func, 0, ()))
+    if cacheable:
+        try:
+            _cache[func] = key
+        except TypeError:
+            pass
+    return key
+
+
+def function_name(func: Callable) -> str:
+    """``module.qualname`` of ``func`` for humans (<= 200 chars, no control characters).
+
+    >>> function_name(function_name)
+    'amorsize_dask.workload.function_name'
+    """
+    if isinstance(func, functools.partial):
+        name = f"functools.partial({function_name(func.func)})"
+    elif isinstance(func, types.MethodType):
+        name = _qualified(func.__func__)
+    elif not hasattr(func, "__qualname__") and not hasattr(func, "__name__"):
+        name = _qualified(type(func))  # callable instance
+    else:
+        name = _qualified(func)
+    name = "".join(ch for ch in name if ch.isprintable())
+    return name[:200]
+
+
+def _qualified(obj: Any) -> str:
+    module = getattr(obj, "__module__", None)
+    if module is None and isinstance(getattr(obj, "__self__", None), types.ModuleType):
+        module = obj.__self__.__name__
+    if module is None and isinstance(obj, types.BuiltinFunctionType) and obj.__self__ is None:
+        module = "builtins"
+    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    qualname = qualname or type(obj).__qualname__
+    return f"{module}.{qualname}" if module else str(qualname)
+
+
+def _digest(parts: Any) -> str:
+    return hashlib.sha256(repr(parts).encode("utf-8", "backslashreplace")).hexdigest()[:16]
+
+
+def _describe(func: Any, depth: int, stack: tuple) -> Any:
+    """A nested, deterministic description of ``func`` (hashed by ``_digest``).
+
+    ``stack`` holds the Python functions being described (cycle guard); at
+    ``depth == 0`` it is empty, so wrappers may delegate to the cached
+    ``function_key`` without changing the result.
+    """
+    if isinstance(func, types.FunctionType):
+        return _describe_function(func, depth, stack)
+    if isinstance(func, types.MethodType):
+        owner = func.__self__ if isinstance(func.__self__, type) else type(func.__self__)
+        return ("method", _inner(func.__func__, depth, stack), _qualified(owner))
+    if isinstance(func, functools.partial):
+        kwargs = sorted((k, _constant(v)) for k, v in (func.keywords or {}).items())
+        args = [_constant(a) for a in func.args]
+        return ("partial", _inner(func.func, depth, stack), args, kwargs)
+    if isinstance(func, _C_CALLABLES) or _is_ufunc(func):
+        return ("c", _qualified(func))
+    if isinstance(func, type):
+        init = func.__dict__.get("__init__")
+        init_key = _inner(init, depth, stack) if isinstance(init, types.FunctionType) else None
+        return ("class", _qualified(func), init_key)
+    call = getattr(type(func), "__call__", None)
+    if isinstance(call, types.FunctionType):
+        return ("instance", _inner(call, depth, stack), _qualified(type(func)))
+    return ("object", _qualified(func))
+
+
+def _inner(func: Any, depth: int, stack: tuple) -> Any:
+    return function_key(func) if depth == 0 else _describe(func, depth, stack)
+
+
+def _is_ufunc(obj: Any) -> bool:
+    t = type(obj)
+    return t.__name__ == "ufunc" and t.__module__ == "numpy"
+
+
+def _describe_function(func: types.FunctionType, depth: int, stack: tuple) -> Any:
+    for i, seen in enumerate(stack):
+        if seen is func:
+            return ("cycle", i)
+    code = func.__code__
+    if depth >= MAX_DEPTH:
+        return ("deep", _code(code))
+    stack = stack + (func,)
+    globals_ = func.__globals__
+    refs = []
+    for name in sorted(_global_names(code)):
+        if name in globals_:
+            refs.append((name, _reference(globals_[name], depth + 1, stack)))
+    cells = []
+    for cell in func.__closure__ or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            cells.append("<empty>")
+            continue
+        cells.append(_reference(value, depth + 1, stack))
+    defaults = [_constant(d) for d in func.__defaults__ or ()]
+    kwdefaults = sorted((k, _constant(v)) for k, v in (func.__kwdefaults__ or {}).items())
+    return ("function", _code(code), defaults, kwdefaults, cells, refs)
+
+
+def _global_names(code: types.CodeType) -> set:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _reference(value: Any, depth: int, stack: tuple) -> Any:
+    """A global or a closure cell: functions recursively, constants by value."""
+    if isinstance(value, types.ModuleType):
+        return ("module", value.__name__)
+    if isinstance(value, (types.FunctionType, types.MethodType, functools.partial)):
+        return _describe(value, depth, stack)
+    if isinstance(value, _C_CALLABLES) or _is_ufunc(value):
+        return ("c", _qualified(value))
+    if isinstance(value, type):
+        return ("class", _qualified(value))
+    return _constant(value)
+
+
+def _constant(value: Any) -> Any:
+    """Simple values (and tuples / frozensets of them) by repr, else the type's name."""
+    if isinstance(value, _SIMPLE):
+        text = repr(value)
+        if len(text) > _MAX_REPR:
+            text = "sha256:" + hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
+        return (type(value).__name__, text)
+    if type(value) is tuple:
+        return ("tuple", [_constant(v) for v in value])
+    if type(value) is frozenset:  # iteration order depends on PYTHONHASHSEED: sort
+        return ("frozenset", sorted((_constant(v) for v in value), key=repr))
+    if isinstance(value, types.CodeType):
+        return _code(value)
+    return ("type", _qualified(type(value)))
+
+
+def _code(code: types.CodeType) -> Any:
+    """Bytecode, constants and names; no file names, line numbers or object names."""
+    return (
+        "code",
+        code.co_code.hex(),
+        [_constant(c) for c in code.co_consts],
+        list(code.co_names),
+        list(code.co_varnames),
+        list(code.co_freevars),
+        list(code.co_cellvars),
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags & _CODE_FLAGS,
+    )
