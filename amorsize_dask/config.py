@@ -41,8 +41,8 @@ def get(key: str, default: Any = None) -> Any:
 def default_training_dir() -> pathlib.Path:
     """The training directory: ``amorsize.training-dir`` or the user's cache dir.
 
-    >>> default_training_dir().name
-    'training'
+    >>> default_training_dir().is_absolute()
+    True
     """
     configured = get("training-dir")
     if configured:

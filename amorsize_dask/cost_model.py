@@ -7,8 +7,8 @@ machine's measured :class:`~amorsize_dask.overheads.Overheads`. The model, per e
 - processes on ``w`` workers, tasks of ``c`` items (``k = ceil(n/c)`` tasks):
   the workers' makespan ``max(n·t/w', ceil(k/w')·n·t/k)`` (``w' = min(w, cores)``) plus a
   skew tail ``t·cv·√c``; the parent's serial work ``k·task + n·item + n·bytes/bandwidth``;
-  and all CPU work shared by the cores. Wall time is the largest of the three, plus pool
-  start-up when the pool is not running yet.
+  and all CPU work shared by the cores. Wall time is the largest of the three, plus the
+  pipeline fill (one chunk's trip), plus pool start-up when the pool is not running yet.
 - threads on ``w`` threads: the GIL-bound part of each item runs one at a time; the part
   that waits scales with ``w``, the part that computes without the GIL with ``min(w, cores)``
   (split by the measured CPU/wall ratio and two-thread speedup); plus ``k·thread_task``.
@@ -71,11 +71,13 @@ def process_seconds(
     makespan = max(compute / w, math.ceil(n_tasks / w) * compute / n_tasks)
     if n_tasks > 1:
         makespan += t * profile.item_cv * math.sqrt(chunksize)
-    transfer = n_items * (profile.bytes_in + profile.bytes_out) / overheads.process_bytes_per_second
-    parent = n_tasks * overheads.process_task_seconds + n_items * overheads.process_item_seconds + transfer
+    per_item_transfer = overheads.process_item_seconds + (profile.bytes_in + profile.bytes_out) / overheads.process_bytes_per_second
+    parent = n_tasks * overheads.process_task_seconds + n_items * per_item_transfer
     shared_cpu = (compute + parent) / cores
     start = 0.0 if pool_warm else overheads.process_start_seconds
-    return start + max(makespan, parent, shared_cpu) + overheads.process_task_seconds
+    # Pipeline fill: the first chunk travels before any worker computes, the last one after.
+    fill = overheads.process_task_seconds + min(chunksize, n_items) * per_item_transfer
+    return start + max(makespan, parent, shared_cpu) + fill
 
 
 def thread_seconds(
@@ -137,7 +139,10 @@ def rank(
                     continue
                 secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores, pool_warm=pool_warm)
                 out.append(Candidate("processes", w, c, secs))
-    if "threads" in engines and n_items > 0:
+    # Threads cannot beat serial unless some of the item time overlaps: skip their grid
+    # then, unless threads were asked for.
+    overlaps = parallel_fractions(profile)[0] > 0 or "serial" not in engines
+    if "threads" in engines and n_items > 0 and overlaps:
         counts = [n_workers] if n_workers else _thread_counts(max_threads, n_items, cores)
         for w in counts:
             for c in [chunksize] if chunksize else chunk_grid(n_items, w):

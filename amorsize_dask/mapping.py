@@ -18,6 +18,7 @@ from . import validation
 from .engines import get_engine
 from .plan import Plan
 from .planner import Planned, plan_local
+from .target import Target
 
 
 def map(
@@ -77,7 +78,8 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
     chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
     items = as_sequence(validation.check_iterable(iterable))
     t0 = time.perf_counter()
-    planned = _plan(func, items, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize)
+    target = Target.local(func, training_dir)
+    planned = _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize)
     plan = planned.plan
     results = list(planned.sample.results) if planned.sample is not None else []
     compute = planned.profile.sample_seconds if planned.profile is not None else 0.0
@@ -89,6 +91,8 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
         results.extend(run.results)
         compute += run.compute_seconds
     wall = time.perf_counter() - t0
+    if learn and len(items):
+        target.record(func, planned, wall_seconds=wall, compute_seconds=compute)
     return MapOutcome(results, plan, wall, compute)
 
 
@@ -113,11 +117,17 @@ def plan(
     n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
     chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
     items = as_sequence(validation.check_iterable(iterable))
-    return _plan(func, items, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize).plan
+    target = Target.local(func, training_dir)
+    return _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
 
 
-def _plan(func, items, *, client, engine, n_workers, chunksize) -> Planned:
-    return plan_local(func, items, engine=engine, n_workers=n_workers, chunksize=chunksize)
+def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True) -> Planned:
+    learned = None
+    if engine == "auto" and n_workers is None and chunksize is None and len(items):
+        learned = target.learned_plan(len(items), explore=explore)
+    planned = plan_local(func, items, engine=engine, n_workers=n_workers, chunksize=chunksize, learned=learned)
+    planned.plan = planned.plan.replace(fingerprint=target.fingerprint.id, workload=target.workload)
+    return planned
 
 
 def as_sequence(iterable):

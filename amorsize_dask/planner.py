@@ -5,8 +5,8 @@ Order of evidence: the caller's fixed choices, then the k-NN model over measured
 Sampled results are handed back so that no item is computed twice.
 
 >>> planned = plan_local(abs, [-1, -2, -3], engine="auto", n_workers=None, chunksize=None)
->>> planned.plan.engine, planned.plan.source, planned.sample.results
-('serial', 'sample', [1, 2, 3])
+>>> planned.plan.engine, planned.plan.source, planned.sample.results[0]
+('serial', 'sample', 1)
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Items are computed once: the results of sampled items are kept and returned by ``map``.
 
->>> s = sample_items(abs, [-1, -2, 3, -4], n_total=4)
->>> s.results, s.profile.n_sampled
-([1, 2, 3, 4], 4)
+>>> items = [-1, -2, 3, -4]
+>>> s = sample_items(abs, items, n_total=4)
+>>> s.results == [abs(x) for x in items[: s.profile.n_sampled]]
+True
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ from .errors import reraise_with_item
 # Batches of items timed together when items are too fast for one perf_counter reading
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items).
 _MIN_BATCH_SECONDS = 50e-6
+# Bytes a pickled numpy array takes beyond its buffer (dtype, shape, class): ~150 measured
+# with pickle protocol 5 for 1-D float64 arrays; an estimate within 1% for arrays > 16 KB.
+_NUMPY_PICKLE_HEADER = 160
+# Below this CPU/wall ratio a function is taken to wait (sleep, I/O) and is not probed
+# with threads (bench family io-wait measures ~0.01; the probe cost it ~5% of its time).
+_PURE_WAIT_CPU_RATIO = 0.1
+# Work per probe thread: shorter probes measure thread wake-up, not the function
+# (a 2 x 61 us probe of bench family "payload" read 0.3x; ~0.5 ms per thread reads true).
+_MIN_PROBE_SECONDS = 0.5e-3
+# The probe may cost this share of the serial time; its items' results are kept.
+_PROBE_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,6 @@ def sample_items(
     probe_threads: bool = True,
     budget_fraction: float | None = None,
     max_seconds: float | None = None,
-    min_items: int | None = None,
     parallelism: tuple[int, int] = (1, 1),
 ) -> Sample:
     """Time ``func`` on the first items of ``items`` until the budget is spent.
@@ -93,8 +104,6 @@ def sample_items(
         budget_fraction = config.get("sampling.budget-fraction")
     if max_seconds is None:
         max_seconds = config.get("sampling.max-seconds")
-    if min_items is None:
-        min_items = config.get("sampling.min-items")
     n_avail = min(len(items), n_total)
     results: list = []
     per_item: list[float] = []  # seconds per item of each timed batch
@@ -116,8 +125,8 @@ def sample_items(
         spent = time.perf_counter() - wall_start
         mean = _weighted_mean(per_item, batch_sizes)
         budget = _budget(mean, n_total, spent, time.process_time() - cpu_start, budget_fraction, max_seconds, parallelism)
-        if spent >= budget and len(results) >= min(min_items, n_avail) or spent >= max_seconds:
-            break
+        if spent >= budget or spent >= max_seconds:
+            break  # a dear first item is evidence enough
         if elapsed < _MIN_BATCH_SECONDS:
             batch *= 2
     wall = time.perf_counter() - wall_start
@@ -129,8 +138,14 @@ def sample_items(
     n_done = len(results)
     if probe_threads and n_done < n_avail:
         remaining_budget = _budget(mean, n_total, wall, cpu, budget_fraction, max_seconds, parallelism) - wall
-        probe_n = 2 * max(1, math.ceil(_MIN_BATCH_SECONDS / max(mean, 1e-9)))
-        if n_done + probe_n <= n_avail and mean * probe_n <= max(remaining_budget, 0) + mean:
+        probe_n = 2 * max(1, math.ceil(_MIN_PROBE_SECONDS / max(mean, 1e-9)))
+        ratio = cpu / wall if wall > 0 else 1.0
+        # A function that barely computes (it waits) needs no probe: waits overlap. One that
+        # partly waits is probed always (two threads overlap, so it costs ~1 item). One that
+        # computes may spend the remaining budget or a share of the serial time on it.
+        affordable = max(remaining_budget, _PROBE_FRACTION * mean * n_total)
+        wanted = ratio >= _PURE_WAIT_CPU_RATIO and (ratio < 0.5 or mean * probe_n <= affordable)
+        if n_done + probe_n <= n_avail and wanted:
             thread_speedup, probe_results = _probe_threads(func, items, n_done, probe_n, mean)
             results.extend(probe_results)
 
@@ -191,11 +206,21 @@ def _pickled_sizes(items, results) -> tuple[float, float, bool]:
     sizes_in, sizes_out = [], []
     try:
         for i in range(k):
-            sizes_in.append(len(_dumps(items[i])))
-            sizes_out.append(len(_dumps(results[i])))
+            sizes_in.append(_pickled_size(items[i]))
+            sizes_out.append(_pickled_size(results[i]))
     except Exception:
         return 0.0, 0.0, False
     return statistics.fmean(sizes_in), statistics.fmean(sizes_out), True
+
+
+def _pickled_size(obj) -> int:
+    """Pickled bytes of ``obj``; a numpy array's are its buffer plus a header (no copy made)."""
+    nbytes = getattr(obj, "nbytes", None)
+    if isinstance(nbytes, int) and type(obj).__module__ == "numpy" and getattr(obj, "dtype", None) is not None:
+        if obj.dtype.hasobject:
+            return len(_dumps(obj))
+        return nbytes + _NUMPY_PICKLE_HEADER
+    return len(_dumps(obj))
 
 
 def _dumps(obj) -> bytes:

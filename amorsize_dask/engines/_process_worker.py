@@ -14,9 +14,21 @@ _FUNCTIONS: dict[bytes, object] = {}
 _MAX_FUNCTIONS = 8
 
 
-def initialize_worker() -> None:
+_START_BARRIER = None
+
+
+def initialize_worker(start_barrier=None) -> None:
     """Ctrl-C is the parent's to handle: it stops the workers itself."""
+    global _START_BARRIER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _START_BARRIER = start_barrier
+
+
+def wait_for_peers(timeout: float) -> int:
+    """Block until every worker of the pool runs one of these: forces all to start now."""
+    if _START_BARRIER is not None:
+        _START_BARRIER.wait(timeout)
+    return 0
 
 
 def run_pickled_chunk(func_key: bytes, func_bytes: bytes, chunk, first_index: int):

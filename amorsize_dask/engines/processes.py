@@ -33,6 +33,8 @@ from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 # A chunk is run again after its worker died at most this many times: one crash may be
 # a killed worker (OOM killer, a node going away), repeated crashes are the function's.
 MAX_CHUNK_RETRIES = 2
+# Seconds the workers of a new pool wait for each other to start (a loaded machine).
+_START_TIMEOUT_SECONDS = 60.0
 
 
 def default_start_method() -> str:
@@ -71,11 +73,16 @@ class ProcessEngine(Engine):
                 ctx = multiprocessing.get_context(self.start_method)
                 if self.start_method == "forkserver":
                     ctx.set_forkserver_preload([_process_worker.__name__])
+                barrier = ctx.Barrier(n_workers)
                 pool = ProcessPoolExecutor(
-                    n_workers, mp_context=ctx, initializer=_process_worker.initialize_worker
+                    n_workers,
+                    mp_context=ctx,
+                    initializer=_process_worker.initialize_worker,
+                    initargs=(barrier,),
                 )
-                # Start every worker now, so start-up is paid here and measured once.
-                list(pool.map(abs, range(n_workers)))
+                # Start every worker now (workers are otherwise spawned on demand), so
+                # start-up is paid here and measured once.
+                list(pool.map(_process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
                 self.last_start_seconds = time.perf_counter() - t0
                 self._pool, self._size = pool, n_workers
             return self._pool

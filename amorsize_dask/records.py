@@ -1,0 +1,361 @@
+"""The schema of a training record and its validation (pure functions, no I/O).
+
+A record is one measured run: where it ran (fingerprint), what ran (workload,
+features), how (plan) and how long it took. Every record read from or written to
+the training directory passes through :func:`validate_record`.
+
+>>> rec = make_record(fingerprint="a1b2c3d4e5f6a7b8", fingerprint_fields={"cores": 2},
+...                   workload="0123456789abcdef", function="mymodule.work",
+...                   features={"n_items": 2000}, engine="processes", n_workers=2,
+...                   chunksize=50, source="sample", wall_seconds=1.23,
+...                   compute_seconds=2.3, time=1764139678.2)
+>>> rec["plan"]
+{'engine': 'processes', 'n_workers': 2, 'chunksize': 50, 'source': 'sample'}
+>>> validate_record(dict(rec, wall_seconds=float("nan")))
+Traceback (most recent call last):
+...
+amorsize_dask.records.RecordError: record field 'wall_seconds' must be a finite number > 0, got nan
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import re
+import reprlib
+import time as _time
+from typing import Any
+
+SCHEMA_VERSION = 1
+ENGINES = frozenset({"serial", "threads", "processes", "dask"})
+SOURCES = frozenset({"model", "sample", "default", "explore", "user"})
+
+# Size bounds: a record is a few hundred bytes; these keep a hostile line small.
+MAX_FIELDS = 32
+MAX_KEY_CHARS = 64
+MAX_STR_CHARS = 200
+# Integers are stored as numpy int64 by the model; larger ones cannot be real counts.
+MAX_INT = 2**63 - 1
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+_HEX16_ANY_CASE = re.compile(r"[0-9a-fA-F]{16}")
+
+
+class RecordError(ValueError):
+    """A record does not follow the schema; the message names the field and value."""
+
+
+class FutureSchemaError(RecordError):
+    """A record written by a newer amorsize_dask (``schema`` > :data:`SCHEMA_VERSION`)."""
+
+
+class NotJSONError(RecordError):
+    """A line that is not one JSON value: bad UTF-8, NaN/Infinity, huge int, deep nesting."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def encode_line(record: dict) -> bytes:
+    """``record`` as one compact ASCII JSON line ending in a newline (no NaN/Infinity)."""
+    return json.dumps(record, allow_nan=False, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def decode_line(line: bytes) -> dict:
+    """Parse (JSON only, nothing is ever executed) and validate one line, without its newline.
+
+    >>> decode_line(b'[1]')
+    Traceback (most recent call last):
+    ...
+    amorsize_dask.records.RecordError: record field '<record>' must be an object (dict), got [1]
+
+    Raises
+    ------
+    NotJSONError, FutureSchemaError, RecordError
+    """
+    try:
+        obj = _DECODER.decode(line.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # RecursionError: [[[[... bombs
+        raise NotJSONError(f"not a JSON line: {_show(str(exc))}") from None
+    try:
+        return validate_record(obj)
+    except RecursionError:
+        raise RecordError("record nested too deeply") from None
+
+
+def _show(value: Any) -> str:
+    try:
+        text = _REPR.repr(value)  # bounded: a hostile value may be huge or deeply nested
+    except ValueError:            # an int too long to print
+        text = f"<int of {value.bit_length()} bits>"
+    if isinstance(value, bool):
+        text += " (bool)"
+    return text
+
+
+def _fail(field: str, expected: str, value: Any) -> RecordError:
+    return RecordError(f"record field {field!r} must be {expected}, got {_show(value)}")
+
+
+def _missing(field: str) -> RecordError:
+    return RecordError(f"record field {field!r} is missing")
+
+
+_PLAIN = frozenset({bool, float, str, type(None), dict, list})
+
+
+def _is_int(value: Any) -> bool:
+    """An int, not a bool; numpy integers count (numbers.Integral). Fast for JSON types."""
+    kind = type(value)
+    if kind is int:
+        return True
+    return kind not in _PLAIN and isinstance(value, numbers.Integral)
+
+
+def _int(value: Any, field: str, minimum: int) -> int:
+    if not _is_int(value) or not minimum <= value <= MAX_INT:
+        raise _fail(field, f"an int >= {minimum}", value)
+    return int(value)
+
+
+def _number(value: Any, field: str, *, minimum: float | None = None,
+            strict: bool = False) -> float:
+    """A finite int or float (never bool), returned as float."""
+    kind = type(value)
+    value_f = math.nan
+    if kind is float:
+        value_f = value
+    elif _is_int(value):
+        if -MAX_INT <= value <= MAX_INT:
+            value_f = float(value)
+    elif kind not in _PLAIN and isinstance(value, numbers.Real):  # numpy floats
+        value_f = float(value)
+    if not (math.isfinite(value_f) and (
+            minimum is None or (value_f > minimum if strict else value_f >= minimum))):
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        raise _fail(field, f"a finite number{bound}", value)
+    return value_f
+
+
+def _str(value: Any, field: str, max_chars: int, *, printable: bool = False) -> str:
+    if not isinstance(value, str) or len(value) > max_chars or (
+            printable and not value.isprintable()):
+        kind = "a printable str" if printable else "a str"
+        raise _fail(field, f"{kind} of at most {max_chars} chars", value)
+    return str(value)
+
+
+def _hex16(value: Any, field: str, *, any_case: bool = False) -> str:
+    pattern = _HEX16_ANY_CASE if any_case else _HEX16
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        case = "" if any_case else " lowercase"
+        raise _fail(field, f"16{case} hex chars", value)
+    return value.lower()
+
+
+def _mapping(value: Any, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise _fail(field, "an object (dict)", value)
+    if len(value) > MAX_FIELDS:
+        raise _fail(field, f"a dict of at most {MAX_FIELDS} entries", f"{len(value)} entries")
+    for key in value:
+        if type(key) is not str or len(key) > MAX_KEY_CHARS:
+            _str(key, f"{field} key", MAX_KEY_CHARS)  # raises, naming the key
+    return value
+
+
+def _fingerprint_fields(value: Any) -> dict:
+    out = {}
+    for key, item in _mapping(value, "fingerprint_fields").items():
+        name = f"fingerprint_fields.{key}"
+        if type(item) is bool:
+            out[key] = item
+        elif type(item) is str:
+            out[key] = _str(item, name, MAX_STR_CHARS)
+        elif _is_int(item):
+            out[key] = _int(item, name, -MAX_INT)
+        elif type(item) is float or isinstance(item, numbers.Real):
+            out[key] = _number(item, name)
+        else:
+            raise _fail(name, "a str, int, finite float or bool", item)
+    return out
+
+
+def _features(value: Any) -> dict:
+    out = {}
+    for key, item in _mapping(value, "features").items():
+        name = f"features.{key}"
+        out[key] = _int(item, name, 0) if _is_int(item) else _number(item, name, minimum=0)
+    if "n_items" not in out:
+        raise _missing("features.n_items")
+    if not _is_int(out["n_items"]):
+        raise _fail("features.n_items", "an int >= 0", value["n_items"])
+    return out
+
+
+def _plan(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise _fail("plan", "an object (dict)", value)
+    for key in ("engine", "n_workers", "chunksize", "source"):
+        if key not in value:
+            raise _missing(f"plan.{key}")
+    engine, source = value["engine"], value["source"]
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise _fail("plan.engine", f"one of {sorted(ENGINES)}", engine)
+    if not isinstance(source, str) or source not in SOURCES:
+        raise _fail("plan.source", f"one of {sorted(SOURCES)}", source)
+    return {"engine": str(engine),
+            "n_workers": _int(value["n_workers"], "plan.n_workers", 1),
+            "chunksize": _int(value["chunksize"], "plan.chunksize", 1),
+            "source": str(source)}
+
+
+_REQUIRED = ("schema", "time", "fingerprint", "fingerprint_fields", "workload", "function",
+             "features", "plan", "wall_seconds", "compute_seconds")
+
+
+_INF = math.inf
+
+
+def _fast_flat(value: Any, numbers_only: bool) -> bool:
+    """True if ``value`` is a small dict of plain JSON scalars within bounds."""
+    if type(value) is not dict or len(value) > MAX_FIELDS:
+        return False
+    for key, item in value.items():
+        if type(key) is not str or len(key) > MAX_KEY_CHARS:
+            return False
+        kind = type(item)
+        if kind is float:
+            if not (0 <= item < _INF if numbers_only else -_INF < item < _INF):
+                return False
+        elif kind is int:
+            if not (0 if numbers_only else -MAX_INT) <= item <= MAX_INT:
+                return False
+        elif numbers_only or not (kind is bool or (kind is str and len(item) <= MAX_STR_CHARS)):
+            return False
+    return True
+
+
+def _fast_clean(obj: dict) -> dict | None:
+    """The common case (plain JSON types, current schema) checked inline, ~5x faster
+    than the full path; None when anything is unusual (the full path then decides)."""
+    get = obj.get
+    times = (get("time"), get("wall_seconds"), get("compute_seconds"), get("predicted_seconds"))
+    plan, features = get("plan"), get("features")
+    fp, workload, function, rid = get("fingerprint"), get("workload"), get("function"), get("id")
+    if not (get("schema") == SCHEMA_VERSION and type(get("schema")) is int
+            and type(plan) is dict and _fast_flat(features, True)
+            and type(features.get("n_items")) is int
+            and _fast_flat(get("fingerprint_fields"), False)
+            and type(fp) is str and _HEX16.fullmatch(fp)
+            and type(workload) is str and _HEX16.fullmatch(workload)
+            and (rid is None or (type(rid) is str and _HEX16.fullmatch(rid)))
+            and type(function) is str and len(function) <= MAX_STR_CHARS
+            and function.isprintable()
+            and type(plan.get("engine")) is str and plan["engine"] in ENGINES
+            and type(plan.get("source")) is str and plan["source"] in SOURCES
+            and type(plan.get("n_workers")) is int and type(plan.get("chunksize")) is int
+            and 1 <= plan["n_workers"] <= MAX_INT and 1 <= plan["chunksize"] <= MAX_INT):
+        return None
+    for i, value in enumerate(times):
+        kind = type(value)
+        if not ((kind is float and -_INF < value < _INF)
+                or (kind is int and -MAX_INT <= value <= MAX_INT)
+                or (value is None and i == 3)):
+            return None
+    time, wall, compute, predicted = times
+    if not (wall > 0 and compute >= 0 and (predicted is None or predicted >= 0)):
+        return None
+    clean = {"schema": SCHEMA_VERSION, "time": float(time), "fingerprint": fp,
+             "fingerprint_fields": dict(obj["fingerprint_fields"]), "workload": workload,
+             "function": function, "features": dict(features),
+             "plan": {"engine": plan["engine"], "n_workers": plan["n_workers"],
+                      "chunksize": plan["chunksize"], "source": plan["source"]},
+             "wall_seconds": float(wall), "compute_seconds": float(compute),
+             "predicted_seconds": None if predicted is None else float(predicted)}
+    if rid is not None:
+        clean["id"] = rid
+    return clean
+
+
+def validate_record(obj: Any) -> dict:
+    """Return a clean, validated copy of ``obj``; unknown top-level keys are dropped.
+
+    Raises
+    ------
+    FutureSchemaError
+        ``obj["schema"]`` is newer than :data:`SCHEMA_VERSION`.
+    RecordError
+        Any other violation; the message names the field and the bad value.
+    """
+    clean = _fast_clean(obj) if type(obj) is dict else None
+    return clean if clean is not None else _full_clean(obj)
+
+
+def _full_clean(obj: Any) -> dict:
+    """Every check, with conversions (numpy numbers, upper-case workload) and messages."""
+    if not isinstance(obj, dict):
+        raise _fail("<record>", "an object (dict)", obj)
+    schema = obj.get("schema")
+    if _is_int(schema) and schema > SCHEMA_VERSION:
+        raise FutureSchemaError(
+            f"record field 'schema' is {_show(schema)}, newer than {SCHEMA_VERSION}: "
+            "written by a newer amorsize_dask; upgrade to use it")
+    if not _is_int(schema) or schema != SCHEMA_VERSION:
+        raise _fail("schema", f"the int {SCHEMA_VERSION}", schema)
+    for key in _REQUIRED:
+        if key not in obj:
+            raise _missing(key)
+    predicted = obj.get("predicted_seconds")
+    clean = {
+        "schema": SCHEMA_VERSION,
+        "time": _number(obj["time"], "time"),
+        "fingerprint": _hex16(obj["fingerprint"], "fingerprint"),
+        "fingerprint_fields": _fingerprint_fields(obj["fingerprint_fields"]),
+        "workload": _hex16(obj["workload"], "workload", any_case=True),
+        "function": _str(obj["function"], "function", MAX_STR_CHARS, printable=True),
+        "features": _features(obj["features"]),
+        "plan": _plan(obj["plan"]),
+        "wall_seconds": _number(obj["wall_seconds"], "wall_seconds", minimum=0, strict=True),
+        "compute_seconds": _number(obj["compute_seconds"], "compute_seconds", minimum=0),
+        "predicted_seconds": None if predicted is None else _number(
+            predicted, "predicted_seconds", minimum=0),
+    }
+    if obj.get("id") is not None:
+        clean["id"] = _hex16(obj["id"], "id")
+    return clean
+
+
+def make_record(*, fingerprint: str, fingerprint_fields: dict, workload: str, function: str,
+                features: dict, engine: str, n_workers: int, chunksize: int, source: str,
+                wall_seconds: float, compute_seconds: float,
+                predicted_seconds: float | None = None, time: float | None = None) -> dict:
+    """Build a validated record of the current schema; ``time`` defaults to now.
+
+    >>> make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16,
+    ...             function="f", features={"n_items": 1}, engine="serial", n_workers=1,
+    ...             chunksize=1, source="default", wall_seconds=0.5,
+    ...             compute_seconds=0.4)["schema"]
+    1
+    """
+    return validate_record({
+        "schema": SCHEMA_VERSION,
+        "time": _time.time() if time is None else time,
+        "fingerprint": fingerprint,
+        "fingerprint_fields": fingerprint_fields,
+        "workload": workload,
+        "function": function,
+        "features": features,
+        "plan": {"engine": engine, "n_workers": n_workers, "chunksize": chunksize,
+                 "source": source},
+        "wall_seconds": wall_seconds,
+        "compute_seconds": compute_seconds,
+        "predicted_seconds": predicted_seconds,
+    })

@@ -1,0 +1,509 @@
+"""The training directory: JSON-lines segments written by many processes, merged on read.
+
+Each writer process appends whole lines to its own segment
+``<path>/segments/<host>-<pid>-<random>.jsonl`` and never touches another's file
+except through an atomic rename in :meth:`TrainingStore.prune`. Readers merge all
+segments and skip (and count) whatever is torn, corrupt, oversized or from a newer
+schema. Nothing in the directory is ever unpickled, imported or executed.
+
+>>> import tempfile
+>>> from amorsize_dask.records import make_record
+>>> rec = make_record(fingerprint="a1b2c3d4e5f6a7b8", fingerprint_fields={"cores": 2},
+...                   workload="0123456789abcdef", function="mymodule.work",
+...                   features={"n_items": 2000}, engine="serial", n_workers=1,
+...                   chunksize=2000, source="default", wall_seconds=0.5,
+...                   compute_seconds=0.4)
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     store = TrainingStore(tmp)
+...     store.append(rec), len(store), store.records()[0]["plan"]["engine"]
+(True, 1, 'serial')
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import errno
+import json
+import logging
+import os
+import pathlib
+import re
+import secrets
+import socket
+import stat
+import threading
+import time
+import warnings
+from typing import Any
+
+import dask.utils
+
+from amorsize_dask import config
+from amorsize_dask.records import (FutureSchemaError, NotJSONError, RecordError,
+                                   decode_line, encode_line, validate_record)
+
+logger = logging.getLogger("amorsize_dask")
+
+SEGMENTS = "segments"
+SKIP_REASONS = ("torn", "not-json", "too-long", "invalid", "future-schema",
+                "oversized-file", "not-regular-file", "unreadable")
+# Bytes per read(): memory stays below this plus max-line-bytes whatever a file holds.
+_BLOCK = 1 << 20
+# Errors a fresh segment would hit too: retrying would only leave empty files behind.
+_NO_RETRY = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS,
+             errno.EACCES, errno.EPERM}
+_O_COMMON = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))
+# O_NOFOLLOW: never follow a symlink; O_NONBLOCK: never hang on a FIFO.
+_O_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _O_COMMON
+# Names of the segments this process's stores have open for appending.
+_OPEN_SEGMENTS: set[str] = set()
+
+
+def _hostname() -> str:
+    """This host's name reduced to ``[A-Za-z0-9_-]``, at most 32 chars."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32] or "host"
+
+
+def _new_segment_name() -> str:
+    return f"{_hostname()}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+
+
+def _bytes_setting(key: str) -> int:
+    value = config.get(key)
+    return int(dask.utils.parse_bytes(value) if isinstance(value, str) else value)
+
+
+def _identity(record: dict) -> Any:
+    """Deduplication key: the record id, else its whole content."""
+    rid = record.get("id")
+    return rid if rid is not None else json.dumps(record, sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreStats:
+    """What :meth:`TrainingStore.stats` found; ``skipped`` maps reason -> count."""
+
+    path: pathlib.Path
+    n_records: int
+    n_segments: int
+    n_bytes: int
+    skipped: dict
+    per_fingerprint: dict
+    per_workload: dict
+
+
+class _Segment:
+    """Reader state of one segment file: what has been consumed, and what it held."""
+
+    __slots__ = ("ino", "mtime", "size", "offset", "scan", "long_line", "records", "skipped")
+
+    def __init__(self, ino: int):
+        self.ino, self.mtime = ino, 0.0
+        self.size = 0            # bytes of the file seen so far
+        self.offset = 0          # end of the last complete line consumed
+        self.scan = 0            # where scanning resumes inside an over-long line
+        self.long_line = False   # the line at ``offset`` is known to be too long
+        self.records: list[dict] = []
+        self.skipped: collections.Counter = collections.Counter()
+
+    @property
+    def torn(self) -> bool:
+        return self.size > self.offset
+
+    def read(self, fd: int, size: int, max_line: int) -> int:
+        """Consume the complete lines up to ``size``, in bounded blocks; bytes read."""
+        pos, long_line = self.offset, self.long_line
+        at = first = self.scan if long_line else pos
+        pending = bytearray()                 # head of the current line, <= max_line
+        os.lseek(fd, at, os.SEEK_SET)
+        while at < size:
+            data = os.read(fd, min(_BLOCK, size - at))
+            if not data:
+                break                         # truncated meanwhile
+            base, at, start = at, at + len(data), 0
+            while (nl := data.find(b"\n", start)) >= 0:
+                if long_line or len(pending) + nl - start > max_line:
+                    self.skipped["too-long"] += 1
+                    long_line = False
+                elif pending:
+                    self._add(bytes(pending + data[start:nl]))
+                else:
+                    self._add(data[start:nl])
+                pending.clear()
+                start = nl + 1
+                pos = base + start
+            if not long_line:
+                if len(pending) + len(data) - start > max_line:
+                    long_line = True
+                    pending.clear()
+                else:
+                    pending += data[start:]
+        self.offset, self.long_line, self.scan, self.size = pos, long_line, at, at
+        return at - first
+
+    def _add(self, line: bytes) -> None:
+        try:
+            self.records.append(decode_line(line))
+        except NotJSONError:
+            self.skipped["not-json"] += 1
+        except FutureSchemaError:
+            self.skipped["future-schema"] += 1
+        except RecordError:
+            self.skipped["invalid"] += 1
+
+
+class TrainingStore:
+    """Read, append to and prune a training directory.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path, optional
+        The directory; default :func:`amorsize_dask.config.default_training_dir`.
+        Created on the first :meth:`append`, never by reading.
+    """
+
+    #: Seconds another process's segment must be quiet before prune compacts it.
+    settle_seconds = 600.0
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = pathlib.Path(config.default_training_dir() if path is None else path)
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        self._fd: int | None = None           # our segment, open for appending
+        self._fd_pid = 0
+        self._written = 0                     # bytes written to it
+        self._seg_path: pathlib.Path | None = None
+        self._warned = False
+        self._segments: dict[str, _Segment] = {}
+        self._file_skips: collections.Counter = collections.Counter()
+        self._n_segments = self._n_bytes = 0
+        self._merged: list[dict] = []
+        self._bytes_read = 0                  # total bytes read from segments
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path = state["path"]
+        self._init_state()
+
+    def __repr__(self) -> str:
+        return f"TrainingStore({str(self.path)!r})"
+
+    def __len__(self) -> int:
+        return len(self.records())
+
+    def _locked(self) -> threading.Lock:
+        if self._lock_pid != os.getpid():     # forked, maybe while another thread held it
+            self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        return self._lock
+
+    # -- writing -----------------------------------------------------------------------
+    def append(self, record: dict) -> bool:
+        """Validate ``record``, give it a random ``id`` and append it to our segment.
+
+        Returns False, after one warning per store, when the directory cannot be
+        written (read-only, full, removed...); never raises OSError.
+
+        Raises
+        ------
+        RecordError
+            ``record`` does not follow the schema, or encodes to a line longer
+            than ``amorsize.store.max-line-bytes``.
+        """
+        clean = validate_record(record)
+        clean["id"] = secrets.token_hex(8)
+        line = encode_line(clean)
+        max_line = _bytes_setting("store.max-line-bytes")
+        if len(line) - 1 > max_line:
+            raise RecordError(f"record encodes to {len(line) - 1} bytes, more than "
+                              f"amorsize.store.max-line-bytes={max_line}; shorten its strings")
+        with self._locked():
+            try:
+                self._write_line(line)
+            except OSError as exc:
+                self._close_writer(discard_empty=True)
+                self._warn_once(exc)
+                return False
+        return True
+
+    def _write_line(self, line: bytes) -> None:
+        max_written = _bytes_setting("store.max-segment-bytes") // 2
+        for attempt in range(2):
+            if self._fd is not None and (self._fd_pid != os.getpid()   # forked child
+                                         or self._written > max_written):  # roll over
+                self._close_writer()
+            if self._fd is None:
+                self._seg_path = None
+                self._fd, self._fd_pid, self._written = self._open_segment(), os.getpid(), 0
+            try:
+                n = os.write(self._fd, line)  # one write of one whole line, O_APPEND
+                self._written += n
+                if n != len(line):
+                    raise OSError(errno.EIO, f"short write ({n} of {len(line)} bytes)")
+                if os.fstat(self._fd).st_nlink > 0:
+                    return
+                # Our segment was unlinked (directory removed, or a prune raced us):
+                # the line went nowhere, so write it again into a new segment.
+                self._close_writer()
+                if attempt:
+                    raise OSError(errno.ENOENT, "segment removed while writing")
+            except OSError as exc:
+                self._close_writer(discard_empty=True)
+                if attempt or exc.errno in _NO_RETRY:
+                    raise
+
+    def _open_segment(self) -> int:
+        """Create a new segment for this process; return a descriptor open for appending.
+
+        Tests may override this (e.g. to open ``/dev/full`` for a real ENOSPC).
+        """
+        seg_dir = self.path / SEGMENTS
+        os.makedirs(seg_dir, exist_ok=True)
+        path = seg_dir / _new_segment_name()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | _O_COMMON
+        fd = os.open(path, flags, 0o666)      # mode: 0o666 minus the umask
+        self._seg_path = path
+        _OPEN_SEGMENTS.add(path.name)
+        return fd
+
+    def _close_writer(self, discard_empty: bool = False) -> None:
+        fd, path, self._fd, self._seg_path = self._fd, self._seg_path, None, None
+        if fd is None:
+            return
+        if path is not None:
+            _OPEN_SEGMENTS.discard(path.name)
+        try:
+            os.close(fd)
+            if discard_empty and self._written == 0 and path is not None \
+                    and self._fd_pid == os.getpid():
+                os.unlink(path)               # our own empty file: nobody loses anything
+        except OSError:
+            pass
+
+    def _warn_once(self, exc: OSError) -> None:
+        if not self._warned:
+            self._warned = True
+            msg = (f"amorsize_dask cannot write to the training directory {self.path} "
+                   f"({exc}); runs are not recorded, so nothing is learned from them. "
+                   "Point amorsize.training-dir at a writable directory.")
+            logger.warning(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)  # at the caller of append
+
+    # -- reading -----------------------------------------------------------------------
+    def records(self) -> list[dict]:
+        """All valid records of all segments, deduplicated by id, oldest first.
+
+        Incremental: only bytes appended since the previous call are read. The
+        dicts are shared with the store's cache; do not mutate them.
+        """
+        with self._locked():
+            self._refresh()
+            return list(self._merged)
+
+    def stats(self) -> StoreStats:
+        """Counts of records, segments, bytes and skipped lines/files by reason."""
+        with self._locked():
+            self._refresh()
+            skipped = dict.fromkeys(SKIP_REASONS, 0)
+            for counts in [self._file_skips, *(s.skipped for s in self._segments.values())]:
+                for reason, count in counts.items():
+                    skipped[reason] += count
+            skipped["torn"] += sum(s.torn for s in self._segments.values())
+            merged = self._merged
+            return StoreStats(
+                path=self.path, n_records=len(merged), n_segments=self._n_segments,
+                n_bytes=self._n_bytes, skipped=skipped,
+                per_fingerprint=dict(collections.Counter(r["fingerprint"] for r in merged)),
+                per_workload=dict(collections.Counter(
+                    (r["fingerprint"], r["workload"]) for r in merged)))
+
+    def _refresh(self) -> None:
+        max_line = _bytes_setting("store.max-line-bytes")
+        max_segment = _bytes_setting("store.max-segment-bytes")
+        try:
+            with os.scandir(self.path / SEGMENTS) as it:
+                entries = list(it)
+        except OSError:
+            entries = []
+        present: dict[str, _Segment] = {}
+        skips: collections.Counter = collections.Counter()
+        n_segments = n_bytes = 0
+        changed = False
+        for entry in entries:
+            if not entry.name.endswith(".jsonl") or entry.name.startswith("."):
+                continue                      # only segments/*.jsonl is ever opened
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue                      # removed since listed
+            if not stat.S_ISREG(st.st_mode):
+                skips["not-regular-file"] += 1
+                continue
+            n_segments += 1
+            n_bytes += st.st_size
+            if st.st_size > max_segment:
+                skips["oversized-file"] += 1
+                continue
+            seg = self._segments.get(entry.name)
+            if seg is None or seg.ino != st.st_ino or seg.size != st.st_size:
+                try:
+                    seg = self._read_segment(entry.path, seg, max_line)
+                except OSError as exc:        # ELOOP: became a symlink since lstat
+                    skips["not-regular-file" if exc.errno in (errno.ELOOP, None)
+                          else "unreadable"] += 1
+                    continue
+                changed = True
+            seg.mtime = st.st_mtime
+            present[entry.name] = seg
+        changed = changed or present.keys() != self._segments.keys()
+        self._segments, self._file_skips = present, skips
+        self._n_segments, self._n_bytes = n_segments, n_bytes
+        if changed:
+            self._merge()
+
+    def _read_segment(self, path: str, seg: _Segment | None, max_line: int) -> _Segment:
+        fd = os.open(path, _O_READ)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(None, "not a regular file", path)
+            if seg is None or seg.ino != st.st_ino or st.st_size < seg.offset:
+                seg = _Segment(st.st_ino)     # new, replaced or truncated: from the start
+            self._bytes_read += seg.read(fd, st.st_size, max_line)
+        finally:
+            os.close(fd)
+        return seg
+
+    def _merge(self) -> None:
+        seen, merged = set(), []
+        for name in sorted(self._segments):
+            for rec in self._segments[name].records:
+                key = _identity(rec)
+                if key not in seen:
+                    seen.add(key)
+                    merged.append(rec)
+        merged.sort(key=lambda r: r["time"])  # stable; future times sort as newest
+        self._merged = merged
+
+    # -- pruning -----------------------------------------------------------------------
+    def prune(self, keep_per_workload: int | None = None) -> int:
+        """Keep the newest ``keep_per_workload`` records per (fingerprint, workload).
+
+        Settled segments are compacted into new ones (temp file + atomic rename),
+        then each is removed only if still exactly as read, so a record appended
+        concurrently is never lost. Default ``amorsize.store.keep-per-workload``.
+
+        Returns
+        -------
+        int
+            The number of records removed.
+
+        Raises
+        ------
+        OSError
+            The compacted segment cannot be written (nothing is removed then).
+        """
+        if keep_per_workload is None:
+            keep_per_workload = config.get("store.keep-per-workload")
+        keep = int(keep_per_workload)
+        if keep < 0:
+            raise ValueError(f"keep_per_workload must be >= 0, got {keep_per_workload!r}")
+        with self._locked():
+            self._close_writer()              # later appends go to a fresh segment
+            self._refresh()
+            groups: dict[tuple, list] = collections.defaultdict(list)
+            for rec in self._merged:          # deduplicated, oldest first
+                groups[(rec["fingerprint"], rec["workload"])].append(rec)
+            kept = {_identity(r) for recs in groups.values()
+                    for r in recs[max(0, len(recs) - keep):]}
+            now = time.time()
+            removable = sorted(n for n, s in self._segments.items() if self._settled(n, s, now))
+            staying = {_identity(r) for n, s in self._segments.items()
+                       if n not in removable for r in s.records}
+            out, dropped = [], set()
+            for rec in self._merged:
+                key = _identity(rec)
+                if key in staying:
+                    continue
+                if key in kept:
+                    out.append(rec)
+                else:
+                    dropped.add(key)
+            if not dropped and len(removable) <= 1:
+                return 0
+            self._write_compacted(out)
+            self._remove_if_unchanged(removable)
+            self._refresh()
+            return len(dropped - {_identity(r) for r in self._merged})
+
+    def _settled(self, name: str, seg: _Segment, now: float) -> bool:
+        """May ``name`` be compacted? Not while a writer may still append to it.
+
+        Our own closed segments may; others once quiet for ``settle_seconds`` (a
+        torn line that old is abandoned and dropped). The size re-check before
+        unlinking and the writers' unlink check cover what remains. A segment
+        holding newer-schema records is left for the newer version to prune.
+        """
+        if seg.skipped["future-schema"]:
+            return False
+        if now - seg.mtime >= self.settle_seconds:
+            return True
+        own = name.startswith(f"{_hostname()}-{os.getpid()}-")
+        return own and name not in _OPEN_SEGMENTS and not seg.torn
+
+    def _write_compacted(self, records: list[dict]) -> None:
+        """Write ``records`` as new segments of < max-segment-bytes / 2, atomically."""
+        seg_dir = self.path / SEGMENTS
+        limit = _bytes_setting("store.max-segment-bytes") // 2
+        chunks: list[list[bytes]] = [[]]
+        size = 0
+        for rec in records:
+            line = encode_line(rec)
+            if chunks[-1] and size + len(line) > limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(line)
+            size += len(line)
+        created: list[pathlib.Path] = []
+        try:
+            for lines in filter(None, chunks):
+                name = _new_segment_name()
+                tmp = seg_dir / f".{name}.tmp"   # not *.jsonl: readers ignore it
+                created.append(tmp)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_COMMON, 0o666)
+                try:
+                    data = memoryview(b"".join(lines))
+                    while data:
+                        data = data[os.write(fd, data):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, seg_dir / name)
+                created[-1] = seg_dir / name
+        except OSError:
+            for path in created:              # the originals are untouched: undo, report
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            raise
+
+    def _remove_if_unchanged(self, names: list[str]) -> None:
+        """Unlink segments still exactly as read; a grown one stays (ids deduplicate)."""
+        for name in names:
+            seg, path = self._segments[name], self.path / SEGMENTS / name
+            try:
+                fd = os.open(path, _O_READ)   # open + fstat: revalidates NFS attributes
+                try:
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+                if stat.S_ISREG(st.st_mode) and (st.st_ino, st.st_size) == (seg.ino, seg.size):
+                    os.unlink(path)
+            except OSError:
+                pass                          # gone already, or not ours to remove

@@ -1,0 +1,20 @@
+"""Test isolation: a private cache dir (machine overheads) and training dir per session."""
+
+import os
+
+import dask
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_dirs(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    training = tmp_path_factory.mktemp("training")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    with dask.config.set({"amorsize.training-dir": str(training)}):
+        yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

@@ -1,0 +1,186 @@
+"""Planner, cost model, sampling and machine facts, with hardware facts injected."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import amorsize_dask as ad
+from amorsize_dask import cost_model, machine
+from amorsize_dask.overheads import Overheads
+from amorsize_dask.sampling import Profile, sample_items
+
+# A 2-core machine's figures, as the calibration measures them (forkserver pool).
+OVERHEADS = Overheads(
+    process_start_seconds=0.15,
+    process_task_seconds=120e-6,
+    process_item_seconds=0.3e-6,
+    process_bytes_per_second=400e6,
+    thread_task_seconds=30e-6,
+    start_method="forkserver",
+    measured_at=0.0,
+)
+
+
+def profile(**kw):
+    base = dict(n_sampled=20, item_seconds=1e-3, item_cv=0.1, cpu_ratio=1.0, bytes_in=30.0,
+                bytes_out=30.0, picklable=True, thread_speedup=1.0, sample_seconds=0.02)
+    base.update(kw)
+    return Profile(**base)
+
+
+def best(prof, n, cores=2, **kw):
+    return cost_model.rank(prof, n, OVERHEADS, cores=cores, pool_warm=True, **kw)[0]
+
+
+def test_pure_python_cpu_work_goes_to_processes():
+    b = best(profile(), 2000)
+    assert (b.engine, b.n_workers) == ("processes", 2)
+    assert b.seconds < 2000 * 1e-3 / 1.8
+
+
+def test_tiny_work_stays_serial():
+    assert best(profile(item_seconds=1e-6), 100).engine == "serial"
+
+
+def test_large_payloads_with_cheap_function_stay_serial():
+    b = best(profile(item_seconds=50e-6, bytes_in=1 << 20, bytes_out=1 << 20), 400)
+    assert b.engine in ("serial", "threads")
+    assert b.engine != "processes"
+
+
+def test_waiting_function_goes_to_many_threads():
+    b = best(profile(item_seconds=2e-3, cpu_ratio=0.01, thread_speedup=2.0), 1000, max_threads=64)
+    assert b.engine == "threads" and b.n_workers >= 16
+
+
+def test_gil_releasing_function_prefers_threads_over_processes_with_payload():
+    b = best(profile(item_seconds=5e-3, thread_speedup=1.95, bytes_in=400_000), 400)
+    assert b.engine == "threads" and b.n_workers >= 2
+
+
+def test_one_core_never_plans_cpu_parallelism():
+    assert best(profile(), 2000, cores=1).engine == "serial"
+
+
+def test_unpicklable_rules_out_processes():
+    ranked = cost_model.rank(profile(picklable=False), 2000, OVERHEADS, cores=2, pool_warm=True)
+    assert all(c.engine != "processes" for c in ranked)
+
+
+def test_memory_limit_bounds_chunks():
+    ranked = cost_model.rank(profile(bytes_in=1e6), 2000, OVERHEADS, cores=2, pool_warm=True, memory_limit=50e6)
+    procs = [c for c in ranked if c.engine == "processes"]
+    assert procs and all(2 * c.n_workers * c.chunksize * (1e6 + 30) <= 50e6 for c in procs)
+
+
+def test_cold_pool_pays_start_up():
+    warm = cost_model.process_seconds(profile(), 100, OVERHEADS, n_workers=2, chunksize=50, cores=2, pool_warm=True)
+    cold = cost_model.process_seconds(profile(), 100, OVERHEADS, n_workers=2, chunksize=50, cores=2, pool_warm=False)
+    assert cold == pytest.approx(warm + OVERHEADS.process_start_seconds)
+
+
+def test_coarse_chunks_are_penalised_by_waves():
+    # 24 heavy items on 2 workers: 2 chunks of 12 beats 3 chunks of 8 (2 waves).
+    prof = profile(item_seconds=0.08, item_cv=0.0)
+    even = cost_model.process_seconds(prof, 24, OVERHEADS, n_workers=2, chunksize=12, cores=2, pool_warm=True)
+    uneven = cost_model.process_seconds(prof, 24, OVERHEADS, n_workers=2, chunksize=8, cores=2, pool_warm=True)
+    assert even < uneven
+
+
+def test_sampling_is_bounded_in_time_and_keeps_results():
+    def slow(x):
+        time.sleep(0.01)
+        return -x
+
+    t0 = time.perf_counter()
+    s = sample_items(slow, list(range(200)), 200, parallelism=(2, 64))
+    assert time.perf_counter() - t0 < 0.5
+    assert s.results == [-x for x in range(s.profile.n_sampled)]
+    assert s.profile.n_sampled < 20
+    assert s.profile.cpu_ratio < 0.5
+
+
+def test_sampling_probes_threads_for_a_function_that_partly_waits():
+    def half_wait(x):
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.001:
+            pass
+        time.sleep(0.002)
+        return x
+
+    s = sample_items(half_wait, list(range(2000)), 2000, parallelism=(2, 2), budget_fraction=0.05)
+    assert 0.1 < s.profile.cpu_ratio < 0.6
+    assert s.profile.thread_speedup is not None and s.profile.thread_speedup > 1.2
+
+
+def test_pure_waiting_function_goes_to_threads_without_a_probe():
+    def wait(x):
+        time.sleep(0.002)
+        return x
+
+    s = sample_items(wait, list(range(2000)), 2000, parallelism=(2, 64))
+    assert s.profile.thread_speedup is None and s.profile.cpu_ratio < 0.1
+    b = best(s.profile, 2000, max_threads=64)
+    assert b.engine == "threads" and b.n_workers >= 16
+
+
+def test_sampling_measures_payload_bytes():
+    s = sample_items(bytes, [1000] * 50, 50)
+    assert s.profile.bytes_out > 1000 and s.profile.picklable
+
+
+def test_plan_is_frozen_and_explains_its_figures():
+    p = ad.plan(lambda x: x + 1, range(1000))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.engine = "threads"
+    text = p.explain()
+    assert "sampled" in text and "/item" in text and p.engine in text
+    assert p.source == "sample" and 0 <= p.confidence <= 1
+
+
+def test_plan_with_fixed_choices_does_not_sample():
+    p = ad.plan(abs, range(100), engine="processes", n_workers=2, chunksize=10)
+    assert (p.engine, p.n_workers, p.chunksize, p.n_tasks, p.source) == ("processes", 2, 10, 10, "default")
+
+
+def test_plan_never_exceeds_usable_cores_for_processes():
+    def work(x):
+        return sum(range(20_000)) + x
+
+    p = ad.plan(work, range(400), engine="processes")
+    assert p.n_workers <= machine.cpu_count()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, text",
+    [
+        ({"chunksize": 0}, ValueError, "chunksize=0"),
+        ({"chunksize": 2.5}, TypeError, "chunksize=2.5"),
+        ({"chunksize": True}, TypeError, "chunksize=True"),
+        ({"n_workers": -1}, ValueError, "n_workers=-1"),
+        ({"engine": "gpu"}, ValueError, "engine='gpu'"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs, error, text):
+    with pytest.raises(error, match=text.replace("(", r"\(")):
+        ad.map(abs, [1, 2], **kwargs)
+    with pytest.raises(error):
+        ad.plan(abs, [1, 2], **kwargs)
+
+
+def test_non_callable_and_non_iterable():
+    with pytest.raises(TypeError, match="must be callable"):
+        ad.map(42, [1])
+    with pytest.raises(TypeError, match="must be iterable"):
+        ad.map(abs, 42)
+
+
+def test_cpu_count_honours_affinity():
+    assert 1 <= machine.cpu_count() <= (os.cpu_count() or 1)
+    code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from amorsize_dask import machine; print(machine.cpu_count())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "1", out.stderr

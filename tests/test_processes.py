@@ -1,0 +1,101 @@
+"""The process engine leaves nothing running: after errors, Ctrl-C, or exit."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+
+
+def _alive(pids):
+    out = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _wait_gone(pids, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _alive(pids)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import amorsize_dask as ad
+
+    PIDS = sys.argv[1]
+
+    def work(x):
+        with open(PIDS, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        if sys.argv[2] == "error" and x == 5:
+            raise ValueError("boom")
+        time.sleep(0.2)
+        return x
+
+    if __name__ == "__main__":
+        try:
+            ad.map(work, range(60), engine="processes", n_workers=2, chunksize=1)
+        except ValueError:
+            print("caught", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            raise
+    """
+)
+
+
+def _run_script(tmp_path, mode):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    pids_file = tmp_path / "pids.txt"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(pids_file), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
+    return proc, pids_file
+
+
+def _worker_pids(pids_file):
+    if not pids_file.exists():
+        return set()
+    return {int(line) for line in pids_file.read_text().split() if line.strip()}
+
+
+def test_no_orphans_after_error_and_exit(tmp_path):
+    proc, pids_file = _run_script(tmp_path, "error")
+    out, err = proc.communicate(timeout=60)
+    assert "caught" in out, err
+    pids = _worker_pids(pids_file)
+    assert pids and proc.pid not in pids
+    assert _wait_gone(pids) == []
+
+
+def test_ctrl_c_returns_promptly_and_leaves_no_processes(tmp_path):
+    proc, pids_file = _run_script(tmp_path, "sleep")
+    deadline = time.monotonic() + 60
+    while len(_worker_pids(pids_file)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pids = _worker_pids(pids_file)
+    assert pids, "workers never started"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert "interrupted" in out, err
+    assert proc.returncode != 0
+    assert _wait_gone(pids) == []
