@@ -12,6 +12,8 @@ machine's measured :class:`~amorsize_dask.overheads.Overheads`. The model, per e
 - threads on ``w`` threads: the GIL-bound part of each item runs one at a time; the part
   that waits scales with ``w``, the part that computes without the GIL with ``min(w, cores)``
   (split by the measured CPU/wall ratio and two-thread speedup); plus ``k·thread_task``.
+- dask on a cluster of ``w`` threads: as processes, with the cluster's measured overheads
+  (no start-up: the cluster is running).
 
 >>> from amorsize_dask.sampling import Profile
 >>> from amorsize_dask.overheads import Overheads
@@ -57,6 +59,17 @@ def chunk_grid(n_items: int, n_workers: int) -> list[int]:
     return sorted(s for s in sizes if s <= n_items)
 
 
+def balanced_chunks(n_items: int, n_workers: int, sizes: list[int], min_tasks_per_worker: int) -> list[int]:
+    """Chunk sizes that give every worker at least ``min_tasks_per_worker`` tasks (when the
+    items allow it), so that a dear item the sample did not see cannot stall a whole share.
+
+    >>> balanced_chunks(100, 2, [1, 10, 25, 50], 4)
+    [1, 10]
+    """
+    limit = max(1, n_items // (n_workers * min_tasks_per_worker))
+    return [c for c in sizes if c <= limit] or [1]
+
+
 def serial_seconds(profile: Profile, n_items: int) -> float:
     return n_items * profile.item_seconds
 
@@ -71,12 +84,12 @@ def process_seconds(
     makespan = max(compute / w, math.ceil(n_tasks / w) * compute / n_tasks)
     if n_tasks > 1:
         makespan += t * profile.item_cv * math.sqrt(chunksize)
-    per_item_transfer = overheads.process_item_seconds + (profile.bytes_in + profile.bytes_out) / overheads.process_bytes_per_second
-    parent = n_tasks * overheads.process_task_seconds + n_items * per_item_transfer
+    per_item_transfer = overheads.item_seconds + (profile.bytes_in + profile.bytes_out) / overheads.bytes_per_second
+    parent = n_tasks * overheads.task_seconds + n_items * per_item_transfer
     shared_cpu = (compute + parent) / cores
-    start = 0.0 if pool_warm else overheads.process_start_seconds
+    start = 0.0 if pool_warm else overheads.start_seconds
     # Pipeline fill: the first chunk travels before any worker computes, the last one after.
-    fill = overheads.process_task_seconds + min(chunksize, n_items) * per_item_transfer
+    fill = overheads.task_seconds + min(chunksize, n_items) * per_item_transfer
     return start + max(makespan, parent, shared_cpu) + fill
 
 
@@ -122,6 +135,7 @@ def rank(
     chunksize: int | None = None,
     max_threads: int = 32,
     memory_limit: float = math.inf,
+    min_tasks_per_worker: int = 4,
 ) -> list[Candidate]:
     """Every candidate configuration with its predicted seconds, fastest first.
 
@@ -134,7 +148,8 @@ def rank(
     per_item_bytes = profile.bytes_in + profile.bytes_out
     if "processes" in engines and profile.picklable and n_items > 0:
         for w in [n_workers] if n_workers else range(2, max(2, cores) + 1):
-            for c in [chunksize] if chunksize else chunk_grid(n_items, w):
+            sizes = [chunksize] if chunksize else balanced_chunks(n_items, w, chunk_grid(n_items, w), min_tasks_per_worker)
+            for c in sizes:
                 if 2 * w * c * per_item_bytes > memory_limit:
                     continue
                 secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores, pool_warm=pool_warm)
@@ -142,6 +157,14 @@ def rank(
     # Threads cannot beat serial unless some of the item time overlaps: skip their grid
     # then, unless threads were asked for.
     overlaps = parallel_fractions(profile)[0] > 0 or "serial" not in engines
+    if "dask" in engines and profile.picklable and n_items > 0:
+        w = n_workers or cores
+        sizes = [chunksize] if chunksize else balanced_chunks(n_items, w, chunk_grid(n_items, w), min_tasks_per_worker)
+        for c in sizes:
+            if 2 * c * per_item_bytes > memory_limit:
+                continue
+            secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores, pool_warm=True)
+            out.append(Candidate("dask", w, c, secs))
     if "threads" in engines and n_items > 0 and overlaps:
         counts = [n_workers] if n_workers else _thread_counts(max_threads, n_items, cores)
         for w in counts:

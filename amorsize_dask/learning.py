@@ -59,7 +59,7 @@ class Learner:
         return list(self._groups.get((fingerprint, workload), ()))
 
     def predict(self, fingerprint: str, workload: str, n_items: int, *, cores: int, fields: dict | None = None,
-                explore: bool = True) -> model.Prediction | None:
+                explore: bool = True, engines: tuple[str, ...] = ("threads", "processes")) -> model.Prediction | None:
         """The model's best configuration for this workload here, or None without evidence.
 
         With no runs on this fingerprint, runs of the same workload on the most similar
@@ -75,6 +75,7 @@ class Learner:
             explore_probability=config.get("model.explore-probability"),
             explore_max_slowdown=config.get("model.explore-max-slowdown"),
             max_threads=config.get("planner.max-threads"),
+            engines=engines,
         )
         own = self._groups.get((fingerprint, workload))
         if own:

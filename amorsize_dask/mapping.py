@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from . import validation
 from .engines import get_engine
 from .plan import Plan
-from .planner import Planned, plan_local
+from .planner import Planned, plan_items
 from .target import Target
 
 
@@ -78,14 +78,14 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
     chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
     items = as_sequence(validation.check_iterable(iterable))
     t0 = time.perf_counter()
-    target = Target.local(func, training_dir)
+    target = _target(func, client, engine, training_dir)
     planned = _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize)
     plan = planned.plan
     results = list(planned.sample.results) if planned.sample is not None else []
     compute = planned.profile.sample_seconds if planned.profile is not None else 0.0
     rest = items[plan.n_sampled :]
     if len(rest):
-        run = get_engine(plan.engine, client).run(
+        run = get_engine(plan.engine, target.client).run(
             func, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled
         )
         results.extend(run.results)
@@ -117,7 +117,7 @@ def plan(
     n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
     chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
     items = as_sequence(validation.check_iterable(iterable))
-    target = Target.local(func, training_dir)
+    target = _target(func, client, engine, training_dir)
     return _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
 
 
@@ -125,9 +125,39 @@ def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explor
     learned = None
     if engine == "auto" and n_workers is None and chunksize is None and len(items):
         learned = target.learned_plan(len(items), explore=explore)
-    planned = plan_local(func, items, engine=engine, n_workers=n_workers, chunksize=chunksize, learned=learned)
+    planned = plan_items(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, learned=learned)
     planned.plan = planned.plan.replace(fingerprint=target.fingerprint.id, workload=target.workload)
     return planned
+
+
+def _target(func, client, engine: str, training_dir) -> Target:
+    """The cluster when one is given or active (and no local engine was asked for), else here."""
+    if engine in ("serial", "threads", "processes"):
+        return Target.local(func, training_dir)
+    if client is None:
+        client = active_client()
+    if client is None:
+        if engine == "dask":
+            raise ValueError(
+                "engine='dask' needs a distributed Client: pass client=..., or create one "
+                "first (distributed.Client()), or use engine='processes' on this machine"
+            )
+        return Target.local(func, training_dir)
+    return Target.cluster(client, func, training_dir)
+
+
+def active_client():
+    """The distributed Client dask itself would use, if distributed is in use at all."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
 
 
 def as_sequence(iterable):

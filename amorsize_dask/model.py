@@ -112,6 +112,7 @@ def predict(
     max_threads: int = 64,
     similarity: float = 1.0,
     rng: random.Random | None = None,
+    engines: tuple[str, ...] = ("threads", "processes"),
 ) -> Prediction | None:
     """The fastest measured configuration for ``n_items``, or None without observations."""
     if not observations or n_items <= 0:
@@ -141,7 +142,7 @@ def predict(
     measured_slow = {cfg for cfg, secs in predicted.items() if secs > explore_max_slowdown * best.seconds}
     options = [
         cfg
-        for cfg in neighbours(best_cfg, n_items, cores=cores, max_threads=max_threads)
+        for cfg in neighbours(best_cfg, n_items, cores=cores, max_threads=max_threads, engines=engines)
         if cfg not in predicted and cfg not in measured_slow
     ]
     if not options:
@@ -150,7 +151,8 @@ def predict(
     return Prediction(engine, workers, chunksize, best.seconds, best.confidence, len(nearest), True, best.seconds)
 
 
-def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int) -> list[tuple]:
+def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
+               engines: tuple[str, ...] = ("threads", "processes")) -> list[tuple]:
     """Configurations one step from ``cfg``: chunksize ×2 / ÷2, workers ±1 (threads ×2 / ÷2),
     and across the serial / parallel line.
 
@@ -159,8 +161,14 @@ def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int) -> lis
     """
     engine, workers, chunksize = cfg
     if engine == "serial":
-        out = [("processes", cores, math.ceil(n_items / (4 * cores)))] if cores >= 2 else []
-        return out + [("threads", 2, math.ceil(n_items / 8))]
+        out = []
+        if "processes" in engines and cores >= 2:
+            out.append(("processes", cores, math.ceil(n_items / (4 * cores))))
+        if "threads" in engines:
+            out.append(("threads", 2, math.ceil(n_items / 8)))
+        if "dask" in engines:
+            out.append(("dask", cores, math.ceil(n_items / (4 * cores))))
+        return out
     out = [("serial", 1, n_items)]
     for c in (chunksize * 2, chunksize // 2):
         if 1 <= c <= n_items and c != chunksize:

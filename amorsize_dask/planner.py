@@ -1,10 +1,11 @@
-"""The local planner: from measured figures to a :class:`~amorsize_dask.plan.Plan`.
+"""The planner: from measured figures to a :class:`~amorsize_dask.plan.Plan`.
 
 Order of evidence: the caller's fixed choices, then the k-NN model over measured runs
 (when confident), then a sample of the first items timed now with the cost model.
 Sampled results are handed back so that no item is computed twice.
 
->>> planned = plan_local(abs, [-1, -2, -3], engine="auto", n_workers=None, chunksize=None)
+>>> from amorsize_dask.target import Target
+>>> planned = plan_items(abs, [-1, -2, -3], Target.local(abs), engine="auto")
 >>> planned.plan.engine, planned.plan.source, planned.sample.results[0]
 ('serial', 'sample', 1)
 """
@@ -17,12 +18,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from . import config, cost_model, machine
-from .engines import get_engine, shared_engine
-from .overheads import Overheads, cached_overheads, get_overheads
+from .overheads import Overheads
 from .plan import Plan, format_bytes, format_seconds
 from .sampling import Profile, Sample, sample_items
 
-# Measuring the machine's overheads takes ~0.3 s once per machine shape (bench: calibrate);
+# Measuring overheads takes ~0.3 s once per machine or cluster shape (bench: calibrate);
 # it is worth it only when the serial remainder is this long, otherwise serial is kept.
 CALIBRATE_ABOVE_SECONDS = 0.2
 
@@ -36,19 +36,19 @@ class Planned:
     profile: Profile | None = None
 
 
-def plan_local(
+def plan_items(
     func: Callable,
     items: Sequence,
+    target,
     *,
     engine: str,
-    n_workers: int | None,
-    chunksize: int | None,
+    n_workers: int | None = None,
+    chunksize: int | None = None,
     learned: Plan | None = None,
 ) -> Planned:
-    """Plan a local run of ``func`` over ``items`` (already a sized sequence)."""
+    """Plan a run of ``func`` over ``items`` (a sized sequence) on ``target``."""
     t_start = time.perf_counter()
     n = len(items)
-    cores = machine.cpu_count()
     if n == 0:
         return Planned(_fixed_plan("serial", 1, 1, 0, ["no items: nothing to run"]))
     if engine == "serial" or (engine != "auto" and n_workers and chunksize):
@@ -59,8 +59,10 @@ def plan_local(
     if learned is not None:
         return Planned(learned.replace(planning_seconds=time.perf_counter() - t_start))
 
-    parallelism = (1, 1) if engine == "serial" else (cores, config.get("planner.max-threads"))
-    sample = sample_items(func, items, n, probe_threads=engine in ("auto", "threads"), parallelism=parallelism)
+    cores = target.cores
+    parallelism = (cores, config.get("planner.max-threads") if target.client is None else cores)
+    sample = sample_items(func, items, n, probe_threads=engine in ("auto", "threads") and target.client is None,
+                          parallelism=parallelism)
     prof = sample.profile
     n_rest = n - prof.n_sampled
     reasons = [describe_profile(prof)]
@@ -71,12 +73,13 @@ def plan_local(
         return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof)
 
     serial_rest = n_rest * prof.item_seconds
-    engines = ("serial", "threads", "processes") if engine == "auto" else (engine,)
-    overheads = _overheads_for(engines, serial_rest, cores, forced=engine != "auto")
+    engines = target.auto_engines() if engine == "auto" else (engine,)
+    forced = engine != "auto"
+    overheads = target.overheads(measure_now=forced or serial_rest >= CALIBRATE_ABOVE_SECONDS)
     if overheads is None:
         reasons.append(
-            f"serial: {format_seconds(serial_rest)} of work left is too little to measure this "
-            f"machine's parallel overheads (done once above {format_seconds(CALIBRATE_ABOVE_SECONDS)})"
+            f"serial: {format_seconds(serial_rest)} of work left is too little to measure the "
+            f"parallel overheads here (done once above {format_seconds(CALIBRATE_ABOVE_SECONDS)})"
         )
         ranked = [cost_model.Candidate("serial", 1, n_rest, serial_rest)]
     else:
@@ -86,12 +89,13 @@ def plan_local(
             n_rest,
             overheads,
             cores=cores,
-            pool_warm=shared_engine().is_warm(n_workers or cores),
+            pool_warm=target.pool_warm(n_workers or cores),
             engines=engines,
             n_workers=n_workers,
             chunksize=chunksize,
             max_threads=config.get("planner.max-threads"),
             memory_limit=machine.available_memory() * config.get("planner.memory-fraction"),
+            min_tasks_per_worker=config.get("planner.min-tasks-per-worker"),
         )
         if not ranked:
             raise ValueError(
@@ -130,16 +134,6 @@ def confidence(profile: Profile) -> float:
     return round(profile.n_sampled / (profile.n_sampled + 2) / (1 + profile.item_cv), 3)
 
 
-def _overheads_for(engines, serial_rest: float, cores: int, *, forced: bool) -> Overheads | None:
-    process_engine = shared_engine()
-    found = cached_overheads(process_engine.start_method)
-    if found is not None:
-        return found
-    if engines == ("serial",) or (not forced and serial_rest < CALIBRATE_ABOVE_SECONDS):
-        return None
-    return get_overheads(process_engine, get_engine("threads"), cores)
-
-
 def _fixed_plan(engine: str, n_workers: int, chunksize: int, n: int, reasons) -> Plan:
     n_tasks = math.ceil(n / chunksize) if n else 0
     return Plan(engine, n_workers, chunksize, n_tasks, "default", 1.0 if n == 0 else 0.0, 0.0,
@@ -157,11 +151,15 @@ def describe_profile(p: Profile) -> str:
 
 
 def describe_overheads(o: Overheads, cores: int) -> str:
+    if o.start_method == "dask":
+        head = f"cluster: {cores} worker threads; "
+    else:
+        head = f"machine: {cores} usable cores; {o.start_method} pool start {format_seconds(o.start_seconds)}, "
     return (
-        f"machine: {cores} usable cores; {o.start_method} pool start {format_seconds(o.process_start_seconds)}, "
-        f"task round trip {format_seconds(o.process_task_seconds)}, "
-        f"{format_bytes(o.process_bytes_per_second)}/s to workers and back, "
-        f"thread task {format_seconds(o.thread_task_seconds)}"
+        head
+        + f"task round trip {format_seconds(o.task_seconds)}, "
+        + f"{format_bytes(o.bytes_per_second)}/s to workers and back"
+        + (f", thread task {format_seconds(o.thread_task_seconds)}" if o.thread_task_seconds else "")
     )
 
 
@@ -174,4 +172,7 @@ def describe_choice(ranked, best, serial_rest: float) -> str:
         for c in best_by_engine.values()
     ]
     speed = serial_rest / best.seconds if best.seconds > 0 else 1.0
-    return f"predicted for the rest: {'; '.join(parts)} -> {best.engine} ({speed:.2f}x serial)"
+    verdict = f"{best.engine} ({speed:.2f}x serial)"
+    if best.engine == "serial" and len(best_by_engine) > 1:
+        verdict += ": in-process, no parallel plan beats it by the margin"
+    return f"predicted for the rest: {'; '.join(parts)} -> {verdict}"

@@ -16,8 +16,9 @@ import logging
 import math
 from dataclasses import dataclass
 
-from . import config, machine
-from .engines import shared_engine
+from . import config, machine, overheads
+from .engines import get_engine, shared_engine
+from .overheads import Overheads
 from .fingerprint import Fingerprint, local_fingerprint
 from .learning import Learner, get_learner
 from .plan import Plan, format_seconds
@@ -28,10 +29,13 @@ logger = logging.getLogger("amorsize_dask")
 
 @dataclass
 class Target:
+    """This machine (``client`` None) or a Dask cluster, with its learner."""
+
     fingerprint: Fingerprint
     workload: str
     learner: Learner
-    cores: int
+    cores: int  # usable cores here, or worker threads of the cluster
+    client: object = None
 
     @classmethod
     def local(cls, func, training_dir=None) -> "Target":
@@ -43,16 +47,54 @@ class Target:
             cores=machine.cpu_count(),
         )
 
+    @classmethod
+    def cluster(cls, client, func, training_dir=None) -> "Target":
+        """The cluster behind ``client``, as the scheduler sees it now."""
+        from .fingerprint import cluster_fingerprint
+
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        if not workers:
+            raise RuntimeError(
+                f"the cluster behind {client!r} has no workers; wait for them "
+                "(client.wait_for_workers(n)) or use engine='processes' on this machine"
+            )
+        return cls(
+            fingerprint=cluster_fingerprint(workers),
+            workload=workload_key(func),
+            learner=get_learner(training_dir),
+            cores=sum(int(w.get("nthreads", 1)) for w in workers.values()),
+            client=client,
+        )
+
+    def auto_engines(self) -> tuple[str, ...]:
+        """Engines ``engine="auto"`` chooses among here (in-process serial is always one)."""
+        return ("serial", "threads", "processes") if self.client is None else ("serial", "dask")
+
+    def pool_warm(self, n_workers: int) -> bool:
+        return True if self.client is not None else shared_engine().is_warm(n_workers)
+
+    def overheads(self, measure_now: bool) -> Overheads | None:
+        """Measured overheads of this target (cached), measuring them now if asked."""
+        fp = self.fingerprint.id
+        found = overheads.cached(fp)
+        if found is not None or not measure_now:
+            return found
+        if self.client is None:
+            return overheads.get(fp, lambda: overheads.measure_local(shared_engine(), get_engine("threads"), self.cores))
+        from .engines.dask import DaskEngine
+
+        return overheads.get(fp, lambda: overheads.measure_cluster(DaskEngine(self.client), self.cores))
+
     def learned_plan(self, n_items: int, explore: bool = True) -> Plan | None:
         """A ``source="model"`` plan when the model is confident, else None (then: sample)."""
         pred = self.learner.predict(
             self.fingerprint.id, self.workload, n_items, cores=self.cores,
-            fields=self.fingerprint.as_dict(), explore=explore,
+            fields=self.fingerprint.as_dict(), explore=explore, engines=self.auto_engines(),
         )
         if pred is None or pred.confidence < config.get("model.min-confidence"):
             return None
         reasons = [
-            f"model: {pred.n_observations} measured runs of this workload on this machine shape; "
+            f"model: {pred.n_observations} measured runs of this workload on this {self.fingerprint.kind} shape; "
             f"fastest predicted {pred.engine} {pred.n_workers}x{pred.chunksize}: "
             f"{format_seconds(pred.best_seconds or pred.seconds)} (confidence {pred.confidence:.2f})"
         ]

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from .. import machine
 from ..engines import get_engine, shared_engine
 from ..mapping import run_map
-from ..overheads import get_overheads
 from .timing import best_of, format_table, geometric_mean
 from .workloads import Workload, suite
 
@@ -173,10 +172,11 @@ def joblib_default(func, items) -> float | None:
 
 def calibrate() -> float:
     """Measure (or load) this machine's overheads and start our pool; returns seconds spent."""
+    from ..target import Target
+
     t0 = time.perf_counter()
-    cores = machine.cpu_count()
-    get_overheads(shared_engine(), get_engine("threads"), cores)
-    shared_engine().pool(cores)
+    Target.local(calibrate).overheads(measure_now=True)
+    shared_engine().pool(machine.cpu_count())
     return time.perf_counter() - t0
 
 
