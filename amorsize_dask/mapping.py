@@ -84,15 +84,18 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
     results = list(planned.sample.results) if planned.sample is not None else []
     compute = planned.profile.sample_seconds if planned.profile is not None else 0.0
     rest = items[plan.n_sampled :]
+    run_id = target.start_run(func, planned) if learn else ""
     if len(rest):
+        engine_kwargs = {"run_id": run_id} if plan.engine == "dask" and run_id else {}
         run = get_engine(plan.engine, target.client).run(
-            func, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled
+            func, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled,
+            **engine_kwargs,
         )
         results.extend(run.results)
         compute += run.compute_seconds
     wall = time.perf_counter() - t0
     if learn and len(items):
-        target.record(func, planned, wall_seconds=wall, compute_seconds=compute)
+        target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id)
     return MapOutcome(results, plan, wall, compute)
 
 

@@ -116,7 +116,13 @@ class Target:
             reasons=tuple(reasons),
         )
 
-    def record(self, func, planned, *, wall_seconds: float, compute_seconds: float) -> bool:
+    def start_run(self, func, planned) -> str:
+        """A new run id for the tasks of this run (a cluster's plugin is told about it here)."""
+        from .engines.dask import new_run_id
+
+        return new_run_id()
+
+    def record(self, func, planned, *, wall_seconds: float, compute_seconds: float, run_id: str = "") -> bool:
         """Append the measured run to the training directory (never fails the call)."""
         plan = planned.plan
         n = plan.n_items
