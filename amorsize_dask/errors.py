@@ -23,6 +23,18 @@ class WorkerLostError(RuntimeError):
     """A worker process died repeatedly on the same items."""
 
 
+class WorkerStartError(RuntimeError):
+    """Worker processes could not start (typically: a script without a main guard)."""
+
+    def __init__(self, cause: BaseException | None = None):
+        super().__init__(
+            "amorsize_dask: worker processes failed to start"
+            + (f" ({type(cause).__name__}: {cause})" if cause else "")
+            + ". In a script, call amorsize_dask under `if __name__ == \"__main__\":` (worker "
+            "processes import the main module, as with multiprocessing), or use engine='threads'"
+        )
+
+
 def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: str | None = None) -> NoReturn:
     """Raise ``exc`` again with a note naming ``index`` (and the remote traceback)."""
     name = f"{getattr(func, '__module__', None) or '?'}.{getattr(func, '__qualname__', type(func).__name__)}"

@@ -33,6 +33,7 @@ class Learner:
         self._lock = threading.Lock()
         self._groups: dict[tuple[str, str], list[model.Observation]] = defaultdict(list)
         self._fields: dict[str, dict] = {}
+        self._features: dict[tuple[str, str], dict] = {}
         self._n_indexed = 0
         self._pid = os.getpid()
 
@@ -44,6 +45,7 @@ class Learner:
                 return
             self._groups = defaultdict(list)
             self._fields = {}
+            self._features = {}
             for rec in records:
                 self._index(rec)
             self._n_indexed = len(records)
@@ -51,15 +53,23 @@ class Learner:
     def _index(self, rec: dict) -> None:
         obs = model.Observation.from_record(rec)
         if obs is not None:
-            self._groups[(rec["fingerprint"], rec["workload"])].append(obs)
+            group = (rec["fingerprint"], rec["workload"])
+            self._groups[group].append(obs)
             self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
+            if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
+                self._features[group] = rec["features"]
+
+    def features(self, fingerprint: str, workload: str) -> dict | None:
+        """The newest sampled features of this workload here (or None)."""
+        return self._features.get((fingerprint, workload))
 
     def observations(self, fingerprint: str, workload: str) -> list[model.Observation]:
         self.refresh()
         return list(self._groups.get((fingerprint, workload), ()))
 
     def predict(self, fingerprint: str, workload: str, n_items: int, *, cores: int, fields: dict | None = None,
-                explore: bool = True, engines: tuple[str, ...] = ("threads", "processes")) -> model.Prediction | None:
+                explore: bool = True, engines: tuple[str, ...] = ("threads", "processes"),
+                estimate=None) -> model.Prediction | None:
         """The model's best configuration for this workload here, or None without evidence.
 
         With no runs on this fingerprint, runs of the same workload on the most similar
@@ -76,6 +86,7 @@ class Learner:
             explore_max_slowdown=config.get("model.explore-max-slowdown"),
             max_threads=config.get("planner.max-threads"),
             engines=engines,
+            estimate=estimate,
         )
         own = self._groups.get((fingerprint, workload))
         if own:

@@ -10,13 +10,17 @@
 from __future__ import annotations
 
 import builtins
+import logging
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from . import validation
 from .engines import get_engine
+from .errors import WorkerStartError
 from .plan import Plan
+from .progress import make_progress
 from .planner import Planned, plan_items
 from .target import Target
 
@@ -74,25 +78,47 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
     """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers)."""
     validation.check_func(func)
     validation.check_engine(engine)
+    validation.check_progress(progress)
     n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
     chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
     items = as_sequence(validation.check_iterable(iterable))
     t0 = time.perf_counter()
     target = _target(func, client, engine, training_dir)
-    planned = _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize)
+    planned = _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
     plan = planned.plan
     results = list(planned.sample.results) if planned.sample is not None else []
     compute = planned.profile.sample_seconds if planned.profile is not None else 0.0
-    rest = items[plan.n_sampled :]
+    rest = items[plan.n_sampled : len(items) - plan.n_speculated]
     run_id = target.start_run(func, planned) if learn else ""
-    if len(rest):
+    if len(rest) or planned.speculation is not None:
         engine_kwargs = {"run_id": run_id} if plan.engine == "dask" and run_id else {}
-        run = get_engine(plan.engine, target.client).run(
-            func, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled,
-            **engine_kwargs,
-        )
-        results.extend(run.results)
-        compute += run.compute_seconds
+        bar = make_progress(progress, len(items))
+        try:
+            if bar is not None:
+                bar.advance(len(results))
+            try:
+                run = get_engine(plan.engine, target.client).run(
+                    func, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled,
+                    progress=bar, **engine_kwargs,
+                )
+            except WorkerStartError as exc:
+                if engine != "auto":
+                    raise
+                warn_once(str(exc) + " — running serially instead")
+                plan = planned.plan = plan.replace(engine="serial", n_workers=1, chunksize=len(rest), n_tasks=1)
+                run = get_engine("serial").run(func, rest, first_index=plan.n_sampled, progress=bar)
+            results.extend(run.results)
+            compute += run.compute_seconds
+            if planned.speculation is not None:
+                results.extend(planned.speculation.results(progress=bar))
+                compute += planned.speculation.compute_seconds
+        except BaseException:
+            if planned.speculation is not None:
+                planned.speculation.cancel()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
     wall = time.perf_counter() - t0
     if learn and len(items):
         target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id)
@@ -124,13 +150,26 @@ def plan(
     return _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
 
 
-def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True) -> Planned:
+def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True, speculate=False) -> Planned:
     learned = None
     if engine == "auto" and n_workers is None and chunksize is None and len(items):
         learned = target.learned_plan(len(items), explore=explore)
-    planned = plan_items(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, learned=learned)
+    planned = plan_items(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize,
+                         learned=learned, speculate=speculate)
     planned.plan = planned.plan.replace(fingerprint=target.fingerprint.id, workload=target.workload)
     return planned
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A RuntimeWarning (and a log line) the first time ``message`` is seen in this process."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    logging.getLogger("amorsize_dask").warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def _target(func, client, engine: str, training_dir) -> Target:

@@ -8,12 +8,13 @@ weighted by nearness. The fastest one wins. Confidence grows with the number of 
 observations and shrinks with distance (and with fingerprint dissimilarity when the
 observations were borrowed from a near machine shape).
 
-It explores: now and then (with probability ``1/observations``, at least
+It explores: now and then (with probability ``1/(observations+1)``, at least
 ``explore_probability``) it proposes a neighbour of the best configuration (chunksize
-×2 or ÷2, one worker more or fewer) that has not been measured yet, so that repeated runs
-converge to the best configuration rather than the first guess. A neighbour measured
-slower than ``explore_max_slowdown`` × the best is never proposed again: exploration costs
-at most one slow run per neighbour.
+×2 or ÷2, one worker more or fewer, serial vs parallel) that has not been measured yet,
+so that repeated runs converge to the best configuration rather than the first guess.
+Exploration is bounded: a neighbour is tried only while unmeasured (once), and only if the
+cost model predicts it within ``explore_max_slowdown`` of the best (without a cost model,
+only chunk-size steps are tried).
 
 >>> obs = [Observation("w", 1000, 1e-3, "processes", 2, 50, 0.6, 0.0),
 ...        Observation("w", 1000, 1e-3, "processes", 2, 100, 0.5, 1.0)]
@@ -28,6 +29,7 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
 
 # Observations within this log-distance of the query's item count count as "close"
 # for confidence (log(1.65) ≈ 0.5: runs of 0.6x..1.65x the items).
@@ -113,8 +115,14 @@ def predict(
     similarity: float = 1.0,
     rng: random.Random | None = None,
     engines: tuple[str, ...] = ("threads", "processes"),
+    estimate: Callable[[tuple], float] | None = None,
 ) -> Prediction | None:
-    """The fastest measured configuration for ``n_items``, or None without observations."""
+    """The fastest measured configuration for ``n_items``, or None without observations.
+
+    ``estimate(config) -> seconds`` (the cost model, when the workload's features and the
+    machine's overheads are known) vets explorations: a neighbour predicted slower than
+    ``explore_max_slowdown`` × the best is not tried.
+    """
     if not observations or n_items <= 0:
         return None
     log_n = math.log(n_items)
@@ -131,20 +139,26 @@ def predict(
     best_cfg = min(predicted, key=predicted.get)
     n_close = sum(1 for o in nearest if abs(math.log(o.n_items) - log_n) <= CLOSE_LOG_DISTANCE)
     d_min = min(abs(math.log(o.n_items) - log_n) for o in nearest)
-    confidence = n_close / (n_close + 1) * math.exp(-d_min) * similarity
+    # One close measured run is already better evidence than a sample (0.67); more, more so.
+    confidence = n_close / (n_close + 0.5) * math.exp(-d_min) * similarity
     best = Prediction(*best_cfg, predicted[best_cfg], round(confidence, 3), len(nearest))
     if not explore:
         return best
     rng = rng or random
-    # Explore often while evidence is thin (1/observations), never less than the floor.
-    if rng.random() >= max(explore_probability, 1.0 / len(observations)):
+    # Explore often while evidence is thin (1/(observations+1)), never less than the floor.
+    if rng.random() >= max(explore_probability, 1.0 / (len(observations) + 1)):
         return best
-    measured_slow = {cfg for cfg, secs in predicted.items() if secs > explore_max_slowdown * best.seconds}
     options = [
         cfg
         for cfg in neighbours(best_cfg, n_items, cores=cores, max_threads=max_threads, engines=engines)
-        if cfg not in predicted and cfg not in measured_slow
+        if cfg not in predicted
     ]
+    if estimate is None:
+        # Without a cost model to vouch for it, only a chunk size step is a small risk.
+        options = [cfg for cfg in options if cfg[:2] == best_cfg[:2]]
+    else:
+        reference = estimate(best_cfg)
+        options = [cfg for cfg in options if estimate(cfg) <= explore_max_slowdown * reference]
     if not options:
         return best
     engine, workers, chunksize = rng.choice(options)

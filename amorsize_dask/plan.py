@@ -22,8 +22,9 @@ class Plan:
 
     ``source`` is ``"model"`` (predicted from measured past runs), ``"sample"`` (from timing
     the first items now) or ``"default"`` (no measurement: empty input or fixed by the caller).
-    ``n_items`` counts every item; ``n_sampled`` of them were already computed while planning
-    and ``n_tasks`` tasks of ``chunksize`` items carry the rest.
+    ``n_items`` counts every item; the first ``n_sampled`` were computed while planning, the
+    last ``n_speculated`` started on the warm process pool meanwhile, and ``n_tasks`` tasks of
+    ``chunksize`` items carry the rest.
     """
 
     engine: str
@@ -35,6 +36,7 @@ class Plan:
     predicted_seconds: float
     n_items: int = 0
     n_sampled: int = 0
+    n_speculated: int = 0
     explored: bool = False
     predicted_serial_seconds: float | None = None
     planning_seconds: float = 0.0

@@ -21,6 +21,7 @@ from . import config, cost_model, machine
 from .overheads import Overheads
 from .plan import Plan, format_bytes, format_seconds
 from .sampling import Profile, Sample, sample_items
+from .speculation import Speculation
 
 # Measuring overheads takes ~0.3 s once per machine or cluster shape (bench: calibrate);
 # it is worth it only when the serial remainder is this long, otherwise serial is kept.
@@ -29,11 +30,12 @@ CALIBRATE_ABOVE_SECONDS = 0.2
 
 @dataclass
 class Planned:
-    """A plan and, when it sampled, the results of the sampled items."""
+    """A plan and, when it sampled, the results of the sampled items (and the speculated)."""
 
     plan: Plan
     sample: Sample | None = None
     profile: Profile | None = None
+    speculation: Speculation | None = None
 
 
 def plan_items(
@@ -45,8 +47,13 @@ def plan_items(
     n_workers: int | None = None,
     chunksize: int | None = None,
     learned: Plan | None = None,
+    speculate: bool = False,
 ) -> Planned:
-    """Plan a run of ``func`` over ``items`` (a sized sequence) on ``target``."""
+    """Plan a run of ``func`` over ``items`` (a sized sequence) on ``target``.
+
+    ``speculate``: start the last items on the warm process pool while sampling (the
+    caller then collects them from ``Planned.speculation``).
+    """
     t_start = time.perf_counter()
     n = len(items)
     if n == 0:
@@ -61,16 +68,27 @@ def plan_items(
 
     cores = target.cores
     parallelism = (cores, config.get("planner.max-threads") if target.client is None else cores)
-    sample = sample_items(func, items, n, probe_threads=engine in ("auto", "threads") and target.client is None,
-                          parallelism=parallelism)
+    spec = None
+    if speculate and target.client is None and engine in ("auto", "processes"):
+        spec = Speculation.start(func, items, cores)
+    n_front = spec.first_index if spec is not None else n
+    try:
+        sample = sample_items(func, items[:n_front], n, parallelism=parallelism,
+                              probe_threads=engine in ("auto", "threads") and target.client is None)
+    except BaseException:
+        if spec is not None:
+            spec.cancel()
+        raise
     prof = sample.profile
-    n_rest = n - prof.n_sampled
+    n_rest = n_front - prof.n_sampled
     reasons = [describe_profile(prof)]
+    if spec is not None:
+        reasons.append(f"the last {spec.n_items} item(s) started on the warm process pool while sampling")
     if n_rest == 0:
         reasons.append("every item was computed while sampling")
         plan = Plan("serial", 1, 1, 0, "sample", confidence(prof), 0.0, n_items=n, n_sampled=prof.n_sampled,
-                    predicted_serial_seconds=0.0, reasons=tuple(reasons))
-        return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof)
+                    n_speculated=n - n_front, predicted_serial_seconds=0.0, reasons=tuple(reasons))
+        return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof, spec)
 
     serial_rest = n_rest * prof.item_seconds
     engines = target.auto_engines() if engine == "auto" else (engine,)
@@ -114,10 +132,11 @@ def plan_items(
         predicted_seconds=prof.sample_seconds + best.seconds,
         n_items=n,
         n_sampled=prof.n_sampled,
+        n_speculated=n - n_front,
         predicted_serial_seconds=n * prof.item_seconds,
         reasons=tuple(reasons),
     )
-    return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof)
+    return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof, spec)
 
 
 def choose(ranked: list[cost_model.Candidate], serial_rest: float, engine: str) -> cost_model.Candidate:

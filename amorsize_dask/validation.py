@@ -68,3 +68,13 @@ def check_iterable(iterable):
 def _short_repr(value, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_progress(progress):
+    """``progress`` is a bool, None, or a stream with ``write`` (always shown there)."""
+    if progress is None or isinstance(progress, bool) or callable(getattr(progress, "write", None)):
+        return progress
+    raise TypeError(
+        f"progress={_short_repr(progress)} is not allowed; use False, True (a bar on a "
+        "terminal) or a stream such as sys.stderr (always shown there)"
+    )

@@ -26,9 +26,10 @@ from concurrent.futures.process import BrokenProcessPool
 import cloudpickle
 
 from .. import config
-from ..errors import WorkerLostError
+from ..errors import WorkerLostError, WorkerStartError
 from . import _process_worker
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
+from .chunks import ChunkResult
 
 # A chunk is run again after its worker died at most this many times: one crash may be
 # a killed worker (OOM killer, a node going away), repeated crashes are the function's.
@@ -82,10 +83,28 @@ class ProcessEngine(Engine):
                 )
                 # Start every worker now (workers are otherwise spawned on demand), so
                 # start-up is paid here and measured once.
-                list(pool.map(_process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
+                try:
+                    list(pool.map(_process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
+                except (BrokenProcessPool, threading.BrokenBarrierError, OSError) as exc:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise WorkerStartError(exc) from exc
                 self.last_start_seconds = time.perf_counter() - t0
                 self._pool, self._size = pool, n_workers
             return self._pool
+
+    def submit(self, func, chunk, first_index: int, n_workers: int):
+        """Start one chunk on the pool now; :meth:`finish` its future later."""
+        func_bytes = cloudpickle.dumps(func)
+        func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
+        return self.pool(n_workers).submit(_process_worker.run_pickled_chunk, func_key, func_bytes, chunk, first_index)
+
+    @staticmethod
+    def finish(future) -> ChunkResult:
+        """The chunk's results (unpickled here), its compute time, or its failure."""
+        out, payload = future.result()
+        if payload is not None:
+            out.results = pickle.loads(payload)
+        return out
 
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None):
         func_bytes = cloudpickle.dumps(func)
@@ -108,7 +127,7 @@ class ProcessEngine(Engine):
                 for fut in as_completed(futures):
                     lo, hi = futures[fut]
                     try:
-                        out, payload = fut.result()
+                        out = self.finish(fut)
                     except BrokenProcessPool:
                         crashes[lo] = crashes.get(lo, 0) + 1
                         if crashes[lo] > MAX_CHUNK_RETRIES:
@@ -121,7 +140,6 @@ class ProcessEngine(Engine):
                         todo.append((lo, hi))
                         continue
                     raise_failure(out.failure, func, remote=True)
-                    out.results = pickle.loads(payload)
                     done_chunks[lo] = out
                     if progress is not None:
                         progress.advance(len(out.results))

@@ -1,0 +1,136 @@
+"""Learning benchmarks: the learning curve per family and the planning overhead.
+
+- Learning curve: each family runs ``map`` 8 times in a row on a fresh training directory;
+  each run's wall time over the oracle's (timed in the same process). Then, trained on
+  those sizes, the same families with 3× the items (sizes the model has not seen).
+- Planning overhead: median milliseconds of ``plan`` cold (sampling) and warm (model),
+  with 10,000 and 100,000 records in the training directory.
+
+Run: ``amorsize-dask bench --learning`` / ``--overhead``.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+
+from .. import machine
+from ..engines import shared_engine
+from ..learning import Learner, get_learner
+from ..mapping import plan as make_plan
+from ..mapping import run_map
+from ..records import make_record
+from ..target import Target
+from .local import Oracle, calibrate
+from .timing import format_table, geometric_mean
+from .workloads import Workload, cpu_1ms, suite
+
+
+def _warm_workers(w: Workload, items) -> None:
+    shared_engine().run(w.func, items[:4], n_workers=machine.cpu_count(), chunksize=1, first_index=0)
+
+
+def _tag(plan) -> str:
+    return "x" if plan.explored else plan.source[0]  # s(ample) / m(odel) / x (explored)
+
+
+def learning_curves(runs: int = 8, quick: bool = False, families=None, out=print) -> dict:
+    """Print ours/oracle per run for each family; return {family: [ratios], ...}."""
+    repeat = 1 if quick else 2
+    workloads = [w for w in suite(scale=0.25 if quick else 1.0) if not families or w.name in families]
+    bigger = {w.name: w for w in suite(scale=0.75 if quick else 3.0)}
+    oracle = Oracle(machine.cpu_count())
+    curves, unseen = {}, {}
+    try:
+        out(f"calibration: {calibrate():.2f} s")
+        for w in workloads:
+            items = w.items()
+            oracle_t, oracle_cfg, _ = oracle.search(w.func, items, repeat)
+            _warm_workers(w, items)
+            with tempfile.TemporaryDirectory(prefix="amorsize-learn-") as d:
+                ratios, tags = [], []
+                for _ in range(runs):
+                    o = run_map(w.func, items, training_dir=d)
+                    ratios.append(o.wall_seconds / oracle_t)
+                    tags.append(_tag(o.plan))
+                curves[w.name] = (ratios, tags, oracle_cfg)
+                big = bigger[w.name]
+                big_items = big.items()
+                big_oracle, _, _ = oracle.search(big.func, big_items, repeat)
+                o = run_map(big.func, big_items, training_dir=d)
+                unseen[w.name] = (o.wall_seconds / big_oracle, _tag(o.plan), len(big_items))
+            out(f"  {w.name}: " + " ".join(f"{r:.2f}{t}" for r, t in zip(ratios, tags)))
+    finally:
+        oracle.close()
+    headers = ["family"] + [f"run {i + 1}" for i in range(runs)] + ["warm gm (3+)", "3x items"]
+    rows = []
+    for name, (ratios, tags, _) in curves.items():
+        u = unseen[name]
+        rows.append([name] + [f"{r:.2f}{t}" for r, t in zip(ratios, tags)]
+                    + [f"{geometric_mean(ratios[2:]):.3f}", f"{u[0]:.2f}{u[1]} (n={u[2]})"])
+    warm = [r for ratios, _, _ in curves.values() for r in ratios[2:]]
+    per_family_warm = {name: geometric_mean(ratios[2:]) for name, (ratios, _, _) in curves.items()}
+    worst = max(per_family_warm, key=per_family_warm.get)
+    cold = geometric_mean([ratios[0] for ratios, _, _ in curves.values()])
+    out(format_table(headers, rows))
+    out(f"\nours/oracle per run; s = sampled plan, m = model plan, x = model exploring a neighbour."
+        f"\nwarm (runs 3+): geometric mean {geometric_mean(warm):.3f}, worst family {worst} "
+        f"{per_family_warm[worst]:.3f}; cold (run 1): {cold:.3f}; "
+        f"3x items: {geometric_mean([u[0] for u in unseen.values()]):.3f}")
+    return {"curves": curves, "unseen": unseen}
+
+
+def _synthetic_records(learner, n: int, keep: Target) -> None:
+    """``n`` records over 100 other workloads and 10 other fingerprints, plus 8 of ``keep``'s."""
+    rng = random.Random(0)
+    fields = keep.fingerprint.as_dict()
+    other_fps = [(f"{i:016x}", dict(fields, cores=2 + i)) for i in range(1, 11)]
+    for i in range(n):
+        fp, fp_fields = other_fps[i % 10]
+        learner.record(fingerprint=fp, fingerprint_fields=fp_fields, workload=f"{i % 100:016x}",
+                       function=f"bench.synthetic_{i % 100}", features={"n_items": rng.randint(10, 10**5)},
+                       engine="processes", n_workers=2, chunksize=rng.randint(1, 500), source="sample",
+                       wall_seconds=rng.uniform(0.01, 5), compute_seconds=rng.uniform(0.01, 9))
+
+
+def planning_overhead(out=print, calls: int = 50) -> dict:
+    """Median plan() milliseconds: cold (sampling), warm (model), warm with 10k / 100k records."""
+    items = list(range(2000))
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="amorsize-overhead-") as d:
+        cold = []
+        for _ in range(calls // 5):
+            t0 = time.perf_counter()
+            make_plan(cpu_1ms, items, training_dir=d)
+            cold.append(time.perf_counter() - t0)
+        figures["cold (sampling)"] = (statistics.median(cold), None)
+        run_map(cpu_1ms, items, training_dir=d)
+        run_map(cpu_1ms, items, training_dir=d)
+        figures["warm (model), 2 records"] = (_median_plan(items, d, calls), None)
+    for n_records in (10_000, 100_000):
+        with tempfile.TemporaryDirectory(prefix="amorsize-overhead-") as d:
+            learner = get_learner(d)
+            _synthetic_records(learner, n_records, Target.local(cpu_1ms, d))
+            run_map(cpu_1ms, items, training_dir=d)
+            run_map(cpu_1ms, items, training_dir=d)
+            t0 = time.perf_counter()
+            Learner(d).refresh()  # what a new process pays once
+            load = time.perf_counter() - t0
+            figures[f"warm (model), {n_records:,} records"] = (_median_plan(items, d, calls), load)
+    rows = [[name, f"{ms * 1e3:.2f}", "-" if load is None else f"{load:.2f}"] for name, (ms, load) in figures.items()]
+    out(format_table(["plan()", "median ms", "first load s"], rows))
+    return figures
+
+
+def _median_plan(items, training_dir, calls: int) -> float:
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        p = make_plan(cpu_1ms, items, training_dir=training_dir)
+        times.append(time.perf_counter() - t0)
+    if p.source != "model":
+        raise AssertionError(f"expected a model plan, got {p.source}")
+    return statistics.median(times)
+
