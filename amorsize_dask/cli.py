@@ -1,8 +1,16 @@
-"""The ``amorsize-dask`` command (also ``python -m amorsize_dask``)."""
+"""The ``amorsize-dask`` command (also ``python -m amorsize_dask``).
+
+Subcommands: ``demo``, ``plan``, ``stats``, ``prune`` and ``bench``; ``--help`` on
+each says what it does and what every option means.
+"""
 
 from __future__ import annotations
 
+import collections
 import importlib
+import math
+import os
+import pathlib
 import sys
 import time
 
@@ -10,17 +18,60 @@ import click
 
 from . import __version__
 
+# Shown by ``bench --help``; tests/test_cli.py checks it against bench.workloads.suite().
+BENCH_FAMILIES = ("tiny", "cpu-1ms", "heavy", "skewed", "payload", "io-wait", "numpy-nogil")
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="amorsize-dask")
+_DIR_HELP = ("Training directory (default: dask config amorsize.training-dir, "
+             "env DASK_AMORSIZE__TRAINING_DIR, else ~/.cache/amorsize_dask/training).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="amorsize-dask",
+                      help="Show the version and exit.")
 def main():
-    """Fast map(func, items) on a Dask cluster or on this machine, tuned from measured runs."""
+    """Fast map(func, items) on a Dask cluster or on this machine, tuned from measured runs.
+
+    amorsize_dask.map(func, items) chooses serial, threads, processes or Dask tasks,
+    the number of workers and the items per task, from a short sample the first time
+    and from the runs recorded in its training directory afterwards. This command
+    shows what it would do and what it has learned.
+
+    \b
+    Examples:
+      amorsize-dask demo
+      amorsize-dask plan mypackage.mymodule:work --items 2000
+      amorsize-dask stats --plot predictions.png
+      amorsize-dask prune --keep 50
+      amorsize-dask bench --quick --plot bench.png cpu-1ms tiny
+    """
 
 
-@main.command()
-@click.option("--items", "n_items", default=2000, show_default=True, type=click.IntRange(1), help="Items to map.")
+def _dir_option(func):
+    return click.option(
+        "--dir", "directory", default=None, metavar="PATH", help=_DIR_HELP,
+        type=click.Path(file_okay=False, path_type=pathlib.Path),
+    )(func)
+
+
+def _plot_option(what: str):
+    return click.option(
+        "--plot", "plot_path", default=None, metavar="OUT.png",
+        type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+        help=f"Also write {what} to this PNG file (needs matplotlib: "
+             "pip install 'amorsize-dask[plot]').",
+    )
+
+
+@main.command(short_help="Map a ~1 ms-per-item workload twice; explain and time each run.")
+@click.option("--items", "n_items", default=2000, show_default=True, type=click.IntRange(1),
+              metavar="N", help="Items to map (a range of N integers).")
 def demo(n_items):
-    """Map a real workload (~1 ms of pure Python per item) twice: plan, explain, time."""
+    """Map a real workload (~1 ms of pure Python per item) twice: plan, explain, time.
+
+    The first run samples the first items and plans with the cost model; the second
+    is planned from the first one's measurements. Each prints its time against a
+    serial loop and the plan's reasons. Runs are recorded in the training directory.
+    """
     from .bench.workloads import cpu_1ms
     from .mapping import run_map
 
@@ -37,33 +88,153 @@ def demo(n_items):
         click.echo(outcome.plan.explain())
 
 
-@main.command()
+@main.command(short_help="Explain how map would run MODULE:FUNC over range(N).")
 @click.argument("target", metavar="MODULE:FUNC")
-@click.option("--items", "n_items", required=True, type=click.IntRange(1), help="Map over range(N).")
+@click.option("--items", "n_items", required=True, type=click.IntRange(1), metavar="N",
+              help="Plan a map over range(N) (N >= 1).")
 @click.option("--engine", default="auto", show_default=True,
-              type=click.Choice(["auto", "serial", "threads", "processes", "dask"]))
-def plan(target, n_items, engine):
-    """Print the plan for FUNC (from MODULE) over range(ITEMS); the first items are timed."""
+              type=click.Choice(["auto", "serial", "threads", "processes", "dask"]),
+              help="Let amorsize choose (auto) or fix the engine and plan only its workers "
+                   "and chunk size.")
+@_dir_option
+def plan(target, n_items, engine, directory):
+    """Explain how amorsize_dask.map would run FUNC over range(N), and why.
+
+    MODULE:FUNC names a function of a module in the current directory or of an
+    installed package, e.g. mymodule:work, mypackage.jobs:work or math:sqrt. Unless
+    the training directory predicts it confidently, the first items are timed (the
+    function is called on them). Nothing is recorded.
+    """
     from .mapping import plan as make_plan
 
-    click.echo(make_plan(load_function(target), range(n_items), engine=engine).explain())
+    func = load_function(target)
+    try:
+        planned = make_plan(func, range(n_items), engine=engine, training_dir=directory)
+    except Exception as exc:
+        raise click.ClickException(f"planning {target} failed: {type(exc).__name__}: {exc}") from exc
+    click.echo(planned.explain())
 
 
-@main.command()
-@click.option("--quick", is_flag=True, help="A quarter of the items and one repetition.")
-@click.argument("families", nargs=-1)
-def bench(quick, families):
-    """Benchmark: ours (cold) vs the oracle grid search vs Pool.map and joblib defaults."""
+@main.command(short_help="Records, skipped lines and prediction accuracy of the training dir.")
+@_dir_option
+@_plot_option("a log-log scatter of predicted vs measured seconds, coloured by plan source,")
+def stats(directory, plot_path):
+    """What the training directory holds, and how well its runs were predicted.
+
+    Prints the records per machine fingerprint and per workload (function), the lines
+    and files that were skipped as unreadable (torn, corrupt, too long, newer schema,
+    ...), and, for the runs whose time was predicted, the median and 90th percentile of
+    |predicted - measured| / measured per plan source (model, sample, explore, ...).
+    """
+    from .store import TrainingStore
+
+    directory = _existing_dir(directory, "run amorsize_dask.map first")
+    if plot_path is not None:
+        _check_plottable(plot_path)
+    store = TrainingStore(directory)
+    info = store.stats()
+    records = store.records()
+    click.echo(f"training directory: {info.path}")
+    click.echo(f"records: {info.n_records} in {info.n_segments} segment file(s), "
+               f"{_format_bytes(info.n_bytes)}")
+    skipped = {reason: n for reason, n in info.skipped.items() if n}
+    click.echo("skipped: " + (", ".join(f"{n} {reason}" for reason, n in skipped.items())
+                              if skipped else "none"))
+    if not records:
+        click.echo("no records yet: every amorsize_dask.map call with learn=True adds one")
+    else:
+        click.echo("")
+        click.echo(_fingerprint_table(records))
+        click.echo("")
+        click.echo(_workload_table(records))
+        click.echo("")
+        click.echo(_accuracy_table(records))
+    if plot_path is not None:
+        from .plot import plot_predictions
+
+        written = _plot(plot_predictions, records, plot_path)
+        click.echo(f"\nwrote {written}")
+
+
+@main.command(short_help="Keep only the newest records per workload and machine.")
+@_dir_option
+@click.option("--keep", type=click.IntRange(1), default=None, metavar="N",
+              help="Records to keep per machine fingerprint and workload, newest first "
+                   "(N >= 1; default: dask config amorsize.store.keep-per-workload).")
+def prune(directory, keep):
+    """Drop all but the newest records of each workload on each machine shape.
+
+    Segment files are compacted by atomic rename, so processes writing to the
+    directory meanwhile lose nothing; segments another process wrote to in the last
+    10 minutes are left as they are until a later prune. To forget everything,
+    delete the directory.
+    """
+    from . import config
+    from .store import TrainingStore
+
+    directory = _existing_dir(directory, "nothing to prune")
+    if keep is None:
+        keep = int(config.get("store.keep-per-workload"))
+    store = TrainingStore(directory)
+    try:
+        removed = store.prune(keep_per_workload=keep)
+    except OSError as exc:
+        raise click.ClickException(f"cannot prune {directory}: {exc}; nothing was removed") from exc
+    info = store.stats()
+    click.echo(f"removed {removed} record(s); {info.n_records} remain in {directory} "
+               f"(at most {keep} per fingerprint and workload)")
+    over = sum(n - keep for n in info.per_workload.values() if n > keep)
+    if over:
+        click.echo(f"{over} more record(s) are in segments written to in the last "
+                   f"{TrainingStore.settle_seconds / 60:.0f} minutes by another process; "
+                   "a later prune will drop them")
+
+
+@main.command(short_help="Ours vs the oracle, Pool.map and joblib, per workload family.")
+@click.option("--quick", is_flag=True,
+              help="A quarter of the items and one timing per configuration (faster, noisier).")
+@_plot_option("grouped bars per family (ours, oracle, Pool.map, joblib; log seconds)")
+@click.argument("families", nargs=-1, metavar="[FAMILY]...")
+def bench(quick, plot_path, families):
+    """Benchmark: ours (cold) vs the oracle grid search vs Pool.map and joblib defaults.
+
+    For each workload family, times amorsize_dask.map with no training data (sampling
+    and planning included), the fastest of a grid of serial / process-pool /
+    thread-pool configurations (the oracle), multiprocessing Pool().map and
+    joblib.Parallel(n_jobs=-1), then prints a table with the ratio ours / oracle.
+    Uses every core for a long time: do not run it next to other measurements.
+
+    FAMILY: tiny, cpu-1ms, heavy, skewed, payload, io-wait, numpy-nogil (default: all).
+    """
+    unknown = [f for f in families if f not in BENCH_FAMILIES]
+    if unknown:
+        raise click.BadParameter(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} "
+                                 f"{', '.join(map(repr, unknown))}; choose from "
+                                 f"{', '.join(BENCH_FAMILIES)}", param_hint="FAMILY")
+    if plot_path is not None:
+        _check_plottable(plot_path)   # fail now, not after the run
     from .bench.local import run
 
-    run(quick=quick, families=list(families) or None, out=click.echo)
+    results = run(quick=quick, families=list(families) or None, out=click.echo)
+    if plot_path is not None:
+        from .plot import plot_bench
 
+        click.echo(f"wrote {_plot(plot_bench, results, plot_path)}")
+
+
+# -- helpers ---------------------------------------------------------------------------
 
 def load_function(target: str):
-    """``"package.module:func"`` -> the function, with a clear error when it is not there."""
+    """``"package.module:func"`` -> the function, with a clear error when it is not there.
+
+    Modules are found in the current directory first, as ``python -m`` would.
+    """
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise click.BadParameter(f"{target!r} is not MODULE:FUNC, e.g. math:sqrt", param_hint="MODULE:FUNC")
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -76,6 +247,161 @@ def load_function(target: str):
     if not callable(func):
         raise click.BadParameter(f"{target!r} is not callable", param_hint="MODULE:FUNC")
     return func
+
+
+def _existing_dir(directory: pathlib.Path | None, what_to_do: str) -> pathlib.Path:
+    if directory is None:
+        from .config import default_training_dir
+
+        directory = default_training_dir()
+    if not directory.exists():
+        raise click.ClickException(f"no training directory at {directory} yet: {what_to_do}")
+    if not directory.is_dir():
+        raise click.ClickException(f"{directory} is not a directory: pass --dir PATH of a "
+                                   "training directory")
+    return directory
+
+
+def _check_plottable(path: pathlib.Path) -> None:
+    from .plot import require_matplotlib
+
+    try:
+        require_matplotlib()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    parent = path.parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"directory {parent} does not exist", param_hint="'--plot'")
+
+
+def _plot(plot_func, data, path: pathlib.Path) -> pathlib.Path:
+    try:
+        return plot_func(data, path)
+    except (RuntimeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _format_bytes(n: int) -> str:
+    """Bytes with a binary unit.
+
+    >>> _format_bytes(512), _format_bytes(2048), _format_bytes(3 * 2**20)
+    ('512 B', '2.0 kiB', '3.0 MiB')
+    """
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("kiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _format_age(seconds: float) -> str:
+    """How long ago, roughly.
+
+    >>> _format_age(5), _format_age(600), _format_age(7200), _format_age(3 * 86400)
+    ('5 s ago', '10 min ago', '2.0 h ago', '3.0 days ago')
+    """
+    seconds = max(seconds, 0)
+    if seconds < 60:
+        return f"{seconds:.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
+    """Columns padded to fit; ``right``: indexes of right-aligned (numeric) columns.
+
+    >>> print(_table(["name", "n"], [["a", "10"], ["bcd", "2"]], right={1}))
+    name   n
+    a     10
+    bcd    2
+    """
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers)] + [line(r) for r in rows])
+
+
+def _describe_fields(fields: dict) -> str:
+    """A machine shape in a few words: the fields people recognise first.
+
+    >>> _describe_fields({"kind": "local", "cores": 2, "memory_gib": 8,
+    ...                   "cpu_model": "Xeon", "start_method": "forkserver", "python": "3.11"})
+    'local, 2 cores, 8 GiB, Xeon, forkserver, Python 3.11'
+    """
+    known = [("kind", "{}"), ("cores", "{} cores"), ("memory_gib", "{} GiB"),
+             ("cpu_model", "{}"), ("start_method", "{}"), ("python", "Python {}")]
+    parts = [fmt.format(fields[key]) for key, fmt in known if key in fields]
+    shown = {key for key, _ in known} | {"platform"}
+    parts += [f"{k}={v}" for k, v in sorted(fields.items()) if k not in shown]
+    text = ", ".join(parts) or "-"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _fingerprint_table(records: list[dict]) -> str:
+    counts = collections.Counter(r["fingerprint"] for r in records)
+    latest = {r["fingerprint"]: r for r in records}   # records are oldest first
+    rows = [[fp, str(n), _describe_fields(latest[fp]["fingerprint_fields"])]
+            for fp, n in counts.most_common()]
+    return "by machine fingerprint:\n" + _table(["fingerprint", "records", "machine shape"],
+                                                rows, right={1})
+
+
+def _workload_table(records: list[dict]) -> str:
+    from .plan import format_seconds
+
+    groups: dict[tuple, list] = collections.defaultdict(list)
+    for rec in records:
+        groups[(rec["fingerprint"], rec["workload"])].append(rec)
+    now = time.time()
+    rows = []
+    for (fp, workload), recs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        last = recs[-1]
+        plan = last["plan"]
+        shape = "serial" if plan["engine"] == "serial" else \
+            f"{plan['engine']} {plan['n_workers']}x{plan['chunksize']}"
+        rows.append([last["function"], workload, fp[:8], str(len(recs)),
+                     f"{last['features']['n_items']:,}", shape,
+                     format_seconds(last["wall_seconds"]), _format_age(now - last["time"])])
+    return "by workload (function):\n" + _table(
+        ["function", "workload", "fingerpr.", "records", "items", "last plan", "last wall",
+         "last run"], rows, right={3, 4, 6})
+
+
+def prediction_accuracy(records) -> dict:
+    """Per plan source: ``(runs, median, p90)`` of |predicted - measured| / measured.
+
+    >>> prediction_accuracy([
+    ...     {"wall_seconds": 1.0, "predicted_seconds": 1.5, "plan": {"source": "sample"}},
+    ...     {"wall_seconds": 2.0, "predicted_seconds": 2.0, "plan": {"source": "sample"}},
+    ...     {"wall_seconds": 2.0, "predicted_seconds": None, "plan": {"source": "model"}}])
+    {'sample': (2, 0.25, 0.45)}
+    """
+    import numpy as np
+
+    from .plot import prediction_pairs
+
+    errors: dict[str, list] = collections.defaultdict(list)
+    for measured, predicted, source in prediction_pairs(records):
+        errors[source].append(abs(predicted - measured) / measured)
+    return {source: (len(errs), float(np.median(errs)), round(float(np.percentile(errs, 90)), 12))
+            for source, errs in sorted(errors.items())}
+
+
+def _accuracy_table(records: list[dict]) -> str:
+    accuracy = prediction_accuracy(records)
+    title = "prediction error |predicted - measured| / measured, by plan source:"
+    if not accuracy:
+        return title + "\n  no record has a predicted time yet"
+    rows = [[source, str(n), f"{median:.0%}", f"{p90:.0%}" if math.isfinite(p90) else "-"]
+            for source, (n, median, p90) in accuracy.items()]
+    return title + "\n" + _table(["source", "runs", "median", "p90"], rows, right={1, 2, 3})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,147 @@
+"""The ``amorsize`` dask.config namespace: YAML defaults, their schema, env vars, overrides."""
+
+import os
+import subprocess
+import sys
+
+import dask
+import pytest
+import yaml
+
+from amorsize_dask import config
+
+_NUMERIC = {"integer": int, "number": (int, float), "string": str, "boolean": bool,
+            "null": type(None), "object": dict, "array": list}
+
+
+def load_schema() -> dict:
+    with open(config.SCHEMA_FILE) as f:
+        return yaml.safe_load(f)
+
+
+def load_defaults() -> dict:
+    with open(config.DEFAULTS_FILE) as f:
+        return yaml.safe_load(f)
+
+
+def default_keys(tree: dict, prefix: str = "") -> set:
+    """Dotted paths of every key (leaves and sections) of a YAML tree."""
+    keys = set()
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else key
+        keys.add(path)
+        if isinstance(value, dict):
+            keys |= default_keys(value, path)
+    return keys
+
+
+def schema_keys(node: dict, prefix: str = "") -> set:
+    """Dotted paths of every property of a JSON schema."""
+    keys = set()
+    for key, sub in node.get("properties", {}).items():
+        path = f"{prefix}.{key}" if prefix else key
+        keys.add(path)
+        keys |= schema_keys(sub, path)
+    return keys
+
+
+def test_schema_and_defaults_list_the_same_keys():
+    defaults, schema = default_keys(load_defaults()), schema_keys(load_schema())
+    assert defaults - schema == set(), "keys of amorsize.yaml missing from amorsize-schema.yaml"
+    assert schema - defaults == set(), "keys of amorsize-schema.yaml missing from amorsize.yaml"
+
+
+def _walk_schema(node: dict, path: str = ""):
+    yield path, node
+    for key, sub in node.get("properties", {}).items():
+        yield from _walk_schema(sub, f"{path}.{key}" if path else key)
+
+
+def test_every_schema_entry_has_a_type_and_a_description():
+    for path, node in _walk_schema(load_schema()):
+        if not path:
+            continue
+        assert "type" in node, path
+        assert node.get("description", "").strip(), f"{path} has no description"
+
+
+def _check(value, node: dict, path: str) -> None:
+    """The subset of JSON schema the file uses: type, enum, (exclusive) minimum/maximum."""
+    types = node["type"] if isinstance(node["type"], list) else [node["type"]]
+    ok = any(isinstance(value, _NUMERIC[t]) and not (t in ("integer", "number")
+                                                      and isinstance(value, bool))
+             for t in types)
+    assert ok, f"{path}: {value!r} is not {types}"
+    if "enum" in node:
+        assert value in node["enum"], f"{path}: {value!r} not in {node['enum']}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        assert value >= node.get("minimum", -float("inf")), path
+        assert value <= node.get("maximum", float("inf")), path
+        assert value > node.get("exclusiveMinimum", -float("inf")), path
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        for key, sub_value in value.items():
+            _check(sub_value, props[key], f"{path}.{key}")
+
+
+def test_defaults_satisfy_the_schema_types_and_bounds():
+    """Without jsonschema: the keywords this schema uses, checked directly."""
+    _check(load_defaults(), {"type": "object", **load_schema()}, "<root>")
+
+
+def test_defaults_validate_with_jsonschema():
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(load_defaults(), load_schema())
+
+
+def test_schema_rejects_a_bad_value_with_jsonschema():
+    jsonschema = pytest.importorskip("jsonschema")
+    bad = load_defaults()
+    bad["amorsize"]["planner"]["max-threads"] = 0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, load_schema())
+
+
+def test_the_package_ships_both_files():
+    assert config.DEFAULTS_FILE.is_file() and config.SCHEMA_FILE.is_file()
+    assert config.SCHEMA_FILE.parent == config.DEFAULTS_FILE.parent
+
+
+def test_env_var_is_honoured_at_import():
+    env = dict(os.environ, DASK_AMORSIZE__PLANNER__MAX_THREADS="8",
+               DASK_AMORSIZE__TRAINING_DIR="/tmp/somewhere-else")
+    code = ("import amorsize_dask.config as c; "
+            "print(repr(c.get('planner.max-threads'))); print(c.default_training_dir())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out == ["8", "/tmp/somewhere-else"]
+
+
+def test_defaults_are_registered_with_dask():
+    assert config.get("planner.max-threads") == load_defaults()["amorsize"]["planner"]["max-threads"]
+    assert dask.config.get("amorsize.model.k") == load_defaults()["amorsize"]["model"]["k"]
+
+
+def test_overrides_are_read_at_call_time(tmp_path):
+    before = config.get("planner.max-threads")
+    with dask.config.set({"amorsize.planner.max-threads": 3,
+                          "amorsize.training-dir": str(tmp_path / "t")}):
+        assert config.get("planner.max-threads") == 3
+        assert config.default_training_dir() == tmp_path / "t"
+    assert config.get("planner.max-threads") == before
+
+
+def test_training_dir_expands_the_home_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with dask.config.set({"amorsize.training-dir": "~/runs"}):
+        assert config.default_training_dir() == tmp_path / "runs"
+
+
+def test_default_training_dir_follows_xdg_cache_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with dask.config.set({"amorsize.training-dir": None}):
+        assert config.default_training_dir() == tmp_path / "amorsize_dask" / "training"
+
+
+def test_missing_key_gives_the_default():
+    assert config.get("no-such-key", default="fallback") == "fallback"
