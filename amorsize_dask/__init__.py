@@ -3,12 +3,33 @@
 >>> import amorsize_dask as ad
 >>> ad.map(abs, [-1, -2])
 [1, 2]
+
+``distributed`` is imported only by what needs it (the dask engine, ``bag``, the plugin),
+so the local engines import fast without a cluster.
 """
+
+import importlib
 
 from . import config as _config  # registers the shipped defaults with dask.config
 from .mapping import map, plan
 from .plan import Plan
+from .store import TrainingStore
 
 __version__ = "0.1.0"
 
-__all__ = ["map", "plan", "Plan", "__version__"]
+_LAZY = {
+    "bag": ("amorsize_dask.bag", None),
+    "AmorsizePlugin": ("amorsize_dask.plugin", "AmorsizePlugin"),
+    "AmorsizeAdaptive": ("amorsize_dask.adaptive", "AmorsizeAdaptive"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        return module if attr is None else getattr(module, attr)
+    raise AttributeError(f"module 'amorsize_dask' has no attribute {name!r}")
+
+
+__all__ = ["map", "plan", "Plan", "TrainingStore", "bag", "AmorsizePlugin", "AmorsizeAdaptive", "__version__"]

@@ -16,7 +16,7 @@ import time
 
 import click
 
-from . import __version__
+from . import __version__, config
 
 # Shown by ``bench --help``; tests/test_cli.py checks it against bench.workloads.suite().
 BENCH_FAMILIES = ("tiny", "cpu-1ms", "heavy", "skewed", "payload", "io-wait", "numpy-nogil")
@@ -62,15 +62,18 @@ def _plot_option(what: str):
     )
 
 
-@main.command(short_help="Map a ~1 ms-per-item workload twice; explain and time each run.")
+@main.command(short_help="Map a ~1 ms-per-item workload here and on a LocalCluster; explain and time.")
 @click.option("--items", "n_items", default=2000, show_default=True, type=click.IntRange(1),
               metavar="N", help="Items to map (a range of N integers).")
-def demo(n_items):
-    """Map a real workload (~1 ms of pure Python per item) twice: plan, explain, time.
+@click.option("--no-cluster", is_flag=True, help="Skip the LocalCluster part (this machine only).")
+def demo(n_items, no_cluster):
+    """Map a real workload (~1 ms of pure Python per item): plan, explain, time.
 
-    The first run samples the first items and plans with the cost model; the second
-    is planned from the first one's measurements. Each prints its time against a
-    serial loop and the plan's reasons. Runs are recorded in the training directory.
+    Twice on this machine, then twice on an in-process LocalCluster (2 worker processes
+    x 1 thread, started by the demo). Each first run samples the first items and plans
+    with the cost model; each second run is planned from the first one's measurements.
+    Every run prints its time against a serial loop and the plan's reasons, and is
+    recorded in the training directory (default: the user's cache dir).
     """
     from .bench.workloads import cpu_1ms
     from .mapping import run_map
@@ -79,13 +82,24 @@ def demo(n_items):
     t0 = time.perf_counter()
     expected = [cpu_1ms(x) for x in items]
     serial = time.perf_counter() - t0
-    click.echo(f"serial: {serial:.3f} s for {n_items} items")
-    for attempt in (1, 2):
-        outcome = run_map(cpu_1ms, items)
-        if outcome.results != expected:
-            raise click.ClickException("results differ from the serial run")
-        click.echo(f"\nrun {attempt}: {outcome.wall_seconds:.3f} s ({serial / outcome.wall_seconds:.2f}x serial)")
-        click.echo(outcome.plan.explain())
+    click.echo(f"serial: {serial:.3f} s for {n_items} items; training directory: {config.default_training_dir()}")
+
+    def runs(where: str, client=None):
+        for attempt in (1, 2):
+            outcome = run_map(cpu_1ms, items, client=client, engine="dask" if client else "auto")
+            if outcome.results != expected:
+                raise click.ClickException("results differ from the serial run")
+            click.echo(f"\n{where}, run {attempt}: {outcome.wall_seconds:.3f} s "
+                       f"({serial / outcome.wall_seconds:.2f}x serial)")
+            click.echo(outcome.plan.explain())
+
+    runs("this machine")
+    if no_cluster:
+        return
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+        runs("LocalCluster (2 workers x 1 thread)", client)
 
 
 @main.command(short_help="Explain how map would run MODULE:FUNC over range(N).")
@@ -193,9 +207,19 @@ def prune(directory, keep):
 @main.command(short_help="Ours vs the oracle, Pool.map and joblib, per workload family.")
 @click.option("--quick", is_flag=True,
               help="A quarter of the items and one timing per configuration (faster, noisier).")
+@click.option("--learning", "suite_name", flag_value="learning",
+              help="Learning curves: 8 runs per family on a fresh training directory, then 3x the items.")
+@click.option("--overhead", "suite_name", flag_value="overhead",
+              help="Planning overhead: cold (sampling) vs warm (model), with 10k and 100k records.")
+@click.option("--cluster", "suite_name", flag_value="cluster",
+              help="On a LocalCluster (2 workers x 1 thread): ours vs Client.map, dask.bag defaults and the "
+                   "oracle over npartitions; plugin throughput on 20,000 no-op tasks.")
+@click.option("--faults", "suite_name", flag_value="faults",
+              help="Inject faults (dead workers, bad input, corrupt and hostile store content) and count "
+                   "what survived and what was lost.")
 @_plot_option("grouped bars per family (ours, oracle, Pool.map, joblib; log seconds)")
 @click.argument("families", nargs=-1, metavar="[FAMILY]...")
-def bench(quick, plot_path, families):
+def bench(quick, suite_name, plot_path, families):
     """Benchmark: ours (cold) vs the oracle grid search vs Pool.map and joblib defaults.
 
     For each workload family, times amorsize_dask.map with no training data (sampling
@@ -212,10 +236,33 @@ def bench(quick, plot_path, families):
                                  f"{', '.join(map(repr, unknown))}; choose from "
                                  f"{', '.join(BENCH_FAMILIES)}", param_hint="FAMILY")
     if plot_path is not None:
+        if suite_name:
+            raise click.BadParameter("--plot draws the default suite only", param_hint="--plot")
         _check_plottable(plot_path)   # fail now, not after the run
+    chosen = list(families) or None
+    if suite_name == "learning":
+        from .bench.learning import learning_curves
+
+        learning_curves(quick=quick, families=chosen, out=click.echo)
+        return
+    if suite_name == "overhead":
+        from .bench.learning import planning_overhead
+
+        planning_overhead(out=click.echo)
+        return
+    if suite_name == "cluster":
+        from .bench.cluster import run as run_cluster
+
+        run_cluster(quick=quick, families=chosen, out=click.echo)
+        return
+    if suite_name == "faults":
+        from .bench.faults import run as run_faults
+
+        run_faults(quick=quick, out=click.echo)
+        return
     from .bench.local import run
 
-    results = run(quick=quick, families=list(families) or None, out=click.echo)
+    results = run(quick=quick, families=chosen, out=click.echo)
     if plot_path is not None:
         from .plot import plot_bench
 

@@ -83,6 +83,7 @@ class Prediction:
     n_observations: int
     explored: bool = False
     best_seconds: float | None = None
+    best_config: tuple | None = None  # (engine, n_workers, chunksize) of the best, when exploring
 
 
 def scale_chunksize(chunksize: int, n_workers: int, n_from: int, n_to: int) -> int:
@@ -162,7 +163,8 @@ def predict(
     if not options:
         return best
     engine, workers, chunksize = rng.choice(options)
-    return Prediction(engine, workers, chunksize, best.seconds, best.confidence, len(nearest), True, best.seconds)
+    return Prediction(engine, workers, chunksize, best.seconds, best.confidence, len(nearest), True, best.seconds,
+                      best_cfg)
 
 
 def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,

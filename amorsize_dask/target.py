@@ -12,15 +12,18 @@ plan before the call and records the measured run after it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, field
 
-from . import config, machine, overheads
+from . import config, cost_model, machine, overheads
 from .engines import get_engine, shared_engine
 from .overheads import Overheads
 from .fingerprint import Fingerprint, local_fingerprint
 from .learning import Learner, get_learner
+from .model import Prediction
 from .plan import Plan, format_seconds
 from .workload import function_key, function_name
 
@@ -36,6 +39,9 @@ class Target:
     learner: Learner
     cores: int  # usable cores here, or worker threads of the cluster
     client: object = None
+    function: str = ""  # the function's name, for humans (and the scheduler's records)
+    # Run ids whose record the cluster's scheduler plugin writes (not this client).
+    _plugin_runs: set = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def local(cls, func, training_dir=None) -> "Target":
@@ -64,6 +70,7 @@ class Target:
             learner=get_learner(training_dir),
             cores=sum(int(w.get("nthreads", 1)) for w in workers.values()),
             client=client,
+            function=function_name(func),
         )
 
     def auto_engines(self) -> tuple[str, ...]:
@@ -86,16 +93,19 @@ class Target:
         return overheads.get(fp, lambda: overheads.measure_cluster(DaskEngine(self.client), self.cores))
 
     def learned_plan(self, n_items: int, explore: bool = True) -> Plan | None:
-        """A ``source="model"`` plan when the model is confident, else None (then: sample)."""
-        pred = self.learner.predict(
-            self.fingerprint.id, self.workload, n_items, cores=self.cores,
-            fields=self.fingerprint.as_dict(), explore=explore, engines=self.auto_engines(),
-        )
+        """A ``source="model"`` plan when the model is confident, else None (then: sample).
+
+        On a cluster whose scheduler runs the amorsize plugin, the plugin's model answers.
+        """
+        pred = self._plugin_prediction(n_items, explore)
+        if pred is _NO_PLUGIN:
+            pred = self.prediction(n_items, explore=explore)
         if pred is None or pred.confidence < config.get("model.min-confidence"):
             return None
+        best = getattr(pred, "best_config", None) or (pred.engine, pred.n_workers, pred.chunksize)
         reasons = [
             f"model: {pred.n_observations} measured runs of this workload on this {self.fingerprint.kind} shape; "
-            f"fastest predicted {pred.engine} {pred.n_workers}x{pred.chunksize}: "
+            f"fastest predicted {best[0]} {best[1]}x{best[2]}: "
             f"{format_seconds(pred.best_seconds or pred.seconds)} (confidence {pred.confidence:.2f})"
         ]
         if pred.explored:
@@ -116,19 +126,66 @@ class Target:
             reasons=tuple(reasons),
         )
 
+    def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
+        """The model's prediction for this workload here, from this process's learner."""
+        return self.learner.predict(
+            self.fingerprint.id, self.workload, n_items, cores=self.cores,
+            fields=self.fingerprint.as_dict(), explore=explore, engines=engines or self.auto_engines(),
+            estimate=self.estimator(n_items),
+        )
+
+    def estimator(self, n_items: int):
+        """``config -> predicted seconds`` from this workload's measured features and this
+        target's measured overheads, or None when either is unknown."""
+        features = self.learner.features(self.fingerprint.id, self.workload)
+        found = overheads.cached(self.fingerprint.id)
+        prof = cost_model.profile_from_features(features) if features else None
+        if prof is None or found is None:
+            return None
+        return lambda cfg: cost_model.predict_one(prof, n_items, found, cfg, cores=self.cores)
+
     def start_run(self, func, planned) -> str:
-        """A new run id for the tasks of this run (a cluster's plugin is told about it here)."""
+        """A new run id for the tasks of this run (a cluster's plugin is told about it here).
+
+        A dask run on a cluster whose scheduler runs the amorsize plugin is registered with
+        it: the plugin then writes the run's record from the tasks it sees finish.
+        """
         from .engines.dask import new_run_id
 
-        return new_run_id()
+        run_id = new_run_id()
+        plan = planned.plan
+        n_rest = plan.n_items - plan.n_sampled
+        if self.client is None or plan.engine != "dask" or n_rest <= 0 or plan.chunksize < 1:
+            return run_id
+        client = self._plugin_client()
+        if client is None:
+            return run_id
+        run = {
+            "run_id": run_id,
+            "n_tasks": math.ceil(n_rest / plan.chunksize),  # the engine runs items[n_sampled:]
+            "workload": self.workload,
+            "function": function_name(func),
+            "features": {key: _plain(value) for key, value in self.run_features(planned).items()},
+            "plan": {"engine": plan.engine, "n_workers": int(plan.n_workers), "chunksize": int(plan.chunksize),
+                     "source": "explore" if plan.explored else plan.source},
+            "predicted_seconds": None if plan.predicted_seconds is None else float(plan.predicted_seconds),
+            "planning_seconds": float(plan.planning_seconds),
+        }
+        run["features"]["sample_seconds"] = self._sample_seconds(planned)
+        try:
+            client.register_run(self.client, run)
+        except Exception as exc:
+            _plugin_failed(self.client, "register the run with", exc)
+            return run_id
+        self._plugin_runs.add(run_id)
+        return run_id
 
-    def record(self, func, planned, *, wall_seconds: float, compute_seconds: float, run_id: str = "") -> bool:
-        """Append the measured run to the training directory (never fails the call)."""
+    def run_features(self, planned) -> dict:
+        """The workload features of a run's record, but for ``item_seconds`` (measured)."""
         plan = planned.plan
         n = plan.n_items
         features = {
             "n_items": n,
-            "item_seconds": compute_seconds / n,
             "n_sampled": plan.n_sampled,
             "planning_seconds": plan.planning_seconds,
         }
@@ -137,7 +194,27 @@ class Target:
             for key in ("item_cv", "cpu_ratio", "bytes_in", "bytes_out", "thread_speedup"):
                 if key in prof:
                     features[key] = prof[key]
-        return self.learner.record(
+        return features
+
+    def record(self, func, planned, *, wall_seconds: float, compute_seconds: float, run_id: str = "") -> bool:
+        """Append the measured run to the training directory (never fails the call).
+
+        A run registered with the cluster's scheduler plugin is recorded there, from the
+        figures it measured, unless the plugin cannot (then here, as without it).
+        """
+        if run_id and run_id in self._plugin_runs:
+            self._plugin_runs.discard(run_id)
+            if self._plugin_recorded(run_id):
+                return True
+        return self.learner.record(**self.record_fields(func, planned, wall_seconds=wall_seconds,
+                                                         compute_seconds=compute_seconds))
+
+    def record_fields(self, func, planned, *, wall_seconds: float, compute_seconds: float) -> dict:
+        """The fields of this run's record (:func:`amorsize_dask.records.make_record`)."""
+        plan = planned.plan
+        features = self.run_features(planned)
+        features["item_seconds"] = compute_seconds / max(plan.n_items, 1)
+        return dict(
             fingerprint=self.fingerprint.id,
             fingerprint_fields=self.fingerprint.as_dict(),
             workload=self.workload,
@@ -151,6 +228,81 @@ class Target:
             compute_seconds=compute_seconds,
             predicted_seconds=plan.predicted_seconds,
         )
+
+    # -- the cluster's scheduler plugin (amorsize_dask.plugin), when it runs one --------------
+    @staticmethod
+    def _sample_seconds(planned) -> float:
+        return float(planned.profile.sample_seconds) if planned.profile is not None else 0.0
+
+    def _plugin_client(self):
+        """:mod:`amorsize_dask.plugin_client` if this cluster's scheduler runs the plugin, else None."""
+        if self.client is None:
+            return None
+        from . import plugin_client
+
+        try:
+            return plugin_client if plugin_client.has_plugin(self.client) else None
+        except Exception as exc:
+            logger.debug("amorsize plugin check failed: %s", exc)
+            return None
+
+    def _plugin_recorded(self, run_id: str) -> bool:
+        """Ask the plugin to write the record of a run it followed; False if it did not."""
+        from . import plugin_client
+
+        try:
+            return plugin_client.finish_run(self.client, run_id)
+        except Exception as exc:
+            _plugin_failed(self.client, "record the run with", exc)
+            return False
+
+    def _plugin_prediction(self, n_items: int, explore: bool):
+        """The plugin's prediction (None: no evidence), or ``_NO_PLUGIN`` to predict here.
+
+        The plugin's view of the cluster (fingerprint, threads) is adopted, so that this
+        plan and the record the plugin writes agree.
+        """
+        client = self._plugin_client()
+        if client is None:
+            return _NO_PLUGIN
+        try:
+            reply = client.remote_plan(self.client, self.workload, self.function, n_items, explore)
+            fp = Fingerprint.from_fields(reply["fields"])
+            if fp.id != reply["fingerprint"]:
+                raise ValueError(f"fingerprint {reply['fingerprint']!r} does not match its fields (id {fp.id!r})")
+            cores = int(reply["cores"])
+            found = reply["plan"]
+            pred = None if found is None else Prediction(
+                **{f.name: found[f.name] for f in dataclasses.fields(Prediction) if f.name in found})
+        except Exception as exc:
+            _plugin_failed(self.client, "plan with", exc)
+            return _NO_PLUGIN
+        if cores > 0:
+            self.fingerprint, self.cores = fp, cores
+        return pred
+
+
+_NO_PLUGIN = object()
+
+
+def _plain(value):
+    """A plain int or float (numpy numbers do not travel in the scheduler's messages)."""
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+_warned_plugin: set = set()
+
+
+def _plugin_failed(client, what: str, exc: Exception) -> None:
+    """A plugin RPC failed: warn once per scheduler, stop asking it for a while, go on here."""
+    from . import plugin_client
+
+    address = str(getattr(getattr(client, "scheduler", None), "address", client))
+    plugin_client.forget(client, found=False)
+    if address not in _warned_plugin:
+        _warned_plugin.add(address)
+        logger.warning("amorsize_dask: could not %s the scheduler plugin at %s (%s: %s); "
+                       "planning and recording on this client instead", what, address, type(exc).__name__, exc)
 
 
 def workload_key(func) -> str:

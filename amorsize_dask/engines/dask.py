@@ -69,7 +69,7 @@ class DaskEngine(Engine):
         index = {fut.key: lo for fut, (lo, _) in zip(futures, bounds)}
         done_chunks = {}
         try:
-            for fut, out in as_completed(futures, with_results=True):
+            for fut, out in as_completed(futures, with_results=True, loop=self.client.loop):
                 raise_failure(out.failure, func, remote=True)
                 done_chunks[index[fut.key]] = out
                 if progress is not None:

@@ -1,0 +1,62 @@
+"""``AmorsizeAdaptive``: adaptive scaling that sizes the cluster for pending amorsize work.
+
+The scheduler plugin knows each pending run's remaining tasks and their measured (or
+predicted) seconds; this :class:`distributed.deploy.Adaptive` asks it for the worker
+threads that would finish that work in ``target_duration`` and turns them into workers.
+Without the plugin, or with no amorsize work pending, it scales like ``Adaptive``::
+
+    cluster.adapt(Adaptive=AmorsizeAdaptive, minimum=1, maximum=4)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from distributed.deploy import Adaptive
+
+logger = logging.getLogger("amorsize_dask")
+
+
+class AmorsizeAdaptive(Adaptive):
+    """``Adaptive`` whose target is the plugin's need for threads, divided per worker."""
+
+    _warned = False
+    _absent_until = 0.0
+    #: After a scheduler answered "no such handler", ask it again only this much later
+    #: (each unknown op costs a warning in the scheduler's log).
+    recheck_seconds = 60.0
+
+    async def target(self) -> int:
+        threads = await self._amorsize_threads()
+        if not threads:
+            return await super().target()
+        return max(1, math.ceil(threads / self._threads_per_worker()))
+
+    async def _amorsize_threads(self) -> int:
+        """Threads the plugin asks for; 0 without the plugin or pending amorsize work."""
+        if time.monotonic() < self._absent_until:
+            return 0
+        try:
+            threads = await self.scheduler.amorsize_target(target_duration=self.target_duration)
+        except Exception as exc:
+            if not self._warned:
+                self._warned = True
+                logger.warning("amorsize_dask: the scheduler plugin gave no target (%s); "
+                               "scaling like distributed's Adaptive", exc)
+            return 0
+        if threads is None:  # a scheduler without the handler answers None
+            self._absent_until = time.monotonic() + self.recheck_seconds
+            return 0
+        return threads if type(threads) is int and threads > 0 else 0
+
+    def _threads_per_worker(self) -> int:
+        """Threads of each new worker: the cluster's worker spec, else the mean of its workers."""
+        try:
+            return max(1, int(self.cluster._threads_per_worker()))
+        except Exception:
+            pass
+        workers = (getattr(self.cluster, "scheduler_info", None) or {}).get("workers") or {}
+        threads = [int(w.get("nthreads") or 1) for w in workers.values()]
+        return max(1, round(sum(threads) / len(threads))) if threads else 1

@@ -1,0 +1,168 @@
+"""The cluster benchmark: ours vs Dask's defaults and the oracle on a LocalCluster.
+
+On a LocalCluster of 2 worker processes × 1 thread (started once, not timed), per family:
+
+- ``Client.map``: one task per item (Dask's default for futures);
+- ``bag default``: ``dask.bag.from_sequence(items).map(func).compute()``;
+- the **oracle**: the fastest of in-process serial and ``from_sequence(items,
+  npartitions=k).map(func)`` over k in 2..256, timed in the same run;
+- ours cold (fresh training directory) and warm (third run on it).
+
+Defaults that exceed :data:`DEFAULT_CAP_SECONDS` are stopped there and shown as ">cap"
+(their ratio is then a lower bound). Also: scheduler throughput on 20,000 no-op tasks with
+and without the :class:`~amorsize_dask.plugin.AmorsizePlugin`.
+
+Run: ``amorsize-dask bench --cluster``.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+
+from ..mapping import run_map
+from .timing import format_table, geometric_mean
+from .workloads import suite
+
+DEFAULT_CAP_SECONDS = 20.0
+PARTITION_COUNTS = (2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _client_map(client, func, items, cap: float) -> float:
+    from distributed import wait
+
+    t0 = time.perf_counter()
+    futures = client.map(func, items, pure=False)
+    done = wait(futures, timeout=cap, return_when="ALL_COMPLETED")
+    elapsed = time.perf_counter() - t0
+    if done.not_done:
+        client.cancel(futures)
+        return math.inf
+    client.gather(futures)
+    return time.perf_counter() - t0 if elapsed <= cap else math.inf
+
+
+def _bag(client, func, items, npartitions=None, cap: float = math.inf) -> float:
+    import dask.bag as db
+    from distributed import wait
+
+    b = db.from_sequence(items, npartitions=npartitions) if npartitions else db.from_sequence(items)
+    t0 = time.perf_counter()
+    fut = client.compute(b.map(func))
+    done = wait([fut], timeout=cap)
+    if done.not_done:
+        client.cancel([fut])
+        return math.inf
+    fut.result()
+    return time.perf_counter() - t0
+
+
+def run(quick: bool = False, families=None, out=print) -> list[dict]:
+    from distributed import Client, LocalCluster
+
+    rows = []
+    workloads = [w for w in suite(scale=0.25 if quick else 1.0) if not families or w.name in families]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.run(lambda: None)
+        for w in workloads:
+            items = w.items()
+            client.run(_import_module, w.func.__module__)
+            serial = _timed(lambda: [w.func(x) for x in items])
+            grid = {"serial": serial}
+            best = serial
+            for k in PARTITION_COUNTS:
+                if k > len(items):
+                    break
+                grid[f"bag {k} partitions"] = t = _bag(client, w.func, items, k, cap=2 * best + 0.05)
+                best = min(best, t)
+            oracle_cfg = min(grid, key=grid.get)
+            oracle = grid[oracle_cfg]
+            cap = DEFAULT_CAP_SECONDS if not quick else 5.0
+            client_map = _client_map(client, w.func, items, cap)
+            bag_default = _bag(client, w.func, items, cap=cap)
+            with tempfile.TemporaryDirectory(prefix="amorsize-cluster-") as d:
+                cold = run_map(w.func, items, client=client, training_dir=d)
+                run_map(w.func, items, client=client, training_dir=d)
+                warm = run_map(w.func, items, client=client, training_dir=d)
+            if cold.results[:20] != [w.func(x) for x in items[:20]]:
+                raise AssertionError(f"{w.name}: wrong results on the cluster")
+            row = dict(name=w.name, n=len(items), serial=serial, oracle=oracle, oracle_cfg=oracle_cfg,
+                       client_map=client_map, bag_default=bag_default, cold=cold.wall_seconds,
+                       warm=warm.wall_seconds, cold_plan=_describe(cold.plan), warm_plan=_describe(warm.plan),
+                       cap=cap)
+            rows.append(row)
+            out(f"  {w.name}: cold {row['cold']:.3f}s ({row['cold_plan']}) warm {row['warm']:.3f}s "
+                f"({row['warm_plan']}) oracle {oracle:.3f}s ({oracle_cfg})")
+        throughput = plugin_throughput(client)
+    out(render(rows))
+    out(f"\nscheduler throughput, 20,000 no-op tasks: without plugin {throughput['without']:.0f} tasks/s, "
+        f"with plugin {throughput['with']:.0f} tasks/s ({throughput['with'] / throughput['without']:.1%})")
+    return rows
+
+
+def _import_module(name: str) -> None:
+    import importlib
+
+    importlib.import_module(name)
+
+
+def _describe(plan) -> str:
+    return "serial" if plan.engine == "serial" else f"{plan.engine} {plan.n_workers}x{plan.chunksize}"
+
+
+def _fmt(seconds: float, cap: float) -> str:
+    return f">{cap:.0f}" if math.isinf(seconds) else f"{seconds:.3f}"
+
+
+def render(rows: list[dict]) -> str:
+    headers = ["family", "items", "serial s", "oracle s", "oracle", "Client.map s", "bag default s",
+               "ours cold s", "ours warm s", "warm plan", "cold/oracle", "warm/oracle"]
+    table = [
+        [r["name"], str(r["n"]), f"{r['serial']:.3f}", f"{r['oracle']:.3f}", r["oracle_cfg"],
+         _fmt(r["client_map"], r["cap"]), _fmt(r["bag_default"], r["cap"]), f"{r['cold']:.3f}",
+         f"{r['warm']:.3f}", r["warm_plan"], f"{r['cold'] / r['oracle']:.2f}", f"{r['warm'] / r['oracle']:.2f}"]
+        for r in rows
+    ]
+    warm = [r["warm"] / r["oracle"] for r in rows]
+    cold = [r["cold"] / r["oracle"] for r in rows]
+    beats = sum(1 for r in rows if r["warm"] < min(r["client_map"], r["bag_default"]))
+    return (format_table(headers, table)
+            + f"\n\nours/oracle: warm geometric mean {geometric_mean(warm):.3f} (worst {max(warm):.2f}), "
+            + f"cold {geometric_mean(cold):.3f} (worst {max(cold):.2f}); "
+            + f"ours (warm) beats both Dask defaults on {beats}/{len(rows)} families")
+
+
+def _noop(x):
+    return x
+
+
+def plugin_throughput(client, n_tasks: int = 20_000, repeat: int = 3) -> dict:
+    """Tasks per second through the scheduler, with and without the plugin (alternating)."""
+    from distributed import wait
+
+    from ..plugin import AmorsizePlugin
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        futures = client.map(_noop, range(n_tasks), pure=False)
+        wait(futures)
+        elapsed = time.perf_counter() - t0
+        del futures
+        return n_tasks / elapsed
+
+    best = {"with": 0.0, "without": 0.0}
+    with tempfile.TemporaryDirectory(prefix="amorsize-plugin-") as d:
+        for _ in range(repeat):
+            best["without"] = max(best["without"], once())
+            client.register_plugin(AmorsizePlugin(training_dir=d))
+            best["with"] = max(best["with"], once())
+            client.unregister_scheduler_plugin("amorsize")
+    return best

@@ -1,0 +1,99 @@
+"""Client-side wrappers for the handlers of :class:`amorsize_dask.plugin.AmorsizePlugin`.
+
+Each is one RPC to the scheduler of a (synchronous) ``distributed.Client``. Errors the
+plugin raises (a malformed request) arrive here as the same exception type.
+
+>>> has_plugin(None)
+False
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+
+# The scheduler's task metadata key under which a running plugin announces itself.
+METADATA_KEY = "amorsize-plugin"
+
+logger = logging.getLogger("amorsize_dask")
+
+# A scheduler without the plugin logs a warning for every unknown op it is sent, so a
+# "no plugin" answer is trusted this long before asking again (a plugin registered later
+# is found within this time; forget(client) asks at once).
+NEGATIVE_SECONDS = 300.0
+# RPC timeouts: a ping or a registration is a few ms; a plan may first read the store.
+PING_TIMEOUT = "10s"
+PLAN_TIMEOUT = "60s"
+
+_known: "weakref.WeakKeyDictionary[object, tuple[bool, str, float]]" = weakref.WeakKeyDictionary()
+
+
+def has_plugin(client) -> bool:
+    """Whether the scheduler behind ``client`` runs the amorsize plugin (cached per client).
+
+    False for no client, an asynchronous client, or any failure to ask.
+    """
+    if client is None or getattr(client, "asynchronous", False):
+        return False
+    address = str(getattr(client.scheduler, "address", ""))
+    try:
+        found, addr, expires = _known[client]
+        if addr == address and (found or time.monotonic() < expires):
+            return found
+    except (KeyError, TypeError):
+        pass
+    try:
+        # The plugin announces itself in the scheduler's task metadata: asking there costs
+        # a scheduler without the plugin nothing (an unknown handler would log a warning).
+        reply = client.sync(client.scheduler.get_metadata, keys=[METADATA_KEY], default=None,
+                            callback_timeout=PING_TIMEOUT)
+        found = isinstance(reply, dict) and reply.get("name") == "amorsize"
+    except Exception as exc:
+        logger.debug("amorsize plugin ping to %s failed: %s", address, exc)
+        found = False
+    _remember(client, found)
+    return found
+
+
+def forget(client, found: bool | None = None) -> None:
+    """Drop what is known about ``client``'s plugin (or remember ``found`` for it)."""
+    if found is None:
+        _known.pop(client, None)
+    else:
+        _remember(client, found)
+
+
+def _remember(client, found: bool) -> None:
+    try:
+        _known[client] = (found, str(getattr(client.scheduler, "address", "")),
+                          time.monotonic() + NEGATIVE_SECONDS)
+    except TypeError:  # not weak-referenceable: ask every time
+        pass
+
+
+def ping(client) -> dict | None:
+    """The plugin's ``amorsize_ping`` reply, None without the plugin."""
+    return client.sync(client.scheduler.amorsize_ping, callback_timeout=PING_TIMEOUT)
+
+
+def remote_plan(client, workload: str, function: str, n_items: int, explore: bool = True) -> dict:
+    """The plugin's plan: ``{"fingerprint", "fields", "cores", "plan": None | {...}}``."""
+    return client.sync(client.scheduler.amorsize_plan, workload=workload, function=function,
+                       n_items=n_items, explore=explore, callback_timeout=PLAN_TIMEOUT)
+
+
+def register_run(client, run: dict) -> None:
+    """Tell the plugin about a run about to start; it follows the run's tasks as they finish."""
+    client.sync(client.scheduler.amorsize_run, run=run, callback_timeout=PING_TIMEOUT)
+
+
+def finish_run(client, run_id: str) -> bool:
+    """The run succeeded: the plugin writes its record (True), or cannot (False: record it here)."""
+    return bool(client.sync(client.scheduler.amorsize_done, run_id=run_id, callback_timeout=PING_TIMEOUT))
+
+
+def remote_target(client, target_duration: float = 5.0) -> int:
+    """Worker threads the pending amorsize work needs to finish in ``target_duration`` (0: none)."""
+    return client.sync(client.scheduler.amorsize_target, target_duration=target_duration,
+                       callback_timeout=PING_TIMEOUT)

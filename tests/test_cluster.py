@@ -1,0 +1,159 @@
+"""``amorsize_dask.map`` on a real cluster without the plugin: same results as ``builtins.map``."""
+
+import builtins
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+import amorsize_dask as ad
+from amorsize_dask import plugin_client
+from amorsize_dask.store import TrainingStore
+
+DEADLINE = 60
+
+
+def square(x):
+    return x * x
+
+
+def twice(x):
+    return x * 2
+
+
+def fail_on_seven(x):
+    if x == 7:
+        raise ValueError(f"seven is bad: {x}")
+    return x
+
+
+class SlowLogged:
+    """Sleeps ~50 ms per item and appends the item to a marker file once done."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __call__(self, x):
+        time.sleep(0.05)
+        with open(self.path, "a") as f:
+            f.write(f"{x}\n")
+        return x * 3
+
+
+def test_dask_engine_without_client_says_what_to_do():
+    # In a fresh process: no Client exists there (distributed imported, but unused).
+    code = textwrap.dedent(
+        """
+        import distributed, amorsize_dask as ad
+        try:
+            ad.map(abs, [1, 2], engine="dask")
+        except ValueError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE)
+    assert "engine='dask' needs a distributed Client" in out.stdout, out.stderr
+    assert "client=" in out.stdout and "distributed.Client()" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
+            Client(lc) as c:
+        assert not plugin_client.has_plugin(c)
+        yield c
+
+
+@pytest.mark.parametrize(
+    "make_items",
+    [
+        lambda: list(range(-20, 20)),
+        lambda: tuple("abcdefgh"),
+        lambda: range(3, 40, 3),
+        lambda: np.arange(12.0),
+        lambda: (x for x in range(15)),
+        lambda: {3: "a", 1: "b", 2: "c"},
+        lambda: [],
+    ],
+    ids=["list", "tuple", "range", "ndarray", "generator", "dict", "empty"],
+)
+def test_results_in_order(client, make_items):
+    expected = list(builtins.map(twice, make_items()))
+    assert ad.map(twice, make_items(), client=client, engine="dask", n_workers=2, chunksize=3) == expected
+    assert ad.map(twice, make_items(), client=client) == expected
+
+
+def test_planned_dask_run_in_order(client):
+    items = list(range(500))
+    assert ad.map(square, items, client=client, engine="dask") == [x * x for x in items]
+
+
+def test_client_records_each_run_without_plugin(client, tmp_path):
+    items = list(range(40))
+    assert ad.map(twice, items, client=client, engine="dask", n_workers=2, chunksize=5,
+                  training_dir=tmp_path) == [2 * x for x in items]
+    ad.map(twice, items, client=client, training_dir=tmp_path)
+    records = TrainingStore(tmp_path).records()
+    assert len(records) == 2
+    first = records[0]
+    assert first["plan"] == {"engine": "dask", "n_workers": 2, "chunksize": 5, "source": "default"}
+    assert set(first["features"]) == {"n_items", "item_seconds", "n_sampled", "planning_seconds"}
+    assert first["fingerprint_fields"]["kind"] == "cluster" and first["compute_seconds"] >= 0
+
+
+def test_exception_keeps_type_and_names_item(client):
+    with pytest.raises(ValueError, match="seven is bad") as info:
+        ad.map(fail_on_seven, range(20), client=client, engine="dask", n_workers=2, chunksize=3)
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "item 7" in notes and "fail_on_seven" in notes
+
+
+def test_tiny_job_runs_in_process(client):
+    plan = ad.plan(abs, range(50), client=client)
+    assert plan.engine == "serial"
+    text = plan.explain()
+    assert "serial" in text and ("too little" in text or "every item was computed while sampling" in text
+                                 or "no parallel plan beats it" in text), text
+    assert ad.map(abs, range(-25, 25), client=client) == [abs(x) for x in range(-25, 25)]
+
+
+def test_killed_worker_loses_no_items(tmp_path):
+    marker = tmp_path / "done.txt"
+    items = list(range(60))
+    func = SlowLogged(marker)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
+            Client(lc) as c:
+        pids = c.run(os.getpid)
+        victim = pids[sorted(pids)[0]]
+        outcome = {}
+
+        def run():
+            try:
+                outcome["results"] = ad.map(func, items, client=c, engine="dask", n_workers=2, chunksize=2)
+            except BaseException as exc:  # re-raised in the test thread below
+                outcome["error"] = exc
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while not (marker.exists() and len(marker.read_text().split()) >= 6):
+                assert runner.is_alive() and time.monotonic() < deadline, "no task completed"
+                time.sleep(0.01)  # polling a file the workers write, with a deadline
+            os.kill(victim, signal.SIGKILL)
+        finally:
+            runner.join(DEADLINE)
+        assert not runner.is_alive()
+        if "error" in outcome:
+            raise outcome["error"]
+        assert outcome["results"] == [x * 3 for x in items]
+        assert victim not in c.run(os.getpid).values()  # the worker really died (and was replaced)
+        done = [int(x) for x in marker.read_text().split()]
+        assert set(done) == set(items)  # some items ran twice: the dead worker's chunk again
