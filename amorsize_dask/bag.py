@@ -14,6 +14,7 @@ import time
 import dask.bag as db
 
 from . import validation
+from .context import current_worker
 from .engines.base import raise_failure
 from .engines.chunks import run_chunk
 from .engines.dask import new_run_id
@@ -105,7 +106,7 @@ def _run_partition(part, func, info, partition_info=None):
         msg = {"run_id": info["run_id"], "part": index, "n_items": len(items),
                "compute_seconds": out.compute_seconds, "start": start, "stop": time.time()}
         report(msg, info["pending"], info["creator"])
-        if os.getpid() != info["creator"] and info["pending"] and _distributed_absent():
+        if os.getpid() != info["creator"] and info["pending"] and current_worker() is None:
             reports = gather_fragments(info["pending"], info["run_id"], info["n_parts"])
             if reports is not None:
                 record_run(info, reports)
@@ -124,12 +125,6 @@ def record_run(info: dict, reports: list[dict]) -> bool:
     fields.update(features=features, compute_seconds=compute,
                   wall_seconds=max(wall, 1e-9) + float(features.get("planning_seconds", 0.0)))
     return get_learner(info["training_dir"]).record(**fields)
-
-
-def _distributed_absent() -> bool:
-    from .reporting import _distributed_worker
-
-    return _distributed_worker() is None
 
 
 def _subscribe(client) -> None:

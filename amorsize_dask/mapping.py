@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from . import validation
+from .context import active_client
 from .engines import get_engine
 from .errors import WorkerStartError
 from .plan import Plan
@@ -186,20 +187,6 @@ def _target(func, client, engine: str, training_dir) -> Target:
             )
         return Target.local(func, training_dir)
     return Target.cluster(client, func, training_dir)
-
-
-def active_client():
-    """The distributed Client dask itself would use, if distributed is in use at all."""
-    import sys
-
-    if "distributed" not in sys.modules:
-        return None
-    from distributed import default_client
-
-    try:
-        return default_client()
-    except ValueError:
-        return None
 
 
 def as_sequence(iterable):

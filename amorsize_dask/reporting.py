@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Callable
 
+from .context import current_worker
+
 logger = logging.getLogger("amorsize_dask")
 
 TOPIC = "amorsize"
@@ -73,7 +75,7 @@ COLLECTOR = RunCollector()
 def report(report: dict, pending_dir: str | None, creator_pid: int) -> None:
     """Send one partition's report to whoever collects it (see the module docstring)."""
     try:
-        worker = _distributed_worker()
+        worker = current_worker()
         if worker is not None:
             worker.log_event(TOPIC, report)
         elif os.getpid() == creator_pid:
@@ -82,19 +84,6 @@ def report(report: dict, pending_dir: str | None, creator_pid: int) -> None:
             _write_fragment(pending_dir, report)
     except Exception:
         logger.debug("amorsize_dask: a partition report was lost", exc_info=True)
-
-
-def _distributed_worker():
-    import sys
-
-    if "distributed" not in sys.modules:
-        return None
-    from distributed import get_worker
-
-    try:
-        return get_worker()
-    except ValueError:
-        return None
 
 
 def _write_fragment(pending_dir: str, report: dict) -> None:
