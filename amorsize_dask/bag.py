@@ -39,6 +39,9 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
     the run is recorded like any other.
     """
     validation.check_func(func)
+    validation.check_client(client)
+    validation.check_training_dir(training_dir)
+    validation.check_bool("learn", learn)
     target = _target(func, client, "auto", training_dir)
     if isinstance(seq_or_bag, db.Bag):
         bag, plan, planned = _plan_bag(func, seq_or_bag, target)

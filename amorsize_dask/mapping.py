@@ -80,6 +80,9 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
     validation.check_func(func)
     validation.check_engine(engine)
     validation.check_progress(progress)
+    validation.check_bool("learn", learn)
+    validation.check_client(client)
+    validation.check_training_dir(training_dir)
     n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
     chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
     items = as_sequence(validation.check_iterable(iterable))
@@ -144,6 +147,8 @@ def plan(
     """
     validation.check_func(func)
     validation.check_engine(engine)
+    validation.check_client(client)
+    validation.check_training_dir(training_dir)
     n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
     chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
     items = as_sequence(validation.check_iterable(iterable))

@@ -38,6 +38,8 @@ _CALIBRATION_TASKS = 300
 _CALIBRATION_ITEMS = 20_000
 _CALIBRATION_PAYLOAD_BYTES = 4 << 20
 _CALIBRATION_PAYLOADS = 4
+# A cached figures file is a few hundred bytes; anything larger is not ours.
+_MAX_CACHE_BYTES = 4096
 # Re-measure when the cached figures are older than this.
 _MAX_AGE_SECONDS = 30 * 24 * 3600
 
@@ -65,15 +67,18 @@ def cached(fingerprint_id: str) -> Overheads | None:
     if fingerprint_id in _memo:
         return _memo[fingerprint_id]
     try:
-        with open(cache_path(fingerprint_id)) as f:
-            data = json.load(f)
+        with open(cache_path(fingerprint_id), "rb") as f:
+            text = f.read(_MAX_CACHE_BYTES + 1)
+        if len(text) > _MAX_CACHE_BYTES:
+            return None
+        data = json.loads(text)
         found = Overheads(**{k.name: data[k.name] for k in dataclasses.fields(Overheads)})
         numbers = [v for v in dataclasses.astuple(found) if isinstance(v, float)]
         if not all(math.isfinite(v) and v >= 0 for v in numbers) or found.bytes_per_second <= 0:
             return None
         if time.time() - found.measured_at > _MAX_AGE_SECONDS:
             return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # corrupt or hostile: re-measure
         return None
     _memo[fingerprint_id] = found
     return found

@@ -166,8 +166,8 @@ def _mapping(value: Any, field: str) -> dict:
     if len(value) > MAX_FIELDS:
         raise _fail(field, f"a dict of at most {MAX_FIELDS} entries", f"{len(value)} entries")
     for key in value:
-        if type(key) is not str or len(key) > MAX_KEY_CHARS:
-            _str(key, f"{field} key", MAX_KEY_CHARS)  # raises, naming the key
+        if type(key) is not str or len(key) > MAX_KEY_CHARS or not key.isprintable():
+            _str(key, f"{field} key", MAX_KEY_CHARS, printable=True)  # raises, naming the key
     return value
 
 
@@ -178,7 +178,7 @@ def _fingerprint_fields(value: Any) -> dict:
         if type(item) is bool:
             out[key] = item
         elif type(item) is str:
-            out[key] = _str(item, name, MAX_STR_CHARS)
+            out[key] = _str(item, name, MAX_STR_CHARS, printable=True)
         elif _is_int(item):
             out[key] = _int(item, name, -MAX_INT)
         elif type(item) is float or isinstance(item, numbers.Real):
@@ -229,7 +229,7 @@ def _fast_flat(value: Any, numbers_only: bool) -> bool:
     if type(value) is not dict or len(value) > MAX_FIELDS:
         return False
     for key, item in value.items():
-        if type(key) is not str or len(key) > MAX_KEY_CHARS:
+        if type(key) is not str or len(key) > MAX_KEY_CHARS or not key.isprintable():
             return False
         kind = type(item)
         if kind is float:
@@ -238,7 +238,8 @@ def _fast_flat(value: Any, numbers_only: bool) -> bool:
         elif kind is int:
             if not (0 if numbers_only else -MAX_INT) <= item <= MAX_INT:
                 return False
-        elif numbers_only or not (kind is bool or (kind is str and len(item) <= MAX_STR_CHARS)):
+        elif numbers_only or not (kind is bool or (kind is str and len(item) <= MAX_STR_CHARS
+                                                   and item.isprintable())):
             return False
     return True
 

@@ -35,8 +35,10 @@ _PURE_WAIT_CPU_RATIO = 0.1
 # Work per probe thread: shorter probes measure thread wake-up, not the function
 # (a 2 x 61 us probe of bench family "payload" read 0.3x; ~0.5 ms per thread reads true).
 _MIN_PROBE_SECONDS = 0.5e-3
-# The probe may cost this share of the serial time; its items' results are kept.
-_PROBE_FRACTION = 0.05
+# The probe may take this share of the serial time. Its items' results are kept, so what
+# it really costs is the slowdown of two threads over one (~10% for a GIL-bound function):
+# ~1% of the serial time (bench family "payload", 400 x 40 us, needs ~6% to be probed).
+_PROBE_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -183,19 +185,20 @@ def _probe_threads(func, items, first: int, n: int, serial_item_seconds: float):
 
     def run(lo, hi):
         out = []
+        start = time.perf_counter()
         for i in range(lo, hi):
             try:
                 out.append(func(items[i]))
             except Exception as exc:
                 reraise_with_item(exc, i, func)
-        return out
+        return out, start, time.perf_counter()
 
-    t0 = time.perf_counter()
     futures = [_probe_pool.submit(run, first, first + half), _probe_pool.submit(run, first + half, first + n)]
-    parts = [f.result() for f in futures]
-    elapsed = time.perf_counter() - t0
+    (a, a_start, a_stop), (b, b_start, b_stop) = [f.result() for f in futures]
+    # Timed inside the threads: hand-over to and from the pool is not the function's.
+    elapsed = max(a_stop, b_stop) - min(a_start, b_start)
     speedup = (serial_item_seconds * n) / elapsed if elapsed > 0 else 1.0
-    return min(speedup, 2.0), parts[0] + parts[1]
+    return min(speedup, 2.0), a + b
 
 
 def _pickled_sizes(items, results) -> tuple[float, float, bool]:

@@ -70,9 +70,23 @@ def _new_segment_name() -> str:
     return f"{_hostname()}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
 
 
+def _real_directory(path) -> bool:
+    """A directory itself, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _bytes_setting(key: str) -> int:
     value = config.get(key)
-    return int(dask.utils.parse_bytes(value) if isinstance(value, str) else value)
+    try:
+        return int(dask.utils.parse_bytes(value) if isinstance(value, str) else value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"dask config amorsize.{key}={value!r} is not a size in bytes; use an integer or a "
+            f"string such as '64 MiB' (see amorsize-schema.yaml)"
+        ) from exc
 
 
 def _identity(record: dict) -> Any:
@@ -264,6 +278,9 @@ class TrainingStore:
         """
         seg_dir = self.path / SEGMENTS
         os.makedirs(seg_dir, exist_ok=True)
+        if not _real_directory(seg_dir):
+            raise OSError(errno.ELOOP, "not a real directory (a symlink?): refusing to write through it",
+                          str(seg_dir))
         path = seg_dir / _new_segment_name()
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | _O_COMMON
         fd = os.open(path, flags, 0o666)      # mode: 0o666 minus the umask
@@ -325,13 +342,18 @@ class TrainingStore:
     def _refresh(self) -> None:
         max_line = _bytes_setting("store.max-line-bytes")
         max_segment = _bytes_setting("store.max-segment-bytes")
-        try:
-            with os.scandir(self.path / SEGMENTS) as it:
-                entries = list(it)
-        except OSError:
-            entries = []
         present: dict[str, _Segment] = {}
         skips: collections.Counter = collections.Counter()
+        seg_dir = self.path / SEGMENTS
+        if os.path.lexists(seg_dir) and not _real_directory(seg_dir):
+            skips["not-regular-file"] += 1    # a symlinked segments/ is never followed
+            entries = []
+        else:
+            try:
+                with os.scandir(seg_dir) as it:
+                    entries = list(it)
+            except OSError:
+                entries = []
         n_segments = n_bytes = 0
         changed = False
         for entry in entries:
@@ -416,6 +438,8 @@ class TrainingStore:
         with self._locked():
             self._close_writer()              # later appends go to a fresh segment
             self._refresh()
+            if not _real_directory(self.path / SEGMENTS):
+                return 0                      # nothing of ours to compact (or a symlink)
             groups: dict[tuple, list] = collections.defaultdict(list)
             for rec in self._merged:          # deduplicated, oldest first
                 groups[(rec["fingerprint"], rec["workload"])].append(rec)

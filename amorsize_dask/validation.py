@@ -78,3 +78,32 @@ def check_progress(progress):
         f"progress={_short_repr(progress)} is not allowed; use False, True (a bar on a "
         "terminal) or a stream such as sys.stderr (always shown there)"
     )
+
+
+def check_training_dir(training_dir):
+    """``training_dir`` is None (the configured default), a str or an os.PathLike."""
+    import os
+
+    if training_dir is None or isinstance(training_dir, (str, os.PathLike)):
+        return training_dir
+    raise TypeError(
+        f"training_dir={_short_repr(training_dir)} must be a path (str or os.PathLike), or None "
+        "for the default (dask config amorsize.training-dir)"
+    )
+
+
+def check_client(client):
+    """``client`` is None (the active one, if any) or a ``distributed.Client``."""
+    if client is None or (callable(getattr(client, "submit", None)) and hasattr(client, "scheduler_info")):
+        return client
+    raise TypeError(
+        f"client={_short_repr(client)} is not a distributed.Client; pass Client(address) "
+        "(e.g. distributed.Client('tcp://host:8786')), or None to use the active one"
+    )
+
+
+def check_bool(name: str, value):
+    """``value`` is True or False."""
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"{name}={_short_repr(value)} must be True or False")

@@ -49,10 +49,6 @@ def test_generator_raising_halfway_propagates_on_every_engine(tmp_path):
     survived(inject(faults.fault_generator_raises, tmp_path))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SIGTERM kills the parent without cleanup; its pool workers (and forkserver, "
-    "resource tracker) keep running forever: workers have no parent-death watch "
-    "(engines/_process_worker.py initialize_worker)"))
 def test_sigterm_to_parent_leaves_no_worker_processes(tmp_path):
     o = inject(faults.fault_parent_sigterm, tmp_path)
     survived(o)
@@ -64,33 +60,12 @@ def test_sixteen_threads_share_the_process_engine(tmp_path):
     assert o.records_read == 16
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ProcessEngine is not thread-safe when concurrent maps ask for different n_workers: "
-    "pool() shuts down the pool another thread is using (engines/processes.py pool/run): "
-    "'cannot schedule new futures after shutdown', and threads whose futures were "
-    "cancelled by shutdown(cancel_futures=True) wait in as_completed forever"))
 def test_concurrent_maps_with_different_worker_counts(tmp_path):
     survived(inject(faults.fault_concurrent_maps, tmp_path, n_threads=16, mixed=True, timeout=10))
 
 
-_BAD_INPUT_BUGS = {
-    "training_dir=123": "training_dir is not validated: os.fspath's TypeError from "
-                        "learning.get_learner does not name training_dir or the value",
-    "client='tcp://nowhere:1'": "client is not validated: AttributeError 'str' object has no "
-                                "attribute 'scheduler_info' from target.Target.cluster",
-    "unpicklable func (processes)": "cloudpickle's TypeError from ProcessEngine.run does not "
-                                    "name the function nor suggest engine='threads'",
-    "unpicklable item 1 (processes)": "pickling an item fails inside ProcessPoolExecutor; the "
-                                      "TypeError does not name the item's index",
-    "max-line-bytes='lots'": "a bad amorsize.store.* byte setting fails map with dask's "
-                             "'Could not interpret' ValueError that does not name the key",
-}
-
-
 @pytest.mark.parametrize("label,call,words", [
-    pytest.param(label, call, words, id=label, marks=[pytest.mark.xfail(
-        strict=True, reason=_BAD_INPUT_BUGS[label])] if label in _BAD_INPUT_BUGS else [])
-    for label, call, words in faults.BAD_INPUTS])
+    pytest.param(label, call, words, id=label) for label, call, words in faults.BAD_INPUTS])
 def test_bad_input_fails_cleanly(label, call, words, tmp_path):
     assert faults.check_bad_input(label, call, words, tmp_path) == ""
 
@@ -149,10 +124,6 @@ def test_planted_pickles_and_code_never_run(tmp_path):
     assert o.records_read == 5 and o.records_corrupt >= 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "overheads.cached() catches OSError/ValueError/KeyError/TypeError but not the "
-    "RecursionError of a deeply nested JSON file: a corrupt or hostile overheads cache "
-    "fails every sampled map"))
 def test_overheads_cache_json_bomb_does_not_fail_map(tmp_path):
     survived(inject(faults.fault_overheads_cache_bomb, tmp_path))
 
@@ -167,10 +138,6 @@ def test_symlinks_in_segments_not_followed(tmp_path):
     assert o.records_read == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a symlinked segments/ directory is followed: records outside are read, segments "
-    "are written outside, and prune() deletes *.jsonl files outside the training "
-    "directory (store.py _refresh/_open_segment/_remove_if_unchanged)"))
 def test_symlinked_segments_dir_not_followed(tmp_path):
     survived(inject(faults.fault_symlinked_segments_dir, tmp_path))
 
@@ -180,10 +147,6 @@ def test_path_strings_in_records_create_no_files(tmp_path):
     assert o.records_read == o.records_written
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "records.py accepts control characters (ESC, BEL, NUL, CR/LF) in fingerprint_fields "
-    "values and in fingerprint_fields/features keys; `amorsize-dask stats` prints them "
-    "to the terminal"))
 def test_control_characters_in_records_rejected_or_sanitized(tmp_path):
     survived(inject(faults.fault_control_strings, tmp_path))
 

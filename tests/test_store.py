@@ -147,8 +147,8 @@ records_strategy = st.builds(
     st.text("0123456789abcdef", min_size=16, max_size=16),
     st.text("0123456789abcdef", min_size=16, max_size=16),
     st.text(max_size=40).filter(str.isprintable),
-    st.dictionaries(st.text(max_size=20), st.one_of(
-        st.text(max_size=40), st.integers(-(2**63) + 1, 2**63 - 1), st.booleans(),
+    st.dictionaries(st.text(max_size=20).filter(str.isprintable), st.one_of(
+        st.text(max_size=40).filter(str.isprintable), st.integers(-(2**63) + 1, 2**63 - 1), st.booleans(),
         st.floats(allow_nan=False, allow_infinity=False)), max_size=8),
     st.floats(min_value=1e-9, max_value=1e9))
 

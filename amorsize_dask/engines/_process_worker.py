@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import pickle
 import signal
+import threading
 
 import cloudpickle
 
@@ -18,10 +21,20 @@ _START_BARRIER = None
 
 
 def initialize_worker(start_barrier=None) -> None:
-    """Ctrl-C is the parent's to handle: it stops the workers itself."""
+    """Ctrl-C is the parent's to handle (it stops the workers itself); a worker whose
+    parent is gone (SIGTERM, SIGKILL, a crash) exits at once instead of lingering."""
     global _START_BARRIER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _START_BARRIER = start_barrier
+    threading.Thread(target=_exit_with_parent, name="amorsize-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent() -> None:
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    parent.join()  # returns when the parent's sentinel closes: it has exited
+    os._exit(1)
 
 
 def wait_for_peers(timeout: float) -> int:

@@ -47,13 +47,21 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+class _Pool:
+    """One executor of ``size`` workers and how many runs are using it right now."""
+
+    def __init__(self, executor: ProcessPoolExecutor, size: int):
+        self.executor = executor
+        self.size = size
+        self.users = 0
+
+
 class ProcessEngine(Engine):
     name = "processes"
 
     def __init__(self, start_method: str | None = None):
         self._requested_start_method = start_method
-        self._pool: ProcessPoolExecutor | None = None
-        self._size = 0
+        self._pools: dict[int, _Pool] = {}
         self._lock = threading.RLock()
         self.last_start_seconds: float | None = None
 
@@ -63,38 +71,65 @@ class ProcessEngine(Engine):
 
     def is_warm(self, n_workers: int) -> bool:
         """True when a pool of ``n_workers`` is already running."""
-        return self._pool is not None and self._size == n_workers
+        return n_workers in self._pools
 
     def pool(self, n_workers: int) -> ProcessPoolExecutor:
         """The pool of ``n_workers`` processes, started (and warmed) if needed."""
+        return self._entry(n_workers).executor
+
+    def _entry(self, n_workers: int) -> _Pool:
         with self._lock:
-            if not self.is_warm(n_workers):
-                self.shutdown()
-                t0 = time.perf_counter()
-                ctx = multiprocessing.get_context(self.start_method)
-                if self.start_method == "forkserver":
-                    ctx.set_forkserver_preload([_process_worker.__name__])
-                barrier = ctx.Barrier(n_workers)
-                pool = ProcessPoolExecutor(
-                    n_workers,
-                    mp_context=ctx,
-                    initializer=_process_worker.initialize_worker,
-                    initargs=(barrier,),
-                )
-                # Start every worker now (workers are otherwise spawned on demand), so
-                # start-up is paid here and measured once.
-                try:
-                    list(pool.map(_process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
-                except (BrokenProcessPool, threading.BrokenBarrierError, OSError) as exc:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise WorkerStartError(exc) from exc
-                self.last_start_seconds = time.perf_counter() - t0
-                self._pool, self._size = pool, n_workers
-            return self._pool
+            entry = self._pools.get(n_workers)
+            if entry is None:
+                # Pools of other sizes that nobody is using go: one set of workers at a time.
+                for size, idle in list(self._pools.items()):
+                    if idle.users == 0:
+                        del self._pools[size]
+                        _stop(idle.executor)
+                entry = self._pools[n_workers] = _Pool(self._start(n_workers), n_workers)
+            return entry
+
+    def _start(self, n_workers: int) -> ProcessPoolExecutor:
+        t0 = time.perf_counter()
+        ctx = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            ctx.set_forkserver_preload([_process_worker.__name__])
+        barrier = ctx.Barrier(n_workers)
+        pool = ProcessPoolExecutor(
+            n_workers, mp_context=ctx, initializer=_process_worker.initialize_worker, initargs=(barrier,)
+        )
+        # Start every worker now (workers are otherwise spawned on demand), so start-up
+        # is paid here and measured once.
+        try:
+            list(pool.map(_process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
+        except (BrokenProcessPool, threading.BrokenBarrierError, OSError) as exc:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise WorkerStartError(exc) from exc
+        self.last_start_seconds = time.perf_counter() - t0
+        return pool
+
+    def _acquire(self, n_workers: int) -> _Pool:
+        with self._lock:
+            entry = self._entry(n_workers)
+            entry.users += 1
+            return entry
+
+    def _release(self, entry: _Pool) -> None:
+        with self._lock:
+            entry.users -= 1
+
+    def _discard(self, entry: _Pool) -> None:
+        """A broken pool goes (once, whoever notices first); the next acquire starts anew."""
+        with self._lock:
+            if self._pools.get(entry.size) is entry:
+                del self._pools[entry.size]
+            else:
+                return
+        _stop(entry.executor, kill=True)
 
     def submit(self, func, chunk, first_index: int, n_workers: int):
         """Start one chunk on the pool now; :meth:`finish` its future later."""
-        func_bytes = cloudpickle.dumps(func)
+        func_bytes = _dump_function(func)
         func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
         return self.pool(n_workers).submit(_process_worker.run_pickled_chunk, func_key, func_bytes, chunk, first_index)
 
@@ -107,7 +142,7 @@ class ProcessEngine(Engine):
         return out
 
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None):
-        func_bytes = cloudpickle.dumps(func)
+        func_bytes = _dump_function(func)
         func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
         bounds = chunk_bounds(len(items), chunksize)
         done_chunks: dict = {}
@@ -116,35 +151,40 @@ class ProcessEngine(Engine):
         futures: dict = {}
         try:
             while todo:
-                pool = self.pool(n_workers)
-                futures = {
-                    pool.submit(
-                        _process_worker.run_pickled_chunk, func_key, func_bytes, items[lo:hi], first_index + lo
-                    ): (lo, hi)
-                    for lo, hi in todo
-                }
-                todo = []
-                for fut in as_completed(futures):
-                    lo, hi = futures[fut]
-                    try:
-                        out = self.finish(fut)
-                    except BrokenProcessPool:
-                        crashes[lo] = crashes.get(lo, 0) + 1
-                        if crashes[lo] > MAX_CHUNK_RETRIES:
-                            raise WorkerLostError(
-                                f"a worker process died {crashes[lo]} times while running items "
-                                f"{first_index + lo}..{first_index + hi - 1} of {_name(func)}; the "
-                                "function may crash the interpreter (segfault, os._exit, memory); "
-                                "try engine='serial' to see the error"
-                            ) from None
-                        todo.append((lo, hi))
-                        continue
-                    raise_failure(out.failure, func, remote=True)
-                    done_chunks[lo] = out
-                    if progress is not None:
-                        progress.advance(len(out.results))
+                entry = self._acquire(n_workers)
+                try:
+                    futures = {
+                        entry.executor.submit(
+                            _process_worker.run_pickled_chunk, func_key, func_bytes, items[lo:hi], first_index + lo
+                        ): (lo, hi)
+                        for lo, hi in todo
+                    }
+                    todo = []
+                    for fut in as_completed(futures):
+                        lo, hi = futures[fut]
+                        try:
+                            out = self.finish(fut)
+                        except BrokenProcessPool:
+                            crashes[lo] = crashes.get(lo, 0) + 1
+                            if crashes[lo] > MAX_CHUNK_RETRIES:
+                                raise WorkerLostError(
+                                    f"a worker process died {crashes[lo]} times while running items "
+                                    f"{first_index + lo}..{first_index + hi - 1} of {_name(func)}; the "
+                                    "function may crash the interpreter (segfault, os._exit, memory); "
+                                    "try engine='serial' to see the error"
+                                ) from None
+                            todo.append((lo, hi))
+                            continue
+                        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                            raise _unpicklable_items(items[lo:hi], first_index + lo, exc) from exc
+                        raise_failure(out.failure, func, remote=True)
+                        done_chunks[lo] = out
+                        if progress is not None:
+                            progress.advance(len(out.results))
+                finally:
+                    self._release(entry)
                 if todo:
-                    self.shutdown(kill=True)
+                    self._discard(entry)
         except Exception:
             # An error in func: drop the queued chunks, keep the pool for the next call.
             for fut in futures:
@@ -158,19 +198,46 @@ class ProcessEngine(Engine):
         return RunResult(results, compute, len(bounds))
 
     def shutdown(self, kill: bool = False) -> None:
-        """Stop the pool; with ``kill``, terminate workers without waiting for their tasks."""
+        """Stop every pool; with ``kill``, terminate workers without waiting for their tasks."""
         with self._lock:
-            pool, self._pool, self._size = self._pool, None, 0
-        if pool is None:
-            return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        if kill:
-            for proc in processes:
-                if proc.is_alive():
-                    proc.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+            entries, self._pools = list(self._pools.values()), {}
+        for entry in entries:
+            _stop(entry.executor, kill=kill)
+
+
+def _stop(executor: ProcessPoolExecutor, kill: bool = False) -> None:
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    if kill:
         for proc in processes:
-            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+    executor.shutdown(wait=True, cancel_futures=True)
+    for proc in processes:
+        proc.join(timeout=5)
+
+
+def _dump_function(func) -> bytes:
+    """``func`` as cloudpickle bytes, or a TypeError that names it and the way out."""
+    try:
+        return cloudpickle.dumps(func)
+    except Exception as exc:
+        raise TypeError(
+            f"{_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "
+            "use engine='threads' or engine='serial' (or make it picklable)"
+        ) from exc
+
+
+def _unpicklable_items(chunk, first_index: int, cause: BaseException) -> TypeError:
+    """A TypeError naming the first item of ``chunk`` that cannot be pickled."""
+    for offset, item in enumerate(chunk):
+        try:
+            pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            return TypeError(
+                f"item {first_index + offset} ({type(item).__name__}) cannot be pickled to send it to a "
+                f"worker process: {exc}; use engine='threads' or engine='serial'"
+            )
+    return TypeError(f"items {first_index}..{first_index + len(chunk) - 1} could not be sent to a worker: {cause}")
 
 
 def _name(func) -> str:
