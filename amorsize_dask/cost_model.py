@@ -70,6 +70,20 @@ def balanced_chunks(n_items: int, n_workers: int, sizes: list[int], min_tasks_pe
     return [c for c in sizes if c <= limit] or [1]
 
 
+def waves_seconds(n_items: int, chunksize: int, n_workers: int, item_seconds: float) -> float:
+    """Makespan of equal chunks (the last one partial) taken in order by ``n_workers``.
+
+    >>> waves_seconds(21, 2, 2, 1.0), waves_seconds(21, 1, 2, 1.0), waves_seconds(24, 10, 2, 1.0)
+    (11.0, 11.0, 14.0)
+    """
+    n_tasks = math.ceil(n_items / chunksize)
+    waves = math.ceil(n_tasks / n_workers)
+    rest = n_items - (n_tasks - 1) * chunksize  # items in the last (partial) chunk
+    in_last_wave = n_tasks - (waves - 1) * n_workers
+    last = chunksize if in_last_wave > 1 or rest == chunksize else rest
+    return ((waves - 1) * chunksize + last) * item_seconds
+
+
 def serial_seconds(profile: Profile, n_items: int) -> float:
     return n_items * profile.item_seconds
 
@@ -81,7 +95,7 @@ def process_seconds(
     n_tasks = math.ceil(n_items / chunksize)
     w = max(1, min(n_workers, cores))
     compute = n_items * t
-    makespan = max(compute / w, math.ceil(n_tasks / w) * compute / n_tasks)
+    makespan = max(compute / w, waves_seconds(n_items, chunksize, w, t))
     if n_tasks > 1:
         makespan += t * profile.item_cv * math.sqrt(chunksize)
     per_item_transfer = overheads.item_seconds + (profile.bytes_in + profile.bytes_out) / overheads.bytes_per_second

@@ -25,8 +25,6 @@ import dataclasses
 import logging
 import math
 import numbers
-import re
-import reprlib
 import time
 
 import click
@@ -36,7 +34,9 @@ from . import fingerprint as fingerprints
 from .engines.dask import KEY_PREFIX, parse_task_key
 from .learning import get_learner
 from .plugin_client import METADATA_KEY
-from .records import MAX_INT, SOURCES, make_record
+from .plugin_requests import (MAX_STR_CHARS, MAX_TASKS_PER_RUN, _bad, _check_run,  # noqa: F401 (re-exported)
+                              _hex16, _int, _run_id, _seconds, _text)
+from .records import MAX_INT, make_record
 
 logger = logging.getLogger("amorsize_dask")
 
@@ -49,19 +49,10 @@ RUN_TTL_SECONDS = 3600.0
 # milliseconds of the client getting its results); unconfirmed, it failed: dropped.
 CONFIRM_SECONDS = 60.0
 # Finished tasks are kept as one bit each (a recomputed task is not counted twice):
-# at most 125 KB per run and 1.25 MB in all.
-MAX_TASKS_PER_RUN = 1_000_000
+# at most 125 KB per run (MAX_TASKS_PER_RUN) and 1.25 MB in all.
 MAX_PENDING_TASKS = 10_000_000
-MAX_STR_CHARS = 200
 # Only these transitions can finish or end a run: everything else returns at once.
 _FINISHES = ("memory", "erred", "forgotten")
-_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
-_RUN_ID = re.compile(r"[0-9a-f]{16}")
-_RUN_KEYS = frozenset({"run_id", "n_tasks", "workload", "function", "features", "plan",
-                       "predicted_seconds", "planning_seconds"})
-_PLAN_KEYS = ("engine", "n_workers", "chunksize", "source")
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 60
 
 
 class _Run:
@@ -348,119 +339,6 @@ def _task_seconds(run: _Run) -> float:
     if run.predicted:
         return run.predicted * min(run.plan["n_workers"], run.n_tasks) / run.n_tasks
     return 0.0
-
-
-# -- validation: wrong type -> TypeError, wrong value -> ValueError, naming field and value ---
-def _show(value) -> str:
-    if isinstance(value, int) and value.bit_length() > 256:
-        return f"<int of {value.bit_length()} bits>"
-    text = _REPR.repr(value)
-    if isinstance(value, (str, bytes, list, dict, tuple)) and len(value) > 40:
-        text += f" ({len(value)} long)"
-    return text
-
-
-def _bad(field: str, expected: str, value, kind=ValueError) -> Exception:
-    return kind(f"amorsize plugin: {field} must be {expected}, got {_show(value)}")
-
-
-def _int(field: str, value, minimum: int, maximum: int) -> int:
-    if type(value) is not int:
-        raise _bad(field, "an int", value, TypeError)
-    if not minimum <= value <= maximum:
-        raise _bad(field, f"an int in [{minimum}, {maximum}]", value)
-    return value
-
-
-def _text(field: str, value, max_chars: int = MAX_STR_CHARS) -> str:
-    if type(value) is not str:
-        raise _bad(field, "a str", value, TypeError)
-    if len(value) > max_chars or not value.isprintable():
-        raise _bad(field, f"a printable str of at most {max_chars} chars", value)
-    return value
-
-
-def _hex16(field: str, value) -> str:
-    if type(value) is not str:
-        raise _bad(field, "a str of 16 hex chars", value, TypeError)
-    if not _HEX16.fullmatch(value):
-        raise _bad(field, "16 hex chars", value)
-    return value.lower()
-
-
-def _run_id(field: str, value) -> str:
-    if type(value) is not str:
-        raise _bad(field, "a str of 16 lowercase hex chars", value, TypeError)
-    if not _RUN_ID.fullmatch(value):
-        raise _bad(field, "16 lowercase hex chars", value)
-    return value
-
-
-def _number(field: str, value, *, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if type(value) not in (int, float):
-        raise _bad(field, "a number" + (" or None" if allow_none else ""), value, TypeError)
-    if not (math.isfinite(value) and 0 <= value <= MAX_INT):
-        raise _bad(field, "a finite number >= 0", value)
-    return float(value)
-
-
-def _seconds(field: str, value) -> float:
-    if type(value) is str and len(value) <= 40:
-        from dask.utils import parse_timedelta
-
-        try:
-            value = parse_timedelta(value)
-        except (ValueError, KeyError, TypeError):
-            raise _bad(field, "seconds (a number or e.g. '5s')", value) from None
-    seconds = _number(field, value)
-    if seconds <= 0:
-        raise _bad(field, "seconds > 0", value)
-    return seconds
-
-
-def _check_run(run) -> dict:
-    if type(run) is not dict:
-        raise _bad("run", "a dict", run, TypeError)
-    unknown = sorted(map(str, set(run) - _RUN_KEYS))
-    if unknown:
-        raise ValueError(f"amorsize plugin: run has unknown fields {_show(unknown)}; "
-                         f"expected {sorted(_RUN_KEYS)}")
-    missing = sorted(_RUN_KEYS - set(run) - {"predicted_seconds", "planning_seconds"})
-    if missing:
-        raise ValueError(f"amorsize plugin: run is missing {missing}")
-    run_id = _run_id("run.run_id", run["run_id"])
-    plan = run["plan"]
-    if type(plan) is not dict:
-        raise _bad("run.plan", "a dict", plan, TypeError)
-    if sorted(plan) != sorted(_PLAN_KEYS):
-        raise _bad("run.plan", f"a dict of exactly {list(_PLAN_KEYS)}", plan)
-    if plan["engine"] != "dask":
-        kind = TypeError if type(plan["engine"]) is not str else ValueError
-        raise _bad("run.plan.engine", "'dask' (only dask tasks reach the scheduler)", plan["engine"], kind)
-    if plan["source"] not in SOURCES:
-        raise _bad("run.plan.source", f"one of {sorted(SOURCES)}", plan["source"],
-                   ValueError if type(plan["source"]) is str else TypeError)
-    features = run["features"]
-    if type(features) is not dict:
-        raise _bad("run.features", "a dict", features, TypeError)
-    n_items = _int("run.features.n_items", features.get("n_items"), 1, MAX_INT)
-    clean = {
-        "run_id": run_id,
-        "n_tasks": _int("run.n_tasks", run["n_tasks"], 1, min(MAX_TASKS_PER_RUN, n_items)),
-        "workload": _hex16("run.workload", run["workload"]),
-        "function": _text("run.function", run["function"]),
-        "features": dict(features),
-        "plan": {"engine": "dask", "n_workers": _int("run.plan.n_workers", plan["n_workers"], 1, MAX_INT),
-                 "chunksize": _int("run.plan.chunksize", plan["chunksize"], 1, MAX_INT),
-                 "source": plan["source"]},
-        "predicted_seconds": _number("run.predicted_seconds", run.get("predicted_seconds"), allow_none=True),
-        "planning_seconds": _number("run.planning_seconds", run.get("planning_seconds", 0.0)),
-    }
-    if "sample_seconds" in features:
-        _number("run.features.sample_seconds", features["sample_seconds"])
-    return clean
 
 
 def _plain(d: dict) -> dict:

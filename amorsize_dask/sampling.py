@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import pickle
 import statistics
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,17 +36,18 @@ _PURE_WAIT_CPU_RATIO = 0.1
 # Work per probe thread: shorter probes measure thread wake-up, not the function
 # (a 2 x 61 us probe of bench family "payload" read 0.3x; ~0.5 ms per thread reads true).
 _MIN_PROBE_SECONDS = 0.5e-3
-# The probe may take this share of the serial time. Its items' results are kept, so what
-# it really costs is the slowdown of two threads over one (~10% for a GIL-bound function):
-# ~1% of the serial time (bench family "payload", 400 x 40 us, needs ~6% to be probed).
-_PROBE_FRACTION = 0.1
+# The probe may take this share of the serial time (its items' results are kept). At 10%
+# bench family "heavy" (24 x 60 ms) spent two items' time probing with one core idle:
+# 1.19x the oracle instead of ~1.05x; "payload" (400 x 40 us) would need 6% to be probed.
+_PROBE_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
 class Profile:
     """What the sample measured; every field is a measurement, none a guess.
 
-    ``cpu_ratio`` is process CPU time over wall time (≈1 computing, ≈0 waiting);
+    ``cpu_ratio`` is this thread's CPU time over wall time while sampling (≈1 computing,
+    ≈0 waiting; the thread's, so that other threads of the process do not count);
     ``thread_speedup`` is the speedup of two threads over one on the next items
     (≈2 when the function releases the GIL), None when not measured.
     """
@@ -110,7 +112,7 @@ def sample_items(
     results: list = []
     per_item: list[float] = []  # seconds per item of each timed batch
     batch_sizes: list[int] = []
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    cpu_start, wall_start = time.thread_time(), time.perf_counter()
     batch = 1
     while len(results) < n_avail:
         first = len(results)
@@ -126,13 +128,13 @@ def sample_items(
         batch_sizes.append(len(chunk))
         spent = time.perf_counter() - wall_start
         mean = _weighted_mean(per_item, batch_sizes)
-        budget = _budget(mean, n_total, spent, time.process_time() - cpu_start, budget_fraction, max_seconds, parallelism)
+        budget = _budget(mean, n_total, spent, time.thread_time() - cpu_start, budget_fraction, max_seconds, parallelism)
         if spent >= budget or spent >= max_seconds:
             break  # a dear first item is evidence enough
         if elapsed < _MIN_BATCH_SECONDS:
             batch *= 2
     wall = time.perf_counter() - wall_start
-    cpu = time.process_time() - cpu_start
+    cpu = time.thread_time() - cpu_start
     mean = _weighted_mean(per_item, batch_sizes)
     cv = _coefficient_of_variation(per_item, batch_sizes, mean)
 
@@ -140,7 +142,10 @@ def sample_items(
     n_done = len(results)
     if probe_threads and n_done < n_avail:
         remaining_budget = _budget(mean, n_total, wall, cpu, budget_fraction, max_seconds, parallelism) - wall
-        probe_n = 2 * max(1, math.ceil(_MIN_PROBE_SECONDS / max(mean, 1e-9)))
+        # Two items per thread at least for a waiting function (its probe costs ~1 item's
+        # wall per item per thread): one item each is too easily out of step.
+        per_thread = max(2 if wall > 0 and cpu / wall < 0.5 else 1, math.ceil(_MIN_PROBE_SECONDS / max(mean, 1e-9)))
+        probe_n = 2 * per_thread
         ratio = cpu / wall if wall > 0 else 1.0
         # A function that barely computes (it waits) needs no probe: waits overlap. One that
         # partly waits is probed always (two threads overlap, so it costs ~1 item). One that
@@ -181,6 +186,10 @@ def _probe_threads(func, items, first: int, n: int, serial_item_seconds: float):
     global _probe_pool
     if _probe_pool is None:
         _probe_pool = ThreadPoolExecutor(2, thread_name_prefix="amorsize-probe")
+        # Start both threads now: a thread started during the probe would be timed as the function.
+        barrier = threading.Barrier(2)
+        for f in [_probe_pool.submit(barrier.wait, 5.0) for _ in range(2)]:
+            f.result()
     half = n // 2
 
     def run(lo, hi):

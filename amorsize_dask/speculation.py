@@ -6,6 +6,9 @@ until the plan is made. When the process pool is already running, the last
 submission for cheap items, a whole item's time saved per idle core for dear ones
 (bench family "heavy": the first call lost one item's time to sampling).
 
+Only functions whose module the workers already imported (or ``__main__``'s, which
+travel by value) are speculated: a first import there can outlast a whole cheap map.
+
 Every item still runs exactly once: speculated items are not part of the plan's tasks,
 and an item that never reached a worker (its task could not be sent, or its worker died)
 is computed here instead.
@@ -50,6 +53,9 @@ class Speculation:
         engine = shared_engine()
         if not engine.is_warm(n_workers):
             return None  # starting a pool is not speculation's to pay
+        module = getattr(func, "__module__", None) or ""
+        if module != "__main__" and module not in engine.modules_sent:
+            return None  # the workers would import its module first: not worth waiting for
         first = len(items) - n_spec
         tail = items[first:]
         if any(_size_hint(x) > MAX_ITEM_BYTES for x in tail):

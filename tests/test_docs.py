@@ -45,6 +45,36 @@ def test_readme_cli_blocks_run(index, tmp_path):
     _run(["bash", "-euo", "pipefail", "-c", CLI_BLOCKS[index]], tmp_path)
 
 
+def test_readme_text_blocks_are_run_by_an_example():
+    """Shell lines that start servers (``text`` blocks) are run by an example instead."""
+    sources = "\n".join(e.read_text() for e in EXAMPLES)
+    for lang, code in BLOCKS:
+        if lang == "text":
+            for line in code.strip().splitlines():
+                words = line.split()
+                assert words[:2] == ["dask", "scheduler"] and "--preload amorsize_dask.plugin" in line
+                assert "--preload amorsize_dask.plugin --amorsize-dir" in sources
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
 def test_examples_run(example, tmp_path):
     _run([sys.executable, str(example)], tmp_path, timeout=90)
+
+
+def test_library_never_prints_and_logs_under_one_name():
+    """Output is the caller's: the library logs to ``amorsize_dask``; only the CLI and
+    the benchmarks print."""
+    import ast
+
+    package = ROOT / "amorsize_dask"
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package).as_posix()
+        if rel == "cli.py" or rel.startswith("bench/"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                raise AssertionError(f"{rel}:{node.lineno} calls print()")
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "getLogger":
+                args = [a.value for a in node.args if isinstance(a, ast.Constant)]
+                assert args == ["amorsize_dask"], f"{rel}:{node.lineno} logs under {args}"

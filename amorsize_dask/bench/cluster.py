@@ -36,32 +36,36 @@ def _timed(fn) -> float:
 
 
 def _client_map(client, func, items, cap: float) -> float:
-    from distributed import wait
-
     t0 = time.perf_counter()
     futures = client.map(func, items, pure=False)
-    done = wait(futures, timeout=cap, return_when="ALL_COMPLETED")
-    elapsed = time.perf_counter() - t0
-    if done.not_done:
-        client.cancel(futures)
+    if not _wait_or_cancel(client, futures, cap):
         return math.inf
     client.gather(futures)
-    return time.perf_counter() - t0 if elapsed <= cap else math.inf
+    return time.perf_counter() - t0
 
 
 def _bag(client, func, items, npartitions=None, cap: float = math.inf) -> float:
     import dask.bag as db
-    from distributed import wait
 
     b = db.from_sequence(items, npartitions=npartitions) if npartitions else db.from_sequence(items)
     t0 = time.perf_counter()
     fut = client.compute(b.map(func))
-    done = wait([fut], timeout=cap)
-    if done.not_done:
-        client.cancel([fut])
+    if not _wait_or_cancel(client, [fut], cap):
         return math.inf
     fut.result()
     return time.perf_counter() - t0
+
+
+def _wait_or_cancel(client, futures, cap: float) -> bool:
+    """True when all ``futures`` finished within ``cap`` seconds; else they are cancelled."""
+    from distributed import wait
+
+    try:
+        wait(futures, timeout=None if math.isinf(cap) else cap)
+        return True
+    except TimeoutError:
+        client.cancel(futures)
+        return False
 
 
 def run(quick: bool = False, families=None, out=print) -> list[dict]:

@@ -64,6 +64,7 @@ class ProcessEngine(Engine):
         self._pools: dict[int, _Pool] = {}
         self._lock = threading.RLock()
         self.last_start_seconds: float | None = None
+        self.modules_sent: set[str] = set()  # modules of functions sent before (imported there)
 
     @property
     def start_method(self) -> str:
@@ -219,7 +220,9 @@ def _stop(executor: ProcessPoolExecutor, kill: bool = False) -> None:
 def _dump_function(func) -> bytes:
     """``func`` as cloudpickle bytes, or a TypeError that names it and the way out."""
     try:
-        return cloudpickle.dumps(func)
+        payload = cloudpickle.dumps(func)
+        shared_engine().modules_sent.add(getattr(func, "__module__", None) or "")
+        return payload
     except Exception as exc:
         raise TypeError(
             f"{_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "
