@@ -61,7 +61,8 @@ def learning_curves(runs: int = 8, quick: bool = False, families=None, out=print
                 big_oracle, _, _ = oracle.search(big.func, big_items, repeat)
                 o = run_map(big.func, big_items, training_dir=d)
                 unseen[w.name] = (o.wall_seconds / big_oracle, _tag(o.plan), len(big_items))
-            out(f"  {w.name}: " + " ".join(f"{r:.2f}{t}" for r, t in zip(ratios, tags)))
+            out(f"  {w.name}: oracle {oracle_t:.3f}s ({oracle_cfg}); ours/oracle "
+                + " ".join(f"{r:.2f}{t}" for r, t in zip(ratios, tags)))
     finally:
         oracle.close()
     headers = ["family"] + [f"run {i + 1}" for i in range(runs)] + ["warm gm (3+)", "3x items"]
