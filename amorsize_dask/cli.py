@@ -86,7 +86,7 @@ def demo(n_items, no_cluster):
 
     def runs(where: str, client=None):
         for attempt in (1, 2):
-            outcome = run_map(cpu_1ms, items, client=client, engine="dask" if client else "auto")
+            outcome = run_map(cpu_1ms, items, client=client)
             if outcome.results != expected:
                 raise click.ClickException("results differ from the serial run")
             click.echo(f"\n{where}, run {attempt}: {outcome.wall_seconds:.3f} s "

@@ -158,8 +158,10 @@ def plan(
 
 def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True, speculate=False) -> Planned:
     learned = None
-    if engine == "auto" and n_workers is None and chunksize is None and len(items):
+    if engine != "serial" and n_workers is None and chunksize is None and len(items):
         learned = target.learned_plan(len(items), explore=explore)
+        if learned is not None and engine not in ("auto", learned.engine):
+            learned = None  # the model's best is another engine than the one asked for: sample
     planned = plan_items(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize,
                          learned=learned, speculate=speculate)
     planned.plan = planned.plan.replace(fingerprint=target.fingerprint.id, workload=target.workload)

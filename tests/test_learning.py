@@ -39,10 +39,14 @@ def test_runs_after_the_first_are_planned_by_the_model_without_sampling(tmp_path
     assert sorted(read_calls(log)) == sorted(list(range(200)) * 3)  # nothing computed twice
 
 
-def test_learning_off_for_fixed_choices(tmp_path):
-    for _ in range(3):
-        p = run_map(spin, range(50), training_dir=tmp_path, engine="threads").plan
-    assert p.source == "sample"
+def test_a_fixed_engine_learns_only_from_its_own_runs(tmp_path):
+    plans = [run_map(spin, range(300), training_dir=tmp_path, engine="threads").plan for _ in range(3)]
+    assert plans[0].source == "sample"
+    assert all(p.source == "model" and p.engine == "threads" for p in plans[1:])
+    other = run_map(spin, range(300), training_dir=tmp_path, engine="processes").plan
+    assert other.source == "sample" and other.engine == "processes"  # no processes run measured yet
+    fixed = run_map(spin, range(300), training_dir=tmp_path, engine="threads", n_workers=2, chunksize=7).plan
+    assert (fixed.source, fixed.n_workers, fixed.chunksize) == ("default", 2, 7)
 
 
 def _obs(n, engine, w, c, seconds, t=0.0):
