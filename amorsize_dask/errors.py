@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import NoReturn
 
+from .workload import function_name
+
 
 class ItemError(RuntimeError):
     """Stands in for an exception that could not travel back from a worker."""
@@ -37,8 +39,7 @@ class WorkerStartError(RuntimeError):
 
 def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: str | None = None) -> NoReturn:
     """Raise ``exc`` again with a note naming ``index`` (and the remote traceback)."""
-    name = f"{getattr(func, '__module__', None) or '?'}.{getattr(func, '__qualname__', type(func).__name__)}"
-    note = f"amorsize_dask: raised by {name} on item {index}"
+    note = f"amorsize_dask: raised by {function_name(func)} on item {index}"
     if remote_traceback:
         note += f"\n--- original traceback (in the worker) ---\n{remote_traceback.rstrip()}"
     exc.add_note(note)

@@ -27,6 +27,7 @@ import cloudpickle
 
 from .. import config
 from ..errors import WorkerLostError, WorkerStartError
+from ..workload import function_name
 from . import _process_worker
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import ChunkResult
@@ -170,7 +171,7 @@ class ProcessEngine(Engine):
                             if crashes[lo] > MAX_CHUNK_RETRIES:
                                 raise WorkerLostError(
                                     f"a worker process died {crashes[lo]} times while running items "
-                                    f"{first_index + lo}..{first_index + hi - 1} of {_name(func)}; the "
+                                    f"{first_index + lo}..{first_index + hi - 1} of {function_name(func)}; the "
                                     "function may crash the interpreter (segfault, os._exit, memory); "
                                     "try engine='serial' to see the error"
                                 ) from None
@@ -225,7 +226,7 @@ def _dump_function(func) -> bytes:
         return payload
     except Exception as exc:
         raise TypeError(
-            f"{_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "
+            f"{function_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "
             "use engine='threads' or engine='serial' (or make it picklable)"
         ) from exc
 
@@ -241,10 +242,6 @@ def _unpicklable_items(chunk, first_index: int, cause: BaseException) -> TypeErr
                 f"worker process: {exc}; use engine='threads' or engine='serial'"
             )
     return TypeError(f"items {first_index}..{first_index + len(chunk) - 1} could not be sent to a worker: {cause}")
-
-
-def _name(func) -> str:
-    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', type(func).__name__)}"
 
 
 _ENGINE: ProcessEngine | None = None
