@@ -77,15 +77,9 @@ class MapOutcome:
 def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunksize=None,
             training_dir=None, learn=True, progress=False) -> MapOutcome:
     """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers)."""
-    validation.check_func(func)
-    validation.check_engine(engine)
     validation.check_progress(progress)
     validation.check_bool("learn", learn)
-    validation.check_client(client)
-    validation.check_training_dir(training_dir)
-    n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
-    chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
-    items = as_sequence(validation.check_iterable(iterable))
+    items, n_workers, chunksize = _checked(func, iterable, client, engine, n_workers, chunksize, training_dir)
     t0 = time.perf_counter()
     target = _target(func, client, engine, training_dir)
     planned = _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
@@ -145,21 +139,28 @@ def plan(
     >>> p.engine, p.n_items
     ('serial', 10)
     """
+    items, n_workers, chunksize = _checked(func, iterable, client, engine, n_workers, chunksize, training_dir)
+    target = _target(func, client, engine, training_dir)
+    return _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
+
+
+def _checked(func, iterable, client, engine, n_workers, chunksize, training_dir):
+    """The arguments ``map`` and ``plan`` share, checked: (items, n_workers, chunksize)."""
     validation.check_func(func)
     validation.check_engine(engine)
     validation.check_client(client)
     validation.check_training_dir(training_dir)
     n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
     chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
-    items = as_sequence(validation.check_iterable(iterable))
-    target = _target(func, client, engine, training_dir)
-    return _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
+    return as_sequence(validation.check_iterable(iterable)), n_workers, chunksize
 
 
 def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True, speculate=False) -> Planned:
     learned = None
     if engine != "serial" and n_workers is None and chunksize is None and len(items):
         learned = target.learned_plan(len(items), explore=explore)
+        if learned is not None and learned.explored and engine not in ("auto", learned.engine):
+            learned = target.learned_plan(len(items), explore=False)  # explore within the engine only
         if learned is not None and engine not in ("auto", learned.engine):
             learned = None  # the model's best is another engine than the one asked for: sample
     planned = plan_items(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize,
