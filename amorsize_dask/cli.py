@@ -208,7 +208,8 @@ def prune(directory, keep):
 @click.option("--quick", is_flag=True,
               help="A quarter of the items and one timing per configuration (faster, noisier).")
 @click.option("--learning", "suite_name", flag_value="learning",
-              help="Learning curves: 8 runs per family on a fresh training directory, then 3x the items.")
+              help="Learning curves: 8 runs per family on a fresh training directory, then 3x the items "
+                   "(3 repetitions, the median of each run).")
 @click.option("--overhead", "suite_name", flag_value="overhead",
               help="Planning overhead: cold (sampling) vs warm (model), with 10k and 100k records.")
 @click.option("--cluster", "suite_name", flag_value="cluster",

@@ -156,6 +156,7 @@ def _checked(func, iterable, client, engine, n_workers, chunksize, training_dir)
 
 
 def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True, speculate=False) -> Planned:
+    t0 = time.perf_counter()
     learned = None
     if engine != "serial" and n_workers is None and chunksize is None and len(items):
         learned = target.learned_plan(len(items), explore=explore)
@@ -165,7 +166,9 @@ def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explor
             learned = None  # the model's best is another engine than the one asked for: sample
     planned = plan_items(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize,
                          learned=learned, speculate=speculate)
-    planned.plan = planned.plan.replace(fingerprint=target.fingerprint.id, workload=target.workload)
+    # Planning time includes the model's query (plan_items only sees its answer).
+    planned.plan = planned.plan.replace(fingerprint=target.fingerprint.id, workload=target.workload,
+                                        planning_seconds=time.perf_counter() - t0)
     return planned
 
 

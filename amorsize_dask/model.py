@@ -169,11 +169,13 @@ def predict(
 
 def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
                engines: tuple[str, ...] = ("threads", "processes")) -> list[tuple]:
-    """Configurations one step from ``cfg``: chunksize ×2 / ÷2, workers ±1 (threads ×2 / ÷2),
-    and across the serial / parallel line.
+    """Configurations one step from ``cfg``: chunksize ×2 / ÷2 (while every worker gets a
+    task), workers ±1 (threads ×2 / ÷2), and across the serial / parallel line.
 
     >>> neighbours(("processes", 2, 10), 100, cores=2, max_threads=64)
     [('serial', 1, 100), ('processes', 2, 20), ('processes', 2, 5)]
+    >>> neighbours(("threads", 2, 50), 100, cores=2, max_threads=2)
+    [('serial', 1, 100), ('threads', 2, 25)]
     """
     engine, workers, chunksize = cfg
     if engine == "serial":
@@ -187,7 +189,8 @@ def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
         return out
     out = [("serial", 1, n_items)]
     for c in (chunksize * 2, chunksize // 2):
-        if 1 <= c <= n_items and c != chunksize:
+        # Fewer tasks than workers leaves workers idle: never a step towards the best.
+        if 1 <= c <= n_items and c != chunksize and math.ceil(n_items / c) >= workers:
             out.append((engine, workers, c))
     if engine == "processes":
         for w in (workers - 1, workers + 1):

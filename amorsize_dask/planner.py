@@ -73,8 +73,9 @@ def plan_items(
         spec = Speculation.start(func, items, cores)
     n_front = spec.first_index if spec is not None else n
     try:
-        sample = sample_items(func, items[:n_front], n, parallelism=parallelism,
-                              probe_threads=engine in ("auto", "threads") and target.client is None)
+        probe = engine in ("auto", "threads") and target.client is None
+        sample = sample_items(func, items[:n_front], n, parallelism=parallelism, probe_threads=probe,
+                              probe_is_free=_no_process_plan_wins(target, n_front, engine) if probe else None)
     except BaseException:
         if spec is not None:
             spec.cancel()
@@ -137,6 +138,27 @@ def plan_items(
         reasons=tuple(reasons),
     )
     return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof, spec)
+
+
+def _no_process_plan_wins(target, n_items: int, engine: str):
+    """``(item_seconds, bytes_per_item) -> bool``: would serial beat every process plan?
+
+    Then a probe of two threads costs nothing but its hand-off: without it, the plan would
+    be serial. None when this machine's overheads are not measured yet (the plan is serial).
+    """
+    found = target.overheads(measure_now=False)
+    if found is None:
+        return None
+    if engine == "threads":
+        return lambda item_seconds, nbytes: True
+
+    def serial_wins(item_seconds: float, nbytes: float) -> bool:
+        prof = Profile(1, item_seconds, 0.0, 1.0, nbytes, 0.0, True, None, 0.0)
+        ranked = cost_model.rank(prof, n_items, found, cores=target.cores, pool_warm=target.pool_warm(target.cores),
+                                 engines=("serial", "processes"))
+        return choose(ranked, n_items * item_seconds, "auto").engine == "serial"
+
+    return serial_wins
 
 
 def choose(ranked: list[cost_model.Candidate], serial_rest: float, engine: str) -> cost_model.Candidate:

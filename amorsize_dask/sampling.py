@@ -94,6 +94,7 @@ def sample_items(
     budget_fraction: float | None = None,
     max_seconds: float | None = None,
     parallelism: tuple[int, int] = (1, 1),
+    probe_is_free: Callable[[float, float], bool] | None = None,
 ) -> Sample:
     """Time ``func`` on the first items of ``items`` until the budget is spent.
 
@@ -103,6 +104,10 @@ def sample_items(
     that computes, or over ``parallelism[1]`` (threads) for one that waits. The first
     item always runs. Then, when the budget allows, the next items run
     on two threads to measure whether threads speed the function up.
+
+    ``probe_is_free(item_seconds, pickled_bytes_per_item)``: True when no process plan
+    could beat serial, so that the probe, whose results are kept, costs only the hand-off
+    to two threads (then it runs whenever half the items cover it).
     """
     if budget_fraction is None:
         budget_fraction = config.get("sampling.budget-fraction")
@@ -138,6 +143,7 @@ def sample_items(
     mean = _weighted_mean(per_item, batch_sizes)
     cv = _coefficient_of_variation(per_item, batch_sizes, mean)
 
+    bytes_in, bytes_out, picklable = _pickled_sizes(items, results)
     thread_speedup = None
     n_done = len(results)
     if probe_threads and n_done < n_avail:
@@ -150,13 +156,15 @@ def sample_items(
         # A function that barely computes (it waits) needs no probe: waits overlap. One that
         # partly waits is probed always (two threads overlap, so it costs ~1 item). One that
         # computes may spend the remaining budget or a share of the serial time on it.
+        # One whose alternative is serial anyway may always be probed (on half the items at most).
         affordable = max(remaining_budget, _PROBE_FRACTION * mean * n_total)
-        wanted = ratio >= _PURE_WAIT_CPU_RATIO and (ratio < 0.5 or mean * probe_n <= affordable)
+        free = probe_is_free is not None and 2 * probe_n <= n_avail and (
+            not picklable or probe_is_free(mean, bytes_in + bytes_out))
+        wanted = ratio >= _PURE_WAIT_CPU_RATIO and (ratio < 0.5 or free or mean * probe_n <= affordable)
         if n_done + probe_n <= n_avail and wanted:
             thread_speedup, probe_results = _probe_threads(func, items, n_done, probe_n, mean)
             results.extend(probe_results)
 
-    bytes_in, bytes_out, picklable = _pickled_sizes(items, results)
     profile = Profile(
         n_sampled=len(results),
         item_seconds=mean,

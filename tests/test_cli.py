@@ -299,3 +299,18 @@ def test_plan_of_a_failing_function(tmp_path):
     assert out.returncode == 1
     assert "planning my_failing_workload:work failed: KeyError" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_learning_curve_reports_the_median_of_its_repetitions():
+    from amorsize_dask.bench.learning import learning_curves
+
+    lines = []
+    found = learning_curves(runs=3, quick=True, families=["tiny"], out=lines.append, seeds=2)
+    ratios, tags, _ = found["curves"]["tiny"]
+    assert len(ratios) == 3 and all(0 < r < 100 for r in ratios)
+    assert tags[0] == "ss" and all(len(t) == 2 and set(t) <= set("smx") for t in tags)  # one per repetition
+    per_seed = [line for line in lines if line.startswith("  tiny #")]
+    assert len(per_seed) == 2
+    first_runs = sorted(float(line.split("ours/oracle ")[1].split()[0][:-1]) for line in per_seed)
+    assert ratios[0] == pytest.approx(sum(first_runs) / 2, rel=0.01)  # median of two: their mean
+    assert "median of 2" in "\n".join(lines)

@@ -128,6 +128,44 @@ def test_pure_waiting_function_goes_to_threads_without_a_probe():
     assert b.engine == "threads" and b.n_workers >= 16
 
 
+def _numpy_sum(a):
+    return float(a.sum())
+
+
+def test_thread_probe_runs_when_serial_is_the_only_other_plan():
+    # A cheap function of large arrays (bench family "payload"): processes cannot beat
+    # serial, so probing two threads costs only the hand-off and always runs.
+    import numpy as np
+
+    arrays = [np.full(131_072, float(i)) for i in range(200)]
+    asked = []
+
+    def serial_wins(item_seconds, nbytes):
+        asked.append(nbytes)
+        return True
+
+    s = sample_items(_numpy_sum, arrays, 200, parallelism=(2, 64), probe_is_free=serial_wins)
+    assert asked and asked[0] > 1 << 20  # it was asked with the measured bytes per item
+    assert s.profile.thread_speedup is not None
+    assert s.results == [_numpy_sum(a) for a in arrays[: s.profile.n_sampled]]
+    s = sample_items(_numpy_sum, arrays[:40], 40, parallelism=(2, 64), budget_fraction=0.0001,
+                     probe_is_free=lambda item_seconds, nbytes: False)
+    assert s.profile.thread_speedup is None  # a dear probe, and processes might win: skipped
+
+
+def test_planner_asks_the_cost_model_whether_a_probe_is_free(tmp_path):
+    from amorsize_dask import overheads
+    from amorsize_dask.planner import _no_process_plan_wins
+    from amorsize_dask.target import Target
+
+    target = Target.local(_numpy_sum, str(tmp_path))
+    overheads.get(target.fingerprint.id, lambda: OVERHEADS)  # this machine's, if measured already
+    assert _no_process_plan_wins(target, 400, "threads")(1e-3, 40)  # threads asked for: always probe
+    serial_wins = _no_process_plan_wins(target, 2000, "auto")
+    assert serial_wins(50e-6, 2 << 20)  # payload: 1 MiB arrays, 50 us of work
+    assert not serial_wins(1e-3, 40)  # 2 s of CPU work on small items: processes win
+
+
 def test_sampling_measures_payload_bytes():
     s = sample_items(bytes, [1000] * 50, 50)
     assert s.profile.bytes_out > 1000 and s.profile.picklable

@@ -36,33 +36,53 @@ def _tag(plan) -> str:
     return "x" if plan.explored else plan.source[0]  # s(ample) / m(odel) / x (explored)
 
 
-def learning_curves(runs: int = 8, quick: bool = False, families=None, out=print) -> dict:
-    """Print ours/oracle per run for each family; return {family: [ratios], ...}."""
+# Repetitions of each learning curve (each on its own fresh training directory). Single
+# runs of the suite's 15-50 ms families move by 10-35% between repetitions on this shared
+# 2-core machine (bench --learning, session 1); the median of 3 is what a run index reads.
+SEEDS = 3
+
+
+def learning_curves(runs: int = 8, quick: bool = False, families=None, out=print, seeds: int | None = None) -> dict:
+    """Print ours/oracle per run for each family; return {"curves": ..., "unseen": ...}.
+
+    Each family's curve is repeated ``seeds`` times on fresh training directories; a run
+    index reads the median ratio of its repetitions, tagged with every repetition's plan
+    source (s = sampled, m = model, x = model exploring).
+    """
+    seeds = seeds or (1 if quick else SEEDS)
     repeat = 1 if quick else 2
     workloads = [w for w in suite(scale=0.25 if quick else 1.0) if not families or w.name in families]
     bigger = {w.name: w for w in suite(scale=0.75 if quick else 3.0)}
     oracle = Oracle(machine.cpu_count())
     curves, unseen = {}, {}
     try:
-        out(f"calibration: {calibrate():.2f} s")
+        out(f"calibration: {calibrate():.2f} s; {seeds} repetition(s) of each curve")
         for w in workloads:
             items = w.items()
             oracle_t, oracle_cfg, _ = oracle.search(w.func, items, repeat)
+            big = bigger[w.name]
+            big_items = big.items()
+            big_oracle, _, _ = oracle.search(big.func, big_items, repeat)
             _warm_workers(w, items)
-            with tempfile.TemporaryDirectory(prefix="amorsize-learn-") as d:
-                ratios, tags = [], []
-                for _ in range(runs):
-                    o = run_map(w.func, items, training_dir=d)
-                    ratios.append(o.wall_seconds / oracle_t)
-                    tags.append(_tag(o.plan))
-                curves[w.name] = (ratios, tags, oracle_cfg)
-                big = bigger[w.name]
-                big_items = big.items()
-                big_oracle, _, _ = oracle.search(big.func, big_items, repeat)
-                o = run_map(big.func, big_items, training_dir=d)
-                unseen[w.name] = (o.wall_seconds / big_oracle, _tag(o.plan), len(big_items))
-            out(f"  {w.name}: oracle {oracle_t:.3f}s ({oracle_cfg}); ours/oracle "
-                + " ".join(f"{r:.2f}{t}" for r, t in zip(ratios, tags)))
+            per_seed, per_seed_unseen = [], []
+            for seed in range(seeds):
+                with tempfile.TemporaryDirectory(prefix="amorsize-learn-") as d:
+                    ratios, tags = [], []
+                    for _ in range(runs):
+                        o = run_map(w.func, items, training_dir=d)
+                        ratios.append(o.wall_seconds / oracle_t)
+                        tags.append(_tag(o.plan))
+                    o = run_map(big.func, big_items, training_dir=d)
+                per_seed.append((ratios, tags))
+                per_seed_unseen.append((o.wall_seconds / big_oracle, _tag(o.plan)))
+                out(f"  {w.name} #{seed + 1}: oracle {oracle_t:.3f}s ({oracle_cfg}); ours/oracle "
+                    + " ".join(f"{r:.2f}{t}" for r, t in zip(ratios, tags))
+                    + f"; 3x items {per_seed_unseen[-1][0]:.2f}{per_seed_unseen[-1][1]}")
+            ratios = [statistics.median(seed_ratios[i] for seed_ratios, _ in per_seed) for i in range(runs)]
+            tags = ["".join(seed_tags[i] for _, seed_tags in per_seed) for i in range(runs)]
+            curves[w.name] = (ratios, tags, oracle_cfg)
+            unseen[w.name] = (statistics.median(r for r, _ in per_seed_unseen),
+                              "".join(t for _, t in per_seed_unseen), len(big_items))
     finally:
         oracle.close()
     headers = ["family"] + [f"run {i + 1}" for i in range(runs)] + ["warm gm (3+)", "3x items"]
@@ -76,7 +96,8 @@ def learning_curves(runs: int = 8, quick: bool = False, families=None, out=print
     worst = max(per_family_warm, key=per_family_warm.get)
     cold = geometric_mean([ratios[0] for ratios, _, _ in curves.values()])
     out(format_table(headers, rows))
-    out(f"\nours/oracle per run; s = sampled plan, m = model plan, x = model exploring a neighbour."
+    out(f"\nours/oracle per run (median of {seeds}); s = sampled plan, m = model plan, x = model exploring a "
+        f"neighbour, one letter per repetition."
         f"\nwarm (runs 3+): geometric mean {geometric_mean(warm):.3f}, worst family {worst} "
         f"{per_family_warm[worst]:.3f}; cold (run 1): {cold:.3f}; "
         f"3x items: {geometric_mean([u[0] for u in unseen.values()]):.3f}")
