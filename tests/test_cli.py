@@ -306,11 +306,15 @@ def test_learning_curve_reports_the_median_of_its_repetitions():
 
     lines = []
     found = learning_curves(runs=3, quick=True, families=["tiny"], out=lines.append, seeds=2)
-    ratios, tags, _ = found["curves"]["tiny"]
+    curve = found["curves"]["tiny"]
+    ratios, tags = curve["ratios"], curve["tags"]
     assert len(ratios) == 3 and all(0 < r < 100 for r in ratios)
+    # strict divides by the least of the oracle's timings: never kinder than paired
+    assert all(strict >= paired * 0.999 for strict, paired in zip(curve["strict"], ratios))
     assert tags[0] == "ss" and all(len(t) == 2 and set(t) <= set("smx") for t in tags)  # one per repetition
     per_seed = [line for line in lines if line.startswith("  tiny #")]
     assert len(per_seed) == 2
     first_runs = sorted(float(line.split("ours/oracle ")[1].split()[0][:-1]) for line in per_seed)
     assert ratios[0] == pytest.approx(sum(first_runs) / 2, rel=0.01)  # median of two: their mean
-    assert "median of 2" in "\n".join(lines)
+    text = "\n".join(lines)
+    assert "median of 2" in text and "paired: warm" in text and "strict: warm" in text
