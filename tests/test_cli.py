@@ -318,3 +318,15 @@ def test_learning_curve_reports_the_median_of_its_repetitions():
     assert ratios[0] == pytest.approx(sum(first_runs) / 2, rel=0.01)  # median of two: their mean
     text = "\n".join(lines)
     assert "median of 2" in text and "paired: warm" in text and "strict: warm" in text
+
+
+def test_cold_benchmark_pairs_each_of_our_runs_with_the_oracle():
+    from amorsize_dask.bench.local import run
+
+    lines = []
+    (row,) = run(quick=True, families=["tiny"], out=lines.append)
+    assert row.name == "tiny" and row.n_items == 25_000
+    assert len(row.paired_ratios) == 1 and row.ratio == row.paired_ratios[0]  # quick: one run of each
+    assert row.ours > 0 and row.oracle > 0 and row.strict_ratio == pytest.approx(row.ours / row.oracle)
+    text = "\n".join(lines)
+    assert "ours/oracle: geometric mean" in text and "strict: geometric mean" in text
