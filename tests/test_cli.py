@@ -1,5 +1,6 @@
 """The ``amorsize-dask`` command, on real training directories written by real ``map`` calls."""
 
+import math
 import os
 import pathlib
 import re
@@ -330,3 +331,15 @@ def test_cold_benchmark_pairs_each_of_our_runs_with_the_oracle():
     assert row.ours > 0 and row.oracle > 0 and row.strict_ratio == pytest.approx(row.ours / row.oracle)
     text = "\n".join(lines)
     assert "ours/oracle: geometric mean" in text and "strict: geometric mean" in text
+
+
+def test_oracle_times_a_thread_configuration_without_a_limit():
+    from amorsize_dask.bench.local import Config, Oracle
+
+    oracle = Oracle(2, thread_counts=(2,))
+    try:
+        seconds = oracle.time_config(Config("threads", 2, 5), abs, list(range(-20, 0)), math.inf)
+        assert 0 < seconds < 5
+        assert oracle.time_config(Config("threads", 2, 1), time.sleep, [0.05] * 4, 0.01) == math.inf  # cut
+    finally:
+        oracle.close()

@@ -127,7 +127,7 @@ class Oracle:
             for fut in futures:
                 remaining = deadline - time.perf_counter()
                 try:
-                    fut.result(timeout=max(remaining, 0))
+                    fut.result(timeout=max(remaining, 0) if math.isfinite(remaining) else None)
                 except TimeoutError:
                     for f in futures:
                         f.cancel()
