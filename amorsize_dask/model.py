@@ -110,8 +110,8 @@ def predict(
     cores: int,
     k: int = 8,
     explore: bool = True,
-    explore_probability: float = 0.15,
-    explore_max_slowdown: float = 1.3,
+    explore_probability: float = 0.1,  # defaults: amorsize.yaml model.*
+    explore_max_slowdown: float = 1.05,
     max_threads: int = 64,
     similarity: float = 1.0,
     rng: random.Random | None = None,
