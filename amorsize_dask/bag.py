@@ -96,16 +96,18 @@ def _measured(func, bag: db.Bag, plan: Plan, planned, target, learn: bool) -> db
                          on_complete=lambda run, reports: record_run(info, reports))
         if target.client is not None:
             _subscribe(target.client)
-    return bag.map_partitions(_run_partition, func, info, token=f"amorsize-{run_id}")
+    # dask.bag passes no partition_info: each partition gets its number from a bag of them.
+    numbers = db.from_sequence(range(bag.npartitions), npartitions=bag.npartitions)
+    return bag.map_partitions(_run_partition, numbers, func, info, token=f"amorsize-{run_id}")
 
 
-def _run_partition(part, func, info, partition_info=None):
+def _run_partition(part, number, func, info):
     items = list(part)
+    (index,) = number
     start = time.time()
     out = run_chunk(func, items, 0)
     raise_failure(out.failure, func, remote=os.getpid() != info["creator"])
     if info["run_id"]:
-        index = partition_info["number"] if partition_info else 0
         msg = {"run_id": info["run_id"], "part": index, "n_items": len(items),
                "compute_seconds": out.compute_seconds, "start": start, "stop": time.time()}
         report(msg, info["pending"], info["creator"])

@@ -64,6 +64,30 @@ def test_bag_run_is_recorded_from_process_scheduler(tmp_path):
     assert len(TrainingStore(tmp_path).records()) == 1
 
 
+def _trained_on_many_tasks(training_dir, items):
+    """Two measured runs of processes 2x100: the model then plans many partitions."""
+    for _ in range(2):
+        ad.map(spin, items, engine="processes", n_workers=2, chunksize=100, training_dir=training_dir)
+    p = ad.plan(spin, items, training_dir=training_dir)
+    assert p.source == "model" and p.n_tasks > 2
+    return p
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync", "processes"])
+def test_bag_of_many_partitions_is_recorded_once(tmp_path, scheduler):
+    # dask.bag passes no partition_info: every partition must still report its own number,
+    # or a run of several partitions never completes and is never recorded.
+    items = list(range(2000))
+    _trained_on_many_tasks(tmp_path, items)
+    b = ad.bag.map(spin, items, training_dir=tmp_path)
+    assert b.npartitions > 2
+    with dask.config.set(num_workers=2):
+        assert b.compute(scheduler=scheduler) == [spin(x) for x in items]
+    recs = TrainingStore(tmp_path).records()
+    assert len(recs) == 3  # two training runs and this one
+    assert sorted(r["features"]["n_items"] for r in recs) == [2000, 2000, 2000]
+
+
 def test_bag_on_a_cluster_is_recorded_and_next_plan_is_the_model(client, tmp_path):
     items = list(range(2000))
     b = ad.bag.map(spin, items, client=client, training_dir=tmp_path)
