@@ -40,6 +40,11 @@ _MIN_PROBE_SECONDS = 0.5e-3
 # bench family "heavy" (24 x 60 ms) spent two items' time probing with one core idle:
 # 1.19x the oracle instead of ~1.05x; "payload" (400 x 40 us) would need 6% to be probed.
 _PROBE_FRACTION = 0.05
+# A free probe (serial is the only other plan) is this many times longer, after a serial
+# reference as long. Against such a reference, bench family "payload" (two threads truly
+# 1.26x) read 1.04-1.85x with 2 x 24 items and 1.15-1.36x with 2 x 48; pure-Python items
+# read 0.98-1.13x (9 probes each through _probe_threads, session 2 of this project).
+_FREE_PROBE_SCALE = 2
 
 
 @dataclass(frozen=True)
@@ -145,24 +150,24 @@ def sample_items(
 
     bytes_in, bytes_out, picklable = _pickled_sizes(items, results)
     thread_speedup = None
-    n_done = len(results)
-    if probe_threads and n_done < n_avail:
+    if probe_threads and len(results) < n_avail:
         remaining_budget = _budget(mean, n_total, wall, cpu, budget_fraction, max_seconds, parallelism) - wall
-        # Two items per thread at least for a waiting function (its probe costs ~1 item's
-        # wall per item per thread): one item each is too easily out of step.
-        per_thread = max(2 if wall > 0 and cpu / wall < 0.5 else 1, math.ceil(_MIN_PROBE_SECONDS / max(mean, 1e-9)))
-        probe_n = 2 * per_thread
-        ratio = cpu / wall if wall > 0 else 1.0
-        # A function that barely computes (it waits) needs no probe: waits overlap. One that
-        # partly waits is probed always (two threads overlap, so it costs ~1 item). One that
-        # computes may spend the remaining budget or a share of the serial time on it.
-        # One whose alternative is serial anyway may always be probed (on half the items at most).
-        affordable = max(remaining_budget, _PROBE_FRACTION * mean * n_total)
-        free = probe_is_free is not None and 2 * probe_n <= n_avail and (
-            not picklable or probe_is_free(mean, bytes_in + bytes_out))
-        wanted = ratio >= _PURE_WAIT_CPU_RATIO and (ratio < 0.5 or free or mean * probe_n <= affordable)
-        if n_done + probe_n <= n_avail and wanted:
-            thread_speedup, probe_results = _probe_threads(func, items, n_done, probe_n, mean)
+        probe_n, free = _probe_size(
+            mean, cpu / wall if wall > 0 else 1.0, n_total, n_avail - len(results), remaining_budget,
+            free=lambda: probe_is_free is not None and (not picklable or probe_is_free(mean, bytes_in + bytes_out)),
+        )
+        reference = mean
+        if free:
+            # A free probe alone decides threads vs serial, and two threads run a GIL-bound
+            # function ~1.2x slower than one: its serial reference is as many items timed
+            # just before it, not the sample's mean (inflated by its first, dearer items).
+            reference, first = _timed_serially(func, items, len(results), probe_n, results)
+            per_item.append(reference)
+            batch_sizes.append(probe_n)
+            mean = _weighted_mean(per_item, batch_sizes)
+            cv = _coefficient_of_variation(per_item, batch_sizes, mean)
+        if probe_n:
+            thread_speedup, probe_results = _probe_threads(func, items, len(results), probe_n, reference)
             results.extend(probe_results)
 
     profile = Profile(
@@ -177,6 +182,42 @@ def sample_items(
         sample_seconds=time.perf_counter() - wall_start,
     )
     return Sample(profile=profile, results=results)
+
+
+def _probe_size(mean: float, cpu_ratio: float, n_total: int, n_left: int, remaining_budget: float,
+                free) -> tuple[int, bool]:
+    """(items to run on two threads to measure their speedup, 0 for none; is it free).
+
+    A function that barely computes (it waits) needs no probe: waits overlap. One that
+    partly waits is probed always (two threads overlap, so it costs ~1 item). One that
+    computes may spend the remaining budget or a share of the serial time on it; or,
+    when ``free()`` says serial is its only other plan, it gets a longer probe after a
+    serial reference as long (results kept: it costs only the hand-off), if half the
+    items left cover both.
+    """
+    if cpu_ratio < _PURE_WAIT_CPU_RATIO:
+        return 0, False
+    # Two items per thread at least for a waiting function (its probe costs ~1 item's
+    # wall per item per thread): one item each is too easily out of step.
+    per_thread = max(2 if cpu_ratio < 0.5 else 1, math.ceil(_MIN_PROBE_SECONDS / max(mean, 1e-9)))
+    longer = _FREE_PROBE_SCALE * per_thread
+    if 4 * longer <= n_left and free():
+        return 2 * longer, True
+    affordable = max(remaining_budget, _PROBE_FRACTION * mean * n_total)
+    if 2 * per_thread <= n_left and (cpu_ratio < 0.5 or 2 * per_thread * mean <= affordable):
+        return 2 * per_thread, False
+    return 0, False
+
+
+def _timed_serially(func, items, first: int, n: int, results: list) -> tuple[float, int]:
+    """Run items[first:first+n] here, appending to ``results``; (seconds per item, first)."""
+    t0 = time.perf_counter()
+    for i in range(first, first + n):
+        try:
+            results.append(func(items[i]))
+        except Exception as exc:
+            reraise_with_item(exc, i, func)
+    return (time.perf_counter() - t0) / n, first
 
 
 def _budget(mean, n_total, wall, cpu, fraction, max_seconds, parallelism) -> float:
