@@ -112,7 +112,8 @@ def sample_items(
 
     ``probe_is_free(item_seconds, pickled_bytes_per_item)``: True when no process plan
     could beat serial, so that the probe, whose results are kept, costs only the hand-off
-    to two threads (then it runs whenever half the items cover it).
+    to two threads (then a longer one runs, after a serial reference as long, whenever
+    half the items left cover both: see :func:`_probe_size`).
     """
     if budget_fraction is None:
         budget_fraction = config.get("sampling.budget-fraction")
@@ -125,17 +126,10 @@ def sample_items(
     cpu_start, wall_start = time.thread_time(), time.perf_counter()
     batch = 1
     while len(results) < n_avail:
-        first = len(results)
-        chunk = items[first : first + batch]
-        t0 = time.perf_counter()
-        for offset, item in enumerate(chunk):
-            try:
-                results.append(func(item))
-            except Exception as exc:
-                reraise_with_item(exc, first + offset, func)
-        elapsed = time.perf_counter() - t0
-        per_item.append(elapsed / len(chunk))
-        batch_sizes.append(len(chunk))
+        size = min(batch, len(items) - len(results))
+        per_item.append(_timed_serially(func, items, len(results), size, results))
+        batch_sizes.append(size)
+        elapsed = per_item[-1] * size
         spent = time.perf_counter() - wall_start
         mean = _weighted_mean(per_item, batch_sizes)
         budget = _budget(mean, n_total, spent, time.thread_time() - cpu_start, budget_fraction, max_seconds, parallelism)
@@ -161,7 +155,7 @@ def sample_items(
             # A free probe alone decides threads vs serial, and two threads run a GIL-bound
             # function ~1.2x slower than one: its serial reference is as many items timed
             # just before it, not the sample's mean (inflated by its first, dearer items).
-            reference, first = _timed_serially(func, items, len(results), probe_n, results)
+            reference = _timed_serially(func, items, len(results), probe_n, results)
             per_item.append(reference)
             batch_sizes.append(probe_n)
             mean = _weighted_mean(per_item, batch_sizes)
@@ -209,15 +203,15 @@ def _probe_size(mean: float, cpu_ratio: float, n_total: int, n_left: int, remain
     return 0, False
 
 
-def _timed_serially(func, items, first: int, n: int, results: list) -> tuple[float, int]:
-    """Run items[first:first+n] here, appending to ``results``; (seconds per item, first)."""
+def _timed_serially(func, items, first: int, n: int, results: list) -> float:
+    """Run items[first:first+n] here, appending to ``results``; seconds per item."""
     t0 = time.perf_counter()
     for i in range(first, first + n):
         try:
             results.append(func(items[i]))
         except Exception as exc:
             reraise_with_item(exc, i, func)
-    return (time.perf_counter() - t0) / n, first
+    return (time.perf_counter() - t0) / n
 
 
 def _budget(mean, n_total, wall, cpu, fraction, max_seconds, parallelism) -> float:

@@ -81,19 +81,22 @@ def learning_curves(runs: int = 8, quick: bool = False, families=None, out=print
             _warm_workers(w, items)
             ours, theirs, tags, big_ours, big_theirs, big_tags = [], [], [], [], [], []
             for seed in range(seeds):
-                ours.append([]), theirs.append([]), tags.append([])
+                seed_ours, seed_theirs, seed_tags = [], [], []
                 with tempfile.TemporaryDirectory(prefix="amorsize-learn-") as d:
                     for _ in range(runs):
                         o = run_map(w.func, items, training_dir=d)
-                        ours[-1].append(o.wall_seconds)
-                        theirs[-1].append(paired(oracle, oracle_cfg, w.func, items))
-                        tags[-1].append(_tag(o.plan))
+                        seed_ours.append(o.wall_seconds)
+                        seed_theirs.append(paired(oracle, oracle_cfg, w.func, items))
+                        seed_tags.append(_tag(o.plan))
                     o = run_map(big.func, big_items, training_dir=d)
+                ours.append(seed_ours)
+                theirs.append(seed_theirs)
+                tags.append(seed_tags)
                 big_ours.append(o.wall_seconds)
                 big_theirs.append(paired(oracle, big_cfg, big.func, big_items))
                 big_tags.append(_tag(o.plan))
                 out(f"  {w.name} #{seed + 1}: oracle {oracle_t:.3f}s ({oracle_cfg}); ours/oracle "
-                    + " ".join(f"{a / b:.2f}{t}" for a, b, t in zip(ours[-1], theirs[-1], tags[-1]))
+                    + " ".join(f"{a / b:.2f}{t}" for a, b, t in zip(seed_ours, seed_theirs, seed_tags))
                     + f"; 3x items {big_ours[-1] / big_theirs[-1]:.2f}{big_tags[-1]}")
             best = min([oracle_t] + [t for seed in theirs for t in seed])
             curves[w.name] = {
