@@ -12,15 +12,15 @@ import importlib
 
 from . import config as _config  # registers the shipped defaults with dask.config
 from .mapping import map, plan
-from .plan import Plan
-from .store import TrainingStore
+from .planning.plan import Plan
+from .learning.store import TrainingStore
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "bag": ("amorsize_dask.bag", None),
     "AmorsizePlugin": ("amorsize_dask.plugin", "AmorsizePlugin"),
-    "AmorsizeAdaptive": ("amorsize_dask.adaptive", "AmorsizeAdaptive"),
+    "AmorsizeAdaptive": ("amorsize_dask.cluster.adaptive", "AmorsizeAdaptive"),
 }
 
 

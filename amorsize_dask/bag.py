@@ -14,15 +14,15 @@ import time
 import dask.bag as db
 
 from . import validation
-from .context import current_worker
+from .target.context import current_worker
 from .engines.base import raise_failure
 from .engines.chunks import run_chunk
 from .engines.dask import new_run_id
-from .learning import get_learner
+from .learning.learner import get_learner
 from .mapping import _plan, _target, as_sequence
-from .plan import Plan
-from .planner import Planned, plan_items
-from .reporting import COLLECTOR, TOPIC, gather_fragments, report
+from .planning.plan import Plan
+from .planning.planner import Planned, plan_items
+from .cluster.reporting import COLLECTOR, TOPIC, gather_fragments, report
 
 # Items of a Bag input timed to plan it when the model has no answer. Their results
 # cannot be spliced into a lazy upstream: for a Bag input these are computed twice.

@@ -140,7 +140,7 @@ def stats(directory, plot_path):
     ...), and, for the runs whose time was predicted, the median and 90th percentile of
     |predicted - measured| / measured per plan source (model, sample, explore, ...).
     """
-    from .store import TrainingStore
+    from .learning.store import TrainingStore
 
     directory = _existing_dir(directory, "run amorsize_dask.map first")
     if plot_path is not None:
@@ -184,7 +184,7 @@ def prune(directory, keep):
     delete the directory.
     """
     from . import config
-    from .store import TrainingStore
+    from .learning.store import TrainingStore
 
     directory = _existing_dir(directory, "nothing to prune")
     if keep is None:
@@ -402,7 +402,7 @@ def _fingerprint_table(records: list[dict]) -> str:
 
 
 def _workload_table(records: list[dict]) -> str:
-    from .plan import format_seconds
+    from .planning.plan import format_seconds
 
     groups: dict[tuple, list] = collections.defaultdict(list)
     for rec in records:

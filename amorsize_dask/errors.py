@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from .workload import function_name
+from .target.workload import function_name
 
 
 class ItemError(RuntimeError):

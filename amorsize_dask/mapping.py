@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from . import validation
-from .context import active_client
+from .target.context import active_client
 from .engines import get_engine
 from .errors import WorkerStartError
-from .plan import Plan
+from .planning.plan import Plan
 from .progress import make_progress
-from .planner import Planned, plan_items
-from .target import Target
+from .planning.planner import Planned, plan_items
+from .target.target import Target
 
 
 def map(

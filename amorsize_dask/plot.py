@@ -5,7 +5,7 @@ a plot is drawn. Figures are rendered with the Agg backend on a private canvas, 
 the global pyplot state (and any interactive backend a caller uses) is left alone.
 
 >>> import tempfile, pathlib
->>> from amorsize_dask.records import make_record
+>>> from amorsize_dask.learning.records import make_record
 >>> rec = make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16,
 ...                   function="mymodule.work", features={"n_items": 100}, engine="serial",
 ...                   n_workers=1, chunksize=100, source="sample", wall_seconds=0.5,
@@ -70,7 +70,7 @@ def _seconds_axis(axis, lo: float, hi: float) -> None:
     """Log-scale ticks at 1-2-5 x 10^k (1 x 10^k over wide ranges), labelled "2 ms", "1 s"."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    from .plan import format_seconds
+    from .planning.plan import format_seconds
 
     decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
     subs = (1.0, 2.0, 5.0) if decades <= 4 else (1.0,)

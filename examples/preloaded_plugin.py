@@ -17,7 +17,7 @@ import tempfile
 from distributed import Client
 
 import amorsize_dask as ad
-from amorsize_dask.store import TrainingStore
+from amorsize_dask.learning.store import TrainingStore
 
 
 def work(x: int) -> int:

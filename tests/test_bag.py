@@ -6,7 +6,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import amorsize_dask as ad
-from amorsize_dask.store import TrainingStore
+from amorsize_dask.learning.store import TrainingStore
 from tests.helpers.funcs import CallLog, read_calls, spin, square
 
 

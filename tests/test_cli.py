@@ -15,8 +15,8 @@ from click.testing import CliRunner
 import amorsize_dask
 from amorsize_dask import cli
 from amorsize_dask.plot import PNG_SIGNATURE
-from amorsize_dask.records import make_record
-from amorsize_dask.store import SEGMENTS, TrainingStore
+from amorsize_dask.learning.records import make_record
+from amorsize_dask.learning.store import SEGMENTS, TrainingStore
 from tests.helpers.funcs import spin, square
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import pytest
 from distributed import Client, LocalCluster
 
 import amorsize_dask as ad
-from amorsize_dask import plugin_client
-from amorsize_dask.store import TrainingStore
+from amorsize_dask.cluster import client as plugin_client
+from amorsize_dask.learning.store import TrainingStore
 
 DEADLINE = 60
 

@@ -20,9 +20,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("amorsize_dask") is None:  # not installed: test this checkout
     sys.path.insert(0, str(ROOT))
 
-from amorsize_dask import fingerprint as fpmod
-from amorsize_dask import machine
-from amorsize_dask.fingerprint import (
+from amorsize_dask.target import fingerprint as fpmod
+from amorsize_dask.target import machine
+from amorsize_dask.target.fingerprint import (
     Fingerprint,
     cluster_fingerprint,
     local_fingerprint,
@@ -88,7 +88,7 @@ def test_local_fingerprint_fields_and_id_format():
 def test_local_fingerprint_stable_across_processes():
     script = (
         "import json, multiprocessing as mp\n"
-        "from amorsize_dask.fingerprint import local_fingerprint\n"
+        "from amorsize_dask.target.fingerprint import local_fingerprint\n"
         "out = {m: local_fingerprint(m).id for m in mp.get_all_start_methods()}\n"
         "out['default'] = local_fingerprint().id\n"
         "print(json.dumps(out))\n"

@@ -8,10 +8,10 @@ import warnings
 import pytest
 
 import amorsize_dask as ad
-from amorsize_dask import model
-from amorsize_dask.learning import get_learner
+from amorsize_dask.learning import model
+from amorsize_dask.learning.learner import get_learner
 from amorsize_dask.mapping import run_map
-from amorsize_dask.store import TrainingStore
+from amorsize_dask.learning.store import TrainingStore
 from tests.helpers.funcs import CallLog, read_calls, spin
 
 
@@ -152,7 +152,7 @@ def test_corrupt_and_future_records_are_skipped_and_planning_works(tmp_path):
 
 def test_near_fingerprint_is_borrowed_at_lower_confidence(tmp_path):
     learner = get_learner(tmp_path)
-    from amorsize_dask.target import Target
+    from amorsize_dask.target.target import Target
 
     here = Target.local(spin, tmp_path)
     other_fields = dict(here.fingerprint.as_dict(), cores=4)

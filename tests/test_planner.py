@@ -9,9 +9,10 @@ import time
 import pytest
 
 import amorsize_dask as ad
-from amorsize_dask import cost_model, machine
-from amorsize_dask.overheads import Overheads
-from amorsize_dask.sampling import Profile, sample_items
+from amorsize_dask.planning import cost_model
+from amorsize_dask.target import machine
+from amorsize_dask.planning.overheads import Overheads
+from amorsize_dask.planning.sampling import Profile, sample_items
 
 # A 2-core machine's figures, as the calibration measures them (forkserver pool).
 OVERHEADS = Overheads(
@@ -154,9 +155,9 @@ def test_thread_probe_runs_when_serial_is_the_only_other_plan():
 
 
 def test_planner_asks_the_cost_model_whether_a_probe_is_free(tmp_path):
-    from amorsize_dask import overheads
-    from amorsize_dask.planner import _no_process_plan_wins
-    from amorsize_dask.target import Target
+    from amorsize_dask.planning import overheads
+    from amorsize_dask.planning.planner import _no_process_plan_wins
+    from amorsize_dask.target.target import Target
 
     target = Target.local(_numpy_sum, str(tmp_path))
     overheads.get(target.fingerprint.id, lambda: OVERHEADS)  # this machine's, if measured already
@@ -219,6 +220,6 @@ def test_non_callable_and_non_iterable():
 
 def test_cpu_count_honours_affinity():
     assert 1 <= machine.cpu_count() <= (os.cpu_count() or 1)
-    code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from amorsize_dask import machine; print(machine.cpu_count())"
+    code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from amorsize_dask.target import machine; print(machine.cpu_count())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "1", out.stderr

@@ -8,7 +8,7 @@ import amorsize_dask
 from amorsize_dask import plot
 from amorsize_dask.bench.local import Config, FamilyResult
 from amorsize_dask.plot import PNG_SIGNATURE, plot_bench, plot_predictions, prediction_pairs
-from amorsize_dask.store import TrainingStore
+from amorsize_dask.learning.store import TrainingStore
 from tests.helpers.funcs import square
 
 matplotlib = pytest.importorskip("matplotlib")

@@ -13,10 +13,11 @@ import pytest
 from distributed import Client, LocalCluster
 
 import amorsize_dask as ad
-from amorsize_dask import learning, plugin_client
-from amorsize_dask.adaptive import AmorsizeAdaptive
-from amorsize_dask.plugin import CONFIRM_SECONDS, MAX_PENDING_RUNS, RUN_TTL_SECONDS, AmorsizePlugin
-from amorsize_dask.store import TrainingStore
+from amorsize_dask.learning import learner as learning
+from amorsize_dask.cluster import client as plugin_client
+from amorsize_dask.cluster.adaptive import AmorsizeAdaptive
+from amorsize_dask.cluster.plugin import CONFIRM_SECONDS, MAX_PENDING_RUNS, RUN_TTL_SECONDS, AmorsizePlugin
+from amorsize_dask.learning.store import TrainingStore
 
 DEADLINE = 60
 
@@ -242,7 +243,7 @@ def test_run_whose_function_raised_is_not_recorded(client, training):
 
 
 def test_install_is_idempotent_on_a_running_scheduler(inproc, tmp_path):
-    from amorsize_dask.plugin import install
+    from amorsize_dask.cluster.plugin import install
 
     def twice(dask_scheduler):
         first = install(dask_scheduler, str(tmp_path))

@@ -8,9 +8,9 @@ import pytest
 from distributed import Client, LocalCluster
 
 import amorsize_dask as ad
-from amorsize_dask import plugin_client
+from amorsize_dask.cluster import client as plugin_client
 from amorsize_dask.engines.dask import new_run_id, task_key
-from amorsize_dask.plugin import AmorsizePlugin
+from amorsize_dask.cluster.plugin import AmorsizePlugin
 
 DEADLINE = 60
 

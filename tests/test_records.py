@@ -16,8 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("amorsize_dask") is None:  # not installed: test this checkout
     sys.path.insert(0, str(ROOT))
 
-from amorsize_dask import records
-from amorsize_dask.records import (ENGINES, SCHEMA_VERSION, SOURCES, FutureSchemaError,
+from amorsize_dask.learning import records
+from amorsize_dask.learning.records import (ENGINES, SCHEMA_VERSION, SOURCES, FutureSchemaError,
                                    RecordError, make_record, validate_record)
 
 

@@ -21,8 +21,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("amorsize_dask") is None:  # not installed: test this checkout
     sys.path.insert(0, str(ROOT))
 
-from amorsize_dask.records import RecordError, make_record, validate_record
-from amorsize_dask.store import SKIP_REASONS, StoreStats, TrainingStore
+from amorsize_dask.learning.records import RecordError, make_record, validate_record
+from amorsize_dask.learning.store import SKIP_REASONS, StoreStats, TrainingStore
 
 FP = "a1b2c3d4e5f6a7b8"
 WL = "0123456789abcdef"

@@ -23,8 +23,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("amorsize_dask") is None:  # not installed: test this checkout
     sys.path.insert(0, str(ROOT))
 
-from amorsize_dask import workload
-from amorsize_dask.workload import function_key, function_name
+from amorsize_dask.target import workload
+from amorsize_dask.target.workload import function_key, function_name
 
 
 HELPER_SOURCE = textwrap.dedent(
@@ -69,7 +69,7 @@ HELPER_SOURCE = textwrap.dedent(
 LAMBDA_SCRIPT = textwrap.dedent(
     """
     import functools
-    from amorsize_dask.workload import function_key
+    from amorsize_dask.target.workload import function_key
     K = 7
     f = lambda x: x * K if x not in {"u", "v", "w"} else None
     g = functools.partial(f, 3)
@@ -342,7 +342,7 @@ def test_equal_across_processes_for_helper_module(tmp_path, monkeypatch):
     (tmp_path / f"{module_name}.py").write_text(HELPER_SOURCE)
     script = (
         "import json\n"
-        "from amorsize_dask.workload import function_key\n"
+        "from amorsize_dask.target.workload import function_key\n"
         f"from {module_name} import CALLABLES\n"
         "print(json.dumps({k: function_key(v) for k, v in CALLABLES.items()}))\n"
     )

@@ -11,7 +11,7 @@ On a LocalCluster of 2 worker processes × 1 thread (started once, not timed), p
 
 Defaults that exceed :data:`DEFAULT_CAP_SECONDS` are stopped there and shown as ">cap"
 (their ratio is then a lower bound). Also: scheduler throughput on 20,000 no-op tasks with
-and without the :class:`~amorsize_dask.plugin.AmorsizePlugin`.
+and without the :class:`~amorsize_dask.cluster.plugin.AmorsizePlugin`.
 
 Run: ``amorsize-dask bench --cluster``.
 """
@@ -162,7 +162,7 @@ def plugin_throughput(client, n_tasks: int = 20_000, repeat: int = 3) -> dict:
     """Tasks per second through the scheduler, with and without the plugin (alternating)."""
     from distributed import wait
 
-    from ..plugin import AmorsizePlugin
+    from ..cluster.plugin import AmorsizePlugin
 
     def once() -> float:
         t0 = time.perf_counter()

@@ -18,13 +18,13 @@ import statistics
 import tempfile
 import time
 
-from .. import machine
+from ..target import machine
 from ..engines import shared_engine
-from ..learning import Learner, get_learner
+from ..learning.learner import Learner, get_learner
 from ..mapping import plan as make_plan
 from ..mapping import run_map
-from ..records import make_record
-from ..target import Target
+from ..learning.records import make_record
+from ..target.target import Target
 from .local import Oracle, calibrate
 from .timing import format_table, geometric_mean
 from .workloads import Workload, cpu_1ms, suite

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .. import machine
+from ..target import machine
 from ..engines import get_engine, shared_engine
 from ..mapping import run_map
 from .timing import best_of, format_table, geometric_mean, repeats_for
@@ -191,7 +191,7 @@ def joblib_default(func, items) -> float | None:
 
 def calibrate() -> float:
     """Measure (or load) this machine's overheads and start our pool; returns seconds spent."""
-    from ..target import Target
+    from ..target.target import Target
 
     t0 = time.perf_counter()
     Target.local(calibrate).overheads(measure_now=True)

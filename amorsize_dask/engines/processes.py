@@ -27,7 +27,7 @@ import cloudpickle
 
 from .. import config
 from ..errors import WorkerLostError, WorkerStartError
-from ..workload import function_name
+from ..target.workload import function_name
 from . import _process_worker
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import ChunkResult

@@ -13,7 +13,7 @@ import time
 
 from ... import mapping
 from ...engines import shared_engine
-from ...store import TrainingStore
+from ...learning.store import TrainingStore
 from .outcome import (PYTHON, START_DEADLINE, Outcome, alive, call_with_deadline, descendants,
                       kill_pids, run_child, wait_until)
 from .workers import PidLog, fail_on_13, lock_on_13, logged, square, worker_pid

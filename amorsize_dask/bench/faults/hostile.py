@@ -14,8 +14,8 @@ import dask
 
 from ... import mapping
 from ...engines import shared_engine
-from ...records import encode_line
-from ...store import TrainingStore
+from ...learning.records import encode_line
+from ...learning.store import TrainingStore
 from .outcome import (Outcome, fake_record, files_under, peak_bytes, plant, record_line, run_child,
                       skipped_count)
 from .workers import spin
@@ -105,8 +105,8 @@ def _overheads_child(n: int):
 def fault_overheads_cache_bomb(work_dir) -> Outcome:
     """The cached overheads file of this machine replaced by a 100k-deep JSON array."""
     from ... import config
-    from ...fingerprint import local_fingerprint
-    from ...overheads import cache_path
+    from ...target.fingerprint import local_fingerprint
+    from ...planning.overheads import cache_path
 
     work_dir = pathlib.Path(work_dir)
     env = dict(os.environ, XDG_CACHE_HOME=str(work_dir / "cache"),
@@ -234,7 +234,7 @@ def fault_path_strings(work_dir) -> Outcome:
     """Records whose strings hold path separators: no file is ever created from them."""
     work_dir = pathlib.Path(work_dir)
     train = work_dir / "a" / "b" / "train"
-    from ...target import Target
+    from ...target.target import Target
 
     here = Target.local(spin, train)
     recs = [fake_record(i, function=s, fields={"cpu_model": s, s[:60]: s, "kind": "local"})

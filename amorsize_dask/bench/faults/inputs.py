@@ -11,7 +11,7 @@ from typing import Callable
 import dask
 
 from ... import mapping
-from ...store import TrainingStore
+from ...learning.store import TrainingStore
 from .execution import MAP
 from .outcome import Outcome, call_with_deadline, captured_warnings
 from .workers import lock_on_13, square

@@ -20,8 +20,8 @@ import tracemalloc
 import warnings
 from typing import Any, Callable
 
-from ...records import encode_line, make_record
-from ...store import TrainingStore
+from ...learning.records import encode_line, make_record
+from ...learning.store import TrainingStore
 
 
 PYTHON = sys.executable

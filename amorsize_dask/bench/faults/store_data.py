@@ -11,7 +11,7 @@ import time
 import dask
 
 from ... import mapping
-from ...store import TrainingStore
+from ...learning.store import TrainingStore
 from .outcome import (FP, TEN_YEARS, WL, Outcome, fake_record, peak_bytes, plant, record_line,
                       skipped_count)
 from .workers import spin
@@ -19,7 +19,7 @@ from .workers import spin
 
 def fault_clock_skew(work_dir, keep: int = 4) -> Outcome:
     """Records 10 years in the future are read and kept; pruning keeps the newest N."""
-    from ...target import Target
+    from ...target.target import Target
 
     train = pathlib.Path(work_dir) / "train"
     o = Outcome("clock skew: records +10 years", injected=True)

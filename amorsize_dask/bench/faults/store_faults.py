@@ -14,7 +14,7 @@ import threading
 import time
 
 from ... import mapping
-from ...store import TrainingStore
+from ...learning.store import TrainingStore
 from .outcome import (START_DEADLINE, FaultSkipped, Outcome, captured_warnings, fake_record, files_under,
                       ours, plant, record_line, run_child, skipped_count, tmpfs, wait_until)
 from .workers import spin, square
@@ -112,7 +112,7 @@ def _read_only_child(train, warm):
     os.setgroups([])
     os.setgid(65534)
     os.setuid(65534)
-    from ...learning import get_learner
+    from ...learning.learner import get_learner
 
     with captured_warnings() as caught:
         ok = all(mapping.map(spin, range(40), training_dir=train) == [spin(x) for x in range(40)]
@@ -194,7 +194,7 @@ class _DevFullStore(TrainingStore):
 def fault_full_disk(work_dir, n_maps: int = 30) -> Outcome:
     """The disk fills up under a stream of maps: results, one warning, nothing lost before;
     learning resumes when space returns. A 64 KiB tmpfs, else /dev/full."""
-    from ...learning import get_learner
+    from ...learning.learner import get_learner
 
     work_dir = pathlib.Path(work_dir)
     o = Outcome("disk full (ENOSPC)", results_expected=n_maps)

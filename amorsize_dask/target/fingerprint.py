@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from amorsize_dask import machine
+from . import machine
 
 __all__ = [
     "Fingerprint",

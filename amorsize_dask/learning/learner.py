@@ -2,7 +2,7 @@
 
 It keeps the store's records in an in-memory index ((fingerprint, workload) → observations),
 refreshed incrementally, answers "what did the fastest run of this workload here look like"
-through :mod:`amorsize_dask.model`, and appends one record per run.
+through :mod:`amorsize_dask.learning.model`, and appends one record per run.
 
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as d:
@@ -18,7 +18,8 @@ import os
 import threading
 from collections import defaultdict
 
-from . import config, model
+from .. import config
+from . import model
 from .records import RecordError, make_record
 from .store import TrainingStore
 
@@ -75,7 +76,7 @@ class Learner:
         With no runs on this fingerprint, runs of the same workload on the most similar
         fingerprint are borrowed, at a confidence scaled by their similarity.
         """
-        from .fingerprint import similarity
+        from ..target.fingerprint import similarity
 
         self.refresh()
         kwargs = dict(
@@ -106,7 +107,7 @@ class Learner:
         return model.predict(obs, n_items, similarity=sim, **kwargs)
 
     def record(self, **fields) -> bool:
-        """Append one measured run (see :func:`amorsize_dask.records.make_record`).
+        """Append one measured run (see :func:`amorsize_dask.learning.records.make_record`).
 
         Never fails the caller's map: an unwritable directory is one warning (from the
         store), a record that does not validate is logged and dropped.

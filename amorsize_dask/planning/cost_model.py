@@ -1,7 +1,7 @@
 """Predicted wall time of each engine × workers × chunksize, from measured figures only.
 
-The inputs are a sampled :class:`~amorsize_dask.sampling.Profile` of the function and the
-machine's measured :class:`~amorsize_dask.overheads.Overheads`. The model, per engine:
+The inputs are a sampled :class:`~amorsize_dask.planning.sampling.Profile` of the function and the
+machine's measured :class:`~amorsize_dask.planning.overheads.Overheads`. The model, per engine:
 
 - serial: ``n·t``.
 - processes on ``w`` workers, tasks of ``c`` items (``k = ceil(n/c)`` tasks):
@@ -15,8 +15,8 @@ machine's measured :class:`~amorsize_dask.overheads.Overheads`. The model, per e
 - dask on a cluster of ``w`` threads: as processes, with the cluster's measured overheads
   (no start-up: the cluster is running).
 
->>> from amorsize_dask.sampling import Profile
->>> from amorsize_dask.overheads import Overheads
+>>> from amorsize_dask.planning.sampling import Profile
+>>> from amorsize_dask.planning.overheads import Overheads
 >>> prof = Profile(100, 1e-3, 0.1, 1.0, 30, 30, True, 1.0, 0.01)
 >>> oh = Overheads(0.1, 1e-4, 1e-6, 5e8, 2e-5, "forkserver", 0.0)
 >>> best = rank(prof, 2000, oh, cores=2, pool_warm=True)[0]

@@ -7,7 +7,7 @@ segments and skip (and count) whatever is torn, corrupt, oversized or from a new
 schema. Nothing in the directory is ever unpickled, imported or executed.
 
 >>> import tempfile
->>> from amorsize_dask.records import make_record
+>>> from amorsize_dask.learning.records import make_record
 >>> rec = make_record(fingerprint="a1b2c3d4e5f6a7b8", fingerprint_fields={"cores": 2},
 ...                   workload="0123456789abcdef", function="mymodule.work",
 ...                   features={"n_items": 2000}, engine="serial", n_workers=1,
@@ -40,7 +40,7 @@ from typing import Any
 import dask.utils
 
 from amorsize_dask import config
-from amorsize_dask.records import (FutureSchemaError, NotJSONError, RecordError,
+from amorsize_dask.learning.records import (FutureSchemaError, NotJSONError, RecordError,
                                    decode_line, encode_line, validate_record)
 
 logger = logging.getLogger("amorsize_dask")

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Callable
 
-from .context import current_worker
+from ..target.context import current_worker
 
 logger = logging.getLogger("amorsize_dask")
 

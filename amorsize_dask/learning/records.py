@@ -14,7 +14,7 @@ the training directory passes through :func:`validate_record`.
 >>> validate_record(dict(rec, wall_seconds=float("nan")))
 Traceback (most recent call last):
 ...
-amorsize_dask.records.RecordError: record field 'wall_seconds' must be a finite number > 0, got nan
+amorsize_dask.learning.records.RecordError: record field 'wall_seconds' must be a finite number > 0, got nan
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def decode_line(line: bytes) -> dict:
     >>> decode_line(b'[1]')
     Traceback (most recent call last):
     ...
-    amorsize_dask.records.RecordError: record field '<record>' must be an object (dict), got [1]
+    amorsize_dask.learning.records.RecordError: record field '<record>' must be an object (dict), got [1]
 
     Raises
     ------

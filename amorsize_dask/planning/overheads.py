@@ -27,8 +27,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from . import config
-from .engines.chunks import identity
+from .. import config
+from ..engines.chunks import identity
 
 logger = logging.getLogger("amorsize_dask")
 

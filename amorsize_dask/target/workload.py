@@ -72,7 +72,7 @@ def function_name(func: Callable) -> str:
     """``module.qualname`` of ``func`` for humans (<= 200 chars, no control characters).
 
     >>> function_name(function_name)
-    'amorsize_dask.workload.function_name'
+    'amorsize_dask.target.workload.function_name'
     """
     if isinstance(func, functools.partial):
         name = f"functools.partial({function_name(func.func)})"

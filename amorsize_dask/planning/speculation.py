@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import sys
 
-from .engines import shared_engine
-from .engines.base import raise_failure
-from .engines.chunks import run_chunk
+from ..engines import shared_engine
+from ..engines.base import raise_failure
+from ..engines.chunks import run_chunk
 
 # Items larger than this are not speculated: shipping them costs more than an idle core
 # saves on cheap functions (bench family "payload": 1 MB arrays, 40 us per item).

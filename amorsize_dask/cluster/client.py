@@ -1,4 +1,4 @@
-"""Client-side wrappers for the handlers of :class:`amorsize_dask.plugin.AmorsizePlugin`.
+"""Client-side wrappers for the handlers of :class:`amorsize_dask.cluster.plugin.AmorsizePlugin`.
 
 Each is one RPC to the scheduler of a (synchronous) ``distributed.Client``. Errors the
 plugin raises (a malformed request) arrive here as the same exception type.

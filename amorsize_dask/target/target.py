@@ -18,13 +18,15 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
-from . import config, cost_model, machine, overheads
-from .engines import get_engine, shared_engine
-from .overheads import Overheads
+from .. import config
+from ..planning import cost_model, overheads
+from . import machine
+from ..engines import get_engine, shared_engine
+from ..planning.overheads import Overheads
 from .fingerprint import Fingerprint, local_fingerprint
-from .learning import Learner, get_learner
-from .model import Prediction
-from .plan import Plan, format_seconds
+from ..learning.learner import Learner, get_learner
+from ..learning.model import Prediction
+from ..planning.plan import Plan, format_seconds
 from .workload import function_key, function_name
 
 logger = logging.getLogger("amorsize_dask")
@@ -88,7 +90,7 @@ class Target:
             return found
         if self.client is None:
             return overheads.get(fp, lambda: overheads.measure_local(shared_engine(), get_engine("threads"), self.cores))
-        from .engines.dask import DaskEngine
+        from ..engines.dask import DaskEngine
 
         return overheads.get(fp, lambda: overheads.measure_cluster(DaskEngine(self.client), self.cores))
 
@@ -150,7 +152,7 @@ class Target:
         A dask run on a cluster whose scheduler runs the amorsize plugin is registered with
         it: the plugin then writes the run's record from the tasks it sees finish.
         """
-        from .engines.dask import new_run_id
+        from ..engines.dask import new_run_id
 
         run_id = new_run_id()
         plan = planned.plan
@@ -210,7 +212,7 @@ class Target:
                                                          compute_seconds=compute_seconds))
 
     def record_fields(self, func, planned, *, wall_seconds: float, compute_seconds: float) -> dict:
-        """The fields of this run's record (:func:`amorsize_dask.records.make_record`)."""
+        """The fields of this run's record (:func:`amorsize_dask.learning.records.make_record`)."""
         plan = planned.plan
         features = self.run_features(planned)
         features["item_seconds"] = compute_seconds / max(plan.n_items, 1)
@@ -229,16 +231,16 @@ class Target:
             predicted_seconds=plan.predicted_seconds,
         )
 
-    # -- the cluster's scheduler plugin (amorsize_dask.plugin), when it runs one --------------
+    # -- the cluster's scheduler plugin (amorsize_dask.cluster.plugin), when it runs one --------------
     @staticmethod
     def _sample_seconds(planned) -> float:
         return float(planned.profile.sample_seconds) if planned.profile is not None else 0.0
 
     def _plugin_client(self):
-        """:mod:`amorsize_dask.plugin_client` if this cluster's scheduler runs the plugin, else None."""
+        """:mod:`amorsize_dask.cluster.client` if this cluster's scheduler runs the plugin, else None."""
         if self.client is None:
             return None
-        from . import plugin_client
+        from ..cluster import client as plugin_client
 
         try:
             return plugin_client if plugin_client.has_plugin(self.client) else None
@@ -248,7 +250,7 @@ class Target:
 
     def _plugin_recorded(self, run_id: str) -> bool:
         """Ask the plugin to write the record of a run it followed; False if it did not."""
-        from . import plugin_client
+        from ..cluster import client as plugin_client
 
         try:
             return plugin_client.finish_run(self.client, run_id)
@@ -295,7 +297,7 @@ _warned_plugin: set = set()
 
 def _plugin_failed(client, what: str, exc: Exception) -> None:
     """A plugin RPC failed: warn once per scheduler, stop asking it for a while, go on here."""
-    from . import plugin_client
+    from ..cluster import client as plugin_client
 
     address = str(getattr(getattr(client, "scheduler", None), "address", client))
     plugin_client.forget(client, found=False)

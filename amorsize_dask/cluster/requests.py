@@ -1,4 +1,4 @@
-"""Checks on the requests clients send the scheduler plugin (:mod:`amorsize_dask.plugin`):
+"""Checks on the requests clients send the scheduler plugin (:mod:`amorsize_dask.cluster.plugin`):
 a wrong type raises TypeError, a wrong value ValueError, naming the field and the value."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 import re
 import reprlib
 
-from .records import MAX_INT, SOURCES
+from ..learning.records import MAX_INT, SOURCES
 
 # Finished tasks are kept as one bit each: at most 125 KB per run.
 MAX_TASKS_PER_RUN = 1_000_000

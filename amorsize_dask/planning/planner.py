@@ -1,10 +1,10 @@
-"""The planner: from measured figures to a :class:`~amorsize_dask.plan.Plan`.
+"""The planner: from measured figures to a :class:`~amorsize_dask.planning.plan.Plan`.
 
 Order of evidence: the caller's fixed choices, then the k-NN model over measured runs
 (when confident), then a sample of the first items timed now with the cost model.
 Sampled results are handed back so that no item is computed twice.
 
->>> from amorsize_dask.target import Target
+>>> from amorsize_dask.target.target import Target
 >>> planned = plan_items(abs, [-1, -2, -3], Target.local(abs), engine="auto")
 >>> planned.plan.engine, planned.plan.source, planned.sample.results[0]
 ('serial', 'sample', 1)
@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from . import config, cost_model, machine
+from .. import config
+from . import cost_model
+from ..target import machine
 from .overheads import Overheads
 from .plan import Plan, format_bytes, format_seconds
 from .sampling import Profile, Sample, sample_items

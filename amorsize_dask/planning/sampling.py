@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 
 import cloudpickle
 
-from . import config
-from .errors import reraise_with_item
+from .. import config
+from ..errors import reraise_with_item
 
 # Batches of items timed together when items are too fast for one perf_counter reading
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items).
