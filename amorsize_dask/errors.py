@@ -12,6 +12,8 @@ amorsize_dask: raised by builtins.abs on item 7
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import NoReturn
 
 from .target.workload import function_name
@@ -22,18 +24,18 @@ class ItemError(RuntimeError):
 
 
 class WorkerLostError(RuntimeError):
-    """A worker process died repeatedly on the same items."""
+    """A worker process died repeatedly on the same items (named in the message); they
+    are never run in the caller, whose process they would end too."""
 
 
 class WorkerStartError(RuntimeError):
-    """Worker processes could not start (typically: a script without a main guard)."""
+    """Worker processes could not start (no resources, a broken interpreter environment)."""
 
     def __init__(self, cause: BaseException | None = None):
         super().__init__(
             "amorsize_dask: worker processes failed to start"
             + (f" ({type(cause).__name__}: {cause})" if cause else "")
-            + ". In a script, call amorsize_dask under `if __name__ == \"__main__\":` (worker "
-            "processes import the main module, as with multiprocessing), or use engine='threads'"
+            + "; check the process and memory limits of this machine, or use engine='threads'"
         )
 
 
@@ -44,3 +46,15 @@ def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: st
         note += f"\n--- original traceback (in the worker) ---\n{remote_traceback.rstrip()}"
     exc.add_note(note)
     raise exc
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str, stacklevel: int = 3) -> None:
+    """A RuntimeWarning (and a log line) the first time ``message`` is seen in this process."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    logging.getLogger("amorsize_dask").warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)

@@ -89,7 +89,7 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
     rest = items[plan.n_sampled : len(items) - plan.n_speculated]
     run_id = target.start_run(func, planned) if learn else ""
     if len(rest) or planned.speculation is not None:
-        engine_kwargs = {"run_id": run_id} if plan.engine == "dask" and run_id else {}
+        engine_kwargs = _engine_kwargs(plan, engine, run_id)
         bar = make_progress(progress, len(items))
         try:
             if bar is not None:
@@ -105,6 +105,8 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
                 warn_once(str(exc) + " — running serially instead")
                 plan = planned.plan = plan.replace(engine="serial", n_workers=1, chunksize=len(rest), n_tasks=1)
                 run = get_engine("serial").run(func, rest, first_index=plan.n_sampled, progress=bar)
+            if run.notes:  # the engine ran some items otherwise than planned: recorded with the plan
+                plan = planned.plan = plan.replace(reasons=plan.reasons + tuple(run.notes))
             results.extend(run.results)
             compute += run.compute_seconds
             if planned.speculation is not None:
@@ -121,6 +123,17 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
     if learn and len(items):
         target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id)
     return MapOutcome(results, plan, wall, compute)
+
+
+def _engine_kwargs(plan: Plan, engine: str, run_id: str) -> dict:
+    """Engine-specific arguments: the dask engine's run id; under ``engine="auto"``, the
+    process engine runs here what cannot be pickled instead of raising (a fixed
+    ``engine="processes"`` raises a TypeError naming it)."""
+    if plan.engine == "dask" and run_id:
+        return {"run_id": run_id}
+    if plan.engine == "processes" and engine == "auto":
+        return {"local_fallback": True}
+    return {}
 
 
 def plan(

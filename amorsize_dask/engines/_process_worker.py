@@ -1,16 +1,20 @@
-"""What a worker process of the process engine runs. Imported in each worker; stays small."""
+"""What a worker process of the process engine runs. Imported in each worker; stays small.
+
+Everything crosses as cloudpickle bytes in both directions — the function, the items,
+the results and the exceptions — so that classes defined in the caller's ``__main__``
+(which this process never imports) travel by value and come back as the caller's own.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
 import signal
 import threading
 
 import cloudpickle
 
-from .chunks import ChunkResult, Failure, run_chunk, unpicklable_result_failure
+from .chunks import dump_chunk_result, run_chunk
 
 # Functions deserialized in this worker, newest last; a handful covers alternating maps.
 _FUNCTIONS: dict[bytes, object] = {}
@@ -20,12 +24,17 @@ _MAX_FUNCTIONS = 8
 _START_BARRIER = None
 
 
-def initialize_worker(start_barrier=None) -> None:
+def initialize_worker(start_barrier=None, environ: dict | None = None) -> None:
     """Ctrl-C is the parent's to handle (it stops the workers itself); a worker whose
-    parent is gone (SIGTERM, SIGKILL, a crash) exits at once instead of lingering."""
+    parent is gone (SIGTERM, SIGKILL, a crash) exits at once instead of lingering.
+    ``environ``: the caller's environment when the pool started (a forkserver's children
+    would otherwise inherit the forkserver's, which may be older)."""
     global _START_BARRIER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _START_BARRIER = start_barrier
+    if environ is not None and environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
     threading.Thread(target=_exit_with_parent, name="amorsize-parent-watch", daemon=True).start()
 
 
@@ -44,22 +53,14 @@ def wait_for_peers(timeout: float) -> int:
     return 0
 
 
-def run_pickled_chunk(func_key: bytes, func_bytes: bytes, chunk, first_index: int):
-    """Run a chunk; results come back pickled here, so that a value that cannot be
-    pickled is reported with its item index instead of breaking the pool."""
+def run_pickled_chunk(func_key: bytes, func_bytes: bytes, chunk_bytes: bytes, first_index: int) -> bytes:
+    """Run a chunk; its outcome goes back as bytes pickled here, so that a value that
+    cannot be pickled is reported with its item index instead of breaking the pool."""
     func = _FUNCTIONS.get(func_key)
     if func is None:
         func = cloudpickle.loads(func_bytes)
         if len(_FUNCTIONS) >= _MAX_FUNCTIONS:
             _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
         _FUNCTIONS[func_key] = func
-    out = run_chunk(func, chunk, first_index)
-    try:
-        payload = pickle.dumps(out.results, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        failure = unpicklable_result_failure(out.results, first_index) or Failure(
-            first_index, None, "PicklingError", "the results of this chunk cannot be pickled", ""
-        )
-        return ChunkResult(first_index, [], out.compute_seconds, failure=failure), None
-    out.results = []
-    return out, payload
+    out = run_chunk(func, cloudpickle.loads(chunk_bytes), first_index, portable_only=False)
+    return dump_chunk_result(out)

@@ -16,11 +16,16 @@ from .chunks import ChunkResult, Failure, run_chunk
 
 @dataclass
 class RunResult:
-    """Results in item order and the sum of compute seconds measured inside the tasks."""
+    """Results in item order and the sum of compute seconds measured inside the tasks.
+
+    ``notes``: what the engine did differently from its plan (e.g. items that could not
+    be pickled, run in the caller instead), for the plan's reasons.
+    """
 
     results: list
     compute_seconds: float
     n_tasks: int
+    notes: tuple = ()
 
 
 class Engine:
@@ -51,12 +56,12 @@ class SerialEngine(Engine):
 
     def run(self, func, items, *, n_workers=1, chunksize=1, first_index=0, progress=None):
         if progress is None:
-            out = run_chunk(func, items, first_index)
+            out = run_chunk(func, items, first_index, portable_only=False)
             raise_failure(out.failure, func)
             return RunResult(out.results, out.compute_seconds, 1)
         results, compute, n_tasks = [], 0.0, 0
         for lo in range(0, len(items), chunksize):
-            out = run_chunk(func, items[lo : lo + chunksize], first_index + lo)
+            out = run_chunk(func, items[lo : lo + chunksize], first_index + lo, portable_only=False)
             raise_failure(out.failure, func)
             results.extend(out.results)
             compute += out.compute_seconds

@@ -2,7 +2,9 @@
 
 Kept free of dask and of the rest of the package so worker processes import it fast.
 A task measures its own compute time where it runs; failures come back as values
-(with the item's index and the traceback text), never as lost work.
+(with the item's index and the traceback text), never as lost work. A chunk that
+crosses a process goes as cloudpickle bytes (:func:`dump_chunk_result`), so that
+classes and exceptions defined in the caller's ``__main__`` come back as its own.
 
 >>> out = run_chunk(abs, [-1, 2, -3], 10)
 >>> out.results, out.failure
@@ -14,8 +16,10 @@ from __future__ import annotations
 import pickle
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import cloudpickle
 
 
 @dataclass
@@ -23,7 +27,7 @@ class Failure:
     """An exception raised by the function on item ``index``."""
 
     index: int
-    exception: Any  # the exception itself when it pickles, else None
+    exception: Any  # the exception itself (None when it could not travel back)
     type_name: str
     message: str
     traceback_text: str
@@ -31,16 +35,25 @@ class Failure:
 
 @dataclass
 class ChunkResult:
-    """Results of one chunk, the compute seconds measured inside it, or a failure."""
+    """Results of one chunk, the compute seconds measured inside it, or a failure.
+
+    ``untravelled``: ``(index, reason)`` of results that could not be pickled in the
+    worker (their places in ``results`` hold None): the caller computes them itself or
+    reports them.
+    """
 
     first_index: int
     results: list
     compute_seconds: float
     failure: Failure | None = None
+    untravelled: list = field(default_factory=list)
 
 
-def run_chunk(func, chunk, first_index: int) -> ChunkResult:
-    """Apply ``func`` to each item of ``chunk``; stop at the first exception."""
+def run_chunk(func, chunk, first_index: int, portable_only: bool = True) -> ChunkResult:
+    """Apply ``func`` to each item of ``chunk``; stop at the first exception.
+
+    ``portable_only``: see :func:`make_failure` (False: the exception is kept as raised).
+    """
     results = []
     t0 = time.perf_counter()
     for offset, item in enumerate(chunk):
@@ -51,35 +64,54 @@ def run_chunk(func, chunk, first_index: int) -> ChunkResult:
                 first_index,
                 results,
                 time.perf_counter() - t0,
-                failure=make_failure(exc, first_index + offset),
+                failure=make_failure(exc, first_index + offset, portable_only=portable_only),
             )
     return ChunkResult(first_index, results, time.perf_counter() - t0)
 
 
-def make_failure(exc: BaseException, index: int) -> Failure:
-    """Capture ``exc`` so that it can cross a process boundary."""
+def make_failure(exc: BaseException, index: int, *, portable_only: bool = False) -> Failure:
+    """Capture ``exc`` with its traceback text.
+
+    ``portable_only``: keep the exception only if it survives a pickle round trip (for
+    transports that use plain pickle); otherwise the caller gets an ``ItemError``.
+    """
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    kept: BaseException | None = exc
+    if portable_only:
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            kept = None
+    return Failure(index, kept, type(exc).__qualname__, str(exc), text)
+
+
+def dump_chunk_result(out: ChunkResult) -> bytes:
+    """``out`` as cloudpickle bytes; what cannot be pickled is left out and said so.
+
+    >>> import threading
+    >>> back = cloudpickle.loads(dump_chunk_result(ChunkResult(4, [1, threading.Lock()], 0.0)))
+    >>> back.results, [index for index, _ in back.untravelled]
+    ([1, None], [5])
+    """
     try:
-        pickle.loads(pickle.dumps(exc))
-        portable = exc
+        return cloudpickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
-        portable = None
-    return Failure(index, portable, type(exc).__qualname__, str(exc), text)
-
-
-def unpicklable_result_failure(results: list, first_index: int) -> Failure | None:
-    """A Failure naming the first result that cannot be pickled, or None if all can."""
+        pass
+    results, untravelled = list(out.results), []
     for offset, value in enumerate(results):
         try:
-            pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            err = TypeError(
-                f"the result of item {first_index + offset} ({type(value).__name__}) cannot be "
-                f"pickled to return it from a worker process: {exc}; return plain data, or use "
-                "engine='threads' or engine='serial'"
-            )
-            return Failure(first_index + offset, err, "TypeError", str(err), "")
-    return None
+            results[offset] = None
+            untravelled.append((out.first_index + offset, f"{type(value).__name__}: {type(exc).__name__}: {exc}"))
+    failure = out.failure
+    if failure is not None and failure.exception is not None:
+        try:
+            cloudpickle.dumps(failure.exception, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            failure = replace(failure, exception=None)
+    return cloudpickle.dumps(replace(out, results=results, failure=failure, untravelled=untravelled),
+                             protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def identity(x):

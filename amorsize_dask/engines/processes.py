@@ -1,11 +1,16 @@
 """Process engine: a reusable pool of worker processes.
 
 - Start-up is paid once per process, not per call: the pool stays up between calls
-  and is shut down at interpreter exit.
-- Functions travel with cloudpickle (lambdas and closures work) and are deserialized
-  once per worker.
+  and is shut down at interpreter exit. Workers never run the caller's main module
+  (:mod:`.worker_start`), and a pool whose workers no longer match the caller (working
+  directory, ``sys.path``, environment, start method, the function's module edited on
+  disk) is replaced before it runs anything.
+- The function, items, results and exceptions travel with cloudpickle (:mod:`.transport`):
+  lambdas, closures and classes defined in a script work, and come back as the caller's own.
 - A worker that dies loses no items: the chunks it held run again on a fresh pool
   (a chunk that kills its worker :data:`MAX_CHUNK_RETRIES` times is reported).
+- With ``local_fallback`` (``engine="auto"``), a chunk whose items or results cannot be
+  pickled runs in this process instead, with one warning; otherwise a TypeError names it.
 - Ctrl-C stops the workers at once; nothing is left running.
 
 >>> ProcessEngine().run(abs, [-1, -2, -3], n_workers=1, chunksize=2, first_index=0).results
@@ -17,20 +22,19 @@ from __future__ import annotations
 import atexit
 import hashlib
 import multiprocessing
-import pickle
+import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
-import cloudpickle
-
 from .. import config
-from ..errors import WorkerLostError, WorkerStartError
+from ..errors import WorkerLostError, WorkerStartError, warn_once
 from ..target.workload import function_name
-from . import _process_worker
+from . import _process_worker, transport
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
-from .chunks import ChunkResult
+from .chunks import ChunkResult, run_chunk
+from .worker_start import caller_state, module_stamp, slim_context
 
 # A chunk is run again after its worker died at most this many times: one crash may be
 # a killed worker (OOM killer, a node going away), repeated crashes are the function's.
@@ -49,12 +53,23 @@ def default_start_method() -> str:
 
 
 class _Pool:
-    """One executor of ``size`` workers and how many runs are using it right now."""
+    """One executor of ``size`` workers, the caller state it started under, the files of
+    the modules its workers imported, and how many runs are using it right now."""
 
-    def __init__(self, executor: ProcessPoolExecutor, size: int):
+    def __init__(self, executor: ProcessPoolExecutor, size: int, state: tuple):
         self.executor = executor
+        # Kept here: the executor forgets its processes once shut down without waiting.
+        self.processes = list((getattr(executor, "_processes", None) or {}).values())
         self.size = size
+        self.state = state
+        self.stamps: dict[str, tuple] = {}
         self.users = 0
+        self.retired = False
+
+    def matches(self, state: tuple, stamp) -> bool:
+        if state != self.state or getattr(self.executor, "_broken", False):
+            return False
+        return stamp is None or self.stamps.get(stamp[0], stamp[1]) == stamp[1]
 
 
 class ProcessEngine(Engine):
@@ -63,6 +78,7 @@ class ProcessEngine(Engine):
     def __init__(self, start_method: str | None = None):
         self._requested_start_method = start_method
         self._pools: dict[int, _Pool] = {}
+        self._draining: list[_Pool] = []  # retired pools whose workers may still be finishing
         self._lock = threading.RLock()
         self.last_start_seconds: float | None = None
         self.modules_sent: set[str] = set()  # modules of functions sent before (imported there)
@@ -72,33 +88,52 @@ class ProcessEngine(Engine):
         return self._requested_start_method or default_start_method()
 
     def is_warm(self, n_workers: int) -> bool:
-        """True when a pool of ``n_workers`` is already running."""
-        return n_workers in self._pools
+        """True when a pool of ``n_workers`` that matches the caller is already running."""
+        entry = self._pools.get(n_workers)
+        return entry is not None and entry.matches(caller_state(self.start_method), None)
 
     def pool(self, n_workers: int) -> ProcessPoolExecutor:
         """The pool of ``n_workers`` processes, started (and warmed) if needed."""
         return self._entry(n_workers).executor
 
-    def _entry(self, n_workers: int) -> _Pool:
+    def _entry(self, n_workers: int, func=None) -> _Pool:
+        state = caller_state(self.start_method)
+        stamp = module_stamp(func) if func is not None else None
         with self._lock:
             entry = self._pools.get(n_workers)
+            if entry is not None and not entry.matches(state, stamp):
+                self._retire(entry)  # stale workers: older code, another cwd/sys.path/environment
+                entry = None
             if entry is None:
                 # Pools of other sizes that nobody is using go: one set of workers at a time.
-                for size, idle in list(self._pools.items()):
+                for idle in list(self._pools.values()):
                     if idle.users == 0:
-                        del self._pools[size]
-                        _stop(idle.executor)
-                entry = self._pools[n_workers] = _Pool(self._start(n_workers), n_workers)
+                        self._retire(idle)
+                entry = self._pools[n_workers] = _Pool(self._start(n_workers), n_workers, state)
+            if stamp is not None:
+                entry.stamps.setdefault(*stamp)
             return entry
+
+    def _retire(self, entry: _Pool) -> None:
+        """Take ``entry`` out of service; it stops now, or when its last user releases it."""
+        if self._pools.get(entry.size) is entry:
+            del self._pools[entry.size]
+        entry.retired = True
+        if entry.users == 0:
+            # Idle, or finishing abandoned speculated items: its workers exit when done,
+            # without holding up this call (Ctrl-C and exit still kill them: see shutdown).
+            self._draining = [e for e in self._draining if any(p.is_alive() for p in e.processes)] + [entry]
+            entry.executor.shutdown(wait=False, cancel_futures=True)
 
     def _start(self, n_workers: int) -> ProcessPoolExecutor:
         t0 = time.perf_counter()
-        ctx = multiprocessing.get_context(self.start_method)
+        ctx = slim_context(self.start_method)
         if self.start_method == "forkserver":
             ctx.set_forkserver_preload([_process_worker.__name__])
         barrier = ctx.Barrier(n_workers)
         pool = ProcessPoolExecutor(
-            n_workers, mp_context=ctx, initializer=_process_worker.initialize_worker, initargs=(barrier,)
+            n_workers, mp_context=ctx, initializer=_process_worker.initialize_worker,
+            initargs=(barrier, dict(os.environ)),
         )
         # Start every worker now (workers are otherwise spawned on demand), so start-up
         # is paid here and measured once.
@@ -110,147 +145,221 @@ class ProcessEngine(Engine):
         self.last_start_seconds = time.perf_counter() - t0
         return pool
 
-    def _acquire(self, n_workers: int) -> _Pool:
+    def _acquire(self, n_workers: int, func=None) -> _Pool:
         with self._lock:
-            entry = self._entry(n_workers)
+            entry = self._entry(n_workers, func)
             entry.users += 1
             return entry
 
     def _release(self, entry: _Pool) -> None:
         with self._lock:
             entry.users -= 1
+            if entry.retired and entry.users == 0:
+                self._draining.append(entry)
+                entry.executor.shutdown(wait=False, cancel_futures=True)
 
     def _discard(self, entry: _Pool) -> None:
         """A broken pool goes (once, whoever notices first); the next acquire starts anew."""
         with self._lock:
-            if self._pools.get(entry.size) is entry:
-                del self._pools[entry.size]
-            else:
+            if self._pools.get(entry.size) is not entry:
                 return
-        _stop(entry.executor, kill=True)
+            del self._pools[entry.size]
+            entry.retired = True
+        _stop(entry, kill=True)
+
+    def function_bytes(self, func) -> bytes:
+        """``func`` as cloudpickle bytes (a TypeError naming it if it cannot travel)."""
+        payload = transport.dump_function(func)
+        self.modules_sent.add(getattr(func, "__module__", None) or "")
+        return payload
 
     def submit(self, func, chunk, first_index: int, n_workers: int):
-        """Start one chunk on the pool now; :meth:`finish` its future later."""
-        func_bytes = _dump_function(func)
+        """Start one chunk on the pool now; :meth:`finish` its future later.
+
+        Raises TypeError, naming the function or the item, when they cannot be pickled.
+        """
+        func_bytes = self.function_bytes(func)
         func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
-        return self.pool(n_workers).submit(_process_worker.run_pickled_chunk, func_key, func_bytes, chunk, first_index)
+        payload = transport.dump_items(chunk, first_index)
+        return self._entry(n_workers, func).executor.submit(
+            _process_worker.run_pickled_chunk, func_key, func_bytes, payload, first_index
+        )
 
     @staticmethod
     def finish(future) -> ChunkResult:
-        """The chunk's results (unpickled here), its compute time, or its failure."""
-        out, payload = future.result()
-        if payload is not None:
-            out.results = pickle.loads(payload)
-        return out
+        """The chunk's outcome (results, compute time, failure) as the caller's own objects."""
+        return transport.load_outcome(future.result())
 
-    def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None):
-        func_bytes = _dump_function(func)
-        func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
+    def collect(self, future, func, chunk, first_index: int, n_workers: int, *, local_fallback=False) -> RunResult:
+        """The outcome of a chunk :meth:`submit`\\ ted earlier, its failure raised. If it never
+        ran, or its worker died, it runs again on the pool: never in this process, which an
+        item that ends its worker (``os._exit``, a segfault) would end too."""
+        try:
+            out = self.finish(future)
+        except (BrokenProcessPool, CancelledError):
+            return self.run(func, chunk, n_workers=n_workers, chunksize=max(1, len(chunk)),
+                            first_index=first_index, local_fallback=local_fallback)
+        job = _Job(func, chunk, first_index, local_fallback, None)
+        job.take(out, 0, len(chunk))
+        return job.result([(0, len(chunk))])
+
+    def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, local_fallback=False):
+        """Run ``items`` in chunks on the pool; ``local_fallback``: what cannot be pickled
+        runs in this process (one warning) instead of raising a TypeError."""
+        job = _Job(func, items, first_index, local_fallback, progress)
         bounds = chunk_bounds(len(items), chunksize)
-        done_chunks: dict = {}
-        crashes: dict[int, int] = {}
+        try:
+            func_bytes = self.function_bytes(func)
+        except TypeError as exc:
+            if not local_fallback:
+                raise
+            job.note(f"{exc}: every item ran in this process instead")
+            for lo, hi in bounds:
+                job.run_here(lo, hi)
+            return job.result(bounds)
+        func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
         todo = list(bounds)
-        futures: dict = {}
         try:
             while todo:
-                entry = self._acquire(n_workers)
+                entry = self._acquire(n_workers, func)
                 try:
-                    futures = {
-                        entry.executor.submit(
-                            _process_worker.run_pickled_chunk, func_key, func_bytes, items[lo:hi], first_index + lo
-                        ): (lo, hi)
-                        for lo, hi in todo
-                    }
-                    todo = []
-                    for fut in as_completed(futures):
-                        lo, hi = futures[fut]
+                    todo = job.submit_all(entry.executor, todo, func_key, func_bytes)
+                    for fut in as_completed(job.futures):
+                        lo, hi = job.futures[fut]
                         try:
                             out = self.finish(fut)
                         except BrokenProcessPool:
-                            crashes[lo] = crashes.get(lo, 0) + 1
-                            if crashes[lo] > MAX_CHUNK_RETRIES:
-                                raise WorkerLostError(
-                                    f"a worker process died {crashes[lo]} times while running items "
-                                    f"{first_index + lo}..{first_index + hi - 1} of {function_name(func)}; the "
-                                    "function may crash the interpreter (segfault, os._exit, memory); "
-                                    "try engine='serial' to see the error"
-                                ) from None
+                            job.crashed(lo, hi)
                             todo.append((lo, hi))
                             continue
-                        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                            raise _unpicklable_items(items[lo:hi], first_index + lo, exc) from exc
-                        raise_failure(out.failure, func, remote=True)
-                        done_chunks[lo] = out
-                        if progress is not None:
-                            progress.advance(len(out.results))
+                        job.take(out, lo, hi)
                 finally:
                     self._release(entry)
                 if todo:
                     self._discard(entry)
         except Exception:
             # An error in func: drop the queued chunks, keep the pool for the next call.
-            for fut in futures:
+            for fut in job.futures:
                 fut.cancel()
             raise
         except BaseException:
             # Ctrl-C or exit: stop at once, leave nothing running.
             self.shutdown(kill=True)
             raise
-        results, compute = assemble(done_chunks, bounds)
-        return RunResult(results, compute, len(bounds))
+        return job.result(bounds)
 
     def shutdown(self, kill: bool = False) -> None:
         """Stop every pool; with ``kill``, terminate workers without waiting for their tasks."""
         with self._lock:
             entries, self._pools = list(self._pools.values()), {}
+            entries += self._draining if kill else []
+            self._draining = [] if kill else self._draining
+            for entry in entries:
+                entry.retired = True
         for entry in entries:
-            _stop(entry.executor, kill=kill)
+            _stop(entry, kill=kill)
 
 
-def _stop(executor: ProcessPoolExecutor, kill: bool = False) -> None:
-    processes = list((getattr(executor, "_processes", None) or {}).values())
+class _Job:
+    """One :meth:`ProcessEngine.run`: its finished chunks, crash counts and notes."""
+
+    def __init__(self, func, items, first_index: int, local_fallback: bool, progress):
+        self.func, self.items, self.first_index = func, items, first_index
+        self.local_fallback, self.progress = local_fallback, progress
+        self.done: dict[int, ChunkResult] = {}
+        self.crashes: dict[int, int] = {}
+        self.notes: list[str] = []
+        self.futures: dict = {}  # of the current round: future -> (lo, hi)
+
+    def note(self, message: str) -> None:
+        """Something ran here instead of in a worker: warn once per call, and keep it."""
+        if not self.notes:
+            warn_once(f"amorsize_dask: {message}")
+        self.notes.append(message)
+
+    def submit_all(self, executor, todo, func_key, func_bytes) -> list:
+        """Send the chunks of ``todo`` (into :attr:`futures`); those whose items cannot be
+        pickled run here (with ``local_fallback``); the chunks left unsent when the pool
+        broke are returned."""
+        self.futures = futures = {}
+        for k, (lo, hi) in enumerate(todo):
+            try:
+                payload = transport.dump_items(self.items[lo:hi], self.first_index + lo)
+            except TypeError as exc:
+                if not self.local_fallback:
+                    raise
+                self.note(f"{exc}: {transport.items_label(self.first_index + lo, self.first_index + hi)} "
+                          "ran in this process instead")
+                self.run_here(lo, hi)
+                continue
+            try:
+                fut = executor.submit(_process_worker.run_pickled_chunk, func_key, func_bytes, payload,
+                                      self.first_index + lo)
+            except BrokenProcessPool:
+                return list(todo[k:])
+            futures[fut] = (lo, hi)
+        return []
+
+    def crashed(self, lo: int, hi: int) -> None:
+        self.crashes[lo] = self.crashes.get(lo, 0) + 1
+        if self.crashes[lo] > MAX_CHUNK_RETRIES:
+            label = transport.items_label(self.first_index + lo, self.first_index + hi)
+            raise WorkerLostError(
+                f"a worker process died {self.crashes[lo]} times while running {label} of "
+                f"{function_name(self.func)}; the function may crash the interpreter (segfault, "
+                "os._exit, memory); try engine='serial' to see the error"
+            ) from None
+
+    def run_here(self, lo: int, hi: int) -> None:
+        out = run_chunk(self.func, self.items[lo:hi], self.first_index + lo, portable_only=False)
+        raise_failure(out.failure, self.func)
+        self._keep(lo, out)
+
+    def take(self, out: ChunkResult, lo: int, hi: int) -> None:
+        """A chunk back from a worker: results that could not travel are computed here
+        (``local_fallback``) or reported; then its failure, if any, is raised."""
+        for index, reason in out.untravelled:
+            if not self.local_fallback:
+                raise transport.unpicklable_result(index, reason)
+            self.note(f"{transport.unpicklable_result(index, reason)}: it ran again in this process")
+            local = index - self.first_index
+            again = run_chunk(self.func, self.items[local : local + 1], index, portable_only=False)
+            raise_failure(again.failure, self.func)
+            out.results[index - out.first_index] = again.results[0]
+        raise_failure(out.failure, self.func, remote=True)
+        self._keep(lo, out)
+
+    def _keep(self, lo: int, out: ChunkResult) -> None:
+        self.done[lo] = out
+        if self.progress is not None:
+            self.progress.advance(len(out.results))
+
+    def result(self, bounds) -> RunResult:
+        results, compute = assemble(self.done, bounds)
+        return RunResult(results, compute, len(bounds), notes=tuple(self.notes))
+
+
+def _stop(entry: _Pool, kill: bool = False) -> None:
     if kill:
-        for proc in processes:
+        for proc in entry.processes:
             if proc.is_alive():
                 proc.terminate()
-    executor.shutdown(wait=True, cancel_futures=True)
-    for proc in processes:
+    entry.executor.shutdown(wait=True, cancel_futures=True)
+    for proc in entry.processes:
         proc.join(timeout=5)
 
 
-def _dump_function(func) -> bytes:
-    """``func`` as cloudpickle bytes, or a TypeError that names it and the way out."""
-    try:
-        payload = cloudpickle.dumps(func)
-        shared_engine().modules_sent.add(getattr(func, "__module__", None) or "")
-        return payload
-    except Exception as exc:
-        raise TypeError(
-            f"{function_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "
-            "use engine='threads' or engine='serial' (or make it picklable)"
-        ) from exc
-
-
-def _unpicklable_items(chunk, first_index: int, cause: BaseException) -> TypeError:
-    """A TypeError naming the first item of ``chunk`` that cannot be pickled."""
-    for offset, item in enumerate(chunk):
-        try:
-            pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            return TypeError(
-                f"item {first_index + offset} ({type(item).__name__}) cannot be pickled to send it to a "
-                f"worker process: {exc}; use engine='threads' or engine='serial'"
-            )
-    return TypeError(f"items {first_index}..{first_index + len(chunk) - 1} could not be sent to a worker: {cause}")
-
-
 _ENGINE: ProcessEngine | None = None
+_ENGINE_LOCK = threading.Lock()
 
 
 def shared_engine() -> ProcessEngine:
     """The process engine of this interpreter (one pool, reused by every call)."""
     global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = ProcessEngine()
-        atexit.register(_ENGINE.shutdown)
-    return _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = ProcessEngine()
+            # At exit no map is waiting for anything still running (speculated items of a
+            # call that raised): stop it rather than wait for it.
+            atexit.register(_ENGINE.shutdown, kill=True)
+        return _ENGINE

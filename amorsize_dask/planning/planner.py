@@ -12,12 +12,14 @@ Sampled results are handed back so that no item is computed twice.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .. import config
+from ..engines.transport import function_travels
 from . import cost_model
 from ..target import machine
 from .overheads import Overheads
@@ -72,7 +74,7 @@ def plan_items(
     parallelism = (cores, config.get("planner.max-threads") if target.client is None else cores)
     spec = None
     if speculate and target.client is None and engine in ("auto", "processes"):
-        spec = Speculation.start(func, items, cores)
+        spec = Speculation.start(func, items, cores, local_fallback=engine == "auto")
     n_front = spec.first_index if spec is not None else n
     try:
         probe = engine in ("auto", "threads") and target.client is None
@@ -105,6 +107,9 @@ def plan_items(
         ranked = [cost_model.Candidate("serial", 1, n_rest, serial_rest)]
     else:
         reasons.append(describe_overheads(overheads, cores))
+        if engine == "auto" and "processes" in engines and prof.picklable and not function_travels(func):
+            prof = dataclasses.replace(prof, picklable=False)
+            reasons.append("the function cannot be pickled: processes ruled out")
         ranked = cost_model.rank(
             prof,
             n_rest,

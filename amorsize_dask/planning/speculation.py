@@ -9,9 +9,11 @@ submission for cheap items, a whole item's time saved per idle core for dear one
 Only functions whose module the workers already imported (or ``__main__``'s, which
 travel by value) are speculated: a first import there can outlast a whole cheap map.
 
-Every item still runs exactly once: speculated items are not part of the plan's tasks,
-and an item that never reached a worker (its task could not be sent, or its worker died)
-is computed here instead.
+Every item still runs exactly once: speculated items are not part of the plan's tasks.
+An item whose task never ran, or whose worker died, runs again on the pool — never in
+this process, which an item that ends its worker would end too (after repeated deaths:
+``WorkerLostError`` naming it). Ctrl-C (or exit) while items are speculated stops the
+workers at once.
 
 >>> Speculation.start(abs, [1, 2], n_workers=2) is None  # too few items to bother
 True
@@ -22,8 +24,6 @@ from __future__ import annotations
 import sys
 
 from ..engines import shared_engine
-from ..engines.base import raise_failure
-from ..engines.chunks import run_chunk
 
 # Items larger than this are not speculated: shipping them costs more than an idle core
 # saves on cheap functions (bench family "payload": 1 MB arrays, 40 us per item).
@@ -33,11 +33,13 @@ MAX_ITEM_BYTES = 64 * 1024
 class Speculation:
     """Futures of the last items of a call, started before planning."""
 
-    def __init__(self, func, items, first_index: int, futures: list):
+    def __init__(self, func, items, first_index: int, futures: list, n_workers: int, local_fallback: bool):
         self.func = func
         self.items = items
         self.first_index = first_index
         self.futures = futures
+        self.n_workers = n_workers
+        self.local_fallback = local_fallback
         self.compute_seconds = 0.0
 
     @property
@@ -45,8 +47,12 @@ class Speculation:
         return len(self.futures)
 
     @classmethod
-    def start(cls, func, items, n_workers: int) -> "Speculation | None":
-        """Start ``items[-(n_workers - 1):]`` on the warm pool; None when not worth it."""
+    def start(cls, func, items, n_workers: int, local_fallback: bool = False) -> "Speculation | None":
+        """Start ``items[-(n_workers - 1):]`` on the warm pool; None when not worth it.
+
+        ``local_fallback`` (``engine="auto"``): a result that cannot be pickled is computed
+        here instead of raising a TypeError.
+        """
         n_spec = n_workers - 1
         if n_spec < 1 or len(items) < 4 * n_workers:
             return None
@@ -62,9 +68,9 @@ class Speculation:
             return None
         try:
             futures = [engine.submit(func, tail[i : i + 1], first + i, n_workers) for i in range(n_spec)]
-        except Exception:  # the function does not travel (cloudpickle): no speculation
+        except Exception:  # the function or an item does not travel: no speculation
             return None
-        return cls(func, items, first, futures)
+        return cls(func, items, first, futures, n_workers, local_fallback)
 
     def results(self, progress=None) -> list:
         """The speculated items' results, in order; their failures are raised as any other."""
@@ -72,22 +78,22 @@ class Speculation:
         out_results = []
         for offset, fut in enumerate(self.futures):
             index = self.first_index + offset
-            remote = True
-            try:
-                out = engine.finish(fut)
-            except Exception:  # never ran, or died with its worker: run it here, once
-                out = run_chunk(self.func, self.items[index : index + 1], index)
-                remote = False
-            raise_failure(out.failure, self.func, remote=remote)
-            self.compute_seconds += out.compute_seconds
-            out_results.extend(out.results)
+            run = engine.collect(fut, self.func, self.items[index : index + 1], index, self.n_workers,
+                                 local_fallback=self.local_fallback)
+            self.compute_seconds += run.compute_seconds
+            out_results.extend(run.results)
             if progress is not None:
-                progress.advance(len(out.results))
+                progress.advance(len(run.results))
         return out_results
 
     def cancel(self) -> None:
+        """Drop the speculated items. Called while an exception propagates: for an error in
+        ``func`` the pool stays for the next call; for Ctrl-C or exit its workers stop now."""
         for fut in self.futures:
             fut.cancel()
+        current = sys.exc_info()[1]
+        if current is not None and not isinstance(current, Exception):
+            shared_engine().shutdown(kill=True)
 
 
 def _size_hint(item) -> int:

@@ -1,0 +1,85 @@
+"""What crosses to and from the process engine's workers, and what to say when it cannot.
+
+The function, the items, the results and the exceptions all travel as cloudpickle
+bytes: it pickles classes of the caller's ``__main__`` (a script, a notebook) by value,
+and a class sent from here comes back as the same class object, so ``isinstance`` and
+``except MyError`` behave as with ``builtins.map``.
+
+>>> load_outcome(dump_items([1, 2], 0)) == [1, 2]
+True
+>>> function_travels(lambda x: x), function_travels(__import__("threading").Lock().acquire)
+(True, False)
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import cloudpickle
+
+from ..target.workload import function_name
+
+_REMEDY = "use engine='threads' or engine='serial'"
+
+
+def dump_function(func) -> bytes:
+    """``func`` as cloudpickle bytes, or a TypeError that names it and the way out."""
+    try:
+        return cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise TypeError(
+            f"{function_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "
+            f"{_REMEDY} (or make it picklable)"
+        ) from exc
+
+
+def function_travels(func) -> bool:
+    """True when ``func`` can be sent to a worker process."""
+    try:
+        dump_function(func)
+    except TypeError:
+        return False
+    return True
+
+
+def dump_items(chunk, first_index: int) -> bytes:
+    """The items of a chunk as cloudpickle bytes, or a TypeError naming the first that fails."""
+    try:
+        return cloudpickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as cause:
+        raise unpicklable_items(chunk, first_index, cause) from cause
+
+
+def load_outcome(payload: bytes):
+    """A worker's answer (a ``ChunkResult``), as the caller's own objects."""
+    return cloudpickle.loads(payload)
+
+
+def unpicklable_items(chunk, first_index: int, cause: BaseException) -> TypeError:
+    """A TypeError naming the first item of ``chunk`` that cannot be pickled."""
+    for offset, item in enumerate(chunk):
+        try:
+            cloudpickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            return TypeError(
+                f"item {first_index + offset} ({type(item).__name__}) cannot be pickled to send it to a "
+                f"worker process: {type(exc).__name__}: {exc}; {_REMEDY}"
+            )
+    return TypeError(f"items {first_index}..{first_index + len(chunk) - 1} could not be sent to a worker: {cause}")
+
+
+def unpicklable_result(index: int, reason: str) -> TypeError:
+    """The TypeError for a result that could not be pickled in its worker."""
+    return TypeError(
+        f"the result of item {index} ({reason}) cannot be pickled to return it from a worker "
+        f"process; return plain data, or {_REMEDY}"
+    )
+
+
+def items_label(lo: int, hi: int) -> str:
+    """``item 3`` or ``items 3..7`` (``hi`` exclusive).
+
+    >>> items_label(3, 4), items_label(3, 8)
+    ('item 3', 'items 3..7')
+    """
+    return f"item {lo}" if hi - lo == 1 else f"items {lo}..{hi - 1}"

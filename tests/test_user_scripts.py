@@ -1,0 +1,389 @@
+"""User code run as users run it: a script file executed as ``__main__`` in a subprocess.
+
+Each script defines its own classes, exceptions and functions (with and without the
+``if __name__ == "__main__":`` guard), calls amorsize_dask, and prints one JSON line
+that the test asserts on. "auto" runs force the planner's choice to the process
+engine (the case under test), since whether processes win depends on this machine.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+# Makes engine="auto" choose the process engine whenever the planner offers it.
+FORCE_PROCESSES = """
+import amorsize_dask.planning.planner as _planner
+_planner.CALIBRATE_ABOVE_SECONDS = 0.0
+_planner.choose = lambda ranked, serial_rest, engine: next(
+    (c for c in ranked if c.engine == "processes"), ranked[0])
+"""
+
+
+def script_text(head: str, main: str, *, guard: bool, force_processes: bool = False) -> str:
+    head = textwrap.dedent(head)
+    main = textwrap.dedent(main)
+    if force_processes:
+        head = FORCE_PROCESSES + head
+    if guard:
+        main = 'if __name__ == "__main__":\n' + textwrap.indent(main, "    ")
+    return head + "\n" + main
+
+
+def run_script(tmp_path, head, main, *, guard=True, force_processes=False, args=(), timeout=120, env=None):
+    """Run the script; (its last stdout line as JSON, the whole completed process)."""
+    path = tmp_path / "user_script.py"
+    path.write_text(script_text(head, main, guard=guard, force_processes=force_processes))
+    proc = subprocess.run(
+        [sys.executable, str(path), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+        cwd=str(tmp_path), env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stdout + proc.stderr[-4000:]
+    return json.loads(lines[-1]), proc
+
+
+ENGINES = ["serial", "threads", "processes", "auto"]
+
+# --- 1. classes and exceptions defined in the script ------------------------------------
+CLASSES_HEAD = """
+import json, sys
+from dataclasses import dataclass
+import amorsize_dask as ad
+from amorsize_dask.mapping import run_map
+
+ENGINE = sys.argv[1]
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+class MyError(Exception):
+    pass
+
+def to_point(x):
+    return Point(x, -x)
+
+def check_item(p):
+    if not isinstance(p, Point):
+        raise TypeError(f"not a Point: {type(p)!r}")
+    return p.x + p.y
+
+def raise_on_13(x):
+    if x == 13:
+        raise MyError(f"thirteen {x}")
+    return x
+
+def spin(n):
+    acc = 0
+    for i in range(20000):
+        acc += i
+    return n
+
+def run(func, items):
+    return run_map(func, items, engine=ENGINE, n_workers=None if ENGINE == "auto" else 2,
+                   chunksize=None if ENGINE == "auto" else 4, learn=False)
+"""
+
+CLASSES_MAIN = """
+out = {}
+n = 40
+res = run(lambda x: to_point(spin(x)), list(range(n)))
+out["engine"] = res.plan.engine
+out["points"] = all(isinstance(p, Point) and type(p) is Point for p in res.results)
+out["values"] = [p.x for p in res.results]
+out["items_ok"] = run(lambda p: check_item(Point(spin(p.x), p.y)), [Point(i, i) for i in range(n)]).results
+try:
+    run(lambda x: raise_on_13(spin(x)), list(range(n)))
+    out["caught"] = "nothing"
+except MyError as exc:
+    out["caught"] = "MyError"
+    out["message"] = str(exc)
+    out["notes"] = getattr(exc, "__notes__", [])
+except Exception as exc:
+    out["caught"] = type(exc).__name__ + ": " + str(exc)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("guard", [True, False], ids=["guarded", "unguarded"])
+def test_script_classes_and_exceptions_come_back_as_the_callers_own(tmp_path, engine, guard):
+    out, _ = run_script(tmp_path, CLASSES_HEAD, CLASSES_MAIN, guard=guard,
+                        force_processes=engine == "auto", args=[engine])
+    if engine in ("processes", "auto"):
+        assert out["engine"] == "processes"
+    assert out["points"] is True
+    assert out["values"] == list(range(40))
+    assert out["items_ok"] == [2 * i for i in range(40)]
+    assert out["caught"] == "MyError"
+    assert out["message"] == "thirteen 13"
+    assert any("item 13" in note for note in out["notes"])
+
+
+# --- 2. scripts without a main guard ---------------------------------------------------
+UNGUARDED = """
+import json, os, sys
+import amorsize_dask as ad
+from amorsize_dask.mapping import run_map
+
+print("TOP-LEVEL-MARKER", flush=True)
+with open(sys.argv[2], "a") as f:
+    f.write(f"{os.getpid()}\\n")
+
+def work(x):
+    acc = 0
+    for i in range(20000):
+        acc += i
+    return x * x
+
+res = run_map(work, list(range(60)), engine=sys.argv[1], learn=False,
+              **({} if sys.argv[1] == "auto" else {"n_workers": 2, "chunksize": 5}))
+print(json.dumps({"engine": res.plan.engine, "results": res.results}))
+"""
+
+
+@pytest.mark.parametrize("engine", ["processes", "auto"])
+def test_unguarded_script_is_never_run_by_the_workers(tmp_path, engine):
+    side_effects = tmp_path / "side_effects.txt"
+    out, proc = run_script(tmp_path, UNGUARDED, "", guard=False, force_processes=engine == "auto",
+                           args=[engine, side_effects])
+    assert out["engine"] == "processes"
+    assert out["results"] == [x * x for x in range(60)]
+    assert proc.stdout.count("TOP-LEVEL-MARKER") == 1
+    assert len(side_effects.read_text().split()) == 1  # only the script itself wrote it
+    assert "worker processes failed to start" not in proc.stderr
+
+
+# --- 3. work that cannot travel --------------------------------------------------------
+UNTRAVELLED_HEAD = """
+import json, sys, threading, warnings
+import amorsize_dask as ad
+from amorsize_dask.mapping import run_map
+
+ENGINE, CASE = sys.argv[1], sys.argv[2]
+LOCK = threading.Lock()
+N = 200
+
+def spin(x):
+    acc = 0
+    for i in range(2000):
+        acc += i
+    return x
+
+def locked(x):
+    with LOCK:
+        return spin(x) * 2
+
+def make_adder(k):
+    return lambda x: x + k
+
+def describe(x):
+    return type(spin(x) if isinstance(x, int) else x).__name__
+
+def lock_on_150(x):
+    return threading.Lock() if spin(x) == 150 else x * 2
+
+CASES = {
+    "func": (locked, list(range(N)), [2 * x for x in range(N)]),
+    "closure_items": (lambda f: f(spin(1)), [make_adder(k) for k in range(N)], [k + 1 for k in range(N)]),
+    "item": (describe, [threading.Lock() if i == 150 else i for i in range(N)],
+             ["lock" if i == 150 else "int" for i in range(N)]),
+    "result": (lock_on_150, list(range(N)), None),
+}
+"""
+
+UNTRAVELLED_MAIN = """
+func, items, expected = CASES[CASE]
+out = {}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        res = run_map(func, items, engine=ENGINE, learn=False,
+                      **({} if ENGINE == "auto" else {"n_workers": 2, "chunksize": 10}))
+        results = res.results
+        if CASE == "result":
+            results = ["lock" if hasattr(r, "acquire") else r for r in results]
+            expected = ["lock" if i == 150 else 2 * i for i in range(N)]
+        out["ok"] = results == expected
+        out["engine"] = res.plan.engine
+        out["reasons"] = list(res.plan.reasons)
+    except TypeError as exc:
+        out["error"] = str(exc)
+out["warnings"] = [str(w.message) for w in caught if "amorsize" in str(w.message) or "pickle" in str(w.message)]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("case", ["func", "closure_items", "item", "result"])
+def test_auto_never_fails_on_work_that_cannot_travel(tmp_path, case):
+    out, _ = run_script(tmp_path, UNTRAVELLED_HEAD, UNTRAVELLED_MAIN, guard=False, force_processes=True,
+                        args=["auto", case])
+    assert "error" not in out, out
+    assert out["ok"] is True
+    if case == "func":
+        assert out["engine"] != "processes"  # the planner never offered processes
+    if case in ("item", "result"):
+        assert len(out["warnings"]) == 1, out["warnings"]
+        assert "item 150" in out["warnings"][0]
+        assert any("item 150" in reason for reason in out["reasons"]), out["reasons"]
+
+
+@pytest.mark.parametrize("case", ["func", "item", "result"])
+def test_fixed_process_engine_still_raises_a_clear_type_error(tmp_path, case):
+    out, _ = run_script(tmp_path, UNTRAVELLED_HEAD, UNTRAVELLED_MAIN, guard=False, args=["processes", case])
+    assert "error" in out, out
+    assert ("locked" in out["error"]) if case == "func" else ("item 150" in out["error"])
+    assert "engine='threads'" in out["error"]
+
+
+def test_closures_as_items_travel_to_worker_processes(tmp_path):
+    out, _ = run_script(tmp_path, UNTRAVELLED_HEAD, UNTRAVELLED_MAIN, guard=False, args=["processes", "closure_items"])
+    assert out.get("ok") is True, out
+
+
+# --- 6. stale worker state -------------------------------------------------------------
+STALE = """
+import importlib, json, os, sys
+import amorsize_dask as ad
+
+sys.path.insert(0, sys.argv[1])
+MODULE = os.path.join(sys.argv[1], "user_mod.py")
+with open(MODULE, "w") as f:
+    f.write("def f(x):\\n    return x + 1\\n")
+import user_mod
+
+def run(func):
+    return ad.map(func, range(8), engine="processes", n_workers=2, chunksize=2, learn=False)
+
+out = {"before": run(user_mod.f)}
+with open(MODULE, "w") as f:
+    f.write("def f(x):\\n    return x * 1000  # edited\\n")
+importlib.reload(user_mod)
+out["reloaded"] = run(user_mod.f)
+
+def cwd_and_env(x):
+    return [os.path.basename(os.getcwd()), os.environ.get("USER_SETTING")]
+
+out["cwd_before"] = run(cwd_and_env)[0]
+os.makedirs(os.path.join(sys.argv[1], "elsewhere"), exist_ok=True)
+os.chdir(os.path.join(sys.argv[1], "elsewhere"))
+os.environ["USER_SETTING"] = "changed"
+out["cwd_after"] = run(cwd_and_env)[0]
+print(json.dumps(out))
+"""
+
+
+def test_pool_never_runs_with_stale_code_cwd_or_environment(tmp_path):
+    moddir = tmp_path / "mods"
+    moddir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "USER_SETTING"}
+    out, _ = run_script(tmp_path, STALE, "", guard=False, args=[moddir], env=env)
+    assert out["before"] == [x + 1 for x in range(8)]
+    assert out["reloaded"] == [x * 1000 for x in range(8)]
+    assert out["cwd_before"] == [tmp_path.name, None]
+    assert out["cwd_after"] == ["elsewhere", "changed"]
+
+
+# --- 7. speculation safety -------------------------------------------------------------
+SPECULATION_HEAD = """
+import json, os, sys, time
+import amorsize_dask as ad
+from amorsize_dask.target.target import Target
+
+N = 16
+PIDS = sys.argv[2]
+
+def warm(x):
+    return x
+
+def die_on_last(x):
+    if x == N - 1:
+        os._exit(3)  # in the caller, this would end the user's script
+    return x
+
+def sleepy(x):
+    with open(PIDS, "a") as f:
+        f.write(f"{os.getpid()} {x}\\n")
+    time.sleep(60)
+    return x
+"""
+
+SPECULATION_MAIN = """
+cores = Target.local(warm).cores
+if cores < 2:
+    print(json.dumps({"skip": "one usable core: nothing is speculated"}))
+    sys.exit(0)
+ad.map(warm, range(8), engine="processes", n_workers=cores, chunksize=4, learn=False)  # a warm pool
+out = {}
+if sys.argv[1] == "die":
+    try:
+        ad.map(die_on_last, range(N), learn=False)
+        out["error"] = None
+    except Exception as exc:
+        out["error"] = type(exc).__name__
+        out["message"] = str(exc)
+else:
+    print("started", flush=True)
+    try:
+        ad.map(sleepy, range(N), learn=False)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        raise
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("guard", [True, False], ids=["guarded", "unguarded"])
+def test_item_that_kills_its_worker_is_never_run_in_the_caller(tmp_path, guard):
+    out, _ = run_script(tmp_path, SPECULATION_HEAD, SPECULATION_MAIN, guard=guard, args=["die", tmp_path / "pids"])
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    assert out["error"] == "WorkerLostError", out
+    assert "item 15" in out["message"]
+
+
+def _speculated_started(pids_file, caller_pid):
+    """True once an item runs in a process other than the caller (the speculated one)."""
+    if not pids_file.exists():
+        return False
+    return any(int(line.split()[0]) != caller_pid for line in pids_file.read_text().splitlines() if line.strip())
+
+
+def test_ctrl_c_while_sampling_stops_speculated_items_and_leaves_no_processes(tmp_path):
+    pids_file = tmp_path / "pids"
+    path = tmp_path / "user_script.py"
+    path.write_text(script_text(SPECULATION_HEAD, SPECULATION_MAIN, guard=True))
+    proc = subprocess.Popen([sys.executable, str(path), "sleep", pids_file], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(tmp_path))
+    try:
+        parent = psutil.Process(proc.pid)
+        psutil.wait_procs([], timeout=0)
+        for _ in range(600):  # wait (up to ~60 s under load) for the speculated item to start
+            if _speculated_started(pids_file, proc.pid) or proc.poll() is not None:
+                break
+            psutil.wait_procs([parent], timeout=0.1)
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            if "skip" in out:
+                pytest.skip(out)
+            pytest.fail(out + err)
+        assert _speculated_started(pids_file, proc.pid), "no item was speculated"
+        children = parent.children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        # The items sleep 60 s: exiting well before that means they were stopped.
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in out, err
+    assert proc.returncode != 0
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == []
