@@ -146,16 +146,21 @@ def work(x):
 
 res = run_map(work, list(range(60)), engine=sys.argv[1], learn=False,
               **({} if sys.argv[1] == "auto" else {"n_workers": 2, "chunksize": 5}))
-print(json.dumps({"engine": res.plan.engine, "results": res.results}))
+from amorsize_dask.engines import shared_engine
+print(json.dumps({"engine": res.plan.engine, "results": res.results, "start_method": shared_engine().start_method}))
 """
 
 
-@pytest.mark.parametrize("engine", ["processes", "auto"])
-def test_unguarded_script_is_never_run_by_the_workers(tmp_path, engine):
+@pytest.mark.parametrize(("engine", "start_method"), [("processes", None), ("auto", None), ("processes", "spawn")])
+def test_unguarded_script_is_never_run_by_the_workers(tmp_path, engine, start_method):
     side_effects = tmp_path / "side_effects.txt"
+    env = dict(os.environ)
+    if start_method:
+        env["DASK_AMORSIZE__START_METHOD"] = start_method
     out, proc = run_script(tmp_path, UNGUARDED, "", guard=False, force_processes=engine == "auto",
-                           args=[engine, side_effects])
+                           args=[engine, side_effects], env=env)
     assert out["engine"] == "processes"
+    assert out["start_method"] == (start_method or out["start_method"])
     assert out["results"] == [x * x for x in range(60)]
     assert proc.stdout.count("TOP-LEVEL-MARKER") == 1
     assert len(side_effects.read_text().split()) == 1  # only the script itself wrote it

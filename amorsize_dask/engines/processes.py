@@ -34,7 +34,7 @@ from ..target.workload import function_name
 from . import _process_worker, transport
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import ChunkResult, run_chunk
-from .worker_start import caller_state, module_stamp, slim_context
+from .worker_start import caller_state, forkserver_preload, module_stamp, slim_context
 
 # A chunk is run again after its worker died at most this many times: one crash may be
 # a killed worker (OOM killer, a node going away), repeated crashes are the function's.
@@ -129,7 +129,7 @@ class ProcessEngine(Engine):
         t0 = time.perf_counter()
         ctx = slim_context(self.start_method)
         if self.start_method == "forkserver":
-            ctx.set_forkserver_preload([_process_worker.__name__])
+            ctx.set_forkserver_preload(forkserver_preload(_process_worker.__name__))
         barrier = ctx.Barrier(n_workers)
         pool = ProcessPoolExecutor(
             n_workers, mp_context=ctx, initializer=_process_worker.initialize_worker,

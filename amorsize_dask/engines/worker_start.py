@@ -99,6 +99,23 @@ def slim_context(start_method: str):
     return found
 
 
+def forkserver_preload(module_name: str) -> list[str]:
+    """What the forkserver should import once, so that its children start without imports.
+
+    The forkserver runs ``python -c`` in the caller's working directory, which comes first
+    on its ``sys.path`` (Python 3.11 ignores the ``sys_path`` it is given): if that
+    directory holds another copy of this package, preloading would import the wrong one
+    into every worker. Then nothing is preloaded, and each worker imports after taking
+    the caller's ``sys.path``.
+    """
+    top = module_name.split(".")[0]
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shadow = os.path.join(os.getcwd(), top)
+    if os.path.isdir(shadow) and os.path.realpath(shadow) != os.path.realpath(here):
+        return []
+    return [module_name]
+
+
 def caller_state(start_method: str) -> tuple:
     """What workers started now would inherit from the caller: a pool started under a
     different state (working directory, ``sys.path``, environment, start method) runs
@@ -124,4 +141,4 @@ def module_stamp(func) -> tuple[str, tuple] | None:
     return name, (st.st_mtime_ns, st.st_size)
 
 
-__all__ = ["slim_context", "caller_state", "module_stamp"]
+__all__ = ["slim_context", "forkserver_preload", "caller_state", "module_stamp"]
