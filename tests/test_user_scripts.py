@@ -314,6 +314,18 @@ def die_on_last(x):
         os._exit(3)  # in the caller, this would end the user's script
     return x
 
+def fail_first(x):
+    if x == 0:  # in the caller, once the speculated last item runs in a worker
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                line.split()[0] != str(os.getpid()) for line in _lines(PIDS)):
+            time.sleep(0.01)
+        raise ValueError("item zero is bad")
+    return sleepy(x)
+
+def _lines(path):
+    return open(path).read().splitlines() if os.path.exists(path) else []
+
 def sleepy(x):
     with open(PIDS, "a") as f:
         f.write(f"{os.getpid()} {x}\\n")
@@ -335,6 +347,11 @@ if sys.argv[1] == "die":
     except Exception as exc:
         out["error"] = type(exc).__name__
         out["message"] = str(exc)
+elif sys.argv[1] == "error":
+    try:
+        ad.map(fail_first, range(N), learn=False)
+    except ValueError as exc:
+        out["error"] = str(exc)
 else:
     print("started", flush=True)
     try:
@@ -392,3 +409,11 @@ def test_ctrl_c_while_sampling_stops_speculated_items_and_leaves_no_processes(tm
     assert proc.returncode != 0
     _, alive = psutil.wait_procs(children, timeout=15)
     assert alive == []
+
+
+def test_exit_after_an_error_does_not_wait_for_speculated_items(tmp_path):
+    # The speculated last item sleeps 60 s; the script must end long before (timeout 30 s).
+    out, _ = run_script(tmp_path, SPECULATION_HEAD, SPECULATION_MAIN, args=["error", tmp_path / "pids"], timeout=30)
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    assert out["error"] == "item zero is bad"

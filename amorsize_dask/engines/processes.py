@@ -359,7 +359,19 @@ def shared_engine() -> ProcessEngine:
     with _ENGINE_LOCK:
         if _ENGINE is None:
             _ENGINE = ProcessEngine()
-            # At exit no map is waiting for anything still running (speculated items of a
-            # call that raised): stop it rather than wait for it.
-            atexit.register(_ENGINE.shutdown, kill=True)
+            _stop_at_exit(_ENGINE)
         return _ENGINE
+
+
+def _stop_at_exit(engine: ProcessEngine) -> None:
+    """At exit no map waits for anything still running (speculated items of a call that
+    raised): the workers are stopped, not waited for. concurrent.futures joins its
+    executors — waiting for their running tasks — in a ``threading`` exit hook, before
+    ``atexit`` handlers run; the stop is hooked there too (registered later, it runs first)."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(engine.shutdown, kill=True)
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+    atexit.register(engine.shutdown, kill=True)
