@@ -93,6 +93,8 @@ def dump_chunk_result(out: ChunkResult) -> bytes:
     >>> back.results, [index for index, _ in back.untravelled]
     ([1, None], [5])
     """
+    if out.failure is not None and out.failure.exception is not None and not _round_trips(out.failure.exception):
+        out = replace(out, failure=replace(out.failure, exception=None))  # the caller gets an ItemError
     try:
         return cloudpickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
@@ -104,14 +106,17 @@ def dump_chunk_result(out: ChunkResult) -> bytes:
         except Exception as exc:
             results[offset] = None
             untravelled.append((out.first_index + offset, f"{type(value).__name__}: {type(exc).__name__}: {exc}"))
-    failure = out.failure
-    if failure is not None and failure.exception is not None:
-        try:
-            cloudpickle.dumps(failure.exception, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            failure = replace(failure, exception=None)
-    return cloudpickle.dumps(replace(out, results=results, failure=failure, untravelled=untravelled),
-                             protocol=pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(replace(out, results=results, untravelled=untravelled), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _round_trips(exc: BaseException) -> bool:
+    """True when ``exc`` can be pickled and unpickled (an exception class whose
+    ``__init__`` takes other arguments than its ``args`` cannot)."""
+    try:
+        cloudpickle.loads(cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:
+        return False
+    return True
 
 
 def identity(x):

@@ -34,8 +34,9 @@ class ThreadEngine(Engine):
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None):
         bounds = chunk_bounds(len(items), chunksize)
         pool = self.pool(n_workers)
+        # portable_only=False: the exception raised by func is raised here as it is.
         futures = {
-            pool.submit(run_chunk, func, items[lo:hi], first_index + lo): lo for lo, hi in bounds
+            pool.submit(run_chunk, func, items[lo:hi], first_index + lo, False): lo for lo, hi in bounds
         }
         done_chunks = {}
         try:
