@@ -11,6 +11,12 @@ forkserver and spawn ``Popen``\\ s when a process starts) loses its ``init_main_
 entries for processes of this context only; the caller's ``sys.path`` and working
 directory still go with it. ``fork`` copies the caller and runs nothing: unchanged.
 
+``forkserver`` stays the default even when ``fork`` would be safe at the moment (no other
+thread alive): by the time a pool starts, this library's own probe threads usually
+exist, the fingerprint's start method would flip between runs, and Python 3.12+ warns
+about forking a threaded process. Its children start in ~15 ms (the forkserver imported
+this package once; they import nothing), without the main module in any case.
+
 >>> slim_context("spawn").get_start_method()
 'spawn'
 >>> caller_state("spawn") == caller_state("spawn")
