@@ -12,6 +12,7 @@ import importlib
 
 from . import config as _config  # registers the shipped defaults with dask.config
 from .mapping import map, plan
+from .stream.imap import imap
 from .planning.plan import Plan
 from .learning.store import TrainingStore
 
@@ -32,4 +33,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'amorsize_dask' has no attribute {name!r}")
 
 
-__all__ = ["map", "plan", "Plan", "TrainingStore", "bag", "AmorsizePlugin", "AmorsizeAdaptive", "__version__"]
+__all__ = ["map", "imap", "plan", "Plan", "TrainingStore", "bag", "AmorsizePlugin", "AmorsizeAdaptive", "__version__"]

@@ -215,6 +215,12 @@ def prune(directory, keep):
 @click.option("--cluster", "suite_name", flag_value="cluster",
               help="On a LocalCluster (2 workers x 1 thread): ours vs Client.map, dask.bag defaults and the "
                    "oracle over npartitions; plugin throughput on 20,000 no-op tasks.")
+@click.option("--fresh", "suite_name", flag_value="fresh",
+              help="First call in a fresh interpreter per tool (serial, Pool, joblib, ours with and without "
+                   "the main guard) and our warm third call, over the warm oracle, on 15 families.")
+@click.option("--stream", "suite_name", flag_value="stream",
+              help="imap over 3,000,000 text lines and 20,000 x 1 ms items vs Pool.imap and serial map: "
+                   "time and peak memory of the process tree, each tool in a fresh interpreter.")
 @click.option("--faults", "suite_name", flag_value="faults",
               help="Inject faults (dead workers, bad input, corrupt and hostile store content) and count "
                    "what survived and what was lost.")
@@ -231,11 +237,11 @@ def bench(quick, suite_name, plot_path, families):
 
     FAMILY: tiny, cpu-1ms, heavy, skewed, payload, io-wait, numpy-nogil (default: all).
     """
-    unknown = [f for f in families if f not in BENCH_FAMILIES]
+    unknown = [f for f in families if f not in _families_of(suite_name)]
     if unknown:
         raise click.BadParameter(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} "
                                  f"{', '.join(map(repr, unknown))}; choose from "
-                                 f"{', '.join(BENCH_FAMILIES)}", param_hint="FAMILY")
+                                 f"{', '.join(_families_of(suite_name))}", param_hint="FAMILY")
     if plot_path is not None:
         if suite_name:
             raise click.BadParameter("--plot draws the default suite only", param_hint="--plot")
@@ -256,6 +262,16 @@ def bench(quick, suite_name, plot_path, families):
 
         run_cluster(quick=quick, families=chosen, out=click.echo)
         return
+    if suite_name == "fresh":
+        from .bench.fresh import run as run_fresh
+
+        run_fresh(quick=quick, families=chosen, out=click.echo)
+        return
+    if suite_name == "stream":
+        from .bench.stream import run as run_stream
+
+        run_stream(quick=quick, families=chosen, out=click.echo)
+        return
     if suite_name == "faults":
         from .bench.faults import run as run_faults
 
@@ -271,6 +287,19 @@ def bench(quick, suite_name, plot_path, families):
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+def _families_of(suite_name: str | None) -> tuple[str, ...]:
+    """The family names a ``bench`` suite accepts."""
+    if suite_name == "fresh":
+        from .bench.fresh_families import FAMILIES
+
+        return tuple(FAMILIES)
+    if suite_name == "stream":
+        from .bench.stream import FAMILIES
+
+        return tuple(FAMILIES)
+    return BENCH_FAMILIES
+
 
 def load_function(target: str):
     """``"package.module:func"`` -> the function, with a clear error when it is not there.

@@ -34,8 +34,8 @@ class Progress:
 
     Parameters
     ----------
-    total : int
-        Items expected (>= 0).
+    total : int or None
+        Items expected (>= 0); None for a stream of unknown length (count and rate only).
     stream : file-like
         Where the line goes (anything with ``.write``; ``.flush`` is used if present).
     min_interval : float
@@ -49,8 +49,8 @@ class Progress:
 
     def __init__(self, total: int, stream, min_interval: float = 0.1, *,
                  clock: Callable[[], float] = time.perf_counter):
-        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
-            raise ValueError(f"total must be an int >= 0, got {total!r}")
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+            raise ValueError(f"total must be an int >= 0 or None (unknown), got {total!r}")
         if not callable(getattr(stream, "write", None)):
             raise TypeError(f"stream must be a file-like object with .write, got {stream!r}")
         if not (isinstance(min_interval, (int, float)) and min_interval >= 0):
@@ -103,6 +103,10 @@ class Progress:
     def _line(self, now: float, final: bool = False) -> str:
         elapsed = max(now - self._start, 0.0)
         done, total = self._done, self.total
+        rate = done / elapsed if elapsed > 0 else math.nan
+        if total is None:  # a stream of unknown length: count and rate, no share
+            line = f"{done} items {_format_rate(rate)}"
+            return f"{line}  done in {elapsed:.2f} s" if final else line
         digits = len(str(total))
         share = 1.0 if total == 0 else min(done / total, 1.0)
         filled = int(round(share * _BAR_WIDTH))
@@ -163,7 +167,7 @@ def _format_eta(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def make_progress(progress, total: int) -> Progress | None:
+def make_progress(progress, total: int | None) -> Progress | None:
     """The :class:`Progress` that ``map(..., progress=progress)`` asks for, or None.
 
     ``False``/``None``: none. ``True``: on ``sys.stderr``, only if it is a terminal

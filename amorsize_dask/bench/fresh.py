@@ -1,0 +1,198 @@
+"""``bench --fresh``: each tool's first call in a fresh interpreter, as a user's script runs.
+
+For every family (:mod:`.fresh_families`) a script defining the function is written and
+run once per tool in a new interpreter; only the call is timed (imports and building the
+items are not), with an empty training directory and this machine's overheads cached:
+
+- ``serial``: a list comprehension;
+- ``Pool``: ``multiprocessing.get_context("fork").Pool().map`` (pool start included);
+- ``joblib``: ``Parallel(n_jobs=-1)`` (workers' start included; skipped if not installed);
+- ``ours``: ``amorsize_dask.map`` under ``if __name__ == "__main__":``, and ``ours-noguard``
+  in a script without the guard;
+- ``warm``: our third call in one process (same training directory), each paired with
+  the oracle's configuration timed right after it in that process;
+- ``oracle``: the fastest of a grid of pre-started fork pools, threads and serial
+  (:class:`.local.Oracle`), best of its finalists' timings.
+
+Ratios are over the oracle; "paired" warm figures are the median of per-run ratios,
+"strict" the best warm time over the oracle's best.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+from .fresh_families import FAMILIES
+from .timing import format_table, geometric_mean
+
+FIRST_CALL_TOOLS = ("serial", "Pool", "joblib", "ours", "ours-noguard")
+
+_HEADER = '''
+import json, os, sys, time
+SCALE = {scale!r}
+def n(count):
+    return max(2, int(count * SCALE))
+'''
+
+# (imports, the timed call): imports are not timed, as in the issue's measurements.
+_CALLS = {
+    "serial": ("", "out = [func(x) for x in items]"),
+    "Pool": ("import multiprocessing",
+             "with multiprocessing.get_context('fork').Pool() as pool:\n    out = pool.map(func, items)"),
+    "joblib": ("from joblib import Parallel, delayed", "out = Parallel(n_jobs=-1)(delayed(func)(x) for x in items)"),
+    "ours": ("import amorsize_dask\nfrom amorsize_dask.mapping import run_map",
+             "outcome = run_map(func, items)\nout = outcome.results"),
+}
+_CALLS["ours-noguard"] = _CALLS["ours"]
+
+_TIMED = '''
+{imports}
+extra = {{}}
+t0 = time.perf_counter()
+{call}
+seconds = time.perf_counter() - t0
+assert len(out) == len(items)
+if "outcome" in globals():
+    plan = outcome.plan
+    extra["plan"] = "serial" if plan.engine == "serial" else f"{{plan.engine}} {{plan.n_workers}}x{{plan.chunksize}}"
+print(json.dumps(dict(seconds=seconds, **extra)), flush=True)
+'''
+
+_ORACLE = '''
+from amorsize_dask.bench.local import Oracle
+from amorsize_dask.target.machine import cpu_count
+if __name__ == "__main__":
+    oracle = Oracle(cpu_count())
+    try:
+        items = {items}
+        best, cfg, serial = oracle.search(func, items, 3, short_jobs_more=True)
+    finally:
+        oracle.close()
+    print(json.dumps(dict(seconds=best, serial=serial, engine=cfg.engine, n_workers=cfg.n_workers,
+                          chunksize=cfg.chunksize)), flush=True)
+'''
+
+_WARM = '''
+import math
+from amorsize_dask.bench.local import Config, Oracle
+from amorsize_dask.target.machine import cpu_count
+if __name__ == "__main__":
+    oracle = Oracle(cpu_count())
+    try:
+        items = {items}
+        import amorsize_dask as ad
+        from amorsize_dask.mapping import run_map
+        for _ in range(2):
+            ad.map(func, items)
+        t0 = time.perf_counter()
+        outcome = run_map(func, items)
+        seconds = time.perf_counter() - t0
+        cfg = Config(*{config!r})
+        paired = oracle.time_config(cfg, func, items, math.inf)
+    finally:
+        oracle.close()
+    plan = outcome.plan
+    print(json.dumps(dict(seconds=seconds, paired=paired, plan='serial' if plan.engine == 'serial'
+                          else f'{{plan.engine}} {{plan.n_workers}}x{{plan.chunksize}}')), flush=True)
+'''
+
+
+def script_for(family: str, tool: str, scale: float, config=None) -> str:
+    """The text of the script that runs ``tool`` once on ``family``."""
+    fam = FAMILIES[family]
+    head = _HEADER.format(scale=scale) + textwrap.dedent(fam.source)
+    if tool == "oracle":
+        return head + _ORACLE.format(items=fam.items)
+    if tool == "warm":
+        return head + _WARM.format(items=fam.items, config=tuple(config))
+    imports, call = _CALLS[tool]
+    body = f"items = {fam.items}\n" + _TIMED.format(imports=imports, call=call)
+    if tool == "ours-noguard":
+        return head + body
+    return head + 'if __name__ == "__main__":\n' + textwrap.indent(body, "    ")
+
+
+def run(*, quick: bool = False, families=None, repeat: int = 3, out=print) -> list[dict]:
+    """Run every tool on every family in fresh interpreters; print the table; return rows."""
+    from .local import calibrate
+
+    out(f"calibration (cached per machine; not part of any timing): {calibrate():.2f} s")
+    chosen = families or list(FAMILIES)
+    scale, repeat = (0.25, 1) if quick else (1.0, repeat)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="amorsize-fresh-") as tmp:
+        for family in chosen:
+            row = _family(family, tmp, scale, repeat)
+            rows.append(row)
+            out(f"  {family}: oracle {row['oracle']:.3f}s ({row['oracle_config']}), ours {row['ours']:.3f}s "
+                f"({row['ours_plan']}), warm {row['warm']:.3f}s ({row['warm_plan']})")
+    out(render(rows))
+    return rows
+
+
+def _family(family: str, tmp: str, scale: float, repeat: int) -> dict:
+    oracle = _child(tmp, family, "oracle", scale)
+    config = (oracle["engine"], oracle["n_workers"], oracle["chunksize"])
+    row = {"family": family, "oracle": oracle["seconds"], "serial_in_oracle": oracle["serial"],
+           "oracle_config": "serial" if config[0] == "serial" else f"{config[0]} {config[1]}x{config[2]}"}
+    for tool in FIRST_CALL_TOOLS:
+        runs = [_child(tmp, family, tool, scale) for _ in range(repeat)]
+        runs = [r for r in runs if r is not None]
+        row[tool] = statistics.median(r["seconds"] for r in runs) if runs else None
+        if tool == "ours":
+            row["ours_plan"] = runs[-1].get("plan", "?")
+    warm = [_child(tmp, family, "warm", scale, config) for _ in range(repeat)]
+    row["warm"] = min(w["seconds"] for w in warm)
+    row["warm_paired"] = statistics.median(w["seconds"] / w["paired"] for w in warm)
+    row["warm_plan"] = warm[-1]["plan"]
+    row["oracle"] = min([row["oracle"]] + [w["paired"] for w in warm])
+    return row
+
+
+def _child(tmp: str, family: str, tool: str, scale: float, config=None) -> dict | None:
+    """Run one script in a fresh interpreter with an empty training directory."""
+    script = os.path.join(tmp, f"{family}-{tool}.py")
+    with open(script, "w") as fh:
+        fh.write(script_for(family, tool, scale, config))
+    training = tempfile.mkdtemp(dir=tmp, prefix="training-")
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": training}
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env, timeout=1800, cwd=tmp)
+    if done.returncode != 0:
+        if tool == "joblib" and "No module named 'joblib'" in done.stderr:
+            return None
+        raise RuntimeError(f"bench --fresh {family}/{tool} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def render(rows: list[dict]) -> str:
+    def ratio(row, key):
+        return None if row.get(key) is None else row[key] / row["oracle"]
+
+    def cell(value):
+        return "-" if value is None else f"{value:.2f}"
+
+    headers = ["family", "oracle s", "oracle config", "serial", "Pool", "joblib", "ours", "ours-noguard",
+               "our plan", "warm paired", "warm strict", "warm plan"]
+    table = [[r["family"], f"{r['oracle']:.3f}", r["oracle_config"], *(cell(ratio(r, t)) for t in FIRST_CALL_TOOLS),
+              r["ours_plan"], cell(r["warm_paired"]), cell(ratio(r, "warm")), r["warm_plan"]] for r in rows]
+    lines = [format_table(headers, table), "",
+             "first calls in fresh interpreters over the warm oracle (median of runs); warm: our third call "
+             "in one process, paired with the oracle's configuration right after it, and strict (best/best)."]
+    for tool in FIRST_CALL_TOOLS:
+        values = [ratio(r, tool) for r in rows if r.get(tool) is not None]
+        if values:
+            lines.append(f"{tool}: geometric mean {geometric_mean(values):.3f}, worst {max(values):.2f}")
+    lines.append(f"warm paired: geometric mean {geometric_mean([r['warm_paired'] for r in rows]):.3f}, "
+                 f"worst {max(r['warm_paired'] for r in rows):.2f}; warm strict: geometric mean "
+                 f"{geometric_mean([ratio(r, 'warm') for r in rows]):.3f}")
+    for tool in ("ours", "ours-noguard"):
+        behind = [r["family"] for r in rows if r.get(tool) is not None
+                  and r[tool] > 1.10 * min(v for v in (r.get("serial"), r.get("Pool")) if v is not None)]
+        lines.append(f"{tool} more than 10% behind the better of serial and Pool: {', '.join(behind) or 'none'}")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""Where a stream's chunks run: one submitter per engine, each with the same four verbs.
+
+``submit(chunk, first)`` starts a chunk and returns a handle; ``result(handle, chunk,
+first)`` waits for its :class:`~amorsize_dask.engines.chunks.ChunkResult`;
+``first_done(handles)`` is the position of a finished one (waiting for one if none is);
+``cancel(handles)`` drops work not yet started.
+
+>>> s = SerialSubmitter(abs)
+>>> s.result(s.submit([-1, -2], 0), [-1, -2], 0).results
+[1, 2]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import uuid
+from concurrent.futures.process import BrokenProcessPool
+
+from ..engines import get_engine, shared_engine
+from ..engines.chunks import run_chunk
+from ..errors import WorkerLostError
+from ..target.workload import function_name
+
+
+class SerialSubmitter:
+    """Runs each chunk here when it is submitted (one in flight: nothing runs ahead)."""
+
+    remote = False
+
+    def __init__(self, call):
+        self.call = call
+
+    def submit(self, chunk, first):
+        return run_chunk(self.call, chunk, first)
+
+    def result(self, handle, chunk, first):
+        return handle
+
+    def first_done(self, handles) -> int:
+        return 0
+
+    def cancel(self, handles) -> None:
+        pass
+
+
+class ThreadSubmitter:
+    """Chunks on this process's pool of ``n_workers`` threads."""
+
+    remote = False
+
+    def __init__(self, call, n_workers: int):
+        self.call = call
+        self.pool = get_engine("threads").pool(n_workers)
+
+    def submit(self, chunk, first):
+        return self.pool.submit(run_chunk, self.call, chunk, first)
+
+    def result(self, handle, chunk, first):
+        return handle.result()
+
+    def first_done(self, handles) -> int:
+        return _first_done(handles)
+
+    def cancel(self, handles) -> None:
+        for fut in handles:
+            fut.cancel()
+
+
+class ProcessSubmitter:
+    """Chunks on the shared process pool of ``n_workers`` workers."""
+
+    remote = True
+
+    def __init__(self, func, call, n_workers: int):
+        self.func = func
+        self.call = call
+        self.n_workers = n_workers
+        self.engine = shared_engine()
+
+    def submit(self, chunk, first):
+        return self.engine.submit(self.call, chunk, first, self.n_workers)
+
+    def result(self, handle, chunk, first):
+        try:
+            return self.engine.finish(handle)
+        except BrokenProcessPool:
+            raise WorkerLostError(
+                f"a worker process died while running items {first}..{first + len(chunk) - 1} of "
+                f"{function_name(self.func)}; the function may crash the interpreter (segfault, "
+                "os._exit, memory); try engine='serial' to see the error"
+            ) from None
+
+    def first_done(self, handles) -> int:
+        return _first_done(handles)
+
+    def cancel(self, handles) -> None:
+        for fut in handles:
+            fut.cancel()
+
+
+class DaskSubmitter:
+    """Chunks as tasks on the client's cluster, under the function's own key prefix."""
+
+    remote = True
+
+    def __init__(self, func, call, client, n_workers: int):
+        self.func = func
+        self.call = call
+        self.client = client
+        self.n_workers = n_workers
+        name = "".join(ch if ch.isalnum() else "_" for ch in function_name(func).rsplit(".", 1)[-1])
+        self._prefix = f"amorsize-imap-{name}-{uuid.uuid4().hex[:8]}"
+        self._count = 0
+
+    def submit(self, chunk, first):
+        self._count += 1
+        return self.client.submit(run_chunk, self.call, chunk, first, key=f"{self._prefix}-{self._count}", pure=False)
+
+    def result(self, handle, chunk, first):
+        from distributed.client import FutureCancelledError
+
+        try:
+            return handle.result()
+        except FutureCancelledError:
+            raise WorkerLostError(
+                f"the cluster lost items {first}..{first + len(chunk) - 1} of {function_name(self.func)} "
+                "(its scheduler restarted or the task was cancelled); run the stream again"
+            ) from None
+        finally:
+            handle.release()
+
+    def first_done(self, handles) -> int:
+        from distributed import wait
+
+        done = [i for i, fut in enumerate(handles) if fut.done()]
+        if done:
+            return done[0]
+        finished = wait(handles, return_when="FIRST_COMPLETED").done
+        return next(i for i, fut in enumerate(handles) if fut in finished)
+
+    def cancel(self, handles) -> None:
+        if handles:
+            self.client.cancel(list(handles))
+
+
+def _first_done(futures) -> int:
+    """Position of a finished future in ``futures``, waiting for the first if none is."""
+    for i, fut in enumerate(futures):
+        if fut.done():
+            return i
+    done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+    return next(i for i, fut in enumerate(futures) if fut in done)
+
+
+def submitter_for(planner):
+    """The submitter of the planner's current engine."""
+    engine = planner.engine
+    if engine == "serial":
+        return SerialSubmitter(planner.call)
+    if engine == "threads":
+        return ThreadSubmitter(planner.call, planner.n_workers)
+    if engine == "processes":
+        return ProcessSubmitter(planner.func, planner.call, planner.n_workers)
+    return DaskSubmitter(planner.func, planner.call, planner.client, planner.n_workers)
