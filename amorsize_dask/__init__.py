@@ -4,21 +4,23 @@
 >>> ad.map(abs, [-1, -2])
 [1, 2]
 
-``distributed`` is imported only by what needs it (the dask engine, ``bag``, the plugin),
-so the local engines import fast without a cluster.
+The public names load on first use, so that importing the package costs nothing: the
+process engine's workers import a module of it (:mod:`amorsize_dask.engines._process_worker`)
+and must not pay for dask. ``distributed`` is imported only by what needs it (the dask
+engine, ``bag``, the plugin). The ``amorsize`` settings are registered with
+``dask.config`` by :mod:`amorsize_dask.config`, which every public function imports.
 """
 
 import importlib
 
-from . import config as _config  # registers the shipped defaults with dask.config
-from .mapping import map, plan
-from .stream.imap import imap
-from .planning.plan import Plan
-from .learning.store import TrainingStore
-
 __version__ = "0.1.0"
 
-_LAZY = {
+_PUBLIC = {
+    "map": ("amorsize_dask.mapping", "map"),
+    "imap": ("amorsize_dask.stream.imap", "imap"),
+    "plan": ("amorsize_dask.mapping", "plan"),
+    "Plan": ("amorsize_dask.planning.plan", "Plan"),
+    "TrainingStore": ("amorsize_dask.learning.store", "TrainingStore"),
     "bag": ("amorsize_dask.bag", None),
     "AmorsizePlugin": ("amorsize_dask.plugin", "AmorsizePlugin"),
     "AmorsizeAdaptive": ("amorsize_dask.cluster.adaptive", "AmorsizeAdaptive"),
@@ -26,11 +28,18 @@ _LAZY = {
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        module_name, attr = _LAZY[name]
+    if name in _PUBLIC:
+        module_name, attr = _PUBLIC[name]
         module = importlib.import_module(module_name)
-        return module if attr is None else getattr(module, attr)
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value  # once: later lookups are plain attribute reads
+        return value
     raise AttributeError(f"module 'amorsize_dask' has no attribute {name!r}")
 
 
-__all__ = ["map", "imap", "plan", "Plan", "TrainingStore", "bag", "AmorsizePlugin", "AmorsizeAdaptive", "__version__"]
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+__all__ = ["map", "imap", "plan", "Plan", "TrainingStore", "bag", "AmorsizePlugin", "AmorsizeAdaptive",
+           "__version__"]

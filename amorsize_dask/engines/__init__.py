@@ -6,21 +6,36 @@
 
 from __future__ import annotations
 
-from .base import Engine, RunResult, SerialEngine
-from .processes import ProcessEngine, shared_engine
-from .threads import ThreadEngine
+import importlib
 
-_SERIAL = SerialEngine()
-_THREADS = ThreadEngine()
+# Loaded on first use: a worker process imports this package's _process_worker module and
+# must not pay for the parent's side (the process engine reads dask.config).
+_LAZY = {
+    "Engine": ".base", "RunResult": ".base", "SerialEngine": ".base",
+    "ProcessEngine": ".processes", "shared_engine": ".processes", "ThreadEngine": ".threads",
+}
+_ENGINES: dict = {}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_engine(name: str, client=None) -> Engine:
     """The engine called ``name`` (``client`` is used by the dask engine)."""
-    if name == "serial":
-        return _SERIAL
-    if name == "threads":
-        return _THREADS
+    if name in ("serial", "threads"):
+        if name not in _ENGINES:
+            from .base import SerialEngine
+            from .threads import ThreadEngine
+
+            _ENGINES.setdefault("serial", SerialEngine())
+            _ENGINES.setdefault("threads", ThreadEngine())
+        return _ENGINES[name]
     if name == "processes":
+        from .processes import shared_engine
+
         return shared_engine()
     if name == "dask":
         from .dask import DaskEngine
