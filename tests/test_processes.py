@@ -99,3 +99,28 @@ def test_ctrl_c_returns_promptly_and_leaves_no_processes(tmp_path):
     assert "interrupted" in out, err
     assert proc.returncode != 0
     assert _wait_gone(pids) == []
+
+
+SLIM_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import pandas  # the user's script imports what it likes; its workers must not pay for it
+    import amorsize_dask as ad
+
+    def loaded(_):
+        import sys
+        return sorted(m for m in ("dask", "distributed", "pandas", "numpy") if m in sys.modules)
+
+    print(json.dumps(ad.map(loaded, range(4), engine="processes", n_workers=2, chunksize=1)))
+""")
+
+
+def test_workers_import_neither_dask_nor_the_users_main_module(tmp_path):
+    script = tmp_path / "slim.py"
+    script.write_text(SLIM_SCRIPT)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[], [], [], []]
