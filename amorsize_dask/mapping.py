@@ -21,10 +21,12 @@ from . import inputs, validation
 from .target.context import active_client
 from .engines import get_engine
 from .errors import WorkerStartError
+from .planning import thread_safety
 from .planning.plan import Plan
 from .progress import make_progress
 from .planning.planner import Planned, plan_items
 from .target.target import Target
+from .target.workload import function_name
 
 
 def map(
@@ -92,6 +94,8 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     run_id = target.start_run(func, planned) if learn else ""
     if len(rest) or planned.speculation is not None:
         engine_kwargs = {"run_id": run_id} if plan.engine == "dask" and run_id else {}
+        if plan.engine == "threads" and engine == "auto":
+            engine_kwargs["serial_retry"] = True  # an error seen only on threads is not the user's
         bar = make_progress(progress, len(items))
         try:
             if bar is not None:
@@ -109,6 +113,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
                 run = get_engine("serial").run(call, rest, first_index=plan.n_sampled, progress=bar)
             results.extend(run.results)
             compute += run.compute_seconds
+            _note_thread_failure(run, target, func)
             if planned.speculation is not None:
                 results.extend(planned.speculation.results(progress=bar))
                 compute += planned.speculation.compute_seconds
@@ -205,6 +210,15 @@ def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explor
     planned.plan = planned.plan.replace(fingerprint=target.fingerprint.id, workload=target.workload,
                                         planning_seconds=time.perf_counter() - t0)
     return planned
+
+
+def _note_thread_failure(run, target: "Target", func) -> None:
+    """A run whose function raised on threads only: never threads for it again (said once)."""
+    failure = getattr(run, "thread_failure", None)
+    if failure:
+        thread_safety.mark_unsafe(target.workload)
+        warn_once(f"amorsize_dask: {function_name(func)} raised {failure} on threads only; those items ran "
+                  "serially, and engine='auto' will not use threads for it again")
 
 
 def _threads_allowed(target: "Target", plan: Plan) -> bool:
