@@ -6,12 +6,22 @@
 
 from __future__ import annotations
 
+import threading
+
+from . import processes
 from .base import Engine, RunResult, SerialEngine
-from .processes import ProcessEngine, shared_engine
+from .processes import ProcessEngine
 from .threads import ThreadEngine
 
 _SERIAL = SerialEngine()
 _THREADS = ThreadEngine()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_engine() -> ProcessEngine:
+    """The process engine of this interpreter, created once even when threads ask at once."""
+    with _SHARED_LOCK:
+        return processes.shared_engine()
 
 
 def get_engine(name: str, client=None) -> Engine:
