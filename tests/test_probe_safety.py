@@ -186,3 +186,31 @@ def test_thread_engine_retry_still_raises_the_users_error():
         ThreadEngine().run(_fails_on_item_7, list(range(30)), n_workers=4, chunksize=2, first_index=0,
                            serial_retry=True)
     assert "on item 7" in "".join(info.value.__notes__)
+
+
+def _sleepy(x):
+    import time
+
+    time.sleep(0.002)
+    return x + 1
+
+
+def test_a_recorded_thread_failure_keeps_other_processes_off_threads(tmp_path):
+    """Runs recorded elsewhere with ``thread_safe: 0``, threads measured fastest: no thread plan."""
+    from amorsize_dask.mapping import run_map
+    from amorsize_dask.target.target import Target
+
+    target = Target.local(_sleepy, tmp_path)
+    features = {"n_items": 100, "n_sampled": 2, "item_seconds": 0.002, "item_cv": 0.0, "cpu_ratio": 0.01,
+                "bytes_in": 5.0, "bytes_out": 5.0, "thread_safe": 0}
+    for _ in range(3):
+        assert target.learner.record(
+            fingerprint=target.fingerprint.id, fingerprint_fields=target.fingerprint.as_dict(),
+            workload=target.workload, function="tests._sleepy", features=features, engine="threads",
+            n_workers=32, chunksize=4, source="sample", wall_seconds=0.02, compute_seconds=0.2)
+    assert not Target.local(_sleepy, tmp_path).thread_safe()
+    assert "threads" not in Target.local(_sleepy, tmp_path).auto_engines()
+    for _ in range(3):
+        outcome = run_map(_sleepy, range(100), training_dir=tmp_path)
+        assert outcome.results == list(range(1, 101))
+        assert outcome.plan.engine != "threads", outcome.plan.explain()
