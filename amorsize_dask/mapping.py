@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -176,7 +177,7 @@ def _unread_plan(target: "Target", n: int, engine: str, n_workers, chunksize) ->
     chosen = "serial" if engine == "auto" else engine
     workers = 1 if chosen == "serial" else (n_workers or target.cores)
     size = chunksize or max(n, 1)
-    return Plan(chosen, workers, size, -(-n // size), "default", 0.0, 0.0, n_items=n,
+    return Plan(chosen, workers, size, math.ceil(n / size), "default", 0.0, 0.0, n_items=n,
                 reasons=(why, count + "; nothing measured, so this is a default"),
                 fingerprint=target.fingerprint.id, workload=target.workload)
 

@@ -91,7 +91,8 @@ def plan_items(
         reasons.append("threads ruled out: this function failed on threads in an earlier run here")
     if prof.thread_failure is not None:
         thread_safety.mark_unsafe(target.workload)
-        reasons.append(f"threads ruled out: the function raised {prof.thread_failure} on two threads only "
+        verdict = "threads ruled out" if engine == "auto" else "threads kept: asked for"
+        reasons.append(f"{verdict}: the function raised {prof.thread_failure} on two threads only "
                        "(those items ran again serially; their serial results are kept)")
     if spec is not None:
         reasons.append(f"the last {spec.n_items} item(s) started on the warm process pool while sampling")
