@@ -5,31 +5,32 @@
 [0, 2, 4, 6, 8]
 >>> ad.map(str.upper, iter(["a", "b"]))
 ['A', 'B']
+>>> ad.map(pow, [2, 3, 4], [5, 2])
+[32, 9]
 """
 
 from __future__ import annotations
 
-import builtins
-import logging
+import math
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from . import validation
+from . import inputs, validation
 from .target.context import active_client
 from .engines import get_engine
-from .errors import WorkerStartError
+from .errors import WorkerStartError, warn_once
+from .planning import thread_safety
 from .planning.plan import Plan
 from .progress import make_progress
 from .planning.planner import Planned, plan_items
 from .target.target import Target
+from .target.workload import function_name
 
 
 def map(
     func: Callable,
-    iterable: Iterable,
-    *,
+    *iterables: Iterable,
     client=None,
     engine: str = "auto",
     n_workers: int | None = None,
@@ -38,12 +39,13 @@ def map(
     learn: bool = True,
     progress=False,
 ) -> list:
-    """``list(map(func, iterable))``, run the fastest way this machine or cluster knows.
+    """``list(map(func, *iterables))``, run the fastest way this machine or cluster knows.
 
     Parameters
     ----------
-    func : callable of one argument.
-    iterable : list, tuple, range, numpy array, or any iterable (consumed once).
+    func : callable of as many arguments as there are iterables.
+    *iterables : lists, tuples, ranges, numpy arrays, pandas objects, or any iterables
+        (each read once, as ``iter`` reads it); several are zipped, stopping at the shortest.
     client : a ``distributed.Client`` to run on; default: the active one, if any.
     engine : "auto" (choose), "serial", "threads", "processes" or "dask".
     n_workers, chunksize : fix the number of workers / items per task (default: planned).
@@ -53,13 +55,13 @@ def map(
 
     Returns
     -------
-    list : the results, in the order of ``iterable``.
+    list : the results, in the order of the items.
 
     >>> map(abs, [-3, 4, -5], engine="threads")
     [3, 4, 5]
     """
     return run_map(
-        func, iterable, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize,
+        func, *iterables, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize,
         training_dir=training_dir, learn=learn, progress=progress,
     ).results
 
@@ -74,15 +76,16 @@ class MapOutcome:
     compute_seconds: float
 
 
-def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunksize=None,
+def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunksize=None,
             training_dir=None, learn=True, progress=False) -> MapOutcome:
     """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers)."""
     validation.check_progress(progress)
     validation.check_bool("learn", learn)
-    items, n_workers, chunksize = _checked(func, iterable, client, engine, n_workers, chunksize, training_dir)
+    n_workers, chunksize = _checked(func, iterables, client, engine, n_workers, chunksize, training_dir)
     t0 = time.perf_counter()
-    target = _target(func, client, engine, training_dir)
-    planned = _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
+    call, items = inputs.prepare(func, iterables)
+    target = _target(func, client, engine, training_dir)  # keyed by func itself, not its wrapper
+    planned = _plan(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
     plan = planned.plan
     results = list(planned.sample.results) if planned.sample is not None else []
     compute = planned.profile.sample_seconds if planned.profile is not None else 0.0
@@ -96,7 +99,7 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
                 bar.advance(len(results))
             try:
                 run = get_engine(plan.engine, target.client).run(
-                    func, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled,
+                    call, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled,
                     progress=bar, **engine_kwargs,
                 )
             except WorkerStartError as exc:
@@ -104,11 +107,12 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
                     raise
                 warn_once(str(exc) + " — running serially instead")
                 plan = planned.plan = plan.replace(engine="serial", n_workers=1, chunksize=len(rest), n_tasks=1)
-                run = get_engine("serial").run(func, rest, first_index=plan.n_sampled, progress=bar)
+                run = get_engine("serial").run(call, rest, first_index=plan.n_sampled, progress=bar)
             if run.notes:  # the engine ran some items otherwise than planned: recorded with the plan
                 plan = planned.plan = plan.replace(reasons=plan.reasons + tuple(run.notes))
             results.extend(run.results)
             compute += run.compute_seconds
+            _note_thread_failure(run, target, func)
             if planned.speculation is not None:
                 results.extend(planned.speculation.results(progress=bar))
                 compute += planned.speculation.compute_seconds
@@ -128,18 +132,20 @@ def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunk
 def _engine_kwargs(plan: Plan, engine: str, run_id: str) -> dict:
     """Engine-specific arguments: the dask engine's run id; under ``engine="auto"``, the
     process engine runs here what cannot be pickled instead of raising (a fixed
-    ``engine="processes"`` raises a TypeError naming it)."""
+    ``engine="processes"`` raises a TypeError naming it), and the thread engine re-runs
+    serially what failed only on threads (an error seen only there is not the user's)."""
     if plan.engine == "dask" and run_id:
         return {"run_id": run_id}
     if plan.engine == "processes" and engine == "auto":
         return {"local_fallback": True}
+    if plan.engine == "threads" and engine == "auto":
+        return {"serial_retry": True}
     return {}
 
 
 def plan(
     func: Callable,
-    iterable: Iterable,
-    *,
+    *iterables: Iterable,
     client=None,
     engine: str = "auto",
     n_workers: int | None = None,
@@ -148,24 +154,56 @@ def plan(
 ) -> Plan:
     """What :func:`map` would do with these arguments (it may time the first items).
 
+    Iterators (generators, ``iter(x)``, ``map`` objects) are left unread, so that the same
+    iterator can be passed to :func:`map` next: the plan then comes from the model's past
+    runs (for a length the iterator reports) or is a default, and ``explain()`` says so.
+
     >>> p = plan(abs, range(10))
     >>> p.engine, p.n_items
     ('serial', 10)
+    >>> gen = (x for x in range(3))
+    >>> plan(abs, gen).source, map(abs, gen)
+    ('default', [0, 1, 2])
     """
-    items, n_workers, chunksize = _checked(func, iterable, client, engine, n_workers, chunksize, training_dir)
+    n_workers, chunksize = _checked(func, iterables, client, engine, n_workers, chunksize, training_dir)
     target = _target(func, client, engine, training_dir)
-    return _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
+    if any(inputs.is_one_shot(it) for it in iterables):
+        return _unread_plan(target, inputs.length_hint(iterables), engine, n_workers, chunksize)
+    call, items = inputs.prepare(func, iterables)
+    return _plan(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
 
 
-def _checked(func, iterable, client, engine, n_workers, chunksize, training_dir):
-    """The arguments ``map`` and ``plan`` share, checked: (items, n_workers, chunksize)."""
+def _unread_plan(target: "Target", n: int, engine: str, n_workers, chunksize) -> Plan:
+    """The plan for items that cannot be read without using them up: the model's (when it
+    knows this workload at the iterator's reported length), else a default."""
+    why = ("the items are a one-shot iterator: plan() left it unread (map() reads it into a list, "
+           "then samples its first items)")
+    if n:
+        learned = None
+        if engine != "serial" and n_workers is None and chunksize is None:
+            learned = target.learned_plan(n, explore=False)
+        if learned is not None and engine in ("auto", learned.engine) and _threads_allowed(target, learned):
+            return learned.replace(reasons=(why,) + learned.reasons, fingerprint=target.fingerprint.id,
+                                   workload=target.workload)
+    count = f"{n} items (the iterator's own count)" if n else "the number of items is unknown until it is read"
+    chosen = "serial" if engine == "auto" else engine
+    workers = 1 if chosen == "serial" else (n_workers or target.cores)
+    size = chunksize or max(n, 1)
+    return Plan(chosen, workers, size, math.ceil(n / size), "default", 0.0, 0.0, n_items=n,
+                reasons=(why, count + "; nothing measured, so this is a default"),
+                fingerprint=target.fingerprint.id, workload=target.workload)
+
+
+def _checked(func, iterables, client, engine, n_workers, chunksize, training_dir):
+    """The arguments ``map`` and ``plan`` share, checked: (n_workers, chunksize)."""
     validation.check_func(func)
+    validation.check_iterables(iterables)
     validation.check_engine(engine)
     validation.check_client(client)
     validation.check_training_dir(training_dir)
     n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
     chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
-    return as_sequence(validation.check_iterable(iterable)), n_workers, chunksize
+    return n_workers, chunksize
 
 
 def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True, speculate=False) -> Planned:
@@ -177,6 +215,8 @@ def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explor
             learned = target.learned_plan(len(items), explore=False)  # explore within the engine only
         if learned is not None and engine not in ("auto", learned.engine):
             learned = None  # the model's best is another engine than the one asked for: sample
+        if learned is not None and not _threads_allowed(target, learned):
+            learned = None  # measured on threads before the function failed there: sample
     planned = plan_items(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize,
                          learned=learned, speculate=speculate)
     # Planning time includes the model's query (plan_items only sees its answer).
@@ -185,16 +225,18 @@ def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explor
     return planned
 
 
-_WARNED: set[str] = set()
+def _note_thread_failure(run, target: "Target", func) -> None:
+    """A run whose function raised on threads only: never threads for it again (said once)."""
+    failure = getattr(run, "thread_failure", None)
+    if failure:
+        thread_safety.mark_unsafe(target.workload)
+        warn_once(f"amorsize_dask: {function_name(func)} raised {failure} on threads only; those items ran "
+                  "serially, and engine='auto' will not use threads for it again")
 
 
-def warn_once(message: str) -> None:
-    """A RuntimeWarning (and a log line) the first time ``message`` is seen in this process."""
-    if message in _WARNED:
-        return
-    _WARNED.add(message)
-    logging.getLogger("amorsize_dask").warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+def _threads_allowed(target: "Target", plan: Plan) -> bool:
+    """A plan on threads only for a function not known to fail on threads."""
+    return plan.engine != "threads" or target.client is not None or target.thread_safe()
 
 
 def _target(func, client, engine: str, training_dir) -> Target:
@@ -213,14 +255,4 @@ def _target(func, client, engine: str, training_dir) -> Target:
     return Target.cluster(client, func, training_dir)
 
 
-def as_sequence(iterable):
-    """A sized, sliceable view of ``iterable``; other iterables are consumed once into a list.
-
-    >>> as_sequence(range(3)), as_sequence(x for x in "ab")
-    (range(0, 3), ['a', 'b'])
-    """
-    if isinstance(iterable, (list, tuple, range, str, bytes)):
-        return iterable
-    if hasattr(iterable, "shape") and hasattr(iterable, "__array__") and getattr(iterable, "ndim", 0) >= 1:
-        return iterable
-    return builtins.list(iterable)
+as_sequence = inputs.as_sequence  # bag.map reads its items the same way

@@ -65,6 +65,24 @@ def check_iterable(iterable):
     return iterable
 
 
+def check_iterables(iterables: tuple):
+    """At least one iterable, each iterable (``builtins.map`` needs one too).
+
+    >>> check_iterables(())
+    Traceback (most recent call last):
+    ...
+    TypeError: map() needs at least one iterable after func, as builtins.map does: map(func, items) or map(func, xs, ys)
+    """
+    if not iterables:
+        raise TypeError(
+            "map() needs at least one iterable after func, as builtins.map does: "
+            "map(func, items) or map(func, xs, ys)"
+        )
+    for iterable in iterables:
+        check_iterable(iterable)
+    return iterables
+
+
 def _short_repr(value, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

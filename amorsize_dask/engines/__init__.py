@@ -7,20 +7,30 @@
 from __future__ import annotations
 
 import importlib
+import threading
 
 # Loaded on first use: a worker process imports this package's _process_worker module and
 # must not pay for the parent's side (the process engine reads dask.config).
 _LAZY = {
     "Engine": ".base", "RunResult": ".base", "SerialEngine": ".base",
-    "ProcessEngine": ".processes", "shared_engine": ".processes", "ThreadEngine": ".threads",
+    "ProcessEngine": ".processes", "ThreadEngine": ".threads",
 }
 _ENGINES: dict = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def shared_engine():
+    """The process engine of this interpreter, created once even when threads ask at once."""
+    from . import processes
+
+    with _SHARED_LOCK:
+        return processes.shared_engine()
 
 
 def get_engine(name: str, client=None) -> Engine:

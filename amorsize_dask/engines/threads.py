@@ -10,10 +10,27 @@ starting them costs milliseconds.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import run_chunk
+
+
+@dataclass
+class ThreadRunResult(RunResult):
+    """A run's results; ``thread_failure``: the exception seen only on threads, if any."""
+
+    thread_failure: str | None = None
+
+
+def _serially(func, items, lo: int, hi: int, first_index: int, progress):
+    """Items ``lo..hi`` run here; an exception is the caller's, as from ``builtins.map``."""
+    out = run_chunk(func, items[lo:hi], first_index + lo)
+    raise_failure(out.failure, func)
+    if progress is not None:
+        progress.advance(len(out.results))
+    return out
 
 
 class ThreadEngine(Engine):
@@ -31,7 +48,14 @@ class ThreadEngine(Engine):
                 pool = self._pools[n_workers] = ThreadPoolExecutor(n_workers, thread_name_prefix="amorsize-thread")
             return pool
 
-    def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None):
+    def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, serial_retry=False):
+        """Run the chunks on ``n_workers`` threads; results in item order.
+
+        ``serial_retry``: an exception on a thread is first taken to mean "not thread-safe":
+        the chunks that raised, and those not started yet, run again here, in order; only
+        an exception raised there too reaches the caller. The result's ``thread_failure``
+        then names the exception seen on threads.
+        """
         bounds = chunk_bounds(len(items), chunksize)
         pool = self.pool(n_workers)
         # portable_only=False: the exception raised by func is raised here as it is.
@@ -39,9 +63,20 @@ class ThreadEngine(Engine):
             pool.submit(run_chunk, func, items[lo:hi], first_index + lo, False): lo for lo, hi in bounds
         }
         done_chunks = {}
+        failed: list[int] = []
+        thread_failure = None
         try:
             for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
                 out = fut.result()
+                if out.failure is not None and serial_retry:
+                    if thread_failure is None:
+                        thread_failure = f"{out.failure.type_name}: {out.failure.message}"[:200]
+                        for other in futures:
+                            other.cancel()  # not started yet: they run here, serially
+                    failed.append(futures[fut])
+                    continue
                 raise_failure(out.failure, func)
                 done_chunks[futures[fut]] = out
                 if progress is not None:
@@ -50,8 +85,12 @@ class ThreadEngine(Engine):
             for fut in futures:
                 fut.cancel()
             raise
+        if thread_failure is not None:
+            for lo, hi in bounds:
+                if lo not in done_chunks:
+                    done_chunks[lo] = _serially(func, items, lo, hi, first_index, progress)
         results, compute = assemble(done_chunks, bounds)
-        return RunResult(results, compute, len(bounds))
+        return ThreadRunResult(results, compute, len(bounds), thread_failure=thread_failure)
 
     def shutdown(self) -> None:
         with self._lock:

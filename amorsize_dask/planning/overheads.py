@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -56,6 +57,7 @@ class Overheads:
 
 
 _memo: dict[str, Overheads] = {}
+_measure_lock = threading.Lock()
 
 
 def cache_path(fingerprint_id: str):
@@ -85,10 +87,12 @@ def cached(fingerprint_id: str) -> Overheads | None:
 
 
 def measure_local(process_engine, thread_engine, n_workers: int) -> Overheads:
-    """Time the local engines on no-op work; starts the process pool (which stays up)."""
+    """Time the local engines on no-op work; starts the process pool (which stays up).
+
+    A pool already running (another call may be using it) is left alone: its start was
+    measured when it started (``process_engine.last_start_seconds``).
+    """
     n_workers = max(1, n_workers)
-    if process_engine.is_warm(n_workers):
-        process_engine.shutdown()
     process_engine.pool(n_workers)
 
     def run(items, chunksize):
@@ -133,14 +137,22 @@ def _time_engine(run, n_workers: int) -> tuple[float, float, float]:
 
 
 def get(fingerprint_id: str, measure) -> Overheads:
-    """Cached figures for ``fingerprint_id``, or ``measure()`` them now and cache them."""
+    """Cached figures for ``fingerprint_id``, or ``measure()`` them now and cache them.
+
+    One measurement at a time in a process: calls from other threads wait for it and
+    use its figures (measuring twice at once would time each other).
+    """
     found = cached(fingerprint_id)
     if found is not None:
         return found
-    found = measure()
-    logger.info("measured overheads of %s: %s", fingerprint_id, found)
-    _memo[fingerprint_id] = found
-    _save(fingerprint_id, found)
+    with _measure_lock:
+        found = cached(fingerprint_id)  # measured by another thread while this one waited
+        if found is not None:
+            return found
+        found = measure()
+        logger.info("measured overheads of %s: %s", fingerprint_id, found)
+        _memo[fingerprint_id] = found
+        _save(fingerprint_id, found)
     return found
 
 

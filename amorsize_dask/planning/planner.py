@@ -22,6 +22,7 @@ from .. import config
 from ..engines.transport import function_travels
 from . import cost_model
 from ..target import machine
+from . import thread_safety
 from .overheads import Overheads
 from .plan import Plan, format_bytes, format_seconds
 from .sampling import Profile, Sample, sample_items
@@ -77,8 +78,9 @@ def plan_items(
         spec = Speculation.start(func, items, cores, local_fallback=engine == "auto")
     n_front = spec.first_index if spec is not None else n
     try:
-        probe = engine in ("auto", "threads") and target.client is None
-        sample = sample_items(func, items[:n_front], n, parallelism=parallelism, probe_threads=probe,
+        known_unsafe = engine == "auto" and target.client is None and not target.thread_safe()
+        probe = target.client is None and engine in ("auto", "threads") and not known_unsafe
+        sample = sample_items(func, items[:n_front], n, parallelism=parallelism, probe=probe,
                               probe_is_free=_no_process_plan_wins(target, n_front, engine) if probe else None)
     except BaseException:
         if spec is not None:
@@ -87,6 +89,13 @@ def plan_items(
     prof = sample.profile
     n_rest = n_front - prof.n_sampled
     reasons = [describe_profile(prof)]
+    if known_unsafe:
+        reasons.append("threads ruled out: this function failed on threads in an earlier run here")
+    if prof.thread_failure is not None:
+        thread_safety.mark_unsafe(target.workload)
+        verdict = "threads ruled out" if engine == "auto" else "threads kept: asked for"
+        reasons.append(f"{verdict}: the function raised {prof.thread_failure} on two threads only "
+                       "(those items ran again serially; their serial results are kept)")
     if spec is not None:
         reasons.append(f"the last {spec.n_items} item(s) started on the warm process pool while sampling")
     if n_rest == 0:

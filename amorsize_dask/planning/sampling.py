@@ -15,13 +15,14 @@ import pickle
 import statistics
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import cloudpickle
 
 from .. import config
+from . import thread_safety
 from ..errors import reraise_with_item
 
 # Batches of items timed together when items are too fast for one perf_counter reading
@@ -54,7 +55,8 @@ class Profile:
     ``cpu_ratio`` is this thread's CPU time over wall time while sampling (≈1 computing,
     ≈0 waiting; the thread's, so that other threads of the process do not count);
     ``thread_speedup`` is the speedup of two threads over one on the next items
-    (≈2 when the function releases the GIL), None when not measured.
+    (≈2 when the function releases the GIL), None when not measured; ``thread_failure``
+    is the exception those items raised on threads only (then they ran again serially).
     """
 
     n_sampled: int
@@ -66,6 +68,7 @@ class Profile:
     picklable: bool
     thread_speedup: float | None
     sample_seconds: float
+    thread_failure: str | None = None
 
     def features(self, n_items: int) -> dict:
         """The workload features stored with a record."""
@@ -79,6 +82,8 @@ class Profile:
         }
         if self.thread_speedup is not None:
             out["thread_speedup"] = self.thread_speedup
+        if self.thread_failure is not None:
+            out[thread_safety.FEATURE] = 0
         return out
 
 
@@ -95,7 +100,7 @@ def sample_items(
     items: Sequence,
     n_total: int,
     *,
-    probe_threads: bool = True,
+    probe: bool = True,
     budget_fraction: float | None = None,
     max_seconds: float | None = None,
     parallelism: tuple[int, int] = (1, 1),
@@ -107,8 +112,9 @@ def sample_items(
     time parallelism could reach: the predicted serial time (``n_total`` × seconds per
     item, re-estimated as items are timed) over ``parallelism[0]`` (cores) for a function
     that computes, or over ``parallelism[1]`` (threads) for one that waits. The first
-    item always runs. Then, when the budget allows, the next items run
-    on two threads to measure whether threads speed the function up.
+    item always runs. Then, when the budget allows and ``probe`` is True, the next items
+    run on two threads to measure whether threads speed the function up
+    (:func:`probe_threads`).
 
     ``probe_is_free(item_seconds, pickled_bytes_per_item)``: True when no process plan
     could beat serial, so that the probe, whose results are kept, costs only the hand-off
@@ -143,8 +149,8 @@ def sample_items(
     cv = _coefficient_of_variation(per_item, batch_sizes, mean)
 
     bytes_in, bytes_out, picklable = _pickled_sizes(items, results)
-    thread_speedup = None
-    if probe_threads and len(results) < n_avail:
+    thread_speedup = thread_failure = None
+    if probe and len(results) < n_avail:
         remaining_budget = _budget(mean, n_total, wall, cpu, budget_fraction, max_seconds, parallelism) - wall
         probe_n, free = _probe_size(
             mean, cpu / wall if wall > 0 else 1.0, n_total, n_avail - len(results), remaining_budget,
@@ -161,8 +167,9 @@ def sample_items(
             mean = _weighted_mean(per_item, batch_sizes)
             cv = _coefficient_of_variation(per_item, batch_sizes, mean)
         if probe_n:
-            thread_speedup, probe_results = _probe_threads(func, items, len(results), probe_n, reference)
-            results.extend(probe_results)
+            probe = probe_threads(func, items, len(results), probe_n, reference)
+            thread_speedup, thread_failure = probe.speedup, probe.failure
+            results.extend(probe.results)
 
     profile = Profile(
         n_sampled=len(results),
@@ -174,6 +181,7 @@ def sample_items(
         picklable=picklable,
         thread_speedup=thread_speedup,
         sample_seconds=time.perf_counter() - wall_start,
+        thread_failure=thread_failure,
     )
     return Sample(profile=profile, results=results)
 
@@ -222,35 +230,78 @@ def _budget(mean, n_total, wall, cpu, fraction, max_seconds, parallelism) -> flo
 
 
 _probe_pool: ThreadPoolExecutor | None = None
+# One probe at a time in a process: concurrent probes would share its two threads and
+# time each other. A call that finds it busy (another thread's call, or a map nested in
+# a probed function) does without a probe rather than wait.
+_probe_lock = threading.Lock()
 
 
-def _probe_threads(func, items, first: int, n: int, serial_item_seconds: float):
-    """Run items[first:first+n] as two halves on two threads; return (speedup, results)."""
+@dataclass(frozen=True)
+class ThreadProbe:
+    """What running some items on two threads showed.
+
+    ``speedup``: two threads over one (None when not measured); ``results``: the items'
+    results, in order; ``failure``: ``"Type: message"`` of an exception raised only on
+    threads (the items were then re-run serially, and these are the serial results).
+    """
+
+    speedup: float | None
+    results: list
+    failure: str | None = None
+
+
+def probe_threads(func, items, first: int, n: int, serial_item_seconds: float) -> ThreadProbe:
+    """Run items[first:first+n] as two halves on two threads (see :class:`ThreadProbe`).
+
+    An exception on a thread is not the user's error: every probed item is re-run here,
+    in order, so that an item that fails serially too raises as ``builtins.map`` would.
+
+    >>> probe_threads(abs, [-1, -2, -3, -4], 0, 4, 1e-3).results
+    [1, 2, 3, 4]
+    """
+    if not _probe_lock.acquire(blocking=False):
+        return ThreadProbe(None, [])
+    try:
+        return _probe_on(_started_probe_pool(), func, items, first, n, serial_item_seconds)
+    finally:
+        _probe_lock.release()
+
+
+def _started_probe_pool() -> ThreadPoolExecutor:
+    """The probe's two threads, both started (a thread started during the probe would be
+    timed as the function). Called with ``_probe_lock`` held."""
     global _probe_pool
     if _probe_pool is None:
-        _probe_pool = ThreadPoolExecutor(2, thread_name_prefix="amorsize-probe")
-        # Start both threads now: a thread started during the probe would be timed as the function.
+        pool = ThreadPoolExecutor(2, thread_name_prefix="amorsize-probe")
         barrier = threading.Barrier(2)
-        for f in [_probe_pool.submit(barrier.wait, 5.0) for _ in range(2)]:
+        for f in [pool.submit(barrier.wait, 5.0) for _ in range(2)]:
             f.result()
+        _probe_pool = pool
+    return _probe_pool
+
+
+def _probe_on(pool, func, items, first, n, serial_item_seconds) -> ThreadProbe:
     half = n // 2
 
     def run(lo, hi):
         out = []
         start = time.perf_counter()
         for i in range(lo, hi):
-            try:
-                out.append(func(items[i]))
-            except Exception as exc:
-                reraise_with_item(exc, i, func)
+            out.append(func(items[i]))
         return out, start, time.perf_counter()
 
-    futures = [_probe_pool.submit(run, first, first + half), _probe_pool.submit(run, first + half, first + n)]
-    (a, a_start, a_stop), (b, b_start, b_stop) = [f.result() for f in futures]
+    futures = [pool.submit(run, first, first + half), pool.submit(run, first + half, first + n)]
+    try:
+        (a, a_start, a_stop), (b, b_start, b_stop) = [f.result() for f in futures]
+    except Exception as exc:
+        wait(futures)  # both halves done before the items run again here
+        results: list = []
+        _timed_serially(func, items, first, n, results)
+        return ThreadProbe(None, results, f"{type(exc).__name__}: {exc}"[:200])
     # Timed inside the threads: hand-over to and from the pool is not the function's.
     elapsed = max(a_stop, b_stop) - min(a_start, b_start)
     speedup = (serial_item_seconds * n) / elapsed if elapsed > 0 else 1.0
-    return min(speedup, 2.0), a + b
+    return ThreadProbe(min(speedup, 2.0), a + b)
 
 
 def _pickled_sizes(items, results) -> tuple[float, float, bool]:

@@ -19,7 +19,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from .. import config
-from ..planning import cost_model, overheads
+from ..planning import cost_model, overheads, thread_safety
 from . import machine
 from ..engines import get_engine, shared_engine
 from ..planning.overheads import Overheads
@@ -76,8 +76,19 @@ class Target:
         )
 
     def auto_engines(self) -> tuple[str, ...]:
-        """Engines ``engine="auto"`` chooses among here (in-process serial is always one)."""
-        return ("serial", "threads", "processes") if self.client is None else ("serial", "dask")
+        """Engines ``engine="auto"`` chooses among here (in-process serial is always one);
+        threads only for a function not known to fail on them (:meth:`thread_safe`)."""
+        if self.client is not None:
+            return ("serial", "dask")
+        return ("serial", "threads", "processes") if self.thread_safe() else ("serial", "processes")
+
+    def thread_safe(self) -> bool:
+        """False once this workload failed only on threads: in this process, or in a run
+        recorded here with ``thread_safe: 0``."""
+        if thread_safety.is_marked_unsafe(self.workload):
+            return False
+        features = self.learner.features(self.fingerprint.id, self.workload) or {}
+        return features.get(thread_safety.FEATURE, 1) != 0
 
     def pool_warm(self, n_workers: int) -> bool:
         return True if self.client is not None else shared_engine().is_warm(n_workers)
@@ -196,6 +207,8 @@ class Target:
             for key in ("item_cv", "cpu_ratio", "bytes_in", "bytes_out", "thread_speedup"):
                 if key in prof:
                     features[key] = prof[key]
+        if self.client is None and not self.thread_safe():
+            features[thread_safety.FEATURE] = 0  # later runs (and processes) keep off threads
         return features
 
     def record(self, func, planned, *, wall_seconds: float, compute_seconds: float, run_id: str = "") -> bool:

@@ -1,0 +1,196 @@
+"""``ad.map`` iterates and zips exactly as ``builtins.map`` does (issue 10, cases 5 and 8).
+
+Inputs are real pandas and numpy objects; user code runs as a script under ``__main__``.
+"""
+
+import builtins
+import operator
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import amorsize_dask as ad
+from tests.helpers.funcs import square
+
+ENGINES = ["serial", "threads", "processes", "auto"]
+
+
+def ident(x):
+    return x
+
+
+def add3(a, b, c=0):
+    return a + b + c
+
+
+# -- case 5: iterate as iter(obj) does --------------------------------------------------------
+INPUTS = {
+    "series-int-index": lambda: pd.Series([10, 20, 30, 40, 50], index=[4, 3, 2, 1, 0]),
+    "series-dup-index": lambda: pd.Series([1.5, 2.5, 3.5], index=[1, 1, 0]),
+    "series-str-index": lambda: pd.Series([1, 2, 3], index=["a", "b", "c"]),
+    "dataframe": lambda: pd.DataFrame({"x": [1, 2], "y": [3, 4], "z": [5, 6]}),
+    "index": lambda: pd.Index([7, 8, 9], name="n"),
+    "ndarray-2d": lambda: np.arange(12).reshape(4, 3),
+    "dict": lambda: {"b": 1, "a": 2, "c": 3},
+    "set": lambda: {3, 1, 2},
+    "str": lambda: "hello",
+    "bytes": lambda: b"abc",
+    "list-subclass": lambda: _Reversed([1, 2, 3]),
+}
+
+
+class _Reversed(list):
+    """A list whose iteration is not its indexing."""
+
+    def __iter__(self):
+        return reversed(list(super().__iter__()))
+
+
+def _same(a, b):
+    return [np.asarray(x).tolist() for x in a] == [np.asarray(x).tolist() for x in b]
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+@pytest.mark.parametrize("engine", ENGINES)
+def test_inputs_iterate_as_iter_does(name, engine, tmp_path):
+    make = INPUTS[name]
+    expected = list(builtins.map(ident, make()))
+    got = ad.map(ident, make(), engine=engine, training_dir=tmp_path)
+    assert _same(got, expected), (got, expected)
+
+
+@pytest.mark.parametrize("engine", ["processes", "threads"])
+def test_series_with_fixed_chunks(engine):
+    s = pd.Series(range(40), index=range(100, 60, -1))
+    got = ad.map(square, s, engine=engine, n_workers=2, chunksize=3, learn=False)
+    assert got == [x * x for x in range(40)]
+
+
+def test_pandas_in_a_script(tmp_path):
+    script = tmp_path / "user.py"
+    script.write_text(textwrap.dedent("""
+        import pandas as pd
+        import amorsize_dask as ad
+
+        if __name__ == "__main__":  # unguarded scripts: issue 10 case 2, tested elsewhere
+            s = pd.Series([5, 6, 7], index=["x", "y", "z"])
+            df = pd.DataFrame({"b": [1], "a": [2]})
+            for engine in ("serial", "threads", "processes", "auto"):
+                assert ad.map(lambda v: v + 1, s, engine=engine) == [6, 7, 8], engine
+                assert ad.map(str.upper, df, engine=engine) == ["B", "A"], engine
+            print("ok")
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# -- case 8: several iterables, zero iterables, plan leaves iterators usable ------------------
+@pytest.mark.parametrize("engine", ENGINES)
+def test_several_iterables_stop_at_the_shortest(engine, tmp_path):
+    xs, ys = list(range(2, 30)), [2, 3, 1] * 5
+    assert ad.map(pow, xs, ys, engine=engine, training_dir=tmp_path) == list(builtins.map(pow, xs, ys))
+    gen = (x for x in range(100))
+    assert ad.map(add3, gen, range(5), [1] * 7, engine=engine, learn=False) == [1, 3, 5, 7, 9]
+    assert next(gen) == 6  # as builtins.map: the shortest ends the walk after one extra read
+
+
+def test_several_iterables_errors_name_the_function_and_item():
+    with pytest.raises(ZeroDivisionError) as info:
+        ad.map(operator.truediv, [1, 2, 3], [1, 0, 1], engine="processes", n_workers=2, chunksize=1)
+    assert "operator.truediv on item 1" in "".join(info.value.__notes__)
+
+
+def test_zero_iterables_is_a_type_error_like_map():
+    with pytest.raises(TypeError):
+        builtins.map(abs)
+    with pytest.raises(TypeError, match="at least one iterable"):
+        ad.map(abs)
+    with pytest.raises(TypeError, match="at least one iterable"):
+        ad.plan(abs)
+
+
+def test_several_iterables_keep_the_function_workload(tmp_path):
+    from amorsize_dask.target.target import workload_key
+
+    ad.map(pow, [1, 2, 3], [2, 2, 2], training_dir=tmp_path)
+    records = ad.TrainingStore(tmp_path).records()
+    assert [r["workload"] for r in records] == [workload_key(pow)]
+    assert records[0]["function"] == "builtins.pow"
+
+
+def test_star_wrapper_pickles_by_value():
+    import cloudpickle
+
+    from amorsize_dask.inputs import StarCall
+
+    k = 5
+    call = cloudpickle.loads(cloudpickle.dumps(StarCall(lambda a, b: a * b + k)))
+    assert call((2, 3)) == 11
+
+
+@pytest.mark.parametrize("make", [lambda: (x for x in range(50)), lambda: iter(range(50)),
+                                  lambda: builtins.map(abs, range(50))])
+def test_plan_leaves_a_one_shot_iterator_unread(make, tmp_path):
+    items = make()
+    p = ad.plan(square, items, training_dir=tmp_path)
+    assert "unread" in p.explain()
+    assert ad.map(square, items, training_dir=tmp_path) == [x * x for x in range(50)]
+
+
+def test_plan_of_several_sized_iterables_counts_the_shortest(tmp_path):
+    p = ad.plan(pow, range(100), [2] * 40, training_dir=tmp_path)
+    assert p.n_items == 40
+
+
+# -- the property: ad.map(f, *its) == list(map(f, *its)) ---------------------------------------
+KINDS = ["list", "tuple", "range", "generator", "iterator", "ndarray"]
+
+
+def _build(kind, values):
+    if kind == "range":
+        return range(len(values))
+    if kind == "tuple":
+        return tuple(values)
+    if kind == "generator":
+        return (v for v in values)
+    if kind == "iterator":
+        return iter(values)
+    if kind == "ndarray":
+        return np.array(values, dtype=np.int64)
+    return list(values)
+
+
+def _combine(*args):
+    return sum((i + 1) * int(a) for i, a in enumerate(args))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    specs=st.lists(st.tuples(st.sampled_from(KINDS), st.lists(st.integers(-1000, 1000), max_size=40)),
+                   min_size=1, max_size=3),
+    engine=st.sampled_from(["serial", "threads", "auto", "processes"]),
+)
+def test_map_equals_builtin_map(specs, engine):
+    kwargs = {"n_workers": 2, "chunksize": 4} if engine == "processes" else {}
+    expected = list(builtins.map(_combine, *[_build(k, v) for k, v in specs]))
+    got = ad.map(_combine, *[_build(k, v) for k, v in specs], engine=engine, learn=False, **kwargs)
+    assert got == expected
+
+
+def test_several_iterables_on_a_cluster(tmp_path):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        xs, ys = list(range(30)), [3, 1] * 10
+        got = ad.map(pow, xs, ys, client=client, engine="dask", chunksize=4, training_dir=tmp_path)
+        assert got == list(builtins.map(pow, xs, ys))
+        s = pd.Series([1, 2, 3], index=["a", "b", "c"])
+        assert ad.map(square, s, client=client, training_dir=tmp_path) == [1, 4, 9]
