@@ -81,7 +81,8 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers)."""
     validation.check_progress(progress)
     validation.check_bool("learn", learn)
-    n_workers, chunksize = _checked(func, iterables, client, engine, n_workers, chunksize, training_dir)
+    n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
+                                                 chunksize=chunksize, training_dir=training_dir)
     t0 = time.perf_counter()
     call, items = inputs.prepare(func, iterables)
     target = _target(func, client, engine, training_dir)  # keyed by func itself, not its wrapper
@@ -165,7 +166,8 @@ def plan(
     >>> plan(abs, gen).source, map(abs, gen)
     ('default', [0, 1, 2])
     """
-    n_workers, chunksize = _checked(func, iterables, client, engine, n_workers, chunksize, training_dir)
+    n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
+                                                 chunksize=chunksize, training_dir=training_dir)
     target = _target(func, client, engine, training_dir)
     if any(inputs.is_one_shot(it) for it in iterables):
         return _unread_plan(target, inputs.length_hint(iterables), engine, n_workers, chunksize)
@@ -192,18 +194,6 @@ def _unread_plan(target: "Target", n: int, engine: str, n_workers, chunksize) ->
     return Plan(chosen, workers, size, math.ceil(n / size), "default", 0.0, 0.0, n_items=n,
                 reasons=(why, count + "; nothing measured, so this is a default"),
                 fingerprint=target.fingerprint.id, workload=target.workload)
-
-
-def _checked(func, iterables, client, engine, n_workers, chunksize, training_dir):
-    """The arguments ``map`` and ``plan`` share, checked: (n_workers, chunksize)."""
-    validation.check_func(func)
-    validation.check_iterables(iterables)
-    validation.check_engine(engine)
-    validation.check_client(client)
-    validation.check_training_dir(training_dir)
-    n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
-    chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
-    return n_workers, chunksize
 
 
 def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True, speculate=False) -> Planned:

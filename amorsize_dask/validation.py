@@ -125,3 +125,19 @@ def check_bool(name: str, value):
     if isinstance(value, bool):
         return value
     raise TypeError(f"{name}={_short_repr(value)} must be True or False")
+
+
+def check_call(func, iterables, *, client, engine, n_workers, chunksize, training_dir) -> tuple:
+    """The arguments ``map``, ``imap`` and ``plan`` share, checked: ``(n_workers, chunksize)``.
+
+    >>> check_call(abs, ([1],), client=None, engine="auto", n_workers=None, chunksize=4, training_dir=None)
+    (None, 4)
+    """
+    check_func(func)
+    check_iterables(iterables)
+    check_engine(engine)
+    check_client(client)
+    check_training_dir(training_dir)
+    n_workers = check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
+    chunksize = check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
+    return n_workers, chunksize

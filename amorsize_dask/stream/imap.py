@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 
 from .. import validation
 from ..engines.base import raise_failure
+from ..inputs import StarCall
 from ..progress import make_progress
 from .planner import StreamPlanner
 from .submitters import submitter_for
@@ -52,33 +53,16 @@ def imap(
     >>> list(imap(str.upper, "ab", engine="threads"))
     ['A', 'B']
     """
-    if not iterables:
-        raise TypeError("imap() must have at least two arguments: a function and an iterable")
-    validation.check_func(func)
-    validation.check_engine(engine)
-    validation.check_client(client)
-    validation.check_training_dir(training_dir)
+    n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
+                                                 chunksize=chunksize, training_dir=training_dir)
     validation.check_progress(progress)
     validation.check_bool("learn", learn)
     validation.check_bool("ordered", ordered)
-    n_workers = validation.check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
-    chunksize = validation.check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
-    sources = [validation.check_iterable(it) for it in iterables]
-    source = iter(sources[0]) if len(sources) == 1 else zip(*sources)
-    call = func if len(sources) == 1 else _Star(func)
+    source = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
+    call = func if len(iterables) == 1 else StarCall(func)
     planner = StreamPlanner(func, call, client=client, engine=engine, n_workers=n_workers,
                             chunksize=chunksize, training_dir=training_dir)
     return _stream(call, source, planner, learn=learn, progress=progress, ordered=ordered)
-
-
-class _Star:
-    """``func(*args)`` for argument tuples: several iterables through one-argument engines."""
-
-    def __init__(self, func):
-        self.func = func
-
-    def __call__(self, args):
-        return self.func(*args)
 
 
 def _stream(call, source, planner: "StreamPlanner", *, learn, progress, ordered):
