@@ -20,7 +20,7 @@ from . import inputs, validation
 from .target.context import active_client
 from .engines import get_engine
 from .errors import WorkerStartError, warn_once
-from .planning import thread_safety
+from .planning import overheads, thread_safety
 from .planning.plan import Plan
 from .progress import make_progress
 from .planning.planner import Planned, plan_items
@@ -127,6 +127,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     wall = time.perf_counter() - t0
     if learn and len(items):
         target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id)
+    overheads.run_later()  # a calibration this call asked for, now that it is done
     return MapOutcome(results, plan, wall, compute)
 
 

@@ -18,6 +18,7 @@ Cached as JSON in ``<user cache dir>/overheads/<fingerprint id>.json``.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import logging
@@ -39,6 +40,9 @@ _CALIBRATION_TASKS = 300
 _CALIBRATION_ITEMS = 20_000
 _CALIBRATION_PAYLOAD_BYTES = 4 << 20
 _CALIBRATION_PAYLOADS = 4
+# At exit, seconds to wait for a background measurement's current step (each is one
+# engine run of calibration tasks: ~0.1 s on a quiet 2-core machine).
+_EXIT_WAIT_SECONDS = 5.0
 # A cached figures file is a few hundred bytes; anything larger is not ours.
 _MAX_CACHE_BYTES = 4096
 # Re-measure when the cached figures are older than this.
@@ -54,10 +58,31 @@ class Overheads:
     thread_task_seconds: float
     start_method: str  # process start method, or "dask" for a cluster
     measured_at: float
+    estimated: bool = False  # True: :func:`estimate`'s figures, not measured on this machine yet
 
+
+# Local figures for a machine not measured yet, so that calibrating is never on the
+# critical path of a user's call: the plan uses these (and says so) while the measurement
+# runs after the call, in the background (:func:`measure_later`). Measured on this project's
+# 2-core development machine by ``amorsize-dask bench`` (its calibration line) and the
+# first pool start of a fresh script with slim workers (97-117 ms, session 3), each
+# rounded towards "parallel costs more" so that an estimate never invents a speedup.
+ESTIMATED_START_SECONDS = 0.15
+ESTIMATED_TASK_SECONDS = 2e-4
+ESTIMATED_ITEM_SECONDS = 3e-7
+ESTIMATED_BYTES_PER_SECOND = 1.5e8
+ESTIMATED_THREAD_TASK_SECONDS = 3e-5
 
 _memo: dict[str, Overheads] = {}
 _measure_lock = threading.Lock()
+_later: dict[str, object] = {}  # fingerprint id -> measure(), to run after the current call
+_later_lock = threading.Lock()
+_background: list[threading.Thread] = []
+_stopping = threading.Event()  # set at exit: a background measurement stops between its steps
+
+
+class _Stopped(Exception):
+    """The interpreter is exiting: a background measurement gives up (nothing is cached)."""
 
 
 def cache_path(fingerprint_id: str):
@@ -120,6 +145,8 @@ def _time_engine(run, n_workers: int) -> tuple[float, float, float]:
     """(seconds per task, per extra item, bytes per second) of an engine's ``run``."""
 
     def timed(items, chunksize):
+        if _stopping.is_set():
+            raise _Stopped()
         t0 = time.perf_counter()
         run(items, chunksize)
         return time.perf_counter() - t0
@@ -154,6 +181,77 @@ def get(fingerprint_id: str, measure) -> Overheads:
         _memo[fingerprint_id] = found
         _save(fingerprint_id, found)
     return found
+
+
+def estimate(start_method: str) -> Overheads:
+    """This machine's overheads before they are measured (see ``ESTIMATED_*``).
+
+    >>> estimate("forkserver").estimated
+    True
+    """
+    return Overheads(ESTIMATED_START_SECONDS, ESTIMATED_TASK_SECONDS, ESTIMATED_ITEM_SECONDS,
+                     ESTIMATED_BYTES_PER_SECOND, ESTIMATED_THREAD_TASK_SECONDS, start_method, time.time(),
+                     estimated=True)
+
+
+def measure_later(fingerprint_id: str, measure) -> None:
+    """Measure (and cache) these overheads once the current call is done: :func:`run_later`."""
+    with _later_lock:
+        _later.setdefault(fingerprint_id, measure)
+
+
+def run_later() -> threading.Thread | None:
+    """Start the measurements :func:`measure_later` asked for, on a background thread.
+
+    Called at the end of a ``map``: the measurement then competes with nothing of that
+    call, and a process that exits first simply measures again next time.
+    """
+    with _later_lock:
+        todo = list(_later.items())
+        _later.clear()
+    if not todo:
+        return None
+
+    def measure_all():
+        for fingerprint_id, measure in todo:
+            try:
+                if not _stopping.is_set():
+                    get(fingerprint_id, measure)
+            except Exception as exc:  # never the user's problem: the next call estimates again
+                logger.info("measuring overheads of %s in the background failed: %s", fingerprint_id, exc)
+
+    thread = threading.Thread(target=measure_all, name="amorsize-calibrate", daemon=True)
+    with _later_lock:
+        if not _background:
+            _stop_at_exit()
+        _background[:] = [t for t in _background if t.is_alive()] + [thread]
+    thread.start()
+    return thread
+
+
+def join_background(timeout: float | None = None) -> bool:
+    """Wait for background measurements to finish; True when none is running."""
+    for thread in list(_background):
+        thread.join(timeout)
+    return not any(t.is_alive() for t in _background)
+
+
+def _stop_at_exit() -> None:
+    """At exit a background measurement stops after its current step, before the process
+    pool is stopped (a worker killed mid-result would leave the pool's reader waiting):
+    registered after the pool's own exit hook, it runs first."""
+
+    def stop():
+        _stopping.set()
+        join_background(_EXIT_WAIT_SECONDS)
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(stop)
+    except RuntimeError:  # already shutting down
+        pass
+    atexit.register(stop)
 
 
 def _save(fingerprint_id: str, found: Overheads) -> None:

@@ -217,6 +217,8 @@ def describe_overheads(o: Overheads, cores: int) -> str:
         + f"task round trip {format_seconds(o.task_seconds)}, "
         + f"{format_bytes(o.bytes_per_second)}/s to workers and back"
         + (f", thread task {format_seconds(o.thread_task_seconds)}" if o.thread_task_seconds else "")
+        + (" (estimated: not measured here yet; measured after this call, in the background)"
+           if o.estimated else "")
     )
 
 

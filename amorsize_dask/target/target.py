@@ -94,13 +94,17 @@ class Target:
         return True if self.client is not None else shared_engine().is_warm(n_workers)
 
     def overheads(self, measure_now: bool) -> Overheads | None:
-        """Measured overheads of this target (cached), measuring them now if asked."""
+        """Measured overheads of this target (cached); when asked for and not measured yet,
+        on this machine the estimate (measured after the call: never on its critical path),
+        on a cluster measured now."""
         fp = self.fingerprint.id
         found = overheads.cached(fp)
         if found is not None or not measure_now:
             return found
         if self.client is None:
-            return overheads.get(fp, lambda: overheads.measure_local(shared_engine(), get_engine("threads"), self.cores))
+            overheads.measure_later(fp, lambda: overheads.measure_local(shared_engine(), get_engine("threads"),
+                                                                        self.cores))
+            return overheads.estimate(shared_engine().start_method)
         from ..engines.dask import DaskEngine
 
         return overheads.get(fp, lambda: overheads.measure_cluster(DaskEngine(self.client), self.cores))

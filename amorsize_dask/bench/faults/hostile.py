@@ -13,6 +13,7 @@ import sys
 import dask
 
 from ... import mapping
+from ...planning import overheads
 from ...engines import shared_engine
 from ...learning.records import encode_line
 from ...learning.store import TrainingStore
@@ -299,7 +300,8 @@ def fault_control_strings(work_dir) -> Outcome:
 def _umask_child(umask, train):
     """(subprocess) Everything that writes files, under ``umask``."""
     os.umask(int(umask, 8))
-    mapping.map(spin, range(3000), engine="processes")          # measures and caches overheads
+    mapping.map(spin, range(3000), engine="processes")          # overheads measured after it ...
+    overheads.join_background(120)                               # ... in the background, and cached
     mapping.map(spin, range(300), training_dir=train)
     mapping.map(spin, range(300), training_dir=train)
     store = TrainingStore(train)

@@ -1,0 +1,66 @@
+"""A script's first call in a fresh process: calibration is never on its critical path,
+and the process exits promptly even while the calibration still runs (issue 12)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    import psutil
+    import amorsize_dask as ad
+    from amorsize_dask.mapping import run_map
+    from amorsize_dask.planning import overheads
+
+    def spin(x):
+        end = time.perf_counter() + 1e-3
+        while time.perf_counter() < end:
+            pass
+        return x + 1
+
+    items = list(range(600))
+    first = run_map(spin, items)
+    assert first.results == [x + 1 for x in items]
+    report = {"first": first.plan.explain(),
+              "children": [p.pid for p in psutil.Process().children(recursive=True)]}
+    if sys.argv[1] == "wait":
+        assert overheads.join_background(120)
+        second = run_map(spin, items)
+        assert second.results == first.results
+        report["second"] = second.plan.explain()
+    print(json.dumps(report), flush=True)
+""")
+
+
+def _run(tmp_path, mode):
+    script = tmp_path / "first_call.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),  # this machine not measured yet
+           "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    done = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, timeout=180,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_first_call_plans_with_estimates_and_measures_after_it(tmp_path):
+    report = _run(tmp_path, "wait")
+    assert "estimated: not measured here yet" in report["first"], report["first"]
+    assert "estimated" not in report["second"], report["second"]
+    assert list((tmp_path / "cache").rglob("overheads/*.json"))
+
+
+def test_exit_right_after_the_first_call_leaves_nothing_running(tmp_path):
+    report = _run(tmp_path, "exit")
+    assert "estimated" in report["first"]
+    deadline = time.monotonic() + 15
+    alive = report["children"]
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.05)
+    assert not alive
