@@ -4,6 +4,10 @@ It keeps the store's records in an in-memory index ((fingerprint, workload) → 
 refreshed incrementally, answers "what did the fastest run of this workload here look like"
 through :mod:`amorsize_dask.learning.model`, and appends one record per run.
 
+A group whose newest model-planned run measured a cost per item its neighbours did not
+(:func:`amorsize_dask.learning.model.drifted`) is *drifted*: it gets no prediction, so the
+planner samples again and the cost model decides, until a sampled run is recorded.
+
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as d:
 ...     learner = get_learner(d)
@@ -35,6 +39,7 @@ class Learner:
         self._groups: dict[tuple[str, str], list[model.Observation]] = defaultdict(list)
         self._fields: dict[str, dict] = {}
         self._features: dict[tuple[str, str], dict] = {}
+        self._drifted: set[tuple[str, str]] = set()
         self._n_indexed = 0
         self._pid = os.getpid()
 
@@ -47,6 +52,7 @@ class Learner:
             self._groups = defaultdict(list)
             self._fields = {}
             self._features = {}
+            self._drifted = set()
             for rec in records:
                 self._index(rec)
             self._n_indexed = len(records)
@@ -55,7 +61,12 @@ class Learner:
         obs = model.Observation.from_record(rec)
         if obs is not None:
             group = (rec["fingerprint"], rec["workload"])
-            self._groups[group].append(obs)
+            before = self._groups[group]
+            if obs.source == "sample":
+                self._drifted.discard(group)   # the cost model decided on fresh figures
+            elif obs.source in ("model", "explore") and model.drifted(before, obs):
+                self._drifted.add(group)
+            before.append(obs)
             self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
             if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
                 self._features[group] = rec["features"]
@@ -63,6 +74,11 @@ class Learner:
     def features(self, fingerprint: str, workload: str) -> dict | None:
         """The newest sampled features of this workload here (or None)."""
         return self._features.get((fingerprint, workload))
+
+    def drifted(self, fingerprint: str, workload: str) -> bool:
+        """Did this workload's newest model-planned run here measure an unpredicted cost?"""
+        self.refresh()
+        return (fingerprint, workload) in self._drifted
 
     def observations(self, fingerprint: str, workload: str) -> list[model.Observation]:
         self.refresh()
@@ -74,7 +90,8 @@ class Learner:
         """The model's best configuration for this workload here, or None without evidence.
 
         With no runs on this fingerprint, runs of the same workload on the most similar
-        fingerprint are borrowed, at a confidence scaled by their similarity.
+        fingerprint are borrowed, at a confidence scaled by their similarity. A drifted
+        workload gets None (the planner samples again).
         """
         from ..target.fingerprint import similarity
 
@@ -85,11 +102,14 @@ class Learner:
             explore=explore,
             explore_probability=config.get("model.explore-probability"),
             explore_max_slowdown=config.get("model.explore-max-slowdown"),
+            explore_budget=config.get("model.explore-budget"),
             max_threads=config.get("planner.max-threads"),
             engines=engines,
             estimate=estimate,
         )
         own = self._groups.get((fingerprint, workload))
+        if (fingerprint, workload) in self._drifted:
+            return None
         if own:
             return model.predict(own, n_items, **kwargs)
         if not fields:
