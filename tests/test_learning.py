@@ -42,7 +42,7 @@ def test_runs_after_the_first_are_planned_by_the_model_without_sampling(tmp_path
 def test_a_fixed_engine_learns_only_from_its_own_runs(tmp_path):
     plans = [run_map(spin, range(300), training_dir=tmp_path, engine="threads").plan for _ in range(3)]
     assert plans[0].source == "sample"
-    assert all(p.source == "model" and p.engine == "threads" for p in plans[1:])
+    assert all(p.source == "model" and p.engine == "threads" for p in plans[1:]), [p.explain() for p in plans]
     other = run_map(spin, range(300), training_dir=tmp_path, engine="processes").plan
     assert other.source == "sample" and other.engine == "processes"  # no processes run measured yet
     fixed = run_map(spin, range(300), training_dir=tmp_path, engine="threads", n_workers=2, chunksize=7).plan
@@ -198,20 +198,24 @@ class Spinner:
             pass
         return x
 
-store = sys.argv[1]
-assert function_key(Spinner(0.0).work) == function_key(Spinner(0.003).work)
-out = run_map(Spinner(0.0).work, range(400), training_dir=store)
-print(out.plan.engine, out.plan.source)
-for _ in range(3):
-    out = run_map(Spinner(0.003).work, range(400), training_dir=store)
-    assert out.results == list(range(400))
+def main(store):
+    assert function_key(Spinner(0.0).work) == function_key(Spinner(0.003).work)
+    out = run_map(Spinner(0.0).work, range(400), training_dir=store)
     print(out.plan.engine, out.plan.source)
+    for _ in range(3):
+        out = run_map(Spinner(0.003).work, range(400), training_dir=store)
+        assert out.results == list(range(400))
+        print(out.plan.engine, out.plan.source)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
 '''
 
 
 def test_hidden_state_that_changes_the_cost_is_fixed_by_drift_detection(tmp_path):
     """Same workload key, cost set by instance state: the script (run as __main__, class
-    defined in it, no __main__ guard) is re-planned within two runs of the dear state."""
+    defined in it) is re-planned within two runs of the dear state."""
     import subprocess
     import sys
 

@@ -20,69 +20,78 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import defaultdict
 
 from .. import config
 from . import model
+from .index import Group
 from .records import RecordError, make_record
 from .store import TrainingStore
 
 logger = logging.getLogger("amorsize_dask")
 
+# The index keeps at least this many newest runs per workload in memory (twice
+# amorsize.store.keep-per-workload, the most pruning keeps on disk, when larger).
+MIN_KEPT = 32
+
 
 class Learner:
-    """The store of one training directory and the model's index over it."""
+    """The store of one training directory and the model's index over it.
+
+    The index holds numpy rows per (fingerprint, workload) (:class:`~amorsize_dask.learning.
+    index.Group`, the newest ``2 × amorsize.store.keep-per-workload`` of each); the store
+    keeps no records (``compact``), only the ids it handed out. A refresh reads only what
+    other processes appended since the previous one and adds it to the index.
+    """
 
     def __init__(self, path=None):
-        self.store = TrainingStore(path)
+        self.store = TrainingStore(path, compact=True)
         self._lock = threading.Lock()
-        self._groups: dict[tuple[str, str], list[model.Observation]] = defaultdict(list)
+        self._groups: dict[tuple[str, str], Group] = {}
         self._fields: dict[str, dict] = {}
-        self._features: dict[tuple[str, str], dict] = {}
-        self._drifted: set[tuple[str, str]] = set()
-        self._n_indexed = 0
         self._pid = os.getpid()
 
     def refresh(self) -> None:
         """Index records other processes wrote since the last call (cheap when none did)."""
-        records = self.store.records()
+        records = self.store.read_new()
+        if not records:
+            return
+        records.sort(key=lambda r: r["time"])
         with self._lock:
-            if len(records) == self._n_indexed:
-                return
-            self._groups = defaultdict(list)
-            self._fields = {}
-            self._features = {}
-            self._drifted = set()
             for rec in records:
                 self._index(rec)
-            self._n_indexed = len(records)
 
     def _index(self, rec: dict) -> None:
         obs = model.Observation.from_record(rec)
-        if obs is not None:
-            group = (rec["fingerprint"], rec["workload"])
-            before = self._groups[group]
-            if obs.source == "sample":
-                self._drifted.discard(group)   # the cost model decided on fresh figures
-            elif obs.source in ("model", "explore") and model.drifted(before, obs):
-                self._drifted.add(group)
-            before.append(obs)
-            self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
-            if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
-                self._features[group] = rec["features"]
+        if obs is None:
+            return
+        key = (rec["fingerprint"], rec["workload"])
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = Group(2 * max(config.get("store.keep-per-workload"), MIN_KEPT))
+        group.add(obs)
+        self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
+        if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
+            group.features = rec["features"]
+
+    def nbytes(self) -> int:
+        """Bytes of the index's rows (what the model keeps per record; not the dicts)."""
+        return sum(g.nbytes() for g in self._groups.values())
 
     def features(self, fingerprint: str, workload: str) -> dict | None:
         """The newest sampled features of this workload here (or None)."""
-        return self._features.get((fingerprint, workload))
+        group = self._groups.get((fingerprint, workload))
+        return None if group is None else group.features
 
     def drifted(self, fingerprint: str, workload: str) -> bool:
         """Did this workload's newest model-planned run here measure an unpredicted cost?"""
         self.refresh()
-        return (fingerprint, workload) in self._drifted
+        group = self._groups.get((fingerprint, workload))
+        return group is not None and group.drifted
 
     def observations(self, fingerprint: str, workload: str) -> list[model.Observation]:
         self.refresh()
-        return list(self._groups.get((fingerprint, workload), ()))
+        group = self._groups.get((fingerprint, workload))
+        return [] if group is None else list(group.observations(workload))
 
     def predict(self, fingerprint: str, workload: str, n_items: int, *, cores: int, fields: dict | None = None,
                 explore: bool = True, engines: tuple[str, ...] = ("threads", "processes"),
@@ -108,16 +117,16 @@ class Learner:
             estimate=estimate,
         )
         own = self._groups.get((fingerprint, workload))
-        if (fingerprint, workload) in self._drifted:
+        if own is not None and own.drifted:
             return None
         if own:
-            return model.predict(own, n_items, **kwargs)
+            return model.predict(own.observations(workload), n_items, **kwargs)
         if not fields:
             return None
         borrowed = [
-            (similarity(fields, self._fields.get(fp, {})), obs)
-            for (fp, wl), obs in self._groups.items()
-            if wl == workload and fp != fingerprint
+            (similarity(fields, self._fields.get(fp, {})), group.observations(workload))
+            for (fp, wl), group in list(self._groups.items())
+            if wl == workload and fp != fingerprint and len(group)
         ]
         if not borrowed:
             return None
@@ -137,11 +146,11 @@ class Learner:
         except RecordError as exc:
             logger.warning("amorsize_dask: run not recorded: %s", exc)
             return False
-        written = self.store.append(rec)
-        if written:
-            with self._lock:
+        self.refresh()  # others' runs first: the index stays in time order
+        with self._lock:
+            written = self.store.append(rec)
+            if written:
                 self._index(rec)
-                self._n_indexed += 1
         return written
 
 

@@ -47,8 +47,9 @@ CLOSE_LOG_DISTANCE = 0.5
 # Measured seconds per item (compute seconds / items) of one workload vary by this factor
 # between runs without any change in the work: 5 repeated runs of 300 items on a loaded
 # 2-core machine (session 13, /tmp measurement) spread max/min 1.01-1.05x serially, 1.43x
-# in processes, 1.80x on 4 threads (CPU-bound items), and across engines up to 4.6x
-# (numpy items: 31 us serially, 143 us on 4 threads). A factor beyond it is new evidence.
+# in processes, 1.80x on 4 threads (CPU-bound items): SAME_ENGINE_NOISE_FACTOR, for runs of
+# one engine and worker count. Across engines up to 4.6x (numpy items: 31 us serially,
+# 143 us on 4 threads): NOISE_FACTOR. A factor beyond it is new evidence.
 NOISE_FACTOR = 5.0
 SAME_ENGINE_NOISE_FACTOR = 2.5
 _LOG_NOISE = math.log(NOISE_FACTOR)
@@ -196,18 +197,25 @@ def feature_distance(o: Observation, ref: Reference) -> float:
 def drifted(before: list[Observation], new: Observation) -> bool:
     """Did ``new`` measure a cost per item its predecessors (oldest first) did not?
 
-    Compared with the newest runs of the same engine (noise ``SAME_ENGINE_NOISE_FACTOR``),
-    else with the newest runs of any engine (noise ``NOISE_FACTOR``).
+    Compared with the newest runs of the same engine and workers (noise
+    ``SAME_ENGINE_NOISE_FACTOR``), else with the newest runs of any configuration (noise
+    ``NOISE_FACTOR``: threads contending for the GIL inflate the compute time measured).
 
     >>> drifted([_example(1e-6)], _example(3e-3)), drifted([_example(1e-3)], _example(1.5e-3))
     (True, False)
     """
-    same = [o.item_seconds for o in before if o.engine == new.engine]
-    ref = _recent_median(same or [o.item_seconds for o in before])
+    same = [o.item_seconds for o in before if (o.engine, o.n_workers) == (new.engine, new.n_workers)]
+    same = same[-REFERENCE_RUNS:]
+    return drift_from(same, [o.item_seconds for o in before[-REFERENCE_RUNS:]], new.item_seconds)
+
+
+def drift_from(same_engine: list[float], any_engine: list[float], item_seconds: float) -> bool:
+    """:func:`drifted`, from the newest item seconds of the same engine and workers, and of any."""
+    ref = _recent_median(same_engine or any_engine)
     if ref is None:
         return False
-    factor = SAME_ENGINE_NOISE_FACTOR if same else NOISE_FACTOR
-    ratio = max(new.item_seconds, 1e-9) / max(ref, 1e-9)
+    factor = SAME_ENGINE_NOISE_FACTOR if same_engine else NOISE_FACTOR
+    ratio = max(item_seconds, 1e-9) / max(ref, 1e-9)
     return ratio > factor or ratio < 1 / factor
 
 

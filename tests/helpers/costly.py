@@ -10,18 +10,3 @@ def busy(seconds):
         pass
     return seconds
 
-
-class Model:
-    """A model whose ``predict`` costs in proportion to its state (``size`` floats summed)."""
-
-    def __init__(self, size):
-        import numpy as np
-
-        self.weights = np.ones(size)
-
-    def predict(self, x):
-        return float(self.weights.sum()) + x
-
-
-def scale(weights, x):
-    return float(weights.sum()) * x

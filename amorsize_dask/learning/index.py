@@ -1,0 +1,106 @@
+"""The learner's in-memory index of one (fingerprint, workload): numpy rows, not dicts.
+
+A :class:`Group` holds what the model needs of each observed run in one packed numpy row
+(~70 bytes), keeps at most ``capacity`` of the newest, and tracks whether the workload has
+*drifted* (its newest model-planned run measured a cost per item its predecessors did
+not) from the newest few item seconds per engine and worker count, so that adding a run
+costs O(1).
+
+>>> from amorsize_dask.learning.model import Observation
+>>> g = Group(capacity=64)
+>>> g.add(Observation("w", 400, 1e-6, "serial", 1, 400, 4e-4, 1.0, "sample"))
+>>> g.add(Observation("w", 400, 3e-3, "serial", 1, 400, 1.2, 2.0, "model"))
+>>> len(g), g.drifted, g.observations()[1].item_seconds
+(2, True, 0.003)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import model
+
+ENGINES = ("serial", "threads", "processes", "dask")
+SOURCES = ("sample", "model", "explore", "default", "user")
+ROW = np.dtype([
+    ("n_items", "i8"), ("item_seconds", "f8"), ("engine", "i1"), ("n_workers", "i4"),
+    ("chunksize", "i8"), ("run_seconds", "f8"), ("time", "f8"), ("source", "i1"),
+    ("bytes_per_item", "f8"), ("cpu_ratio", "f8"), ("predicted_seconds", "f8"),
+])
+_ENGINE_CODE = {name: i for i, name in enumerate(ENGINES)}
+_SOURCE_CODE = {name: i for i, name in enumerate(SOURCES)}
+
+
+def _nan(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _none(value: float) -> float | None:
+    return None if value != value else float(value)
+
+
+class Group:
+    """The observed runs of one workload on one fingerprint, newest ``capacity`` kept."""
+
+    __slots__ = ("rows", "n", "capacity", "recent", "drifted", "features", "_cache")
+
+    def __init__(self, capacity: int):
+        self.rows = np.empty(4, ROW)
+        self.n = 0
+        self.capacity = max(4, int(capacity))
+        self.recent: dict[str, list[float]] = {}  # "engine/workers" ("" any) -> newest item seconds
+        self.drifted = False
+        self.features: dict | None = None  # the newest sampled run's features
+        self._cache: list[model.Observation] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def add(self, obs: model.Observation) -> None:
+        """Index one observed run (drift first: it compares with the runs before it)."""
+        if obs.source == "sample":
+            self.drifted = False  # the cost model decided on fresh figures
+        config = f"{obs.engine}/{obs.n_workers}"
+        if obs.source in ("model", "explore") and model.drift_from(
+                self.recent.get(config, []), self.recent.get("", []), obs.item_seconds):
+            self.drifted = True
+        for key in (config, ""):
+            newest = self.recent.setdefault(key, [])
+            newest.append(obs.item_seconds)
+            del newest[:-model.REFERENCE_RUNS]
+        if self.n == len(self.rows):
+            self._grow()
+        self.rows[self.n] = (obs.n_items, obs.item_seconds, _ENGINE_CODE[obs.engine], obs.n_workers,
+                             obs.chunksize, obs.run_seconds, obs.time, _SOURCE_CODE[obs.source],
+                             _nan(obs.bytes_per_item), _nan(obs.cpu_ratio), _nan(obs.predicted_seconds))
+        self.n += 1
+        self._cache = None
+
+    def _grow(self) -> None:
+        """Double the rows, or past ``capacity`` drop the older half (by time)."""
+        if self.n >= self.capacity:
+            rows = self.rows[: self.n]
+            keep = np.sort(np.argsort(rows["time"], kind="stable")[self.n - self.capacity // 2:])
+            self.rows = np.concatenate([rows[keep], np.empty(self.capacity - len(keep), ROW)])
+            self.n = len(keep)
+            return
+        rows = np.empty(min(2 * len(self.rows), self.capacity), ROW)
+        rows[: self.n] = self.rows[: self.n]
+        self.rows = rows
+
+    def observations(self, workload: str = "") -> list[model.Observation]:
+        """The observed runs, oldest first (built once per change)."""
+        if self._cache is None:
+            rows = self.rows[: self.n]
+            rows = rows[np.argsort(rows["time"], kind="stable")]
+            self._cache = [
+                model.Observation(workload, int(r[0]), float(r[1]), ENGINES[r[2]], int(r[3]), int(r[4]),
+                                  float(r[5]), float(r[6]), SOURCES[r[7]], _none(r[8]), _none(r[9]), _none(r[10]))
+                for r in rows.tolist()
+            ]
+        return self._cache
+
+    def nbytes(self) -> int:
+        return self.rows.nbytes

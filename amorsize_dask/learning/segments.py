@@ -1,0 +1,88 @@
+"""Reading one segment file of the training directory: whole lines, in bounded blocks.
+
+A :class:`Segment` remembers how far its file was read, so reading it again costs only
+the bytes appended since; a torn last line is left for later, an over-long one skipped.
+
+>>> import os, tempfile
+>>> from amorsize_dask.learning.records import encode_line, make_record
+>>> rec = make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16,
+...                   function="f", features={"n_items": 1}, engine="serial", n_workers=1,
+...                   chunksize=1, source="default", wall_seconds=0.5, compute_seconds=0.4)
+>>> with tempfile.TemporaryFile() as f:
+...     _ = f.write(encode_line(rec) + b'{"torn')
+...     f.flush()
+...     seg = Segment(0)
+...     n = seg.read(f.fileno(), os.fstat(f.fileno()).st_size, 65536)
+...     len(seg.records), seg.torn
+(1, True)
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+
+from amorsize_dask.learning.records import FutureSchemaError, NotJSONError, RecordError, decode_line
+
+# Bytes per read(): memory stays below this plus max-line-bytes whatever a file holds.
+_BLOCK = 1 << 20
+
+
+class Segment:
+    """Reader state of one segment file: what has been consumed, and what it held."""
+
+    __slots__ = ("ino", "mtime", "size", "offset", "scan", "long_line", "records", "skipped")
+
+    def __init__(self, ino: int):
+        self.ino, self.mtime = ino, 0.0
+        self.size = 0            # bytes of the file seen so far
+        self.offset = 0          # end of the last complete line consumed
+        self.scan = 0            # where scanning resumes inside an over-long line
+        self.long_line = False   # the line at ``offset`` is known to be too long
+        self.records: list[dict] = []
+        self.skipped: collections.Counter = collections.Counter()
+
+    @property
+    def torn(self) -> bool:
+        return self.size > self.offset
+
+    def read(self, fd: int, size: int, max_line: int) -> int:
+        """Consume the complete lines up to ``size``, in bounded blocks; bytes read."""
+        pos, long_line = self.offset, self.long_line
+        at = first = self.scan if long_line else pos
+        pending = bytearray()                 # head of the current line, <= max_line
+        os.lseek(fd, at, os.SEEK_SET)
+        while at < size:
+            data = os.read(fd, min(_BLOCK, size - at))
+            if not data:
+                break                         # truncated meanwhile
+            base, at, start = at, at + len(data), 0
+            while (nl := data.find(b"\n", start)) >= 0:
+                if long_line or len(pending) + nl - start > max_line:
+                    self.skipped["too-long"] += 1
+                    long_line = False
+                elif pending:
+                    self._add(bytes(pending + data[start:nl]))
+                else:
+                    self._add(data[start:nl])
+                pending.clear()
+                start = nl + 1
+                pos = base + start
+            if not long_line:
+                if len(pending) + len(data) - start > max_line:
+                    long_line = True
+                    pending.clear()
+                else:
+                    pending += data[start:]
+        self.offset, self.long_line, self.scan, self.size = pos, long_line, at, at
+        return at - first
+
+    def _add(self, line: bytes) -> None:
+        try:
+            self.records.append(decode_line(line))
+        except NotJSONError:
+            self.skipped["not-json"] += 1
+        except FutureSchemaError:
+            self.skipped["future-schema"] += 1
+        except RecordError:
+            self.skipped["invalid"] += 1
