@@ -57,21 +57,23 @@ class Learner:
             return
         records.sort(key=lambda r: r["time"])
         with self._lock:
-            for rec in records:
-                self._index(rec)
+            touched = {self._index(rec) for rec in records}
+            for group in touched - {None}:
+                group.flush()  # rows in numpy now: no tuple per record stays behind
 
-    def _index(self, rec: dict) -> None:
-        obs = model.Observation.from_record(rec)
-        if obs is None:
-            return
+    def _index(self, rec: dict) -> Group | None:
+        fields = model.fields_of_record(rec)
+        if fields is None:
+            return None
         key = (rec["fingerprint"], rec["workload"])
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = Group(2 * max(config.get("store.keep-per-workload"), MIN_KEPT))
-        group.add(obs)
+        group.add(fields)
         self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
         if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
             group.features = rec["features"]
+        return group
 
     def nbytes(self) -> int:
         """Bytes of the index's rows (what the model keeps per record; not the dicts)."""

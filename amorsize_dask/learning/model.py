@@ -86,34 +86,32 @@ class Observation:
 
     @classmethod
     def from_record(cls, rec: dict) -> "Observation | None":
-        features = rec["features"]
-        n = int(features.get("n_items", 0))
-        if n <= 0:
-            return None
-        plan = rec["plan"]
-        # Items computed while sampling ran before the plan did: rate the plan on the rest.
-        n_run = n - int(features.get("n_sampled", 0))
-        run_seconds = rec["wall_seconds"] - float(features.get("planning_seconds", 0.0))
-        if n_run <= 0:
-            return None
-        nbytes = None
-        if "bytes_in" in features and "bytes_out" in features:
-            nbytes = float(features["bytes_in"]) + float(features["bytes_out"])
-        cpu = features.get("cpu_ratio")
-        return cls(
-            workload=rec["workload"],
-            n_items=n,
-            item_seconds=rec["compute_seconds"] / n,
-            engine=plan["engine"],
-            n_workers=plan["n_workers"],
-            chunksize=plan["chunksize"],
-            run_seconds=max(run_seconds, 1e-9) * n / n_run,
-            time=rec["time"],
-            source=plan["source"],
-            bytes_per_item=nbytes,
-            cpu_ratio=None if cpu is None else float(cpu),
-            predicted_seconds=rec.get("predicted_seconds"),
-        )
+        values = fields_of_record(rec)
+        return None if values is None else cls(*values)
+
+
+def fields_of_record(rec: dict) -> tuple | None:
+    """The :class:`Observation` fields of a record, in order (None: nothing to learn from).
+
+    A plain tuple, so that an index can keep it without building an object per record.
+    """
+    features = rec["features"]
+    n = int(features.get("n_items", 0))
+    if n <= 0:
+        return None
+    plan = rec["plan"]
+    # Items computed while sampling ran before the plan did: rate the plan on the rest.
+    n_run = n - int(features.get("n_sampled", 0))
+    run_seconds = rec["wall_seconds"] - float(features.get("planning_seconds", 0.0))
+    if n_run <= 0:
+        return None
+    nbytes = None
+    if "bytes_in" in features and "bytes_out" in features:
+        nbytes = float(features["bytes_in"]) + float(features["bytes_out"])
+    cpu = features.get("cpu_ratio")
+    return (rec["workload"], n, rec["compute_seconds"] / n, plan["engine"], plan["n_workers"], plan["chunksize"],
+            max(run_seconds, 1e-9) * n / n_run, rec["time"], plan["source"], nbytes,
+            None if cpu is None else float(cpu), rec.get("predicted_seconds"))
 
 
 @dataclass(frozen=True)
