@@ -1,6 +1,7 @@
 """The training directory at scale: incremental reads, a compact index, bounded growth."""
 
 import gc
+import os
 import tracemalloc
 
 import dask
@@ -91,3 +92,45 @@ def test_no_budget_means_no_automatic_pruning(tmp_path):
         for i in range(20):
             store.append(rec(i))
     assert len(store) == 20
+
+
+def test_a_new_learner_resumes_from_this_host_s_snapshot(tmp_path):
+    from amorsize_dask.learning import snapshot
+
+    n = snapshot.EVERY_RECORDS + 10
+    seg = plant(tmp_path, "other-1-00000000.jsonl", b"".join(
+        encode_line(_with_id(i + 1, workload=f"{i % 5:016x}")) for i in range(n)))
+    first = Learner(tmp_path)
+    first.refresh()
+    assert snapshot.path_for(tmp_path).exists()      # many records indexed: a snapshot written
+    group = (FP, f"{1:016x}")
+    expected = first.observations(*group)
+
+    second = Learner(tmp_path)
+    assert second.observations(*group) == expected
+    assert second.store._bytes_read == 0              # nothing parsed: resumed from the snapshot
+    TrainingStore(tmp_path).append(rec(9_999_999, workload=f"{1:016x}"))
+    assert len(second.observations(*group)) == len(expected) + 1
+    assert second.store._bytes_read < 1000            # the foreign line only
+
+    snapshot.path_for(tmp_path).write_bytes(b"garbage")   # damaged: ignored, the directory is read
+    third = Learner(tmp_path)
+    assert len(third.observations(*group)) == len(expected) + 1
+    assert third.store._bytes_read >= seg.stat().st_size
+
+
+def test_a_snapshot_survives_compaction_without_duplicates(tmp_path):
+    from amorsize_dask.learning import snapshot
+
+    n = snapshot.EVERY_RECORDS + 10
+    segs = [plant(tmp_path, f"other-{w}-00000000.jsonl", b"".join(
+        encode_line(_with_id(i + 1)) for i in range(w, n, 2))) for w in range(2)]
+    first = Learner(tmp_path)
+    expected = first.observations(FP, WL)
+    for seg in segs:
+        os.utime(seg, (1, 1))                         # their writers went quiet long ago
+    assert TrainingStore(tmp_path).prune(keep_per_workload=100_000) == 0  # compacted, nothing dropped
+    assert not any(seg.exists() for seg in segs)
+    again = Learner(tmp_path)
+    assert again.observations(FP, WL) == expected     # the same records, none twice
+    assert again.store._bytes_read > 0                # the compacted segment was read (ids known)

@@ -3,7 +3,8 @@
 For N records (the library's own record lines: 10 fingerprints × 10 workloads, written
 as four other processes' segments) it measures, in this process:
 
-- first load: a new learner indexing the whole directory (what a new process pays once);
+- first load: a new learner indexing the whole directory (what the first process on a
+  host pays once), and a new learner resuming from the snapshot that one left behind;
 - refresh after one foreign append, and after 1,000 (another writer's new lines only);
 - a warm prediction over the loaded index;
 - memory per record kept by the learner (tracemalloc, a second load);
@@ -24,6 +25,7 @@ import tracemalloc
 
 import dask
 
+from ..learning import snapshot
 from ..learning.learner import Learner
 from ..learning.records import encode_line, make_record
 from ..learning.store import SEGMENTS, TrainingStore
@@ -95,6 +97,7 @@ def store_figures(n: int, out=print) -> dict:
         written = write_directory(d, n)
         learner = Learner(d)
         figures["first load s"], _ = _timed(learner.refresh)
+        figures["first load, this host's snapshot present, s"], _ = _timed(Learner(d).refresh)
         write_directory(d, 1, start=n, writers=1)
         figures["refresh, 1 foreign record, ms"] = _timed(learner.refresh)[0] * 1e3
         write_directory(d, 1000, start=n + 1, writers=1)
@@ -104,6 +107,7 @@ def store_figures(n: int, out=print) -> dict:
         figures["warm prediction ms"] = _timed(lambda: learner.predict(fp, wl, 1000, cores=2, explore=False))[0] * 1e3
         del learner
         gc.collect()
+        snapshot.path_for(d).unlink(missing_ok=True)  # memory of a load that parsed every record
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
@@ -123,8 +127,10 @@ def store_figures(n: int, out=print) -> dict:
         size = sum(e.stat().st_size for e in os.scandir(os.path.join(d, SEGMENTS)))
         with dask.config.set({"amorsize.store.max-bytes": size // 2}):
             writer = TrainingStore(d)
-            figures["auto-prune: append past max-bytes s"], _ = _timed(lambda: writer.append(_record(n + 2000, random.Random(1))))
+            figures["auto-prune: append past max-bytes s"], _ = _timed(
+                lambda: writer.append(_record(n + 2000, random.Random(1))))
         after = sum(e.stat().st_size for e in os.scandir(os.path.join(d, SEGMENTS)))
+        snapshot.path_for(d).unlink(missing_ok=True)  # the host's cache keeps nothing of a temp dir
         figures["auto-prune: MiB before -> after"] = f"{size / 2**20:.2f} -> {after / 2**20:.2f}"
         figures["auto-prune: bytes before, after"] = (size, after)
     rows = [[name, value if isinstance(value, str) else f"{value:,.3g}" if isinstance(value, float) else f"{value:,}"]

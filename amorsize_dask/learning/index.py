@@ -69,7 +69,7 @@ class Group:
             self.drifted = False  # the cost model decided on fresh figures
         config = f"{engine}/{workers}"
         if source in ("model", "explore") and model.drift_from(
-                self.recent.get(config, []), self.recent.get("", []), item_seconds):
+                self.recent.get(config, []), self.recent.get("", []), item_seconds, n_items):
             self.drifted = True
         for key in (config, ""):
             newest = self.recent.setdefault(key, [])
@@ -119,6 +119,31 @@ class Group:
                 for r in rows.tolist()
             ]
         return self._cache
+
+    def state(self) -> dict:
+        """Everything but the rows, as JSON values (for a snapshot of the index)."""
+        self.flush()
+        return {"recent": self.recent, "drifted": self.drifted, "features": self.features}
+
+    @classmethod
+    def from_state(cls, state: dict, rows: np.ndarray, capacity: int) -> "Group":
+        """The group of :meth:`state` and its rows (the newest ``capacity``).
+
+        >>> g = Group(8)
+        >>> g.add(("w", 10, 1e-3, "serial", 1, 10, 0.01, 1.0, "sample", None, None, None))
+        >>> again = Group.from_state(g.state(), g.rows[: g.n], 8)
+        >>> again.observations() == g.observations(), again.recent
+        (True, {'serial/1': [0.001], '': [0.001]})
+        """
+        group = cls(capacity)
+        group.recent = {str(k): [float(x) for x in v][-model.REFERENCE_RUNS:] for k, v in state["recent"].items()}
+        group.drifted = bool(state["drifted"])
+        group.features = state["features"] if isinstance(state["features"], dict) else None
+        rows = rows[np.argsort(rows["time"], kind="stable")][-group.capacity:]
+        group.rows = np.empty(max(4, len(rows)), ROW)
+        group.rows[: len(rows)] = rows
+        group.n = len(rows)
+        return group
 
     def nbytes(self) -> int:
         self.flush()

@@ -22,7 +22,7 @@ import os
 import threading
 
 from .. import config
-from . import model
+from . import model, snapshot
 from .index import Group
 from .records import RecordError, make_record
 from .store import TrainingStore
@@ -49,9 +49,20 @@ class Learner:
         self._groups: dict[tuple[str, str], Group] = {}
         self._fields: dict[str, dict] = {}
         self._pid = os.getpid()
+        self._resumed = False  # the host's snapshot of the index was tried
+        self._since_snapshot = 0
 
     def refresh(self) -> None:
-        """Index records other processes wrote since the last call (cheap when none did)."""
+        """Index records other processes wrote since the last call (cheap when none did).
+
+        The first refresh resumes from this host's snapshot of the index when there is one
+        (:mod:`amorsize_dask.learning.snapshot`); a refresh that indexed many records
+        writes a new one.
+        """
+        if not self._resumed:
+            with self._lock:
+                if not self._resumed:
+                    self._resumed = snapshot.load(self) or True
         records = self.store.read_new()
         if not records:
             return
@@ -60,6 +71,20 @@ class Learner:
             touched = {self._index(rec) for rec in records}
             for group in touched - {None}:
                 group.flush()  # rows in numpy now: no tuple per record stays behind
+            self._since_snapshot += len(records)
+            if snapshot.due(self._since_snapshot, self.store.n_seen):
+                self._since_snapshot = 0
+                snapshot.save(self)
+
+    def group_capacity(self) -> int:
+        return 2 * max(config.get("store.keep-per-workload"), MIN_KEPT)
+
+    def index_state(self) -> tuple[list, dict]:
+        """The index: [((fingerprint, workload), group)], {fingerprint: fields} (for a snapshot)."""
+        return list(self._groups.items()), dict(self._fields)
+
+    def restore_index(self, groups: dict, fields: dict) -> None:
+        self._groups, self._fields = groups, fields
 
     def _index(self, rec: dict) -> Group | None:
         fields = model.fields_of_record(rec)
@@ -68,7 +93,7 @@ class Learner:
         key = (rec["fingerprint"], rec["workload"])
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = Group(2 * max(config.get("store.keep-per-workload"), MIN_KEPT))
+            group = self._groups[key] = Group(self.group_capacity())
         group.add(fields)
         self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
         if "bytes_in" in rec["features"]:  # sampled: the full set of measured features

@@ -192,6 +192,13 @@ def feature_distance(o: Observation, ref: Reference) -> float:
             + _log_gap(o.cpu_ratio, ref.cpu_ratio, 1e-3))
 
 
+# Runs whose compute time, measured and expected, is below this are not worth re-planning:
+# below 0.2 s of serial work the planner keeps serial without even measuring the parallel
+# overheads (planning.planner.CALIBRATE_ABOVE_SECONDS, bench: calibrate), and the noise of
+# such short runs is larger (file I/O items under load read 3x apart, session 13).
+DRIFT_MIN_SECONDS = 0.2
+
+
 def drifted(before: list[Observation], new: Observation) -> bool:
     """Did ``new`` measure a cost per item its predecessors (oldest first) did not?
 
@@ -201,16 +208,18 @@ def drifted(before: list[Observation], new: Observation) -> bool:
 
     >>> drifted([_example(1e-6)], _example(3e-3)), drifted([_example(1e-3)], _example(1.5e-3))
     (True, False)
+    >>> drifted([_example(1e-6)], _example(1e-4))  # 100 x 0.1 ms: too short to re-plan
+    False
     """
     same = [o.item_seconds for o in before if (o.engine, o.n_workers) == (new.engine, new.n_workers)]
     same = same[-REFERENCE_RUNS:]
-    return drift_from(same, [o.item_seconds for o in before[-REFERENCE_RUNS:]], new.item_seconds)
+    return drift_from(same, [o.item_seconds for o in before[-REFERENCE_RUNS:]], new.item_seconds, new.n_items)
 
 
-def drift_from(same_engine: list[float], any_engine: list[float], item_seconds: float) -> bool:
+def drift_from(same_engine: list[float], any_engine: list[float], item_seconds: float, n_items: int) -> bool:
     """:func:`drifted`, from the newest item seconds of the same engine and workers, and of any."""
     ref = _recent_median(same_engine or any_engine)
-    if ref is None:
+    if ref is None or n_items * max(ref, item_seconds) < DRIFT_MIN_SECONDS:
         return False
     factor = SAME_ENGINE_NOISE_FACTOR if same_engine else NOISE_FACTOR
     ratio = max(item_seconds, 1e-9) / max(ref, 1e-9)

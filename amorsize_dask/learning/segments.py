@@ -46,6 +46,23 @@ class Segment:
     def torn(self) -> bool:
         return self.size > self.offset
 
+    def state(self) -> list:
+        """How far the file was read, as JSON values (for a snapshot of the reader)."""
+        return [self.ino, self.size, self.offset, self.scan, self.long_line, dict(self.skipped)]
+
+    @classmethod
+    def from_state(cls, state: list) -> "Segment":
+        """The reader of :meth:`state`, without its records (they were handed out).
+
+        >>> Segment.from_state(Segment(7).state()).state()
+        [7, 0, 0, 0, False, {}]
+        """
+        ino, size, offset, scan, long_line, skipped = state
+        seg = cls(int(ino))
+        seg.size, seg.offset, seg.scan, seg.long_line = int(size), int(offset), int(scan), bool(long_line)
+        seg.skipped.update({str(k): int(v) for k, v in skipped.items()})
+        return seg
+
     def read(self, fd: int, size: int, max_line: int) -> int:
         """Consume the complete lines up to ``size``, in bounded blocks; bytes read."""
         pos, long_line = self.offset, self.long_line

@@ -334,6 +334,25 @@ class TrainingStore:
             fresh, self._fresh = self._fresh, []
             return fresh
 
+    @property
+    def n_seen(self) -> int:
+        """Records a compact store has handed out (or appended) so far."""
+        return len(self._seen)
+
+    def reader_state(self) -> tuple[dict, list[int]]:
+        """A compact store's reading state: {segment: how far it was read}, the ids seen."""
+        with self._locked():
+            return ({name: seg.state() for name, seg in self._segments.items()},
+                    [key for key in self._seen if type(key) is int])
+
+    def restore_reader_state(self, segments: dict, ids) -> None:
+        """Resume a compact store from :meth:`reader_state` (records before it are not
+        handed out again; a segment replaced or truncated since is read from its start)."""
+        with self._locked():
+            self._segments = {str(name): Segment.from_state(state) for name, state in segments.items()}
+            self._seen = set(ids)
+            self._fresh = []
+
     def _take(self, seg: Segment) -> None:
         """Compact: move ``seg``'s newly read records to the fresh ones, once per id."""
         seen, fresh = self._seen, self._fresh
