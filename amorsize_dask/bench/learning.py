@@ -26,7 +26,6 @@ from ..engines import shared_engine
 from ..learning.learner import Learner, get_learner
 from ..mapping import plan as make_plan
 from ..mapping import run_map
-from ..learning.records import make_record
 from ..target.target import Target
 from .local import Oracle, calibrate
 from .timing import format_table, geometric_mean

@@ -105,7 +105,7 @@ def store_figures(n: int, out=print) -> dict:
         fp, wl = f"{1:016x}", f"{1:016x}"
         learner.predict(fp, wl, 1000, cores=2, explore=False)
         figures["warm prediction ms"] = _timed(lambda: learner.predict(fp, wl, 1000, cores=2, explore=False))[0] * 1e3
-        del learner
+        learner = None  # its memory is not what the next figure measures
         gc.collect()
         snapshot.path_for(d).unlink(missing_ok=True)  # memory of a load that parsed every record
         tracemalloc.start()

@@ -1,4 +1,4 @@
-"""Reading one segment file of the training directory: whole lines, in bounded blocks.
+"""Segment files of the training directory: their names, and reading one in bounded blocks.
 
 A :class:`Segment` remembers how far its file was read, so reading it again costs only
 the bytes appended since; a torn last line is left for later, an over-long one skipped.
@@ -21,11 +21,36 @@ from __future__ import annotations
 
 import collections
 import os
+import re
+import secrets
+import socket
+import stat
 
 from amorsize_dask.learning.records import FutureSchemaError, NotJSONError, RecordError, decode_line
 
 # Bytes per read(): memory stays below this plus max-line-bytes whatever a file holds.
 _BLOCK = 1 << 20
+O_COMMON = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))
+# O_NOFOLLOW: never follow a symlink; O_NONBLOCK: never hang on a FIFO.
+O_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | O_COMMON
+
+
+def hostname() -> str:
+    """This host's name reduced to ``[A-Za-z0-9_-]``, at most 32 chars."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32] or "host"
+
+
+def new_segment_name() -> str:
+    return f"{hostname()}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+
+
+def real_directory(path) -> bool:
+    """A directory itself, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 class Segment:

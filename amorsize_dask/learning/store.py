@@ -28,9 +28,7 @@ import json
 import logging
 import os
 import pathlib
-import re
 import secrets
-import socket
 import stat
 import threading
 import time
@@ -41,7 +39,10 @@ import dask.utils
 
 from amorsize_dask import config
 from amorsize_dask.learning.records import RecordError, encode_line, validate_record
-from amorsize_dask.learning.segments import Segment
+from amorsize_dask.learning.compaction import (newest_within, remove_if_unchanged, segment_bytes,
+                                               write_segments)
+from amorsize_dask.learning.segments import (O_COMMON, O_READ, Segment, hostname, new_segment_name,
+                                             real_directory)
 
 logger = logging.getLogger("amorsize_dask")
 
@@ -53,29 +54,8 @@ BUDGET_CHECKS = 16
 # Errors a fresh segment would hit too: retrying would only leave empty files behind.
 _NO_RETRY = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS,
              errno.EACCES, errno.EPERM}
-_O_COMMON = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-             | getattr(os, "O_BINARY", 0))
-# O_NOFOLLOW: never follow a symlink; O_NONBLOCK: never hang on a FIFO.
-_O_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _O_COMMON
 # Names of the segments this process's stores have open for appending.
 _OPEN_SEGMENTS: set[str] = set()
-
-
-def _hostname() -> str:
-    """This host's name reduced to ``[A-Za-z0-9_-]``, at most 32 chars."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32] or "host"
-
-
-def _new_segment_name() -> str:
-    return f"{_hostname()}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-
-
-def _real_directory(path) -> bool:
-    """A directory itself, not a symlink to one."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _bytes_setting(key: str) -> int:
@@ -87,22 +67,6 @@ def _bytes_setting(key: str) -> int:
             f"dask config amorsize.{key}={value!r} is not a size in bytes; use an integer or a "
             f"string such as '64 MiB' (see amorsize-schema.yaml)"
         ) from exc
-
-
-def _segment_bytes(seg_dir: pathlib.Path) -> int:
-    """Bytes in the segment files of ``seg_dir`` (0 when it cannot be listed)."""
-    total = 0
-    try:
-        with os.scandir(seg_dir) as it:
-            for entry in it:
-                if entry.name.endswith(".jsonl") and not entry.name.startswith("."):
-                    try:
-                        total += entry.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        pass
-    except OSError:
-        return 0
-    return total
 
 
 def _seen_key(record: dict) -> Any:
@@ -255,11 +219,11 @@ class TrainingStore:
         """
         seg_dir = self.path / SEGMENTS
         os.makedirs(seg_dir, exist_ok=True)
-        if not _real_directory(seg_dir):
+        if not real_directory(seg_dir):
             raise OSError(errno.ELOOP, "not a real directory (a symlink?): refusing to write through it",
                           str(seg_dir))
-        path = seg_dir / _new_segment_name()
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | _O_COMMON
+        path = seg_dir / new_segment_name()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | O_COMMON
         fd = os.open(path, flags, 0o666)      # mode: 0o666 minus the umask
         self._seg_path = path
         _OPEN_SEGMENTS.add(path.name)
@@ -369,7 +333,7 @@ class TrainingStore:
         present: dict[str, Segment] = {}
         skips: collections.Counter = collections.Counter()
         seg_dir = self.path / SEGMENTS
-        if os.path.lexists(seg_dir) and not _real_directory(seg_dir):
+        if os.path.lexists(seg_dir) and not real_directory(seg_dir):
             skips["not-regular-file"] += 1    # a symlinked segments/ is never followed
             entries = []
         else:
@@ -415,7 +379,7 @@ class TrainingStore:
             self._merge()
 
     def _read_segment(self, path: str, seg: Segment | None, max_line: int) -> Segment:
-        fd = os.open(path, _O_READ)
+        fd = os.open(path, O_READ)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -470,7 +434,7 @@ class TrainingStore:
         with self._locked():
             self._close_writer()              # later appends go to a fresh segment
             self._refresh()
-            if not _real_directory(self.path / SEGMENTS):
+            if not real_directory(self.path / SEGMENTS):
                 return 0                      # nothing of ours to compact (or a symlink)
             groups: dict[tuple, list] = collections.defaultdict(list)
             for rec in self._merged:          # deduplicated, oldest first
@@ -491,26 +455,14 @@ class TrainingStore:
                 else:
                     dropped.add(key)
             if max_bytes is not None:
-                out = self._newest_within(out, max_bytes - sum(
-                    s.size for n, s in self._segments.items() if n not in removable), dropped)
+                out = newest_within(out, max_bytes - sum(
+                    s.size for n, s in self._segments.items() if n not in removable), dropped, _identity)
             if not dropped and len(removable) <= 1:
                 return 0
             self._write_compacted(out)
             self._remove_if_unchanged(removable)
             self._refresh()
             return len(dropped - {_identity(r) for r in self._merged})
-
-    @staticmethod
-    def _newest_within(records: list[dict], n_bytes: int, dropped: set) -> list[dict]:
-        """The newest of ``records`` (oldest first) whose lines fit in ``n_bytes``."""
-        total, start = 0, len(records)
-        while start > 0:
-            total += len(encode_line(records[start - 1]))
-            if total > n_bytes:
-                break
-            start -= 1
-        dropped.update(_identity(r) for r in records[:start])
-        return records[start:]
 
     def _keep_within_budget(self) -> None:
         """Past ``amorsize.store.max-bytes``, prune to half of it (no one needs to run
@@ -523,7 +475,7 @@ class TrainingStore:
         if self._checked and self._unchecked < budget // BUDGET_CHECKS:
             return
         self._checked, self._unchecked = True, 0
-        if _segment_bytes(self.path / SEGMENTS) <= budget:
+        if segment_bytes(self.path / SEGMENTS) <= budget:
             return
         try:
             removed = self.prune(max_bytes=budget // 2)
@@ -545,57 +497,13 @@ class TrainingStore:
             return False
         if now - seg.mtime >= self.settle_seconds:
             return True
-        own = name.startswith(f"{_hostname()}-{os.getpid()}-")
+        own = name.startswith(f"{hostname()}-{os.getpid()}-")
         return own and name not in _OPEN_SEGMENTS and not seg.torn
 
     def _write_compacted(self, records: list[dict]) -> None:
         """Write ``records`` as new segments of < max-segment-bytes / 2, atomically."""
-        seg_dir = self.path / SEGMENTS
-        limit = _bytes_setting("store.max-segment-bytes") // 2
-        chunks: list[list[bytes]] = [[]]
-        size = 0
-        for rec in records:
-            line = encode_line(rec)
-            if chunks[-1] and size + len(line) > limit:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(line)
-            size += len(line)
-        created: list[pathlib.Path] = []
-        try:
-            for lines in filter(None, chunks):
-                name = _new_segment_name()
-                tmp = seg_dir / f".{name}.tmp"   # not *.jsonl: readers ignore it
-                created.append(tmp)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_COMMON, 0o666)
-                try:
-                    data = memoryview(b"".join(lines))
-                    while data:
-                        data = data[os.write(fd, data):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, seg_dir / name)
-                created[-1] = seg_dir / name
-        except OSError:
-            for path in created:              # the originals are untouched: undo, report
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-            raise
+        write_segments(self.path / SEGMENTS, records, _bytes_setting("store.max-segment-bytes") // 2)
 
     def _remove_if_unchanged(self, names: list[str]) -> None:
         """Unlink segments still exactly as read; a grown one stays (ids deduplicate)."""
-        for name in names:
-            seg, path = self._segments[name], self.path / SEGMENTS / name
-            try:
-                fd = os.open(path, _O_READ)   # open + fstat: revalidates NFS attributes
-                try:
-                    st = os.fstat(fd)
-                finally:
-                    os.close(fd)
-                if stat.S_ISREG(st.st_mode) and (st.st_ino, st.st_size) == (seg.ino, seg.size):
-                    os.unlink(path)
-            except OSError:
-                pass                          # gone already, or not ours to remove
+        remove_if_unchanged(self.path / SEGMENTS, {name: self._segments[name] for name in names})
