@@ -134,3 +134,32 @@ def test_a_snapshot_survives_compaction_without_duplicates(tmp_path):
     again = Learner(tmp_path)
     assert again.observations(FP, WL) == expected     # the same records, none twice
     assert again.store._bytes_read > 0                # the compacted segment was read (ids known)
+
+
+def test_on_an_event_loop_the_automatic_prune_runs_off_it(tmp_path):
+    """The scheduler plugin appends on the event loop: pruning must not block it."""
+    import asyncio
+    import threading
+
+    budget = 40_000
+    store = TrainingStore(tmp_path, compact=True)
+    pruned_on = []
+    real_prune = store.prune
+
+    def prune(*args, **kwargs):
+        pruned_on.append(threading.current_thread())
+        return real_prune(*args, **kwargs)
+
+    store.prune = prune
+
+    async def appends():
+        for i in range(600):
+            assert store.append(rec(i, workload=f"{i % 7:016x}"))
+        return threading.current_thread()
+
+    with dask.config.set({"amorsize.store.max-bytes": budget}):
+        loop_thread = asyncio.run(appends())
+        if store._pruning is not None:
+            store._pruning.join(60)
+    assert pruned_on and loop_thread not in pruned_on
+    assert sum(p.stat().st_size for p in segment_files(tmp_path)) <= 2 * budget

@@ -173,7 +173,6 @@ class Learner:
         except RecordError as exc:
             logger.warning("amorsize_dask: run not recorded: %s", exc)
             return False
-        self.refresh()  # others' runs first: the index stays in time order
         with self._lock:
             written = self.store.append(rec)
             if written:

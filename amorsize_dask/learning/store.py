@@ -69,6 +69,17 @@ def _bytes_setting(key: str) -> int:
         ) from exc
 
 
+def _on_event_loop() -> bool:
+    """Is this thread running an asyncio event loop (which file I/O must not block)?"""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _seen_key(record: dict) -> Any:
     """:func:`_identity`, as an int when the record has an id (less memory per record)."""
     rid = record.get("id")
@@ -133,6 +144,7 @@ class TrainingStore:
         self._fresh: list[dict] = []          # compact: read, not handed out yet
         self._unchecked = 0                   # bytes appended since the size budget was checked
         self._checked = False
+        self._pruning: threading.Thread | None = None  # a prune off the event loop
 
     def __getstate__(self) -> dict:
         return {"path": self.path, "compact": self.compact}
@@ -467,14 +479,26 @@ class TrainingStore:
     def _keep_within_budget(self) -> None:
         """Past ``amorsize.store.max-bytes``, prune to half of it (no one needs to run
         ``prune``). Checked on the first append and then every 1/16 of the budget appended:
-        the directory listing costs a stat per segment, the prune a full read."""
+        the directory listing costs a stat per segment, the prune a full read. On a thread
+        running an event loop (the scheduler's plugin), both run on a thread of their own."""
         budget = config.get("store.max-bytes")
         if budget is None:
             return
         budget = _bytes_setting("store.max-bytes")
-        if self._checked and self._unchecked < budget // BUDGET_CHECKS:
-            return
-        self._checked, self._unchecked = True, 0
+        with self._locked():
+            if self._checked and self._unchecked < budget // BUDGET_CHECKS:
+                return
+            self._checked, self._unchecked = True, 0
+            if self._pruning is not None and self._pruning.is_alive():
+                return
+        if _on_event_loop():
+            self._pruning = threading.Thread(target=self._prune_past, args=(budget,), daemon=True,
+                                             name="amorsize-prune")
+            self._pruning.start()
+        else:
+            self._prune_past(budget)
+
+    def _prune_past(self, budget: int) -> None:
         if segment_bytes(self.path / SEGMENTS) <= budget:
             return
         try:
