@@ -59,10 +59,7 @@ class Learner:
         (:mod:`amorsize_dask.learning.snapshot`); a refresh that indexed many records
         writes a new one.
         """
-        if not self._resumed:
-            with self._lock:
-                if not self._resumed:
-                    self._resumed = snapshot.load(self) or True
+        self._resume()
         records = self.store.read_new()
         if not records:
             return
@@ -75,6 +72,14 @@ class Learner:
             if snapshot.due(self._since_snapshot, self.store.n_seen):
                 self._since_snapshot = 0
                 snapshot.save(self)
+
+    def _resume(self) -> None:
+        """Once: start from this host's snapshot of the index, if it has one."""
+        if not self._resumed:
+            with self._lock:
+                if not self._resumed:
+                    snapshot.load(self)
+                    self._resumed = True
 
     def group_capacity(self) -> int:
         return 2 * max(config.get("store.keep-per-workload"), MIN_KEPT)
@@ -173,6 +178,7 @@ class Learner:
         except RecordError as exc:
             logger.warning("amorsize_dask: run not recorded: %s", exc)
             return False
+        self._resume()  # before indexing: a snapshot loaded later would replace the index
         with self._lock:
             written = self.store.append(rec)
             if written:

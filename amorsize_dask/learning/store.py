@@ -6,6 +6,13 @@ except through an atomic rename in :meth:`TrainingStore.prune`. Readers merge al
 segments and skip (and count) whatever is torn, corrupt, oversized or from a newer
 schema. Nothing in the directory is ever unpickled, imported or executed.
 
+Readers remember per segment how far they read it: a refresh costs only the bytes
+appended since. A ``compact`` store (the learner's) keeps no records, only the ids it
+handed out (:meth:`TrainingStore.read_new`). Growth is bounded without anyone running
+``prune``: past ``amorsize.store.max-bytes`` a writer prunes the directory itself, by
+the same rules (settled segments only, compaction by atomic rename, removal only of
+segments unchanged since read).
+
 >>> import tempfile
 >>> from amorsize_dask.learning.records import make_record
 >>> rec = make_record(fingerprint="a1b2c3d4e5f6a7b8", fingerprint_fields={"cores": 2},
