@@ -289,3 +289,18 @@ def test_learner_marks_a_group_drifted_after_a_model_run_that_measured_another_c
     assert not learner.drifted(fp, wl)
     p = learner.predict(fp, wl, 400, cores=2, explore=False)
     assert p.engine == "processes"  # the cheap run is another regime: left out
+
+
+def test_neighbours_are_found_by_the_features_that_decide_the_cost():
+    """Many old runs of cheap items (serial fastest), then two of dear items: the dear
+    runs decide, though fewer and the same size; likewise for bytes per item."""
+    cheap = [model.Observation("w", 400, 1e-6, "serial", 1, 400, 4e-4, t, "sample", 20.0, 1.0) for t in range(6)]
+    dear = [model.Observation("w", 400, 3e-3, "serial", 1, 400, 1.2, 6.0, "model"),
+            model.Observation("w", 400, 3e-3, "processes", 2, 50, 0.7, 7.0, "sample", 20.0, 1.0)]
+    p = model.predict(cheap + dear, 400, cores=2, explore=False)
+    assert (p.engine, p.confidence >= 0.6) == ("processes", True)
+    assert p.n_observations == 2  # the cheap regime is another workload now: left out
+    small = [model.Observation("w", 400, 1e-4, "processes", 2, 50, 0.03, t, "sample", 20.0, 1.0) for t in range(6)]
+    big = [model.Observation("w", 400, 1e-4, "serial", 1, 400, 0.04, 6.0 + t, "sample", 2e6, 1.0) for t in range(2)]
+    p = model.predict(small + big, 400, cores=2, explore=False)
+    assert p.engine == "serial" and p.n_observations == 2  # 1 MB items now: processes runs left out
