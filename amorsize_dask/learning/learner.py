@@ -107,7 +107,8 @@ class Learner:
 
     def nbytes(self) -> int:
         """Bytes of the index's rows (what the model keeps per record; not the dicts)."""
-        return sum(g.nbytes() for g in self._groups.values())
+        with self._lock:
+            return sum(g.nbytes() for g in self._groups.values())
 
     def features(self, fingerprint: str, workload: str) -> dict | None:
         """The newest sampled features of this workload here (or None)."""
@@ -122,8 +123,9 @@ class Learner:
 
     def observations(self, fingerprint: str, workload: str) -> list[model.Observation]:
         self.refresh()
-        group = self._groups.get((fingerprint, workload))
-        return [] if group is None else list(group.observations(workload))
+        with self._lock:
+            group = self._groups.get((fingerprint, workload))
+            return [] if group is None else list(group.observations(workload))
 
     def predict(self, fingerprint: str, workload: str, n_items: int, *, cores: int, fields: dict | None = None,
                 explore: bool = True, engines: tuple[str, ...] = ("threads", "processes"),
@@ -148,18 +150,22 @@ class Learner:
             engines=engines,
             estimate=estimate,
         )
-        own = self._groups.get((fingerprint, workload))
-        if own is not None and own.drifted:
-            return None
+        with self._lock:  # another thread may be adding runs to these groups
+            own = self._groups.get((fingerprint, workload))
+            if own is not None and own.drifted:
+                return None
+            if own:
+                observations = own.observations(workload)
+            elif not fields:
+                return None
+            else:
+                borrowed = [
+                    (similarity(fields, self._fields.get(fp, {})), group.observations(workload))
+                    for (fp, wl), group in self._groups.items()
+                    if wl == workload and fp != fingerprint and len(group)
+                ]
         if own:
-            return model.predict(own.observations(workload), n_items, **kwargs)
-        if not fields:
-            return None
-        borrowed = [
-            (similarity(fields, self._fields.get(fp, {})), group.observations(workload))
-            for (fp, wl), group in list(self._groups.items())
-            if wl == workload and fp != fingerprint and len(group)
-        ]
+            return model.predict(observations, n_items, **kwargs)
         if not borrowed:
             return None
         sim, obs = max(borrowed, key=lambda pair: pair[0])
