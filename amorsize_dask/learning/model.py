@@ -54,12 +54,16 @@ NOISE_FACTOR = 5.0
 SAME_ENGINE_NOISE_FACTOR = 2.5
 _LOG_NOISE = math.log(NOISE_FACTOR)
 # Observations whose features are this far (log units beyond the noise) from the
-# workload's current figures describe another cost regime: they are left out.
+# workload's current figures describe another cost regime: they are left out. A design
+# choice, not a measurement: 10x beyond the noise is 50x in all, the whole span between
+# the bench families "tiny" (1 us) and "cpu-1ms" within one workload.
 FAR_LOG_DISTANCE = math.log(10.0)
 # The workload's current figures are the median of its newest runs' (one noisy run
 # does not move them; after a change, two runs do).
 REFERENCE_RUNS = 3
-# Evidence loses half its weight per this many newer runs of the workload.
+# Evidence loses half its weight per this many newer runs of the workload: twice the
+# default model.k, so that the k nearest runs of one configuration weigh alike while a
+# change a few dozen runs ago no longer does (a design choice, not a measurement).
 RECENCY_HALF_LIFE = 16
 # A configuration whose newest run measured this much slower than another's newest is not
 # chosen again until new runs say otherwise: beyond run-to-run noise of wall time (1.43x
