@@ -55,8 +55,9 @@ SAME_ENGINE_NOISE_FACTOR = 2.5
 _LOG_NOISE = math.log(NOISE_FACTOR)
 # Observations whose features are this far (log units beyond the noise) from the
 # workload's current figures describe another cost regime: they are left out. A design
-# choice, not a measurement: 10x beyond the noise is 50x in all, the whole span between
-# the bench families "tiny" (1 us) and "cpu-1ms" within one workload.
+# choice, not a measurement: 10x beyond the noise is 50x in all, a change (20 us -> 1 ms
+# items, say) that moves the best plan of the bench's item counts across the serial /
+# parallel line.
 FAR_LOG_DISTANCE = math.log(10.0)
 # The workload's current figures are the median of its newest runs' (one noisy run
 # does not move them; after a change, two runs do).
