@@ -168,3 +168,13 @@ def test_on_an_event_loop_the_automatic_prune_runs_off_it(tmp_path):
     assert threading.current_thread() in pruned_on
     line_bytes = len(encode_line(_with_id(699)))
     assert sum(p.stat().st_size for p in segment_files(tmp_path)) <= budget + budget // 16 + line_bytes
+
+
+def test_compact_reader_deduplicates_records_without_id_by_content(tmp_path):
+    from tests.test_store import line
+
+    plant(tmp_path, "a-1-00000000.jsonl", line(rec(1)) + line(rec(2)))
+    plant(tmp_path, "b-1-00000000.jsonl", line(rec(2)) + line(rec(3)))  # rec(2) copied, no id
+    reader = TrainingStore(tmp_path, compact=True)
+    assert sorted(r["features"]["n_items"] for r in reader.read_new()) == [1, 2, 3]
+    assert all(key < 0 for key in reader._seen)       # 8-byte hashes, not whole lines

@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -88,9 +89,12 @@ def _on_event_loop() -> bool:
 
 
 def _seen_key(record: dict) -> Any:
-    """:func:`_identity`, as an int when the record has an id (less memory per record)."""
+    """:func:`_identity` in 8 bytes: the id as an int, else a hash of the content (a
+    record without an id is rare: written by hand or by an old version)."""
     rid = record.get("id")
-    return int(rid, 16) if rid is not None else _identity(record)
+    if rid is not None:
+        return int(rid, 16)
+    return -int.from_bytes(hashlib.blake2b(_identity(record).encode(), digest_size=8).digest(), "big") - 1
 
 
 def _identity(record: dict) -> Any:
@@ -326,7 +330,7 @@ class TrainingStore:
         """A compact store's reading state: {segment: how far it was read}, the ids seen."""
         with self._locked():
             return ({name: seg.state() for name, seg in self._segments.items()},
-                    [key for key in self._seen if type(key) is int])
+                    [key for key in self._seen if key >= 0])
 
     def restore_reader_state(self, segments: dict, ids) -> None:
         """Resume a compact store from :meth:`reader_state` (records before it are not
