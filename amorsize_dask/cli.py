@@ -224,9 +224,12 @@ def prune(directory, keep):
 @click.option("--faults", "suite_name", flag_value="faults",
               help="Inject faults (dead workers, bad input, corrupt and hostile store content) and count "
                    "what survived and what was lost.")
+@click.option("--store", "store_records", type=click.IntRange(min=1), default=None, metavar="N",
+              help="The training directory with N records: first load, refresh after foreign appends, "
+                   "memory per record, prune (a few seconds for N=10000, minutes for 1,000,000).")
 @_plot_option("grouped bars per family (ours, oracle, Pool.map, joblib; log seconds)")
 @click.argument("families", nargs=-1, metavar="[FAMILY]...")
-def bench(quick, suite_name, plot_path, families):
+def bench(quick, suite_name, store_records, plot_path, families):
     """Benchmark: ours (cold) vs the oracle grid search vs Pool.map and joblib defaults.
 
     For each workload family, times amorsize_dask.map with no training data (sampling
@@ -235,13 +238,22 @@ def bench(quick, suite_name, plot_path, families):
     joblib.Parallel(n_jobs=-1), then prints a table with the ratio ours / oracle.
     Uses every core for a long time: do not run it next to other measurements.
 
-    FAMILY: tiny, cpu-1ms, heavy, skewed, payload, io-wait, numpy-nogil (default: all).
+    FAMILY: tiny, cpu-1ms, heavy, skewed, payload, io-wait, numpy-nogil (default: all);
+    with --learning also drift (the cost per item changes after the first run).
     """
-    unknown = [f for f in families if f not in _families_of(suite_name)]
+    if store_records is not None:
+        if suite_name or families or plot_path is not None:
+            raise click.BadParameter("--store N runs alone (no suite, family or --plot)", param_hint="--store")
+        from .bench.store import store_figures
+
+        store_figures(store_records, out=click.echo)
+        return
+    known = _families_of(suite_name)
+    unknown = [f for f in families if f not in known]
     if unknown:
         raise click.BadParameter(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} "
                                  f"{', '.join(map(repr, unknown))}; choose from "
-                                 f"{', '.join(_families_of(suite_name))}", param_hint="FAMILY")
+                                 f"{', '.join(known)}", param_hint="FAMILY")
     if plot_path is not None:
         if suite_name:
             raise click.BadParameter("--plot draws the default suite only", param_hint="--plot")
@@ -298,6 +310,8 @@ def _families_of(suite_name: str | None) -> tuple[str, ...]:
         from .bench.stream import FAMILIES
 
         return tuple(FAMILIES)
+    if suite_name == "learning":
+        return BENCH_FAMILIES + ("drift",)
     return BENCH_FAMILIES
 
 

@@ -42,7 +42,7 @@ def test_runs_after_the_first_are_planned_by_the_model_without_sampling(tmp_path
 def test_a_fixed_engine_learns_only_from_its_own_runs(tmp_path):
     plans = [run_map(spin, range(300), training_dir=tmp_path, engine="threads").plan for _ in range(3)]
     assert plans[0].source == "sample"
-    assert all(p.source == "model" and p.engine == "threads" for p in plans[1:])
+    assert all(p.source == "model" and p.engine == "threads" for p in plans[1:]), [p.explain() for p in plans]
     other = run_map(spin, range(300), training_dir=tmp_path, engine="processes").plan
     assert other.source == "sample" and other.engine == "processes"  # no processes run measured yet
     fixed = run_map(spin, range(300), training_dir=tmp_path, engine="threads", n_workers=2, chunksize=7).plan
@@ -166,3 +166,141 @@ def test_near_fingerprint_is_borrowed_at_lower_confidence(tmp_path):
     own = model.predict([_obs(500, "processes", 2, 50, 0.3)] * 4, 500, cores=2, explore=False)
     assert pred.confidence < own.confidence
     assert math.isfinite(pred.seconds)
+
+
+def test_cost_per_item_that_changes_between_runs_is_noticed_and_replanned(tmp_path):
+    """Cheap items (serial is right), then the same function on dear items: by the third
+    dear run the plan must be parallel — a model that measured a different cost than its
+    neighbours' re-samples instead of repeating the old plan."""
+    from tests.helpers.costly import busy
+
+    store = tmp_path / "store"
+    # The process pool started once (a cold start is not what this test is about).
+    run_map(abs, range(8), engine="processes", n_workers=2, chunksize=4, learn=False)
+    first = run_map(busy, [0.0] * 400, training_dir=store)
+    assert first.plan.engine == "serial"
+    plans = [run_map(busy, [0.003] * 400, training_dir=store).plan for _ in range(3)]
+    assert plans[-1].engine != "serial", [p.explain() for p in plans]
+    assert plans[1].source == "sample"  # the drifted run was noticed: sampled again
+
+
+HIDDEN_STATE_SCRIPT = '''
+import sys, time
+from amorsize_dask.mapping import run_map
+from amorsize_dask.target.workload import function_key
+
+class Spinner:
+    """Its cost is an int attribute: state no size signature can see."""
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def work(self, x):
+        end = time.perf_counter() + self.seconds
+        while time.perf_counter() < end:
+            pass
+        return x
+
+def main(store):
+    assert function_key(Spinner(0.0).work) == function_key(Spinner(0.003).work)
+    # The process pool started once (a cold start is not what this test is about).
+    run_map(abs, range(8), engine="processes", n_workers=2, chunksize=4, learn=False)
+    out = run_map(Spinner(0.0).work, range(400), training_dir=store)
+    print(out.plan.engine, out.plan.source)
+    for _ in range(3):
+        out = run_map(Spinner(0.003).work, range(400), training_dir=store)
+        assert out.results == list(range(400))
+        print(out.plan.engine, out.plan.source)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+'''
+
+
+def test_hidden_state_that_changes_the_cost_is_fixed_by_drift_detection(tmp_path):
+    """Same workload key, cost set by instance state: the script (run as __main__, class
+    defined in it) is re-planned within two runs of the dear state."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "hidden.py"
+    script.write_text(HIDDEN_STATE_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "store")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    plans = [line.split() for line in proc.stdout.splitlines()]
+    assert plans[0][0] == "serial"
+    assert plans[1] == ["serial", "model"]  # the old plan, measured: a different cost per item
+    assert plans[2][1] == "sample" and plans[2][0] != "serial"  # noticed: sampled, parallel
+    assert plans[3][0] != "serial"
+
+
+def test_a_plan_measured_clearly_slower_is_not_chosen_again():
+    """Five fast runs of A then one slow one: A's average still wins, but its newest run is
+    clearly slower than B's newest, so B is chosen (until new evidence)."""
+    a, b = ("processes", 2, 50), ("processes", 2, 100)
+    obs = [_obs(1000, *a, 0.5, t) for t in range(5)] + [_obs(1000, *b, 0.7, 5), _obs(1000, *a, 1.5, 6)]
+    old_rule = sum([0.5] * 5 + [1.5]) / 6
+    assert old_rule < 0.7  # averaging alone would repeat the regressed plan
+    p = model.predict(obs, 1000, cores=2, explore=False)
+    assert (p.engine, p.n_workers, p.chunksize) == b
+    # New evidence: A measured fast again, newest -> A may be chosen again.
+    p = model.predict(obs + [_obs(1000, *a, 0.5, 7)], 1000, cores=2, explore=False)
+    assert (p.engine, p.n_workers, p.chunksize) == a
+
+
+def test_exploration_stops_once_its_budget_is_spent():
+    """Explorations that cost more than explore_budget of the measured run time: no more."""
+    rng = random.Random(3)
+    base = [_obs(1000, "processes", 2, 50, 0.5, t) for t in range(10)]
+    cheap = model.Observation("w", 1000, 1e-3, "processes", 2, 25, 0.51, 10.0, "explore", predicted_seconds=0.5)
+    dear = model.Observation("w", 1000, 1e-3, "processes", 2, 100, 2.5, 10.0, "explore", predicted_seconds=0.5)
+
+    def explored(obs):
+        return sum(model.predict(obs, 1000, cores=2, explore=True, explore_probability=1.0, rng=rng,
+                                 explore_budget=0.05).explored for _ in range(50))
+
+    assert explored(base + [cheap]) > 0  # 0.01 s over 5.5 s spent: within budget
+    assert model.exploration_spent(base + [dear]) > 0.05
+    assert explored(base + [dear]) == 0
+
+
+def test_learner_marks_a_group_drifted_after_a_model_run_that_measured_another_cost(tmp_path):
+    learner = get_learner(tmp_path)
+    fp, wl = "a" * 16, "b" * 16
+
+    def record(source, compute, engine="serial"):
+        learner.record(fingerprint=fp, fingerprint_fields={"cores": 2}, workload=wl, function="f",
+                       features={"n_items": 400, "n_sampled": 0}, engine=engine, n_workers=1 if engine == "serial"
+                       else 2, chunksize=400 if engine == "serial" else 50, source=source,
+                       wall_seconds=max(compute, 1e-3), compute_seconds=compute)
+
+    record("sample", 0.0004)
+    assert learner.predict(fp, wl, 400, cores=2, explore=False).engine == "serial"
+    record("model", 0.00045)  # the same cost: no drift
+    assert not learner.drifted(fp, wl)
+    record("model", 1.2)  # 3000x dearer: the model's plan no longer describes the work
+    assert learner.drifted(fp, wl) and learner.predict(fp, wl, 400, cores=2) is None
+    # Another process (a fresh learner over the same directory) agrees.
+    from amorsize_dask.learning.learner import Learner
+
+    assert Learner(tmp_path).drifted(fp, wl)
+    record("sample", 0.6, engine="processes")  # sampled again: the cost model decided
+    assert not learner.drifted(fp, wl)
+    p = learner.predict(fp, wl, 400, cores=2, explore=False)
+    assert p.engine == "processes"  # the cheap run is another regime: left out
+
+
+def test_neighbours_are_found_by_the_features_that_decide_the_cost():
+    """Many old runs of cheap items (serial fastest), then two of dear items: the dear
+    runs decide, though fewer and the same size; likewise for bytes per item."""
+    cheap = [model.Observation("w", 400, 1e-6, "serial", 1, 400, 4e-4, t, "sample", 20.0, 1.0) for t in range(6)]
+    dear = [model.Observation("w", 400, 3e-3, "serial", 1, 400, 1.2, 6.0, "model"),
+            model.Observation("w", 400, 3e-3, "processes", 2, 50, 0.7, 7.0, "sample", 20.0, 1.0)]
+    p = model.predict(cheap + dear, 400, cores=2, explore=False)
+    assert (p.engine, p.confidence >= 0.6) == ("processes", True)
+    assert p.n_observations == 2  # the cheap regime is another workload now: left out
+    small = [model.Observation("w", 400, 1e-4, "processes", 2, 50, 0.03, t, "sample", 20.0, 1.0) for t in range(6)]
+    big = [model.Observation("w", 400, 1e-4, "serial", 1, 400, 0.04, 6.0 + t, "sample", 2e6, 1.0) for t in range(2)]
+    p = model.predict(small + big, 400, cores=2, explore=False)
+    assert p.engine == "serial" and p.n_observations == 2  # 1 MB items now: processes runs left out

@@ -367,3 +367,61 @@ def test_equal_across_processes_for_lambda_in_script():
     namespace = {"__name__": "__main__"}
     exec(compile(LAMBDA_SCRIPT.replace("print(", "keys = ("), "<string>", "exec"), namespace)
     assert " ".join(namespace["keys"]) == first
+
+
+# -- state that decides the cost (issue 13) -----------------------------------------
+
+STATE_SCRIPT = textwrap.dedent(
+    """
+    import functools
+    import numpy as np
+    from amorsize_dask.target.workload import function_key
+
+    def scale(weights, x):
+        return float(weights.sum()) * x
+
+    class Model:
+        def __init__(self, size):
+            self.weights = np.ones(size)
+            self.name = "m"
+
+        def predict(self, x):
+            return float(self.weights.sum()) + x
+
+    keys = [function_key(functools.partial(scale, np.ones(10))),
+            function_key(functools.partial(scale, np.ones(10_000_000))),
+            function_key(functools.partial(scale, np.ones(11))),
+            function_key(Model(10).predict), function_key(Model(5_000_000).predict),
+            function_key(Model(11).predict)]
+    print(" ".join(keys))
+    """
+)
+
+
+def test_state_that_decides_the_cost_enters_the_workload(tmp_path):
+    """partial(scale, small) / partial(scale, huge) and Model(10).predict /
+    Model(5_000_000).predict are different workloads; a slightly different size is not."""
+    script = tmp_path / "state.py"
+    script.write_text(STATE_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    small, huge, small2, m_small, m_huge, m_small2 = proc.stdout.split()
+    assert small != huge and m_small != m_huge
+    assert small == small2 and m_small == m_small2
+    assert len({small, m_small}) == 2
+
+
+def test_size_signature_is_bounded_and_never_touches_other_objects():
+    class Lazy:
+        @property
+        def shape(self):  # a property of a foreign object must never run
+            raise AssertionError("touched")
+
+        nbytes = shape
+
+    assert workload.size_signature(Lazy()) is None
+    many = type("Many", (), {})()
+    for i in range(1000):
+        setattr(many, f"a{i}", np.ones(3))
+    assert len(workload.state_signature(many)) == workload.MAX_STATE_ATTRS
+    assert workload.size_signature(np.ones((4, 4), dtype=np.float32)) == ("array", "float32", 2, 7)

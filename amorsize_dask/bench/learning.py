@@ -3,7 +3,8 @@
 - Learning curve: each family runs ``map`` 8 times in a row on a fresh training directory
   (3 times over); each run's wall time over that of the oracle's configuration, timed
   right after it. Then, trained on those sizes, the same families with 3× the items
-  (sizes the model has not seen).
+  (sizes the model has not seen). The ``drift`` family changes its cost per item after
+  run 1 (cheap items, then dear ones, the same function): the model must notice.
 - Planning overhead: median milliseconds of ``plan`` cold (sampling) and warm (model),
   with 10,000 and 100,000 records in the training directory.
 
@@ -17,21 +18,23 @@ import random
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 from ..target import machine
 from ..engines import shared_engine
+from ..learning import snapshot
 from ..learning.learner import Learner, get_learner
 from ..mapping import plan as make_plan
 from ..mapping import run_map
-from ..learning.records import make_record
 from ..target.target import Target
 from .local import Oracle, calibrate
 from .timing import format_table, geometric_mean
-from .workloads import Workload, cpu_1ms, suite
+from .workloads import cpu_1ms, suite
 
 
-def _warm_workers(w: Workload, items) -> None:
-    shared_engine().run(w.func, items[:4], n_workers=machine.cpu_count(), chunksize=1, first_index=0)
+def _warm_workers(func, items) -> None:
+    shared_engine().run(func, items[:4], n_workers=machine.cpu_count(), chunksize=1, first_index=0)
 
 
 def _tag(plan) -> str:
@@ -54,62 +57,113 @@ def paired(oracle: Oracle, cfg, func, items) -> float:
     return oracle.time_config(cfg, func, items, math.inf)
 
 
+def drifting(units: int) -> int:
+    """The drift family's function: its cost per item is the item (``units`` × ~10 us of
+    pure Python, as :func:`.workloads.cpu_1ms` with 65 units)."""
+    acc = 0
+    for i in range(units * 250):
+        acc = (acc + i * i) % 1_000_003
+    return acc + units
+
+
+# The drift family: one function whose cost per item changes between runs — cheap items
+# (~10 us: serial is right) in run 1, dear ones (~1 ms, parallel is right) from run 2 on.
+DRIFT_CHEAP, DRIFT_DEAR, DRIFT_ITEMS = 1, 65, 1_000
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a learning curve runs: the items of each run, and 3x items afterwards."""
+
+    name: str
+    func: Callable
+    run_items: list  # one list of items per run (the same object when runs repeat)
+    big_items: object
+
+
+def families_for(runs: int, quick: bool, names=None) -> list[Family]:
+    """The suite's families (the same items every run) and the drift family."""
+    scale = 0.25 if quick else 1.0
+    bigger = {w.name: w for w in suite(scale=3 * scale)}
+    out = []
+    for w in suite(scale=scale):
+        if not names or w.name in names:
+            items = w.items()
+            out.append(Family(w.name, w.func, [items] * runs, bigger[w.name].items()))
+    if not names or "drift" in names:
+        n = max(8, int(DRIFT_ITEMS * scale))
+        cheap, dear = [DRIFT_CHEAP] * n, [DRIFT_DEAR] * n
+        out.append(Family("drift", drifting, [cheap] + [dear] * (runs - 1), [DRIFT_DEAR] * (3 * n)))
+    return out
+
+
 def learning_curves(runs: int = 8, quick: bool = False, families=None, out=print, seeds: int | None = None) -> dict:
     """Print ours/oracle per run for each family; return {"curves": ..., "unseen": ...}.
 
-    The oracle's configuration is the fastest of the grid (:class:`.local.Oracle`); each
-    of our runs is divided by a timing of that configuration taken right after it
-    (:func:`paired`). Each family's curve is repeated ``seeds`` times on fresh training
-    directories; a run index reads the median ratio of its repetitions, tagged with every
-    repetition's plan source (s = sampled, m = model, x = model exploring). The stricter
-    figure divides by the oracle's best time instead (the least of all its timings).
+    The oracle's configuration is the fastest of the grid (:class:`.local.Oracle`) for the
+    run's items; each of our runs is divided by a timing of that configuration taken right
+    after it (:func:`paired`). Each family's curve is repeated ``seeds`` times on fresh
+    training directories; a run index reads the median ratio of its repetitions, tagged
+    with every repetition's plan source (s = sampled, m = model, x = model exploring).
+    The stricter figure divides by the oracle's best time instead (the least of all its
+    timings). The drift family changes its cost per item after run 1 (see :data:`DRIFT_DEAR`).
     """
     seeds = seeds or (1 if quick else SEEDS)
     repeat = 1 if quick else 2
-    workloads = [w for w in suite(scale=0.25 if quick else 1.0) if not families or w.name in families]
-    bigger = {w.name: w for w in suite(scale=0.75 if quick else 3.0)}
     oracle = Oracle(machine.cpu_count())
     curves, unseen = {}, {}
     try:
         out(f"calibration: {calibrate():.2f} s; {seeds} repetition(s) of each curve")
-        for w in workloads:
-            items = w.items()
-            oracle_t, oracle_cfg, _ = oracle.search(w.func, items, repeat)
-            big = bigger[w.name]
-            big_items = big.items()
-            big_t, big_cfg, _ = oracle.search(big.func, big_items, repeat)
-            _warm_workers(w, items)
-            ours, theirs, tags, big_ours, big_theirs, big_tags = [], [], [], [], [], []
-            for seed in range(seeds):
-                seed_ours, seed_theirs, seed_tags = [], [], []
-                with tempfile.TemporaryDirectory(prefix="amorsize-learn-") as d:
-                    for _ in range(runs):
-                        o = run_map(w.func, items, training_dir=d)
-                        seed_ours.append(o.wall_seconds)
-                        seed_theirs.append(paired(oracle, oracle_cfg, w.func, items))
-                        seed_tags.append(_tag(o.plan))
-                    o = run_map(big.func, big_items, training_dir=d)
-                ours.append(seed_ours)
-                theirs.append(seed_theirs)
-                tags.append(seed_tags)
-                big_ours.append(o.wall_seconds)
-                big_theirs.append(paired(oracle, big_cfg, big.func, big_items))
-                big_tags.append(_tag(o.plan))
-                out(f"  {w.name} #{seed + 1}: oracle {oracle_t:.3f}s ({oracle_cfg}); ours/oracle "
-                    + " ".join(f"{a / b:.2f}{t}" for a, b, t in zip(seed_ours, seed_theirs, seed_tags))
-                    + f"; 3x items {big_ours[-1] / big_theirs[-1]:.2f}{big_tags[-1]}")
-            best = min([oracle_t] + [t for seed in theirs for t in seed])
-            curves[w.name] = {
-                "ratios": [statistics.median(ours[s][i] / theirs[s][i] for s in range(seeds)) for i in range(runs)],
-                "strict": [statistics.median(ours[s][i] / best for s in range(seeds)) for i in range(runs)],
-                "tags": ["".join(tags[s][i] for s in range(seeds)) for i in range(runs)],
-                "oracle_config": oracle_cfg,
-            }
-            unseen[w.name] = (statistics.median(a / b for a, b in zip(big_ours, big_theirs)),
-                              "".join(big_tags), len(big_items),
-                              statistics.median(a / min([big_t] + big_theirs) for a in big_ours))
+        for fam in families_for(runs, quick, families):
+            curves[fam.name], unseen[fam.name] = _curve(fam, oracle, runs, seeds, repeat, out)
     finally:
         oracle.close()
+    _report(curves, unseen, runs, seeds, out)
+    return {"curves": curves, "unseen": unseen}
+
+
+def _curve(fam: Family, oracle: Oracle, runs: int, seeds: int, repeat: int, out) -> tuple[dict, tuple]:
+    """One family's curve over ``seeds`` fresh training directories, and its 3x-items run."""
+    searched = {}  # id(items) -> (oracle seconds, config): one search per distinct input
+    for items in fam.run_items + [fam.big_items]:
+        if id(items) not in searched:
+            searched[id(items)] = oracle.search(fam.func, items, repeat)[:2]
+    _warm_workers(fam.func, fam.run_items[-1])
+    ours, theirs, tags, big_ours, big_theirs, big_tags = [], [], [], [], [], []
+    for seed in range(seeds):
+        seed_ours, seed_theirs, seed_tags = [], [], []
+        with tempfile.TemporaryDirectory(prefix="amorsize-learn-") as d:
+            for items in fam.run_items[:runs]:
+                o = run_map(fam.func, items, training_dir=d)
+                seed_ours.append(o.wall_seconds)
+                seed_theirs.append(paired(oracle, searched[id(items)][1], fam.func, items))
+                seed_tags.append(_tag(o.plan))
+            o = run_map(fam.func, fam.big_items, training_dir=d)
+        ours.append(seed_ours)
+        theirs.append(seed_theirs)
+        tags.append(seed_tags)
+        big_ours.append(o.wall_seconds)
+        big_theirs.append(paired(oracle, searched[id(fam.big_items)][1], fam.func, fam.big_items))
+        big_tags.append(_tag(o.plan))
+        oracle_t, oracle_cfg = searched[id(fam.run_items[-1])]
+        out(f"  {fam.name} #{seed + 1}: oracle {oracle_t:.3f}s ({oracle_cfg}); ours/oracle "
+            + " ".join(f"{a / b:.2f}{t}" for a, b, t in zip(seed_ours, seed_theirs, seed_tags))
+            + f"; 3x items {big_ours[-1] / big_theirs[-1]:.2f}{big_tags[-1]}")
+    # Strict: over the least of all the oracle's timings of the same input.
+    best = [min([searched[id(items)][0]] + [theirs[s][i] for s in range(seeds)])
+            for i, items in enumerate(fam.run_items[:runs])]
+    big_best = min([searched[id(fam.big_items)][0]] + big_theirs)
+    curve = {
+        "ratios": [statistics.median(ours[s][i] / theirs[s][i] for s in range(seeds)) for i in range(runs)],
+        "strict": [statistics.median(ours[s][i] / best[i] for s in range(seeds)) for i in range(runs)],
+        "tags": ["".join(tags[s][i] for s in range(seeds)) for i in range(runs)],
+        "oracle_config": searched[id(fam.run_items[-1])][1],
+    }
+    return curve, (statistics.median(a / b for a, b in zip(big_ours, big_theirs)), "".join(big_tags),
+                   len(fam.big_items), statistics.median(a / big_best for a in big_ours))
+
+
+def _report(curves: dict, unseen: dict, runs: int, seeds: int, out) -> None:
     headers = (["family"] + [f"run {i + 1}" for i in range(runs)]
                + ["warm gm (3+)", "strict warm gm", "3x items"])
     rows = []
@@ -121,7 +175,8 @@ def learning_curves(runs: int = 8, quick: bool = False, families=None, out=print
     out(format_table(headers, rows))
     out(f"\nours/oracle per run: over the oracle's configuration timed right after it, the median of {seeds} "
         "repetitions; s = sampled plan, m = model plan, x = model exploring a neighbour, one letter per "
-        "repetition. strict: over the oracle's best time (the least of all its timings).")
+        "repetition. strict: over the oracle's best time (the least of all its timings). drift: cheap "
+        "items in run 1, dear ones after (the same function).")
     for key, label in (("ratios", "paired"), ("strict", "strict")):
         per_family = {name: geometric_mean(c[key][2:]) for name, c in curves.items()}
         worst = max(per_family, key=per_family.get)
@@ -130,7 +185,6 @@ def learning_curves(runs: int = 8, quick: bool = False, families=None, out=print
         big = geometric_mean([u[0 if key == "ratios" else 3] for u in unseen.values()])
         out(f"{label}: warm (runs 3+) geometric mean {warm:.3f}, worst family {worst} {per_family[worst]:.3f}; "
             f"cold (run 1) {cold:.3f}; 3x items {big:.3f}")
-    return {"curves": curves, "unseen": unseen}
 
 
 def _synthetic_records(learner, n: int, keep: Target) -> None:
@@ -167,9 +221,10 @@ def planning_overhead(out=print, calls: int = 50) -> dict:
             run_map(cpu_1ms, items, training_dir=d)
             run_map(cpu_1ms, items, training_dir=d)
             t0 = time.perf_counter()
-            Learner(d).refresh()  # what a new process pays once
+            Learner(d).refresh()  # what the first new process on this host pays once
             load = time.perf_counter() - t0
             figures[f"warm (model), {n_records:,} records"] = (_median_plan(items, d, calls), load)
+            snapshot.path_for(d).unlink(missing_ok=True)  # the host's cache keeps nothing of a temp dir
     rows = [[name, f"{ms * 1e3:.2f}", "-" if load is None else f"{load:.2f}"] for name, (ms, load) in figures.items()]
     out(format_table(["plan()", "median ms", "first load s"], rows))
     return figures

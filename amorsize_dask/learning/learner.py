@@ -4,6 +4,10 @@ It keeps the store's records in an in-memory index ((fingerprint, workload) → 
 refreshed incrementally, answers "what did the fastest run of this workload here look like"
 through :mod:`amorsize_dask.learning.model`, and appends one record per run.
 
+A group whose newest model-planned run measured a cost per item its neighbours did not
+(:func:`amorsize_dask.learning.model.drifted`) is *drifted*: it gets no prediction, so the
+planner samples again and the cost model decides, until a sampled run is recorded.
+
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as d:
 ...     learner = get_learner(d)
@@ -16,57 +20,112 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import defaultdict
 
 from .. import config
-from . import model
+from . import model, snapshot
+from .index import Group
 from .records import RecordError, make_record
 from .store import TrainingStore
 
 logger = logging.getLogger("amorsize_dask")
 
+# The index keeps at least this many newest runs per workload in memory (twice
+# amorsize.store.keep-per-workload, the most pruning keeps on disk, when larger).
+MIN_KEPT = 32
+
 
 class Learner:
-    """The store of one training directory and the model's index over it."""
+    """The store of one training directory and the model's index over it.
+
+    The index holds numpy rows per (fingerprint, workload) (:class:`~amorsize_dask.learning.
+    index.Group`, the newest ``2 × amorsize.store.keep-per-workload`` of each); the store
+    keeps no records (``compact``), only the ids it handed out. A refresh reads only what
+    other processes appended since the previous one and adds it to the index.
+    """
 
     def __init__(self, path=None):
-        self.store = TrainingStore(path)
+        self.store = TrainingStore(path, compact=True)
         self._lock = threading.Lock()
-        self._groups: dict[tuple[str, str], list[model.Observation]] = defaultdict(list)
+        self._groups: dict[tuple[str, str], Group] = {}
         self._fields: dict[str, dict] = {}
-        self._features: dict[tuple[str, str], dict] = {}
-        self._n_indexed = 0
         self._pid = os.getpid()
+        self._resumed = False  # the host's snapshot of the index was tried
+        self._since_snapshot = 0
 
     def refresh(self) -> None:
-        """Index records other processes wrote since the last call (cheap when none did)."""
-        records = self.store.records()
-        with self._lock:
-            if len(records) == self._n_indexed:
-                return
-            self._groups = defaultdict(list)
-            self._fields = {}
-            self._features = {}
-            for rec in records:
-                self._index(rec)
-            self._n_indexed = len(records)
+        """Index records other processes wrote since the last call (cheap when none did).
 
-    def _index(self, rec: dict) -> None:
-        obs = model.Observation.from_record(rec)
-        if obs is not None:
-            group = (rec["fingerprint"], rec["workload"])
-            self._groups[group].append(obs)
-            self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
-            if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
-                self._features[group] = rec["features"]
+        The first refresh resumes from this host's snapshot of the index when there is one
+        (:mod:`amorsize_dask.learning.snapshot`); a refresh that indexed many records
+        writes a new one.
+        """
+        self._resume()
+        records = self.store.read_new()
+        if not records:
+            return
+        records.sort(key=lambda r: r["time"])
+        with self._lock:
+            touched = {self._index(rec) for rec in records}
+            for group in touched - {None}:
+                group.flush()  # rows in numpy now: no tuple per record stays behind
+            self._since_snapshot += len(records)
+            if snapshot.due(self._since_snapshot, self.store.n_seen):
+                self._since_snapshot = 0
+                snapshot.save(self)
+
+    def _resume(self) -> None:
+        """Once: start from this host's snapshot of the index, if it has one."""
+        if not self._resumed:
+            with self._lock:
+                if not self._resumed:
+                    snapshot.load(self)
+                    self._resumed = True
+
+    def group_capacity(self) -> int:
+        return 2 * max(config.get("store.keep-per-workload"), MIN_KEPT)
+
+    def index_state(self) -> tuple[list, dict]:
+        """The index: [((fingerprint, workload), group)], {fingerprint: fields} (for a snapshot)."""
+        return list(self._groups.items()), dict(self._fields)
+
+    def restore_index(self, groups: dict, fields: dict) -> None:
+        self._groups, self._fields = groups, fields
+
+    def _index(self, rec: dict) -> Group | None:
+        fields = model.fields_of_record(rec)
+        if fields is None:
+            return None
+        key = (rec["fingerprint"], rec["workload"])
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = Group(self.group_capacity())
+        group.add(fields)
+        self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
+        if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
+            group.features = rec["features"]
+        return group
+
+    def nbytes(self) -> int:
+        """Bytes of the index's rows (what the model keeps per record; not the dicts)."""
+        with self._lock:
+            return sum(g.nbytes() for g in self._groups.values())
 
     def features(self, fingerprint: str, workload: str) -> dict | None:
         """The newest sampled features of this workload here (or None)."""
-        return self._features.get((fingerprint, workload))
+        group = self._groups.get((fingerprint, workload))
+        return None if group is None else group.features
+
+    def drifted(self, fingerprint: str, workload: str) -> bool:
+        """Did this workload's newest model-planned run here measure an unpredicted cost?"""
+        self.refresh()
+        group = self._groups.get((fingerprint, workload))
+        return group is not None and group.drifted
 
     def observations(self, fingerprint: str, workload: str) -> list[model.Observation]:
         self.refresh()
-        return list(self._groups.get((fingerprint, workload), ()))
+        with self._lock:
+            group = self._groups.get((fingerprint, workload))
+            return [] if group is None else list(group.observations(workload))
 
     def predict(self, fingerprint: str, workload: str, n_items: int, *, cores: int, fields: dict | None = None,
                 explore: bool = True, engines: tuple[str, ...] = ("threads", "processes"),
@@ -74,7 +133,8 @@ class Learner:
         """The model's best configuration for this workload here, or None without evidence.
 
         With no runs on this fingerprint, runs of the same workload on the most similar
-        fingerprint are borrowed, at a confidence scaled by their similarity.
+        fingerprint are borrowed, at a confidence scaled by their similarity. A drifted
+        workload gets None (the planner samples again).
         """
         from ..target.fingerprint import similarity
 
@@ -85,20 +145,27 @@ class Learner:
             explore=explore,
             explore_probability=config.get("model.explore-probability"),
             explore_max_slowdown=config.get("model.explore-max-slowdown"),
+            explore_budget=config.get("model.explore-budget"),
             max_threads=config.get("planner.max-threads"),
             engines=engines,
             estimate=estimate,
         )
-        own = self._groups.get((fingerprint, workload))
+        with self._lock:  # another thread may be adding runs to these groups
+            own = self._groups.get((fingerprint, workload))
+            if own is not None and own.drifted:
+                return None
+            if own:
+                observations = own.observations(workload)
+            elif not fields:
+                return None
+            else:
+                borrowed = [
+                    (similarity(fields, self._fields.get(fp, {})), group.observations(workload))
+                    for (fp, wl), group in self._groups.items()
+                    if wl == workload and fp != fingerprint and len(group)
+                ]
         if own:
-            return model.predict(own, n_items, **kwargs)
-        if not fields:
-            return None
-        borrowed = [
-            (similarity(fields, self._fields.get(fp, {})), obs)
-            for (fp, wl), obs in self._groups.items()
-            if wl == workload and fp != fingerprint
-        ]
+            return model.predict(observations, n_items, **kwargs)
         if not borrowed:
             return None
         sim, obs = max(borrowed, key=lambda pair: pair[0])
@@ -117,11 +184,11 @@ class Learner:
         except RecordError as exc:
             logger.warning("amorsize_dask: run not recorded: %s", exc)
             return False
-        written = self.store.append(rec)
-        if written:
-            with self._lock:
+        self._resume()  # before indexing: a snapshot loaded later would replace the index
+        with self._lock:
+            written = self.store.append(rec)
+            if written:
                 self._index(rec)
-                self._n_indexed += 1
         return written
 
 

@@ -2,19 +2,28 @@
 
 An :class:`Observation` is the part of a record the model needs. For a query (a workload
 and its item count) the model takes the ``k`` observations of that workload nearest in
-``log(n_items)``, groups them by configuration (engine, workers, chunksize scaled to the
-query), and predicts each configuration's run time from the measured seconds per item,
-weighted by nearness. The fastest one wins. Confidence grows with the number of close
-observations and shrinks with distance (and with fingerprint dissimilarity when the
-observations were borrowed from a near machine shape).
+the features that decide the cost: ``log(n_items)``, and — beyond their measured noise —
+``log(item_seconds)``, ``log(bytes per item)`` and ``log(cpu_ratio)``, each compared with
+the workload's current figures (:func:`reference`: what its newest runs measured).
+Observations of another cost regime (cheap items, when the items are dear now) are left
+out. It groups the rest by configuration (engine, workers, chunksize scaled to the
+query) and predicts each configuration's run time from the measured seconds per item,
+weighted by nearness and recency. The fastest one wins — but not a configuration whose
+newest run measured clearly slower than another's newest (:data:`REGRESSION_FACTOR`).
+Confidence grows with the number of close observations and shrinks with distance (and
+with fingerprint dissimilarity when the observations were borrowed from a near machine
+shape). :func:`drifted` tells when a model-planned run measured a cost its neighbours
+did not predict: the learner then lets the planner sample again.
 
 It explores: now and then (with probability ``1/(observations+1)``, at least
 ``explore_probability``) it proposes a neighbour of the best configuration (chunksize
 ×2 or ÷2, one worker more or fewer, serial vs parallel) that has not been measured yet,
 so that repeated runs converge to the best configuration rather than the first guess.
-Exploration is bounded: a neighbour is tried only while unmeasured (once), and only if the
+Exploration is bounded: a neighbour is tried only while unmeasured (once), only if the
 cost model predicts it within ``explore_max_slowdown`` of the best (without a cost model,
-only chunk-size steps are tried).
+only chunk-size steps are tried), and only while the measured cost of past explorations
+(their run time beyond the best's prediction) stays within ``explore_budget`` of the
+workload's measured run time.
 
 >>> obs = [Observation("w", 1000, 1e-3, "processes", 2, 50, 0.6, 0.0),
 ...        Observation("w", 1000, 1e-3, "processes", 2, 100, 0.5, 1.0)]
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
@@ -34,6 +44,32 @@ from typing import Callable
 # Observations within this log-distance of the query's item count count as "close"
 # for confidence (log(1.65) ≈ 0.5: runs of 0.6x..1.65x the items).
 CLOSE_LOG_DISTANCE = 0.5
+# Measured seconds per item (compute seconds / items) of one workload vary by this factor
+# between runs without any change in the work: 5 repeated runs of 300 items on a loaded
+# 2-core machine (session 13, /tmp measurement) spread max/min 1.01-1.05x serially, 1.43x
+# in processes, 1.80x on 4 threads (CPU-bound items): SAME_ENGINE_NOISE_FACTOR, for runs of
+# one engine and worker count. Across engines up to 4.6x (numpy items: 31 us serially,
+# 143 us on 4 threads): NOISE_FACTOR. A factor beyond it is new evidence.
+NOISE_FACTOR = 5.0
+SAME_ENGINE_NOISE_FACTOR = 2.5
+_LOG_NOISE = math.log(NOISE_FACTOR)
+# Observations whose features are this far (log units beyond the noise) from the
+# workload's current figures describe another cost regime: they are left out. A design
+# choice, not a measurement: 10x beyond the noise is 50x in all, a change (20 us -> 1 ms
+# items, say) that moves the best plan of the bench's item counts across the serial /
+# parallel line.
+FAR_LOG_DISTANCE = math.log(10.0)
+# The workload's current figures are the median of its newest runs' (one noisy run
+# does not move them; after a change, two runs do).
+REFERENCE_RUNS = 3
+# Evidence loses half its weight per this many newer runs of the workload: twice the
+# default model.k, so that the k nearest runs of one configuration weigh alike while a
+# change a few dozen runs ago no longer does (a design choice, not a measurement).
+RECENCY_HALF_LIFE = 16
+# A configuration whose newest run measured this much slower than another's newest is not
+# chosen again until new runs say otherwise: beyond run-to-run noise of wall time (1.43x
+# max/min in processes above), below the 2x of a clear regression.
+REGRESSION_FACTOR = 1.6
 
 
 @dataclass(frozen=True)
@@ -48,29 +84,39 @@ class Observation:
     chunksize: int
     run_seconds: float  # wall seconds of the run without planning, as if it ran every item
     time: float
+    source: str = "sample"  # the plan's source: model | explore | sample | default | user
+    bytes_per_item: float | None = None  # pickled bytes in + out per item (sampled runs)
+    cpu_ratio: float | None = None  # CPU / wall while sampling (sampled runs)
+    predicted_seconds: float | None = None  # what the plan predicted for the run
 
     @classmethod
     def from_record(cls, rec: dict) -> "Observation | None":
-        features = rec["features"]
-        n = int(features.get("n_items", 0))
-        if n <= 0:
-            return None
-        plan = rec["plan"]
-        # Items computed while sampling ran before the plan did: rate the plan on the rest.
-        n_run = n - int(features.get("n_sampled", 0))
-        run_seconds = rec["wall_seconds"] - float(features.get("planning_seconds", 0.0))
-        if n_run <= 0:
-            return None
-        return cls(
-            workload=rec["workload"],
-            n_items=n,
-            item_seconds=rec["compute_seconds"] / n,
-            engine=plan["engine"],
-            n_workers=plan["n_workers"],
-            chunksize=plan["chunksize"],
-            run_seconds=max(run_seconds, 1e-9) * n / n_run,
-            time=rec["time"],
-        )
+        values = fields_of_record(rec)
+        return None if values is None else cls(*values)
+
+
+def fields_of_record(rec: dict) -> tuple | None:
+    """The :class:`Observation` fields of a record, in order (None: nothing to learn from).
+
+    A plain tuple, so that an index can keep it without building an object per record.
+    """
+    features = rec["features"]
+    n = int(features.get("n_items", 0))
+    if n <= 0:
+        return None
+    plan = rec["plan"]
+    # Items computed while sampling ran before the plan did: rate the plan on the rest.
+    n_run = n - int(features.get("n_sampled", 0))
+    run_seconds = rec["wall_seconds"] - float(features.get("planning_seconds", 0.0))
+    if n_run <= 0:
+        return None
+    nbytes = None
+    if "bytes_in" in features and "bytes_out" in features:
+        nbytes = float(features["bytes_in"]) + float(features["bytes_out"])
+    cpu = features.get("cpu_ratio")
+    return (rec["workload"], n, rec["compute_seconds"] / n, plan["engine"], plan["n_workers"], plan["chunksize"],
+            max(run_seconds, 1e-9) * n / n_run, rec["time"], plan["source"], nbytes,
+            None if cpu is None else float(cpu), rec.get("predicted_seconds"))
 
 
 @dataclass(frozen=True)
@@ -103,6 +149,123 @@ def scale_chunksize(chunksize: int, n_workers: int, n_from: int, n_to: int) -> i
     return max(1, min(n_to, chunksize))
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A workload's current figures: the median of its newest runs' (None: not measured)."""
+
+    item_seconds: float | None
+    bytes_per_item: float | None
+    cpu_ratio: float | None
+
+
+def _recent_median(values: list[float]) -> float | None:
+    newest = values[-REFERENCE_RUNS:]
+    return statistics.median(newest) if newest else None
+
+
+def reference(observations: list[Observation]) -> Reference:
+    """What the workload's newest runs measured (observations oldest first).
+
+    >>> ref = reference([_example(1e-6), _example(3e-3), _example(3e-3)])
+    >>> ref.item_seconds, ref.bytes_per_item
+    (0.003, None)
+    """
+    return Reference(
+        _recent_median([o.item_seconds for o in observations]),
+        _recent_median([o.bytes_per_item for o in observations if o.bytes_per_item is not None]),
+        _recent_median([o.cpu_ratio for o in observations if o.cpu_ratio is not None]),
+    )
+
+
+def _log_gap(a: float | None, b: float | None, floor: float) -> float:
+    """How far apart ``a`` and ``b`` are in log units beyond the noise (0 when either is unknown)."""
+    if a is None or b is None:
+        return 0.0
+    return max(0.0, abs(math.log(max(a, floor) / max(b, floor))) - _LOG_NOISE)
+
+
+def feature_distance(o: Observation, ref: Reference) -> float:
+    """Distance of ``o``'s cost features from the workload's current ones, beyond the noise.
+
+    >>> feature_distance(_example(1e-3), Reference(1e-3, None, None))
+    0.0
+    >>> round(feature_distance(_example(1e-6), Reference(1e-3, None, None)), 2)
+    5.3
+    """
+    return (_log_gap(o.item_seconds, ref.item_seconds, 1e-9)
+            + _log_gap(o.bytes_per_item, ref.bytes_per_item, 1.0)
+            + _log_gap(o.cpu_ratio, ref.cpu_ratio, 1e-3))
+
+
+# Runs whose compute time, measured and expected, is below this are not worth re-planning:
+# below 0.2 s of serial work the planner keeps serial without even measuring the parallel
+# overheads (planning.planner.CALIBRATE_ABOVE_SECONDS, bench: calibrate), and the noise of
+# such short runs is larger (file I/O items under load read 3x apart, session 13).
+DRIFT_MIN_SECONDS = 0.2
+
+
+def drifted(before: list[Observation], new: Observation) -> bool:
+    """Did ``new`` measure a cost per item its predecessors (oldest first) did not?
+
+    Compared with the newest runs of the same engine and workers (noise
+    ``SAME_ENGINE_NOISE_FACTOR``), else with the newest runs of any configuration (noise
+    ``NOISE_FACTOR``: threads contending for the GIL inflate the compute time measured).
+
+    >>> drifted([_example(1e-6)], _example(3e-3)), drifted([_example(1e-3)], _example(1.5e-3))
+    (True, False)
+    >>> drifted([_example(1e-6)], _example(1e-4))  # 100 x 0.1 ms: too short to re-plan
+    False
+    """
+    same = [o.item_seconds for o in before if (o.engine, o.n_workers) == (new.engine, new.n_workers)]
+    same = same[-REFERENCE_RUNS:]
+    return drift_from(same, [o.item_seconds for o in before[-REFERENCE_RUNS:]], new.item_seconds, new.n_items)
+
+
+def drift_from(same_engine: list[float], any_engine: list[float], item_seconds: float, n_items: int) -> bool:
+    """:func:`drifted`, from the newest item seconds of the same engine and workers, and of any."""
+    ref = _recent_median(same_engine or any_engine)
+    if ref is None or n_items * max(ref, item_seconds) < DRIFT_MIN_SECONDS:
+        return False
+    factor = SAME_ENGINE_NOISE_FACTOR if same_engine else NOISE_FACTOR
+    ratio = max(item_seconds, 1e-9) / max(ref, 1e-9)
+    return ratio > factor or ratio < 1 / factor
+
+
+def _example(item_seconds: float) -> Observation:
+    return Observation("w", 100, item_seconds, "serial", 1, 100, 100 * item_seconds, 0.0)
+
+
+def exploration_spent(observations: list[Observation]) -> float:
+    """Share of the measured run time that explorations cost beyond the best's prediction.
+
+    >>> obs = [_example(1e-3), Observation("w", 100, 1e-3, "threads", 2, 50, 0.3, 1.0, "explore",
+    ...                                    predicted_seconds=0.1)]
+    >>> round(exploration_spent(obs), 2)
+    0.5
+    """
+    total = sum(o.run_seconds for o in observations)
+    spent = sum(max(0.0, o.run_seconds - o.predicted_seconds) for o in observations
+                if o.source == "explore" and o.predicted_seconds is not None)
+    return spent / total if total > 0 else 0.0
+
+
+def _nearest(observations: list[Observation], n_items: int, k: int) -> list[tuple[float, float, Observation]]:
+    """The ``k`` observations nearest the query, as (distance, weight, observation).
+
+    Observations of another cost regime (:data:`FAR_LOG_DISTANCE`) are left out; weights
+    fall with distance and halve every :data:`RECENCY_HALF_LIFE` newer runs.
+    """
+    log_n = math.log(n_items)
+    ref = reference(sorted(observations, key=lambda o: o.time))
+    scored = []
+    for age, o in enumerate(sorted(observations, key=lambda o: -o.time)):
+        far = feature_distance(o, ref)
+        if far <= FAR_LOG_DISTANCE:
+            scored.append((abs(math.log(o.n_items) - log_n) + far, age, o))
+    scored.sort(key=lambda t: (t[0], t[1]))
+    return [(d, 0.5 ** (age / RECENCY_HALF_LIFE) / (d + 0.1), o) for d, age, o in scored[:k]]
+
+
 def predict(
     observations: list[Observation],
     n_items: int,
@@ -112,6 +275,7 @@ def predict(
     explore: bool = True,
     explore_probability: float = 0.1,  # defaults: amorsize.yaml model.*
     explore_max_slowdown: float = 1.05,
+    explore_budget: float = 0.05,
     max_threads: int = 64,
     similarity: float = 1.0,
     rng: random.Random | None = None,
@@ -126,24 +290,32 @@ def predict(
     """
     if not observations or n_items <= 0:
         return None
-    log_n = math.log(n_items)
-    nearest = sorted(observations, key=lambda o: (abs(math.log(o.n_items) - log_n), -o.time))[:k]
+    nearest = _nearest(observations, n_items, k)
+    if not nearest:
+        return None
     per_config: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
-    for o in nearest:
-        distance = abs(math.log(o.n_items) - log_n)
+    newest: dict[tuple, tuple[float, float]] = {}  # cfg -> (time, seconds per item) of its newest run
+    for _, weight, o in nearest:
         workers = min(o.n_workers, cores) if o.engine == "processes" else o.n_workers
         cfg = (o.engine, workers, scale_chunksize(o.chunksize, o.n_workers, o.n_items, n_items))
-        per_config[cfg].append((o.run_seconds / o.n_items, 1.0 / (distance + 0.1)))
+        per_item = o.run_seconds / o.n_items
+        per_config[cfg].append((per_item, weight))
+        if cfg not in newest or o.time > newest[cfg][0]:
+            newest[cfg] = (o.time, per_item)
     predicted = {
         cfg: n_items * sum(s * w for s, w in vals) / sum(w for _, w in vals) for cfg, vals in per_config.items()
     }
-    best_cfg = min(predicted, key=predicted.get)
-    n_close = sum(1 for o in nearest if abs(math.log(o.n_items) - log_n) <= CLOSE_LOG_DISTANCE)
-    d_min = min(abs(math.log(o.n_items) - log_n) for o in nearest)
+    # A configuration whose newest run measured clearly slower than another's newest is not
+    # chosen again (its older, faster runs no longer describe it).
+    best_newest = min(per_item for _, per_item in newest.values())
+    allowed = [cfg for cfg in predicted if newest[cfg][1] <= REGRESSION_FACTOR * best_newest]
+    best_cfg = min(allowed, key=predicted.get)
+    n_close = sum(1 for d, _, _ in nearest if d <= CLOSE_LOG_DISTANCE)
+    d_min = min(d for d, _, _ in nearest)
     # One close measured run is already better evidence than a sample (0.67); more, more so.
     confidence = n_close / (n_close + 0.5) * math.exp(-d_min) * similarity
     best = Prediction(*best_cfg, predicted[best_cfg], round(confidence, 3), len(nearest))
-    if not explore:
+    if not explore or exploration_spent(observations) > explore_budget:
         return best
     rng = rng or random
     # Explore often while evidence is thin (1/(observations+1)), never less than the floor.

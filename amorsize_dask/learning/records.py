@@ -244,6 +244,30 @@ def _fast_flat(value: Any, numbers_only: bool) -> bool:
     return True
 
 
+# fingerprint_fields found valid, by value and type: the same few dicts recur in every
+# record of a directory; checking one costs ~3 us, looking it up ~1 us (bench --store).
+_VALID_FIELDS: dict[tuple, bool] = {}
+_MAX_VALID_FIELDS = 1024
+
+
+def _fast_fields(value: Any) -> bool:
+    """``_fast_flat(value, False)``, remembered for the dicts that recur."""
+    if type(value) is not dict:
+        return False
+    try:
+        key = tuple((k, type(v), v) for k, v in value.items())
+        if key in _VALID_FIELDS:
+            return True
+    except TypeError:                 # an unhashable value: not a flat dict anyway
+        return False
+    if not _fast_flat(value, False):
+        return False
+    if len(_VALID_FIELDS) >= _MAX_VALID_FIELDS:
+        _VALID_FIELDS.clear()
+    _VALID_FIELDS[key] = True
+    return True
+
+
 def _fast_clean(obj: dict) -> dict | None:
     """The common case (plain JSON types, current schema) checked inline, ~5x faster
     than the full path; None when anything is unusual (the full path then decides)."""
@@ -254,7 +278,7 @@ def _fast_clean(obj: dict) -> dict | None:
     if not (get("schema") == SCHEMA_VERSION and type(get("schema")) is int
             and type(plan) is dict and _fast_flat(features, True)
             and type(features.get("n_items")) is int
-            and _fast_flat(get("fingerprint_fields"), False)
+            and _fast_fields(get("fingerprint_fields"))
             and type(fp) is str and _HEX16.fullmatch(fp)
             and type(workload) is str and _HEX16.fullmatch(workload)
             and (rid is None or (type(rid) is str and _HEX16.fullmatch(rid)))

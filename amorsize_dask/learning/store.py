@@ -6,6 +6,13 @@ except through an atomic rename in :meth:`TrainingStore.prune`. Readers merge al
 segments and skip (and count) whatever is torn, corrupt, oversized or from a newer
 schema. Nothing in the directory is ever unpickled, imported or executed.
 
+Readers remember per segment how far they read it: a refresh costs only the bytes
+appended since. A ``compact`` store (the learner's) keeps no records, only the ids it
+handed out (:meth:`TrainingStore.read_new`). Growth is bounded without anyone running
+``prune``: past ``amorsize.store.max-bytes`` a writer prunes the directory itself, by
+the same rules (settled segments only, compaction by atomic rename, removal only of
+segments unchanged since read).
+
 >>> import tempfile
 >>> from amorsize_dask.learning.records import make_record
 >>> rec = make_record(fingerprint="a1b2c3d4e5f6a7b8", fingerprint_fields={"cores": 2},
@@ -24,13 +31,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import hashlib
 import json
 import logging
 import os
 import pathlib
-import re
 import secrets
-import socket
 import stat
 import threading
 import time
@@ -40,42 +46,24 @@ from typing import Any
 import dask.utils
 
 from amorsize_dask import config
-from amorsize_dask.learning.records import (FutureSchemaError, NotJSONError, RecordError,
-                                   decode_line, encode_line, validate_record)
+from amorsize_dask.learning.records import RecordError, encode_line, validate_record
+from amorsize_dask.learning.compaction import (newest_within, remove_if_unchanged, segment_bytes,
+                                               write_segments)
+from amorsize_dask.learning.segments import (O_COMMON, O_READ, Segment, hostname, new_segment_name,
+                                             real_directory)
 
 logger = logging.getLogger("amorsize_dask")
 
 SEGMENTS = "segments"
 SKIP_REASONS = ("torn", "not-json", "too-long", "invalid", "future-schema",
                 "oversized-file", "not-regular-file", "unreadable")
-# Bytes per read(): memory stays below this plus max-line-bytes whatever a file holds.
-_BLOCK = 1 << 20
+# The size budget (amorsize.store.max-bytes) is checked every 1/this of it appended.
+BUDGET_CHECKS = 16
 # Errors a fresh segment would hit too: retrying would only leave empty files behind.
 _NO_RETRY = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS,
              errno.EACCES, errno.EPERM}
-_O_COMMON = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-             | getattr(os, "O_BINARY", 0))
-# O_NOFOLLOW: never follow a symlink; O_NONBLOCK: never hang on a FIFO.
-_O_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _O_COMMON
 # Names of the segments this process's stores have open for appending.
 _OPEN_SEGMENTS: set[str] = set()
-
-
-def _hostname() -> str:
-    """This host's name reduced to ``[A-Za-z0-9_-]``, at most 32 chars."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32] or "host"
-
-
-def _new_segment_name() -> str:
-    return f"{_hostname()}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-
-
-def _real_directory(path) -> bool:
-    """A directory itself, not a symlink to one."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _bytes_setting(key: str) -> int:
@@ -87,6 +75,26 @@ def _bytes_setting(key: str) -> int:
             f"dask config amorsize.{key}={value!r} is not a size in bytes; use an integer or a "
             f"string such as '64 MiB' (see amorsize-schema.yaml)"
         ) from exc
+
+
+def _on_event_loop() -> bool:
+    """Is this thread running an asyncio event loop (which file I/O must not block)?"""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _seen_key(record: dict) -> Any:
+    """:func:`_identity` in 8 bytes: the id as an int, else a hash of the content (a
+    record without an id is rare: written by hand or by an old version)."""
+    rid = record.get("id")
+    if rid is not None:
+        return int(rid, 16)
+    return -int.from_bytes(hashlib.blake2b(_identity(record).encode(), digest_size=8).digest(), "big") - 1
 
 
 def _identity(record: dict) -> Any:
@@ -108,66 +116,6 @@ class StoreStats:
     per_workload: dict
 
 
-class _Segment:
-    """Reader state of one segment file: what has been consumed, and what it held."""
-
-    __slots__ = ("ino", "mtime", "size", "offset", "scan", "long_line", "records", "skipped")
-
-    def __init__(self, ino: int):
-        self.ino, self.mtime = ino, 0.0
-        self.size = 0            # bytes of the file seen so far
-        self.offset = 0          # end of the last complete line consumed
-        self.scan = 0            # where scanning resumes inside an over-long line
-        self.long_line = False   # the line at ``offset`` is known to be too long
-        self.records: list[dict] = []
-        self.skipped: collections.Counter = collections.Counter()
-
-    @property
-    def torn(self) -> bool:
-        return self.size > self.offset
-
-    def read(self, fd: int, size: int, max_line: int) -> int:
-        """Consume the complete lines up to ``size``, in bounded blocks; bytes read."""
-        pos, long_line = self.offset, self.long_line
-        at = first = self.scan if long_line else pos
-        pending = bytearray()                 # head of the current line, <= max_line
-        os.lseek(fd, at, os.SEEK_SET)
-        while at < size:
-            data = os.read(fd, min(_BLOCK, size - at))
-            if not data:
-                break                         # truncated meanwhile
-            base, at, start = at, at + len(data), 0
-            while (nl := data.find(b"\n", start)) >= 0:
-                if long_line or len(pending) + nl - start > max_line:
-                    self.skipped["too-long"] += 1
-                    long_line = False
-                elif pending:
-                    self._add(bytes(pending + data[start:nl]))
-                else:
-                    self._add(data[start:nl])
-                pending.clear()
-                start = nl + 1
-                pos = base + start
-            if not long_line:
-                if len(pending) + len(data) - start > max_line:
-                    long_line = True
-                    pending.clear()
-                else:
-                    pending += data[start:]
-        self.offset, self.long_line, self.scan, self.size = pos, long_line, at, at
-        return at - first
-
-    def _add(self, line: bytes) -> None:
-        try:
-            self.records.append(decode_line(line))
-        except NotJSONError:
-            self.skipped["not-json"] += 1
-        except FutureSchemaError:
-            self.skipped["future-schema"] += 1
-        except RecordError:
-            self.skipped["invalid"] += 1
-
-
 class TrainingStore:
     """Read, append to and prune a training directory.
 
@@ -176,13 +124,19 @@ class TrainingStore:
     path : str or pathlib.Path, optional
         The directory; default :func:`amorsize_dask.config.default_training_dir`.
         Created on the first :meth:`append`, never by reading.
+    compact : bool
+        Keep no records in memory: :meth:`read_new` hands each new record out once (the
+        learner keeps what its model needs, in arrays), and only the ids seen are kept
+        for deduplication. :meth:`records` and :meth:`stats` then read the directory
+        afresh, on demand.
     """
 
     #: Seconds another process's segment must be quiet before prune compacts it.
     settle_seconds = 600.0
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, compact: bool = False):
         self.path = pathlib.Path(config.default_training_dir() if path is None else path)
+        self.compact = compact
         self._init_state()
 
     def _init_state(self) -> None:
@@ -192,17 +146,23 @@ class TrainingStore:
         self._written = 0                     # bytes written to it
         self._seg_path: pathlib.Path | None = None
         self._warned = False
-        self._segments: dict[str, _Segment] = {}
+        self._segments: dict[str, Segment] = {}
         self._file_skips: collections.Counter = collections.Counter()
         self._n_segments = self._n_bytes = 0
         self._merged: list[dict] = []
         self._bytes_read = 0                  # total bytes read from segments
+        self._seen: set = set()               # compact: ids of the records handed out
+        self._fresh: list[dict] = []          # compact: read, not handed out yet
+        self._unchecked = 0                   # bytes appended since the size budget was checked
+        self._checked = False
+        self._pruning: threading.Thread | None = None  # a prune off the event loop
 
     def __getstate__(self) -> dict:
-        return {"path": self.path}
+        return {"path": self.path, "compact": self.compact}
 
     def __setstate__(self, state: dict) -> None:
         self.path = state["path"]
+        self.compact = state.get("compact", False)
         self._init_state()
 
     def __repr__(self) -> str:
@@ -243,6 +203,10 @@ class TrainingStore:
                 self._close_writer(discard_empty=True)
                 self._warn_once(exc)
                 return False
+            if self.compact:
+                self._seen.add(_seen_key(clean))   # the caller indexed it already
+            self._unchecked += len(line)
+        self._keep_within_budget()
         return True
 
     def _write_line(self, line: bytes) -> None:
@@ -278,11 +242,11 @@ class TrainingStore:
         """
         seg_dir = self.path / SEGMENTS
         os.makedirs(seg_dir, exist_ok=True)
-        if not _real_directory(seg_dir):
+        if not real_directory(seg_dir):
             raise OSError(errno.ELOOP, "not a real directory (a symlink?): refusing to write through it",
                           str(seg_dir))
-        path = seg_dir / _new_segment_name()
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | _O_COMMON
+        path = seg_dir / new_segment_name()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | O_COMMON
         fd = os.open(path, flags, 0o666)      # mode: 0o666 minus the umask
         self._seg_path = path
         _OPEN_SEGMENTS.add(path.name)
@@ -316,14 +280,19 @@ class TrainingStore:
         """All valid records of all segments, deduplicated by id, oldest first.
 
         Incremental: only bytes appended since the previous call are read. The
-        dicts are shared with the store's cache; do not mutate them.
+        dicts are shared with the store's cache; do not mutate them. A ``compact``
+        store reads the directory afresh (it keeps no records).
         """
+        if self.compact:
+            return TrainingStore(self.path).records()
         with self._locked():
             self._refresh()
             return list(self._merged)
 
     def stats(self) -> StoreStats:
         """Counts of records, segments, bytes and skipped lines/files by reason."""
+        if self.compact:
+            return TrainingStore(self.path).stats()
         with self._locked():
             self._refresh()
             skipped = dict.fromkeys(SKIP_REASONS, 0)
@@ -339,13 +308,55 @@ class TrainingStore:
                 per_workload=dict(collections.Counter(
                     (r["fingerprint"], r["workload"]) for r in merged)))
 
+    def read_new(self) -> list[dict]:
+        """The valid records not handed out before (a ``compact`` store), in file order.
+
+        Costs only the bytes appended since the previous call; a record seen before (in
+        a compacted copy, a re-read segment, or appended by this store) is not repeated.
+        """
+        if not self.compact:
+            raise TypeError("read_new() needs TrainingStore(path, compact=True)")
+        with self._locked():
+            self._refresh()
+            fresh, self._fresh = self._fresh, []
+            return fresh
+
+    @property
+    def n_seen(self) -> int:
+        """Records a compact store has handed out (or appended) so far."""
+        return len(self._seen)
+
+    def reader_state(self) -> tuple[dict, list[int]]:
+        """A compact store's reading state: {segment: how far it was read}, the ids seen."""
+        with self._locked():
+            return ({name: seg.state() for name, seg in self._segments.items()},
+                    [key for key in self._seen if key >= 0])
+
+    def restore_reader_state(self, segments: dict, ids) -> None:
+        """Resume a compact store from :meth:`reader_state` (records before it are not
+        handed out again; a segment replaced or truncated since is read from its start)."""
+        with self._locked():
+            self._segments = {str(name): Segment.from_state(state) for name, state in segments.items()}
+            self._seen = set(ids)
+            self._fresh = []
+
+    def _take(self, seg: Segment) -> None:
+        """Compact: move ``seg``'s newly read records to the fresh ones, once per id."""
+        seen, fresh = self._seen, self._fresh
+        for rec in seg.records:
+            key = _seen_key(rec)
+            if key not in seen:
+                seen.add(key)
+                fresh.append(rec)
+        seg.records = []
+
     def _refresh(self) -> None:
         max_line = _bytes_setting("store.max-line-bytes")
         max_segment = _bytes_setting("store.max-segment-bytes")
-        present: dict[str, _Segment] = {}
+        present: dict[str, Segment] = {}
         skips: collections.Counter = collections.Counter()
         seg_dir = self.path / SEGMENTS
-        if os.path.lexists(seg_dir) and not _real_directory(seg_dir):
+        if os.path.lexists(seg_dir) and not real_directory(seg_dir):
             skips["not-regular-file"] += 1    # a symlinked segments/ is never followed
             entries = []
         else:
@@ -380,22 +391,24 @@ class TrainingStore:
                           else "unreadable"] += 1
                     continue
                 changed = True
+                if self.compact:
+                    self._take(seg)
             seg.mtime = st.st_mtime
             present[entry.name] = seg
         changed = changed or present.keys() != self._segments.keys()
         self._segments, self._file_skips = present, skips
         self._n_segments, self._n_bytes = n_segments, n_bytes
-        if changed:
+        if changed and not self.compact:
             self._merge()
 
-    def _read_segment(self, path: str, seg: _Segment | None, max_line: int) -> _Segment:
-        fd = os.open(path, _O_READ)
+    def _read_segment(self, path: str, seg: Segment | None, max_line: int) -> Segment:
+        fd = os.open(path, O_READ)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(None, "not a regular file", path)
             if seg is None or seg.ino != st.st_ino or st.st_size < seg.offset:
-                seg = _Segment(st.st_ino)     # new, replaced or truncated: from the start
+                seg = Segment(st.st_ino)     # new, replaced or truncated: from the start
             self._bytes_read += seg.read(fd, st.st_size, max_line)
         finally:
             os.close(fd)
@@ -413,12 +426,14 @@ class TrainingStore:
         self._merged = merged
 
     # -- pruning -----------------------------------------------------------------------
-    def prune(self, keep_per_workload: int | None = None) -> int:
+    def prune(self, keep_per_workload: int | None = None, max_bytes: int | None = None) -> int:
         """Keep the newest ``keep_per_workload`` records per (fingerprint, workload).
 
         Settled segments are compacted into new ones (temp file + atomic rename),
         then each is removed only if still exactly as read, so a record appended
         concurrently is never lost. Default ``amorsize.store.keep-per-workload``.
+        With ``max_bytes``, the oldest records of settled segments are dropped too
+        until the directory's segments hold at most that many bytes.
 
         Returns
         -------
@@ -435,10 +450,14 @@ class TrainingStore:
         keep = int(keep_per_workload)
         if keep < 0:
             raise ValueError(f"keep_per_workload must be >= 0, got {keep_per_workload!r}")
+        if self.compact:
+            with self._locked():
+                self._close_writer()          # later appends go to a fresh segment
+            return TrainingStore(self.path).prune(keep, max_bytes)
         with self._locked():
             self._close_writer()              # later appends go to a fresh segment
             self._refresh()
-            if not _real_directory(self.path / SEGMENTS):
+            if not real_directory(self.path / SEGMENTS):
                 return 0                      # nothing of ours to compact (or a symlink)
             groups: dict[tuple, list] = collections.defaultdict(list)
             for rec in self._merged:          # deduplicated, oldest first
@@ -458,6 +477,9 @@ class TrainingStore:
                     out.append(rec)
                 else:
                     dropped.add(key)
+            if max_bytes is not None:
+                out = newest_within(out, max_bytes - sum(
+                    s.size for n, s in self._segments.items() if n not in removable), dropped, _identity)
             if not dropped and len(removable) <= 1:
                 return 0
             self._write_compacted(out)
@@ -465,7 +487,40 @@ class TrainingStore:
             self._refresh()
             return len(dropped - {_identity(r) for r in self._merged})
 
-    def _settled(self, name: str, seg: _Segment, now: float) -> bool:
+    def _keep_within_budget(self) -> None:
+        """Past ``amorsize.store.max-bytes``, prune to half of it (no one needs to run
+        ``prune``). Checked on the first append and then every 1/16 of the budget appended:
+        the directory listing costs a stat per segment, the prune a full read. On a thread
+        running an event loop (the scheduler's plugin), both run on a thread of their own."""
+        budget = config.get("store.max-bytes")
+        if budget is None:
+            return
+        budget = _bytes_setting("store.max-bytes")
+        with self._locked():
+            if self._checked and self._unchecked < budget // BUDGET_CHECKS:
+                return
+            self._checked, self._unchecked = True, 0
+            if self._pruning is not None and self._pruning.is_alive():
+                return
+        if _on_event_loop():
+            self._pruning = threading.Thread(target=self._prune_past, args=(budget,), daemon=True,
+                                             name="amorsize-prune")
+            self._pruning.start()
+        else:
+            self._prune_past(budget)
+
+    def _prune_past(self, budget: int) -> None:
+        if segment_bytes(self.path / SEGMENTS) <= budget:
+            return
+        try:
+            removed = self.prune(max_bytes=budget // 2)
+        except OSError as exc:                # compaction failed: the originals stay
+            logger.warning("amorsize_dask: could not prune the training directory %s: %s", self.path, exc)
+            return
+        logger.info("amorsize_dask: pruned %d records from %s (over amorsize.store.max-bytes=%s)",
+                    removed, self.path, config.get("store.max-bytes"))
+
+    def _settled(self, name: str, seg: Segment, now: float) -> bool:
         """May ``name`` be compacted? Not while a writer may still append to it.
 
         Our own closed segments may; others once quiet for ``settle_seconds`` (a
@@ -477,57 +532,13 @@ class TrainingStore:
             return False
         if now - seg.mtime >= self.settle_seconds:
             return True
-        own = name.startswith(f"{_hostname()}-{os.getpid()}-")
+        own = name.startswith(f"{hostname()}-{os.getpid()}-")
         return own and name not in _OPEN_SEGMENTS and not seg.torn
 
     def _write_compacted(self, records: list[dict]) -> None:
         """Write ``records`` as new segments of < max-segment-bytes / 2, atomically."""
-        seg_dir = self.path / SEGMENTS
-        limit = _bytes_setting("store.max-segment-bytes") // 2
-        chunks: list[list[bytes]] = [[]]
-        size = 0
-        for rec in records:
-            line = encode_line(rec)
-            if chunks[-1] and size + len(line) > limit:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(line)
-            size += len(line)
-        created: list[pathlib.Path] = []
-        try:
-            for lines in filter(None, chunks):
-                name = _new_segment_name()
-                tmp = seg_dir / f".{name}.tmp"   # not *.jsonl: readers ignore it
-                created.append(tmp)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_COMMON, 0o666)
-                try:
-                    data = memoryview(b"".join(lines))
-                    while data:
-                        data = data[os.write(fd, data):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, seg_dir / name)
-                created[-1] = seg_dir / name
-        except OSError:
-            for path in created:              # the originals are untouched: undo, report
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-            raise
+        write_segments(self.path / SEGMENTS, records, _bytes_setting("store.max-segment-bytes") // 2)
 
     def _remove_if_unchanged(self, names: list[str]) -> None:
         """Unlink segments still exactly as read; a grown one stays (ids deduplicate)."""
-        for name in names:
-            seg, path = self._segments[name], self.path / SEGMENTS / name
-            try:
-                fd = os.open(path, _O_READ)   # open + fstat: revalidates NFS attributes
-                try:
-                    st = os.fstat(fd)
-                finally:
-                    os.close(fd)
-                if stat.S_ISREG(st.st_mode) and (st.st_ino, st.st_size) == (seg.ino, seg.size):
-                    os.unlink(path)
-            except OSError:
-                pass                          # gone already, or not ours to remove
+        remove_if_unchanged(self.path / SEGMENTS, {name: self._segments[name] for name in names})

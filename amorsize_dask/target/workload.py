@@ -1,7 +1,12 @@
 """Function identity: a key that is equal for the same code in any process.
 
 ``function_key`` hashes what decides a function's cost: its bytecode, constants,
-defaults, closure values and, recursively, the globals it calls. It never uses
+defaults, closure values and, recursively, the globals it calls — and, for state that is
+not a simple value (a partial's array argument, the attributes of a bound method's
+instance), a cheap size signature: type, dtype and ``log2`` size bucket (see
+:func:`size_signature`), so that ``partial(f, np.ones(10))`` and ``partial(f,
+np.ones(10**7))`` are different workloads, while ``Adder(1)`` and ``Adder(5)`` are one.
+It never uses
 ``id()``, ``hash()`` of strings or memory addresses, so keys match across
 processes and interpreter restarts. Names are not part of a Python function's
 key (two functions with the same code share one); ``function_name`` is for humans.
@@ -30,6 +35,10 @@ MAX_DEPTH = 3
 # Longest repr of a constant that is kept verbatim (longer ones are hashed).
 _MAX_REPR = 4096
 _SIMPLE = (type(None), bool, int, float, complex, str, bytes)
+# Attributes of an instance whose sizes enter the key of its bound methods / __call__
+# (bounded: a key must cost microseconds, whatever the instance holds).
+MAX_STATE_ATTRS = 16
+_CONTAINERS = (list, tuple, dict, set, frozenset, bytearray, str, bytes)
 # co_flags that describe the code itself (generator, varargs, ...); the
 # ``from __future__`` bits above them do not change what a function does.
 _CODE_FLAGS = 0xFFFF
@@ -111,8 +120,10 @@ def _describe(func: Any, depth: int, stack: tuple) -> Any:
     if isinstance(func, types.FunctionType):
         return _describe_function(func, depth, stack)
     if isinstance(func, types.MethodType):
-        owner = func.__self__ if isinstance(func.__self__, type) else type(func.__self__)
-        return ("method", _inner(func.__func__, depth, stack), _qualified(owner))
+        bound = func.__self__
+        owner = bound if isinstance(bound, type) else type(bound)
+        state = None if isinstance(bound, type) else state_signature(bound)
+        return ("method", _inner(func.__func__, depth, stack), _qualified(owner), state)
     if isinstance(func, functools.partial):
         kwargs = sorted((k, _constant(v)) for k, v in (func.keywords or {}).items())
         args = [_constant(a) for a in func.args]
@@ -125,7 +136,7 @@ def _describe(func: Any, depth: int, stack: tuple) -> Any:
         return ("class", _qualified(func), init_key)
     call = getattr(type(func), "__call__", None)
     if isinstance(call, types.FunctionType):
-        return ("instance", _inner(call, depth, stack), _qualified(type(func)))
+        return ("instance", _inner(call, depth, stack), _qualified(type(func)), state_signature(func))
     return ("object", _qualified(func))
 
 
@@ -198,7 +209,53 @@ def _constant(value: Any) -> Any:
         return ("frozenset", sorted((_constant(v) for v in value), key=repr))
     if isinstance(value, types.CodeType):
         return _code(value)
-    return ("type", _qualified(type(value)))
+    return ("type", _qualified(type(value)), size_signature(value))
+
+
+def size_signature(value: Any) -> Any:
+    """What decides the cost of working on ``value``, cheaply: its size, not its content.
+
+    Arrays (anything with ``shape`` and ``nbytes``, e.g. numpy): dtype, ndim and the
+    ``log2`` bucket of their bytes; containers: the ``log2`` bucket of their length;
+    anything else: nothing beyond its type (which the caller records).
+
+    >>> import numpy as np
+    >>> size_signature(np.ones(10)), size_signature(np.ones(11)), size_signature([1, 2, 3])
+    (('array', 'float64', 1, 7), ('array', 'float64', 1, 7), ('len', 2))
+    >>> size_signature(np.ones(10_000_000))
+    ('array', 'float64', 1, 27)
+    """
+    kind = type(value)
+    if isinstance(value, _CONTAINERS):
+        return ("len", len(value).bit_length())
+    module = getattr(kind, "__module__", "") or ""
+    if module.split(".")[0] in ("numpy", "pandas"):  # never touch other objects' properties
+        try:
+            nbytes = value.nbytes if hasattr(value, "nbytes") else value.memory_usage(deep=False).sum()
+            return ("array", str(getattr(value, "dtype", "")), int(getattr(value, "ndim", 0)),
+                    int(nbytes).bit_length())
+        except Exception:
+            return None
+    return None
+
+
+def state_signature(obj: Any) -> Any:
+    """Size signatures of an instance's first attributes (its ``__dict__``), or None.
+
+    >>> class Model:
+    ...     def __init__(self, n): self.weights, self.name = [0.0] * n, "m"
+    >>> state_signature(Model(10)) == state_signature(Model(12)), state_signature(Model(10**5))
+    (True, [('name', 'str', ('len', 1)), ('weights', 'list', ('len', 17))])
+    """
+    state = getattr(obj, "__dict__", None)
+    if type(state) is not dict:
+        return None
+    out = []
+    for name in list(state)[:MAX_STATE_ATTRS]:
+        value = state[name]
+        if isinstance(name, str):
+            out.append((name, type(value).__name__, size_signature(value)))
+    return sorted(out)
 
 
 def _code(code: types.CodeType) -> Any:

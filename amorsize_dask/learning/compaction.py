@@ -1,0 +1,103 @@
+"""Compaction of the training directory: new segments written atomically, old ones
+removed only when unchanged since read, and the size of what is there.
+
+No locks (the directory may be on NFS): a writer that appends to a segment while it is
+compacted makes it grow, so it is not removed, and ids deduplicate the copies.
+
+>>> import tempfile, pathlib
+>>> with tempfile.TemporaryDirectory() as d:
+...     segment_bytes(pathlib.Path(d) / "segments")
+0
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+
+from amorsize_dask.learning.records import encode_line
+from amorsize_dask.learning.segments import O_COMMON, O_READ, new_segment_name
+
+
+def segment_bytes(seg_dir: pathlib.Path) -> int:
+    """Bytes in the segment files of ``seg_dir`` (0 when it cannot be listed)."""
+    total = 0
+    try:
+        with os.scandir(seg_dir) as it:
+            for entry in it:
+                if entry.name.endswith(".jsonl") and not entry.name.startswith("."):
+                    try:
+                        total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        pass
+    except OSError:
+        return 0
+    return total
+
+
+def newest_within(records: list[dict], n_bytes: int, dropped: set, identity) -> list[dict]:
+    """The newest of ``records`` (oldest first) whose lines fit in ``n_bytes``; the
+    ``identity`` of the others is added to ``dropped``."""
+    total, start = 0, len(records)
+    while start > 0:
+        total += len(encode_line(records[start - 1]))
+        if total > n_bytes:
+            break
+        start -= 1
+    dropped.update(identity(r) for r in records[:start])
+    return records[start:]
+
+
+def write_segments(seg_dir: pathlib.Path, records: list[dict], limit: int) -> None:
+    """Write ``records`` as new segments of < ``limit`` bytes each, atomically (temp file,
+    fsync, rename); on failure none of them is left behind."""
+    chunks: list[list[bytes]] = [[]]
+    size = 0
+    for rec in records:
+        line = encode_line(rec)
+        if chunks[-1] and size + len(line) > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(line)
+        size += len(line)
+    created: list[pathlib.Path] = []
+    try:
+        for lines in filter(None, chunks):
+            name = new_segment_name()
+            tmp = seg_dir / f".{name}.tmp"   # not *.jsonl: readers ignore it
+            created.append(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_COMMON, 0o666)
+            try:
+                data = memoryview(b"".join(lines))
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, seg_dir / name)
+            created[-1] = seg_dir / name
+    except OSError:
+        for path in created:              # the originals are untouched: undo, report
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        raise
+
+
+def remove_if_unchanged(seg_dir: pathlib.Path, segments: dict) -> None:
+    """Unlink the segments ({name: reader}) still exactly as read; a grown one stays (its
+    records' ids deduplicate them against their compacted copies)."""
+    for name, seg in segments.items():
+        path = seg_dir / name
+        try:
+            fd = os.open(path, O_READ)   # open + fstat: revalidates NFS attributes
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if stat.S_ISREG(st.st_mode) and (st.st_ino, st.st_size) == (seg.ino, seg.size):
+                os.unlink(path)
+        except OSError:
+            pass                          # gone already, or not ours to remove

@@ -1,0 +1,150 @@
+"""The learner's in-memory index of one (fingerprint, workload): numpy rows, not dicts.
+
+A :class:`Group` holds what the model needs of each observed run in one packed numpy row
+(~70 bytes), keeps at most ``capacity`` of the newest, and tracks whether the workload has
+*drifted* (its newest model-planned run measured a cost per item its predecessors did
+not) from the newest few item seconds per engine and worker count, so that adding a run
+costs O(1).
+
+>>> g = Group(capacity=64)
+>>> g.add(("w", 400, 1e-6, "serial", 1, 400, 4e-4, 1.0, "sample", None, None, None))
+>>> g.add(("w", 400, 3e-3, "serial", 1, 400, 1.2, 2.0, "model", None, None, None))
+>>> len(g), g.drifted, g.observations()[1].item_seconds
+(2, True, 0.003)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import model
+
+ENGINES = ("serial", "threads", "processes", "dask")
+SOURCES = ("sample", "model", "explore", "default", "user")
+ROW = np.dtype([
+    ("n_items", "i8"), ("item_seconds", "f8"), ("engine", "i1"), ("n_workers", "i4"),
+    ("chunksize", "i8"), ("run_seconds", "f8"), ("time", "f8"), ("source", "i1"),
+    ("bytes_per_item", "f8"), ("cpu_ratio", "f8"), ("predicted_seconds", "f8"),
+])
+# Rows added one by one are kept as tuples until this many, then stored in bulk (a numpy
+# row assignment costs ~2 us; a bulk conversion a fraction of that per row).
+_FLUSH_ROWS = 256
+_ENGINE_CODE = {name: i for i, name in enumerate(ENGINES)}
+_SOURCE_CODE = {name: i for i, name in enumerate(SOURCES)}
+
+
+def _nan(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _none(value: float) -> float | None:
+    return None if value != value else float(value)
+
+
+class Group:
+    """The observed runs of one workload on one fingerprint, newest ``capacity`` kept."""
+
+    __slots__ = ("rows", "n", "capacity", "recent", "drifted", "features", "_cache", "_pending")
+
+    def __init__(self, capacity: int):
+        self.rows = np.empty(4, ROW)
+        self.n = 0
+        self.capacity = max(4, int(capacity))
+        self.recent: dict[str, list[float]] = {}  # "engine/workers" ("" any) -> newest item seconds
+        self.drifted = False
+        self.features: dict | None = None  # the newest sampled run's features
+        self._cache: list[model.Observation] | None = None
+        self._pending: list[tuple] = []  # rows added since the last flush (numpy in bulk)
+
+    def __len__(self) -> int:
+        return self.n + len(self._pending)
+
+    def add(self, fields: tuple) -> None:
+        """Index one observed run, given as :func:`~amorsize_dask.learning.model.fields_of_record`
+        (drift first: it compares with the runs before it)."""
+        _, n_items, item_seconds, engine, workers, chunksize, run_seconds, time, source, nbytes, cpu, predicted = fields
+        if source == "sample":
+            self.drifted = False  # the cost model decided on fresh figures
+        config = f"{engine}/{workers}"
+        if source in ("model", "explore") and model.drift_from(
+                self.recent.get(config, []), self.recent.get("", []), item_seconds, n_items):
+            self.drifted = True
+        for key in (config, ""):
+            newest = self.recent.setdefault(key, [])
+            newest.append(item_seconds)
+            del newest[:-model.REFERENCE_RUNS]
+        self._pending.append((n_items, item_seconds, _ENGINE_CODE[engine], workers, chunksize, run_seconds, time,
+                              _SOURCE_CODE[source], _nan(nbytes), _nan(cpu), _nan(predicted)))
+        self._cache = None
+        if len(self._pending) >= _FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the rows added since the last flush in the numpy rows."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        new = np.array(pending, dtype=ROW)
+        while len(new):
+            if self.n == len(self.rows):
+                self._grow()
+            take = new[: len(self.rows) - self.n]
+            self.rows[self.n: self.n + len(take)] = take
+            self.n += len(take)
+            new = new[len(take):]
+
+    def _grow(self) -> None:
+        """Double the rows, or past ``capacity`` drop the older half (by time)."""
+        if self.n >= self.capacity:
+            rows = self.rows[: self.n]
+            keep = np.sort(np.argsort(rows["time"], kind="stable")[self.n - self.capacity // 2:])
+            self.rows = np.concatenate([rows[keep], np.empty(self.capacity - len(keep), ROW)])
+            self.n = len(keep)
+            return
+        rows = np.empty(min(2 * len(self.rows), self.capacity), ROW)
+        rows[: self.n] = self.rows[: self.n]
+        self.rows = rows
+
+    def observations(self, workload: str = "") -> list[model.Observation]:
+        """The observed runs, oldest first (built once per change)."""
+        if self._cache is None:
+            self.flush()
+            rows = self.rows[: self.n]
+            rows = rows[np.argsort(rows["time"], kind="stable")]
+            self._cache = [
+                model.Observation(workload, int(r[0]), float(r[1]), ENGINES[r[2]], int(r[3]), int(r[4]),
+                                  float(r[5]), float(r[6]), SOURCES[r[7]], _none(r[8]), _none(r[9]), _none(r[10]))
+                for r in rows.tolist()
+            ]
+        return self._cache
+
+    def state(self) -> dict:
+        """Everything but the rows, as JSON values (for a snapshot of the index)."""
+        self.flush()
+        return {"recent": self.recent, "drifted": self.drifted, "features": self.features}
+
+    @classmethod
+    def from_state(cls, state: dict, rows: np.ndarray, capacity: int) -> "Group":
+        """The group of :meth:`state` and its rows (the newest ``capacity``).
+
+        >>> g = Group(8)
+        >>> g.add(("w", 10, 1e-3, "serial", 1, 10, 0.01, 1.0, "sample", None, None, None))
+        >>> again = Group.from_state(g.state(), g.rows[: g.n], 8)
+        >>> again.observations() == g.observations(), again.recent
+        (True, {'serial/1': [0.001], '': [0.001]})
+        """
+        group = cls(capacity)
+        group.recent = {str(k): [float(x) for x in v][-model.REFERENCE_RUNS:] for k, v in state["recent"].items()}
+        group.drifted = bool(state["drifted"])
+        group.features = state["features"] if isinstance(state["features"], dict) else None
+        rows = rows[np.argsort(rows["time"], kind="stable")][-group.capacity:]
+        group.rows = np.empty(max(4, len(rows)), ROW)
+        group.rows[: len(rows)] = rows
+        group.n = len(rows)
+        return group
+
+    def nbytes(self) -> int:
+        self.flush()
+        return self.rows.nbytes

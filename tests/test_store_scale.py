@@ -1,0 +1,180 @@
+"""The training directory at scale: incremental reads, a compact index, bounded growth."""
+
+import gc
+import os
+import tracemalloc
+
+import dask
+
+from amorsize_dask.learning.learner import Learner
+from amorsize_dask.learning.records import encode_line, validate_record
+from amorsize_dask.learning.store import TrainingStore
+from tests.test_store import FP, WL, plant, rec, segment_files
+
+
+def _with_id(i, **kwargs):
+    return validate_record(dict(rec(i, **kwargs), id=f"{i:016x}"))
+
+
+def test_compact_reader_hands_out_each_record_once_and_reads_only_new_bytes(tmp_path):
+    writer, reader = TrainingStore(tmp_path), TrainingStore(tmp_path, compact=True)
+    for i in range(100):
+        writer.append(rec(i))
+    assert len(reader.read_new()) == 100
+    first = reader._bytes_read
+    assert reader.read_new() == [] and reader._bytes_read == first  # nothing new: nothing read
+    writer.append(rec(100))
+    new = reader.read_new()
+    assert [r["features"]["n_items"] for r in new] == [100]
+    assert reader._bytes_read - first == len(encode_line(writer.records()[-1]))
+    writer.prune(keep_per_workload=1000)             # compacted into a new segment: same ids
+    assert reader.read_new() == []
+    reader.append(rec(101))                           # its own record: the caller has it
+    assert reader.read_new() == []
+    assert len(reader.records()) == 102               # records() still works (read afresh)
+    assert all(not seg.records for seg in reader._segments.values()) and reader._merged == []
+
+
+def test_learner_index_is_updated_not_rebuilt_after_a_foreign_append(tmp_path):
+    writer = TrainingStore(tmp_path)
+    for i in range(50):
+        writer.append(rec(1000 + i))
+    learner = Learner(tmp_path)
+    assert len(learner.observations(FP, WL)) == 50
+    group, read = learner._groups[(FP, WL)], learner.store._bytes_read
+    writer.append(rec(2000))
+    assert len(learner.observations(FP, WL)) == 51
+    assert learner._groups[(FP, WL)] is group          # the same index, one row more
+    assert learner.store._bytes_read - read == len(encode_line(writer.records()[-1]))
+
+
+def test_a_loaded_learner_keeps_under_400_bytes_per_record(tmp_path):
+    n = 5000
+    lines = b"".join(encode_line(_with_id(i + 1, workload=f"{i % 50:016x}")) for i in range(n))
+    plant(tmp_path, "other-1-00000000.jsonl", lines)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        learner = Learner(tmp_path)
+        learner.refresh()
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert sum(len(g) for g in learner._groups.values()) == n
+    print(f"{kept / n:.0f} bytes per record")
+    assert kept / n <= 400, f"{kept / n:.0f} bytes per record"
+
+
+def test_writers_keep_the_directory_within_its_budget(tmp_path):
+    budget = 40_000
+    other = plant(tmp_path, "otherhost-1-00000000.jsonl", b"".join(
+        encode_line(_with_id(10_000 + i, workload="f" * 16)) for i in range(5)))  # active, not ours
+    store = TrainingStore(tmp_path)
+    sizes = []
+    with dask.config.set({"amorsize.store.max-bytes": budget}):
+        for i in range(600):
+            assert store.append(rec(i, workload=f"{i % 7:016x}"))
+            sizes.append(sum(p.stat().st_size for p in segment_files(tmp_path)))
+    line_bytes = len(encode_line(_with_id(599)))
+    assert max(sizes) <= budget + budget // 16 + line_bytes
+    assert sum(p.stat().st_size for p in segment_files(tmp_path)) > budget // 4  # pruned, not wiped
+    got = TrainingStore(tmp_path).records()
+    assert max(r["features"]["n_items"] for r in got if r["workload"] != "f" * 16) == 599  # newest kept
+    assert other.exists() and sum(r["workload"] == "f" * 16 for r in got) == 5  # another writer's: kept
+    assert store.stats().n_records == len(got)
+
+
+def test_no_budget_means_no_automatic_pruning(tmp_path):
+    store = TrainingStore(tmp_path)
+    with dask.config.set({"amorsize.store.max-bytes": None, "amorsize.store.keep-per-workload": 1}):
+        for i in range(20):
+            store.append(rec(i))
+    assert len(store) == 20
+
+
+def test_a_new_learner_resumes_from_this_host_s_snapshot(tmp_path):
+    from amorsize_dask.learning import snapshot
+
+    n = snapshot.EVERY_RECORDS + 10
+    seg = plant(tmp_path, "other-1-00000000.jsonl", b"".join(
+        encode_line(_with_id(i + 1, workload=f"{i % 5:016x}")) for i in range(n)))
+    first = Learner(tmp_path)
+    first.refresh()
+    assert snapshot.path_for(tmp_path).exists()      # many records indexed: a snapshot written
+    group = (FP, f"{1:016x}")
+    expected = first.observations(*group)
+
+    second = Learner(tmp_path)
+    assert second.observations(*group) == expected
+    assert second.store._bytes_read == 0              # nothing parsed: resumed from the snapshot
+    TrainingStore(tmp_path).append(rec(9_999_999, workload=f"{1:016x}"))
+    assert len(second.observations(*group)) == len(expected) + 1
+    assert second.store._bytes_read < 1000            # the foreign line only
+
+    snapshot.path_for(tmp_path).write_bytes(b"garbage")   # damaged: ignored, the directory is read
+    third = Learner(tmp_path)
+    assert len(third.observations(*group)) == len(expected) + 1
+    assert third.store._bytes_read >= seg.stat().st_size
+
+
+def test_a_snapshot_survives_compaction_without_duplicates(tmp_path):
+    from amorsize_dask.learning import snapshot
+
+    n = snapshot.EVERY_RECORDS + 10
+    segs = [plant(tmp_path, f"other-{w}-00000000.jsonl", b"".join(
+        encode_line(_with_id(i + 1)) for i in range(w, n, 2))) for w in range(2)]
+    first = Learner(tmp_path)
+    expected = first.observations(FP, WL)
+    for seg in segs:
+        os.utime(seg, (1, 1))                         # their writers went quiet long ago
+    assert TrainingStore(tmp_path).prune(keep_per_workload=100_000) == 0  # compacted, nothing dropped
+    assert not any(seg.exists() for seg in segs)
+    again = Learner(tmp_path)
+    assert again.observations(FP, WL) == expected     # the same records, none twice
+    assert again.store._bytes_read > 0                # the compacted segment was read (ids known)
+
+
+def test_on_an_event_loop_the_automatic_prune_runs_off_it(tmp_path):
+    """The scheduler plugin appends on the event loop: pruning must not block it."""
+    import asyncio
+    import threading
+
+    budget = 40_000
+    store = TrainingStore(tmp_path, compact=True)
+    pruned_on = []
+    real_prune = store.prune
+
+    def prune(*args, **kwargs):
+        pruned_on.append(threading.current_thread())
+        return real_prune(*args, **kwargs)
+
+    store.prune = prune
+
+    async def appends():
+        for i in range(600):
+            assert store.append(rec(i, workload=f"{i % 7:016x}"))
+        return threading.current_thread()
+
+    with dask.config.set({"amorsize.store.max-bytes": budget}):
+        loop_thread = asyncio.run(appends())
+        if store._pruning is not None:
+            store._pruning.join(60)
+        assert pruned_on and loop_thread not in pruned_on
+        # Appends went on while it pruned; the next checks (here off any loop) catch up.
+        for i in range(600, 700):
+            assert store.append(rec(i, workload=f"{i % 7:016x}"))
+    assert threading.current_thread() in pruned_on
+    line_bytes = len(encode_line(_with_id(699)))
+    assert sum(p.stat().st_size for p in segment_files(tmp_path)) <= budget + budget // 16 + line_bytes
+
+
+def test_compact_reader_deduplicates_records_without_id_by_content(tmp_path):
+    from tests.test_store import line
+
+    plant(tmp_path, "a-1-00000000.jsonl", line(rec(1)) + line(rec(2)))
+    plant(tmp_path, "b-1-00000000.jsonl", line(rec(2)) + line(rec(3)))  # rec(2) copied, no id
+    reader = TrainingStore(tmp_path, compact=True)
+    assert sorted(r["features"]["n_items"] for r in reader.read_new()) == [1, 2, 3]
+    assert all(key < 0 for key in reader._seen)       # 8-byte hashes, not whole lines
