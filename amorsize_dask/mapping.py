@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 from . import inputs, validation
 from .target.context import active_client
-from .engines import get_engine
+from .engines import get_engine, shared_engine
 from .errors import WorkerStartError, warn_once
 from .planning import overheads, thread_safety
 from .planning.plan import Plan
@@ -84,6 +84,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
                                                  chunksize=chunksize, training_dir=training_dir)
     t0 = time.perf_counter()
+    pool_starts = shared_engine().start_seconds_total
     call, items = inputs.prepare(func, iterables)
     target = _target(func, client, engine, training_dir)  # keyed by func itself, not its wrapper
     planned = _plan(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
@@ -126,7 +127,8 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
                 bar.close()
     wall = time.perf_counter() - t0
     if learn and len(items):
-        target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id)
+        target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id,
+                      one_time_seconds=shared_engine().start_seconds_total - pool_starts)
     overheads.run_later()  # a calibration this call asked for, now that it is done
     return MapOutcome(results, plan, wall, compute)
 

@@ -64,3 +64,32 @@ def test_exit_right_after_the_first_call_leaves_nothing_running(tmp_path):
         alive = [p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
         time.sleep(0.05)
     assert not alive
+
+
+POOL_START_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import amorsize_dask as ad
+    from amorsize_dask.learning import model
+
+    def double(x):
+        return 2 * x
+
+    ad.map(double, range(64), engine="processes", n_workers=2, chunksize=8)   # starts the pool
+    ad.map(double, range(64), engine="processes", n_workers=2, chunksize=8)   # finds it running
+    records = sorted(ad.TrainingStore(sys.argv[1]).records(), key=lambda r: r["time"])
+    print(json.dumps([[r["features"].get("one_time_seconds", 0.0), r["wall_seconds"],
+                       model.fields_of_record(r)[6]] for r in records]))
+""")
+
+
+def test_a_pool_start_is_recorded_apart_from_the_run(tmp_path):
+    script = tmp_path / "pool_start.py"
+    script.write_text(POOL_START_SCRIPT)
+    train = tmp_path / "training"
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(train)}
+    done = subprocess.run([sys.executable, str(script), str(train)], capture_output=True, text=True,
+                          timeout=180, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (first_once, first_wall, first_run), (second_once, _, _) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert first_once > 0 and second_once == 0
+    assert first_run < first_wall - first_once + 1e-6  # the model rates the plan without the start

@@ -81,6 +81,7 @@ class ProcessEngine(Engine):
         self._draining: list[_Pool] = []  # retired pools whose workers may still be finishing
         self._lock = threading.RLock()
         self.last_start_seconds: float | None = None
+        self.start_seconds_total = 0.0  # every pool start of this engine: one-time costs of the runs that paid them
         self.modules_sent: set[str] = set()  # modules of functions sent before (imported there)
 
     @property
@@ -143,6 +144,7 @@ class ProcessEngine(Engine):
             pool.shutdown(wait=True, cancel_futures=True)
             raise WorkerStartError(exc) from exc
         self.last_start_seconds = time.perf_counter() - t0
+        self.start_seconds_total += self.last_start_seconds
         return pool
 
     def _acquire(self, n_workers: int, func=None) -> _Pool:

@@ -107,7 +107,10 @@ def fields_of_record(rec: dict) -> tuple | None:
     plan = rec["plan"]
     # Items computed while sampling ran before the plan did: rate the plan on the rest.
     n_run = n - int(features.get("n_sampled", 0))
-    run_seconds = rec["wall_seconds"] - float(features.get("planning_seconds", 0.0))
+    # Planning and one-time costs (a pool's start: the next call finds it running) are not
+    # the plan's steady-state cost.
+    run_seconds = (rec["wall_seconds"] - float(features.get("planning_seconds", 0.0))
+                   - float(features.get("one_time_seconds", 0.0)))
     if n_run <= 0:
         return None
     nbytes = None

@@ -215,7 +215,8 @@ class Target:
             features[thread_safety.FEATURE] = 0  # later runs (and processes) keep off threads
         return features
 
-    def record(self, func, planned, *, wall_seconds: float, compute_seconds: float, run_id: str = "") -> bool:
+    def record(self, func, planned, *, wall_seconds: float, compute_seconds: float, run_id: str = "",
+               one_time_seconds: float = 0.0) -> bool:
         """Append the measured run to the training directory (never fails the call).
 
         A run registered with the cluster's scheduler plugin is recorded there, from the
@@ -226,13 +227,21 @@ class Target:
             if self._plugin_recorded(run_id):
                 return True
         return self.learner.record(**self.record_fields(func, planned, wall_seconds=wall_seconds,
-                                                         compute_seconds=compute_seconds))
+                                                         compute_seconds=compute_seconds,
+                                                         one_time_seconds=one_time_seconds))
 
-    def record_fields(self, func, planned, *, wall_seconds: float, compute_seconds: float) -> dict:
-        """The fields of this run's record (:func:`amorsize_dask.learning.records.make_record`)."""
+    def record_fields(self, func, planned, *, wall_seconds: float, compute_seconds: float,
+                      one_time_seconds: float = 0.0) -> dict:
+        """The fields of this run's record (:func:`amorsize_dask.learning.records.make_record`).
+
+        ``one_time_seconds``: what this run paid once for all later ones (starting the
+        process pool), recorded apart so that the model learns what the next call costs.
+        """
         plan = planned.plan
         features = self.run_features(planned)
         features["item_seconds"] = compute_seconds / max(plan.n_items, 1)
+        if one_time_seconds > 0:
+            features["one_time_seconds"] = float(one_time_seconds)
         return dict(
             fingerprint=self.fingerprint.id,
             fingerprint_fields=self.fingerprint.as_dict(),
