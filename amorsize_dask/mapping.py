@@ -84,10 +84,10 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
                                                  chunksize=chunksize, training_dir=training_dir)
     t0 = time.perf_counter()
-    pool_starts = shared_engine().start_seconds_total
     call, items = inputs.prepare(func, iterables)
     target = _target(func, client, engine, training_dir)  # keyed by func itself, not its wrapper
     planned = _plan(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
+    pool_starts = shared_engine().start_seconds_total  # a pool started while sampling overlapped it
     plan = planned.plan
     results = list(planned.sample.results) if planned.sample is not None else []
     compute = planned.profile.sample_seconds if planned.profile is not None else 0.0

@@ -93,3 +93,60 @@ def test_a_pool_start_is_recorded_apart_from_the_run(tmp_path):
     (first_once, first_wall, first_run), (second_once, _, _) = json.loads(done.stdout.strip().splitlines()[-1])
     assert first_once > 0 and second_once == 0
     assert first_run < first_wall - first_once + 1e-6  # the model rates the plan without the start
+
+
+PRESTART_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    import amorsize_dask as ad
+    from amorsize_dask.engines import shared_engine
+    from amorsize_dask.mapping import run_map
+    from amorsize_dask.planning import overheads
+    from amorsize_dask.target import machine
+
+    def spin(x):
+        end = time.perf_counter() + 1e-3
+        while time.perf_counter() < end:
+            pass
+        return x
+
+    def big(x):
+        spin(x)
+        return bytes([x % 256]) * 2_000_000
+
+    func = spin if sys.argv[1] == "spin" else big
+    from amorsize_dask.target.target import Target
+    Target.local(func).overheads(measure_now=True)   # estimated now, measured after the call:
+    overheads.run_later()                            # measured now, then no pool runs
+    assert overheads.join_background(120)
+    shared_engine().shutdown()
+    out = run_map(func, range(400))
+    assert out.results == [func(x) for x in range(400)]
+    deadline = time.monotonic() + 30
+    while shared_engine().is_warm(machine.cpu_count()) and out.plan.engine != "processes" \\
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print(json.dumps({"plan": out.plan.explain(), "engine": out.plan.engine,
+                      "warm": shared_engine().is_warm(machine.cpu_count())}))
+""")
+
+
+def _prestart(tmp_path, func):
+    script = tmp_path / "prestart.py"
+    script.write_text(PRESTART_SCRIPT)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    done = subprocess.run([sys.executable, str(script), func], capture_output=True, text=True, timeout=180,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_pool_starts_while_sampling_when_the_work_may_pay_for_it(tmp_path):
+    report = _prestart(tmp_path, "spin")  # 0.4 s of pure Python: processes on 2 cores
+    assert "started while sampling" in report["plan"], report["plan"]
+    assert report["engine"] == "processes" and report["warm"]
+
+
+def test_a_pool_started_for_nothing_is_stopped_again(tmp_path):
+    report = _prestart(tmp_path, "big")  # 0.4 s of work, 2 MB results: not worth shipping
+    assert report["engine"] != "processes", report["plan"]
+    assert "started while sampling" in report["plan"] and not report["warm"]

@@ -115,6 +115,14 @@ class ProcessEngine(Engine):
                 entry.stamps.setdefault(*stamp)
             return entry
 
+    def stop_if_idle(self, n_workers: int) -> None:
+        """Stop the pool of ``n_workers`` unless a run is using it (a pool started for
+        nothing: its call ended up elsewhere)."""
+        with self._lock:
+            entry = self._pools.get(n_workers)
+            if entry is not None and entry.users == 0:
+                self._retire(entry)
+
     def _retire(self, entry: _Pool) -> None:
         """Take ``entry`` out of service; it stops now, or when its last user releases it."""
         if self._pools.get(entry.size) is entry:

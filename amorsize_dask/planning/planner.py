@@ -26,6 +26,7 @@ from . import thread_safety
 from .overheads import Overheads
 from .plan import Plan, format_bytes, format_seconds
 from .sampling import Profile, Sample, sample_items
+from .prestart import PRESTART_ABOVE_SECONDS, PoolPrestart
 from .speculation import Speculation
 
 # Measuring overheads takes ~0.3 s once per machine or cluster shape (bench: calibrate);
@@ -77,14 +78,18 @@ def plan_items(
     if speculate and target.client is None and engine in ("auto", "processes"):
         spec = Speculation.start(func, items, cores, local_fallback=engine == "auto")
     n_front = spec.first_index if spec is not None else n
+    prestart = PoolPrestart.for_call(target, engine, n_front) if spec is None else None
     try:
         known_unsafe = engine == "auto" and target.client is None and not target.thread_safe()
         probe = target.client is None and engine in ("auto", "threads") and not known_unsafe
         sample = sample_items(func, items[:n_front], n, parallelism=parallelism, probe=probe,
-                              probe_is_free=_no_process_plan_wins(target, n_front, engine) if probe else None)
+                              probe_is_free=_no_process_plan_wins(target, n_front, engine) if probe else None,
+                              on_estimate=prestart.on_estimate if prestart is not None else None)
     except BaseException:
         if spec is not None:
             spec.cancel()
+        if prestart is not None:
+            prestart.settle("serial", 1)
         raise
     prof = sample.profile
     n_rest = n_front - prof.n_sampled
@@ -102,6 +107,8 @@ def plan_items(
         reasons.append("every item was computed while sampling")
         plan = Plan("serial", 1, 1, 0, "sample", confidence(prof), 0.0, n_items=n, n_sampled=prof.n_sampled,
                     n_speculated=n - n_front, predicted_serial_seconds=0.0, reasons=tuple(reasons))
+        if prestart is not None:
+            prestart.settle("serial", 1)
         return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof, spec)
 
     serial_rest = n_rest * prof.item_seconds
@@ -124,7 +131,8 @@ def plan_items(
             n_rest,
             overheads,
             cores=cores,
-            pool_warm=target.pool_warm(n_workers or cores),
+            pool_warm=target.pool_warm(n_workers or cores) or (
+                prestart is not None and prestart.started and (n_workers or cores) == prestart.n_workers),
             engines=engines,
             n_workers=n_workers,
             chunksize=chunksize,
@@ -153,6 +161,12 @@ def plan_items(
         predicted_serial_seconds=n * prof.item_seconds,
         reasons=tuple(reasons),
     )
+    if prestart is not None:
+        prestart.settle(plan.engine, plan.n_workers)
+        if prestart.started:
+            reasons.append(f"the process pool started while sampling ({format_seconds(PRESTART_ABOVE_SECONDS)} "
+                           "of predicted work or more)")
+            plan = plan.replace(reasons=tuple(reasons))
     return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof, spec)
 
 

@@ -105,6 +105,7 @@ def sample_items(
     max_seconds: float | None = None,
     parallelism: tuple[int, int] = (1, 1),
     probe_is_free: Callable[[float, float], bool] | None = None,
+    on_estimate: Callable[[float, float], None] | None = None,
 ) -> Sample:
     """Time ``func`` on the first items of ``items`` until the budget is spent.
 
@@ -120,6 +121,10 @@ def sample_items(
     could beat serial, so that the probe, whose results are kept, costs only the hand-off
     to two threads (then a longer one runs, after a serial reference as long, whenever
     half the items left cover both: see :func:`_probe_size`).
+
+    ``on_estimate(item_seconds, cpu_ratio)`` is told the mean seconds per item and the
+    CPU/wall ratio so far after every batch (the planner may start the process pool
+    meanwhile: :mod:`.prestart`).
     """
     if budget_fraction is None:
         budget_fraction = config.get("sampling.budget-fraction")
@@ -138,6 +143,9 @@ def sample_items(
         elapsed = per_item[-1] * size
         spent = time.perf_counter() - wall_start
         mean = _weighted_mean(per_item, batch_sizes)
+        if on_estimate is not None:
+            cpu_spent = time.thread_time() - cpu_start
+            on_estimate(mean, cpu_spent / spent if spent > 0 else 1.0)
         budget = _budget(mean, n_total, spent, time.thread_time() - cpu_start, budget_fraction, max_seconds, parallelism)
         if spent >= budget or spent >= max_seconds:
             break  # a dear first item is evidence enough
