@@ -118,10 +118,50 @@ def script_for(family: str, tool: str, scale: float, config=None) -> str:
     return head + 'if __name__ == "__main__":\n' + textwrap.indent(body, "    ")
 
 
+_START = '''
+import json, time
+import amorsize_dask
+from amorsize_dask.engines import shared_engine
+try:
+    from amorsize_dask.target.machine import cpu_count
+except ImportError:  # the layout before the folders (to measure an older checkout)
+    from amorsize_dask.machine import cpu_count
+from amorsize_dask.planning import overheads
+if __name__ == "__main__":
+    engine, n = shared_engine(), cpu_count()
+    t0 = time.perf_counter(); engine.pool(n); first = time.perf_counter() - t0
+    engine.shutdown()
+    t0 = time.perf_counter(); engine.pool(n); again = time.perf_counter() - t0
+    engine.shutdown()
+    from amorsize_dask.engines import get_engine
+    t0 = time.perf_counter(); overheads.measure_local(engine, get_engine("threads"), n)
+    print(json.dumps(dict(first=first, again=again, calibration=time.perf_counter() - t0)))
+'''
+
+
+def start_figures(repeat: int = 5) -> dict:
+    """Medians over fresh interpreters: the first pool start, a restart, a calibration."""
+    with tempfile.TemporaryDirectory(prefix="amorsize-start-") as tmp:
+        script = os.path.join(tmp, "start.py")
+        with open(script, "w") as fh:
+            fh.write(_START)
+        runs = []
+        for _ in range(repeat):
+            done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=300, cwd=tmp)
+            if done.returncode != 0:
+                raise RuntimeError(f"pool start figures failed:\n{done.stderr[-2000:]}")
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(r[key] for r in runs) for key in ("first", "again", "calibration")}
+
+
 def run(*, quick: bool = False, families=None, repeat: int = 3, out=print) -> list[dict]:
     """Run every tool on every family in fresh interpreters; print the table; return rows."""
     from .local import calibrate
 
+    starts = start_figures(1 if quick else 5)
+    out(f"process pool, fresh interpreter (median): first start {1e3 * starts['first']:.0f} ms, "
+        f"restart {1e3 * starts['again']:.0f} ms; calibration {1e3 * starts['calibration']:.0f} ms "
+        "(after the call, in the background)")
     out(f"calibration (cached per machine; not part of any timing): {calibrate():.2f} s")
     chosen = families or list(FAMILIES)
     scale, repeat = (0.25, 1) if quick else (1.0, repeat)
