@@ -44,3 +44,20 @@ def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: st
         note += f"\n--- original traceback (in the worker) ---\n{remote_traceback.rstrip()}"
     exc.add_note(note)
     raise exc
+
+
+class LostTasksError(RuntimeError):
+    """Tasks of a dask run were lost (cancelled by ``client.restart()``, a lost scheduler)
+    and could not be run again."""
+
+    @classmethod
+    def of(cls, bounds, first_index: int, func, rounds: int) -> "LostTasksError":
+        """The error naming the chunks ``bounds`` (``[(lo, hi), ...]``) that were lost."""
+        n_items = sum(hi - lo for lo, hi in bounds)
+        first = ", ".join(f"{first_index + lo}..{first_index + hi - 1}" for lo, hi in bounds[:5])
+        more = f" and {len(bounds) - 5} more" if len(bounds) > 5 else ""
+        return cls(
+            f"amorsize_dask: {len(bounds)} task(s) of {function_name(func)} ({n_items} items: {first}{more}) "
+            f"were lost {rounds} time(s): their futures were cancelled (client.restart(), or the "
+            "scheduler went away). Run the map again once the cluster is back (client.wait_for_workers())"
+        )

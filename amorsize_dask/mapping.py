@@ -37,6 +37,7 @@ def map(
     training_dir=None,
     learn: bool = True,
     progress=False,
+    allow_local: bool | None = None,
 ) -> list:
     """``list(map(func, iterable))``, run the fastest way this machine or cluster knows.
 
@@ -50,6 +51,8 @@ def map(
     training_dir : where measured runs are recorded (default: ``amorsize.training-dir``).
     learn : record this run's measurements (default True).
     progress : show a progress bar on a terminal (True), or always on the given stream.
+    allow_local : on a cluster, may ``func`` run in this process (sampling, tiny jobs)?
+        Default ``amorsize.cluster.allow-local`` (False: only on the workers, as ``Client.map``).
 
     Returns
     -------
@@ -60,7 +63,7 @@ def map(
     """
     return run_map(
         func, iterable, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize,
-        training_dir=training_dir, learn=learn, progress=progress,
+        training_dir=training_dir, learn=learn, progress=progress, allow_local=allow_local,
     ).results
 
 
@@ -75,13 +78,13 @@ class MapOutcome:
 
 
 def run_map(func, iterable, *, client=None, engine="auto", n_workers=None, chunksize=None,
-            training_dir=None, learn=True, progress=False) -> MapOutcome:
+            training_dir=None, learn=True, progress=False, allow_local=None) -> MapOutcome:
     """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers)."""
     validation.check_progress(progress)
     validation.check_bool("learn", learn)
     items, n_workers, chunksize = _checked(func, iterable, client, engine, n_workers, chunksize, training_dir)
     t0 = time.perf_counter()
-    target = _target(func, client, engine, training_dir)
+    target = _target(func, client, engine, training_dir, allow_local)
     planned = _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
     plan = planned.plan
     results = list(planned.sample.results) if planned.sample is not None else []
@@ -132,6 +135,7 @@ def plan(
     n_workers: int | None = None,
     chunksize: int | None = None,
     training_dir=None,
+    allow_local: bool | None = None,
 ) -> Plan:
     """What :func:`map` would do with these arguments (it may time the first items).
 
@@ -140,7 +144,7 @@ def plan(
     ('serial', 10)
     """
     items, n_workers, chunksize = _checked(func, iterable, client, engine, n_workers, chunksize, training_dir)
-    target = _target(func, client, engine, training_dir)
+    target = _target(func, client, engine, training_dir, allow_local)
     return _plan(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
 
 
@@ -184,8 +188,10 @@ def warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _target(func, client, engine: str, training_dir) -> Target:
+def _target(func, client, engine: str, training_dir, allow_local=None) -> Target:
     """The cluster when one is given or active (and no local engine was asked for), else here."""
+    if allow_local is not None:
+        validation.check_bool("allow_local", allow_local)
     if engine in ("serial", "threads", "processes"):
         return Target.local(func, training_dir)
     if client is None:
@@ -197,7 +203,7 @@ def _target(func, client, engine: str, training_dir) -> Target:
                 "first (distributed.Client()), or use engine='processes' on this machine"
             )
         return Target.local(func, training_dir)
-    return Target.cluster(client, func, training_dir)
+    return Target.cluster(client, func, training_dir, allow_local)
 
 
 def as_sequence(iterable):

@@ -76,20 +76,23 @@ def plan_items(
     n_front = spec.first_index if spec is not None else n
     try:
         probe = engine in ("auto", "threads") and target.client is None
-        sample = sample_items(func, items[:n_front], n, parallelism=parallelism, probe_threads=probe,
-                              probe_is_free=_no_process_plan_wins(target, n_front, engine) if probe else None)
+        if target.on_workers_only:  # func runs only on the cluster's workers: sample there
+            sample = target.sample_on_worker(func, items[:n_front], n, parallelism)
+        else:
+            sample = sample_items(func, items[:n_front], n, parallelism=parallelism, probe_threads=probe,
+                                  probe_is_free=_no_process_plan_wins(target, n_front, engine) if probe else None)
     except BaseException:
         if spec is not None:
             spec.cancel()
         raise
     prof = sample.profile
     n_rest = n_front - prof.n_sampled
-    reasons = [describe_profile(prof)]
+    reasons = [describe_profile(prof)] + list(target.placement_reasons())
     if spec is not None:
         reasons.append(f"the last {spec.n_items} item(s) started on the warm process pool while sampling")
     if n_rest == 0:
         reasons.append("every item was computed while sampling")
-        plan = Plan("serial", 1, 1, 0, "sample", confidence(prof), 0.0, n_items=n, n_sampled=prof.n_sampled,
+        plan = Plan("dask" if target.on_workers_only else "serial", 1, 1, 0, "sample", confidence(prof), 0.0, n_items=n, n_sampled=prof.n_sampled,
                     n_speculated=n - n_front, predicted_serial_seconds=0.0, reasons=tuple(reasons))
         return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof, spec)
 
@@ -102,7 +105,7 @@ def plan_items(
             f"serial: {format_seconds(serial_rest)} of work left is too little to measure the "
             f"parallel overheads here (done once above {format_seconds(CALIBRATE_ABOVE_SECONDS)})"
         )
-        ranked = [cost_model.Candidate("serial", 1, n_rest, serial_rest)]
+        ranked = [cost_model.Candidate("dask" if target.on_workers_only else "serial", 1, n_rest, serial_rest)]
     else:
         reasons.append(describe_overheads(overheads, cores))
         ranked = cost_model.rank(
@@ -167,8 +170,14 @@ def choose(ranked: list[cost_model.Candidate], serial_rest: float, engine: str) 
     """The fastest candidate; serial unless a parallel one wins by the noise margin."""
     best = ranked[0]
     if engine == "auto" and best.engine != "serial":
-        if best.seconds * config.get("planner.min-speedup") > serial_rest:
-            return next(c for c in ranked if c.engine == "serial")
+        serial = next((c for c in ranked if c.engine == "serial"), None)
+        if serial is not None and best.seconds * config.get("planner.min-speedup") > serial_rest:
+            return serial
+        # Only on the workers: one task on one worker is the cluster's "serial".
+        ones = [c for c in ranked if c.n_workers == 1] if serial is None else []
+        one = max(ones, key=lambda c: c.chunksize, default=None)
+        if one is not None and best.seconds * config.get("planner.min-speedup") > one.seconds:
+            return one
     return best
 
 
