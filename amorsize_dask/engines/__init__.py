@@ -21,6 +21,15 @@ def get_engine(name: str, client=None) -> Engine:
     if name == "threads":
         return _THREADS
     if name == "processes":
+        from ..target.context import can_start_processes
+
+        if not can_start_processes():
+            import warnings
+
+            warnings.warn("amorsize_dask: engine='processes' cannot start worker processes in this daemonic "
+                          "process (a Dask worker's task?): running on threads instead", RuntimeWarning,
+                          stacklevel=3)
+            return _THREADS
         return shared_engine()
     if name == "dask":
         from .dask import DaskEngine

@@ -71,7 +71,7 @@ def plan_items(
     cores = target.cores
     parallelism = (cores, config.get("planner.max-threads") if target.client is None else cores)
     spec = None
-    if speculate and target.client is None and engine in ("auto", "processes"):
+    if speculate and "processes" in target.auto_engines() and engine in ("auto", "processes"):
         spec = Speculation.start(func, items, cores)
     n_front = spec.first_index if spec is not None else n
     try:

@@ -23,6 +23,18 @@ def current_worker():
     return _lookup("get_worker")
 
 
+def can_start_processes() -> bool:
+    """False in a daemonic process (a Dask worker's, a multiprocessing pool's), which may
+    not have children: the process engine falls back to threads there.
+
+    >>> can_start_processes()
+    True
+    """
+    import multiprocessing
+
+    return not multiprocessing.current_process().daemon
+
+
 def _lookup(getter: str):
     if "distributed" not in sys.modules:
         return None

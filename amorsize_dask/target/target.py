@@ -24,6 +24,7 @@ from ..planning import cost_model, overheads
 from . import machine
 from ..engines import get_engine, shared_engine
 from ..planning.overheads import Overheads
+from .context import can_start_processes
 from .fingerprint import Fingerprint, local_fingerprint
 from ..learning.learner import Learner, get_learner
 from ..learning.model import Prediction
@@ -85,7 +86,7 @@ class Target:
     def auto_engines(self) -> tuple[str, ...]:
         """Engines ``engine="auto"`` chooses among here (in-process serial only if allowed)."""
         if self.client is None:
-            return ("serial", "threads", "processes")
+            return ("serial", "threads", "processes") if can_start_processes() else ("serial", "threads")
         return ("serial", "dask") if self.allow_local else ("dask",)
 
     @property
@@ -118,6 +119,8 @@ class Target:
         found = overheads.cached(fp)
         if found is not None or not measure_now:
             return found
+        if self.client is None and not can_start_processes():
+            return None  # measuring starts a process pool, which a daemonic process may not
         if self.client is None:
             return overheads.get(fp, lambda: overheads.measure_local(shared_engine(), get_engine("threads"), self.cores))
         from ..engines.dask import DaskEngine
