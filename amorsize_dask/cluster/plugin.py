@@ -342,16 +342,22 @@ def _task_seconds(run: _Run) -> float:
 
 
 def _plain(d: dict) -> dict:
-    """Plain Python numbers only (msgpack-ready), whatever the model computed with."""
-    out = {}
-    for key, value in d.items():
-        if value is None or isinstance(value, (bool, str)):
-            out[key] = value
-        elif isinstance(value, numbers.Integral):
-            out[key] = int(value)
-        else:
-            out[key] = float(value)
-    return out
+    """Plain Python values only (msgpack-ready), whatever the model computed with.
+
+    >>> _plain({"n": 2, "best_config": ("dask", 2, 50), "seconds": 1.5, "note": None})
+    {'n': 2, 'best_config': ['dask', 2, 50], 'seconds': 1.5, 'note': None}
+    """
+    return {key: _plain_value(value) for key, value in d.items()}
+
+
+def _plain_value(value):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, (tuple, list)):  # e.g. Prediction.best_config
+        return [_plain_value(v) for v in value]
+    return float(value)
 
 
 # -- installing ----------------------------------------------------------------------------

@@ -26,6 +26,12 @@ KEY_PREFIX = "amorsize-"
 # Rounds of re-submitting chunks whose futures were cancelled under the run (a restart
 # cancels every future once; more rounds mean the cluster keeps going away).
 MAX_RESUBMITS = 3
+# Before chunks are submitted again, the scheduler must answer within this (a restarted
+# one answers in milliseconds; a lost one refuses or times out).
+REACHABLE_TIMEOUT = "10s"
+# While no chunk finishes, whether the scheduler still answers is checked this often (a
+# scheduler that went away mid-close may leave futures pending, never cancelled).
+WATCH_SECONDS = 5.0
 _WORDS = re.compile(r"[A-Za-z]+")
 
 
@@ -111,15 +117,13 @@ class DaskEngine(Engine):
                 todo = self._run_round(func, items, todo, keys, first_index, workers, done_chunks, progress)
                 if not todo:
                     break
-                if attempt == MAX_RESUBMITS or getattr(self.client, "status", "running") != "running":
+                if attempt == MAX_RESUBMITS or not _reachable(self.client):
                     raise LostTasksError.of(todo, first_index, func, attempt + 1)
         results, compute = assemble(done_chunks, bounds)
         return RunResult(results, compute, len(bounds))
 
     def _run_round(self, func, items, bounds, keys, first_index, workers, done_chunks, progress) -> list:
         """Submit ``bounds``' chunks and gather them; the bounds whose futures were cancelled."""
-        from distributed import as_completed
-
         with warnings.catch_warnings():
             # Items travel inside the graph on purpose: one trip, no scatter round trip.
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
@@ -128,18 +132,30 @@ class DaskEngine(Engine):
                 [first_index + lo for lo, _ in bounds], key=keys, pure=False, workers=workers,
             )
         index = {fut.key: b for fut, b in zip(futures, bounds)}
-        lost = []
+        lost: list = []
         try:
-            for fut, out in as_completed(futures, with_results=True, raise_errors=False, loop=self.client.loop):
-                if fut.status == "cancelled" or isinstance(out, BaseException) and _is_cancelled(out):
-                    lost.append(index[fut.key])
-                    continue
-                if isinstance(out, BaseException):
-                    raise out
-                raise_failure(out.failure, func, remote=True)
-                done_chunks[index[fut.key][0]] = out
-                if progress is not None:
-                    progress.advance(len(out.results))
+            pending = set(futures)
+            while pending:
+                done, pending = self._some_done(pending)
+                if done is None:  # nothing finished for a while and the scheduler is gone
+                    lost += [index[f.key] for f in pending]
+                    break
+                lost += [index[f.key] for f in done if f.status == "cancelled"]
+                finished = [f for f in done if f.status == "finished"]
+                for fut in done:
+                    if fut.status == "error":
+                        fut.result()  # raises the task's error (not func's: run_chunk caught those)
+                # Cancelled meanwhile (a restart): skipped, their result None, lost like the others.
+                got = self._gather(finished)
+                for fut in finished:
+                    out = got.get(fut.key)
+                    if out is None:
+                        lost.append(index[fut.key])
+                        continue
+                    raise_failure(out.failure, func, remote=True)
+                    done_chunks[index[fut.key][0]] = out
+                    if progress is not None:
+                        progress.advance(len(out.results))
         except BaseException:
             self.client.cancel(futures)
             raise
@@ -148,11 +164,44 @@ class DaskEngine(Engine):
                 fut.release()
         return sorted(lost)
 
+    def _gather(self, finished: list) -> dict:
+        """``{key: ChunkResult}`` of finished futures; those cancelled meanwhile, or all of
+        them if the scheduler went away while they travelled, are missing (then lost)."""
+        from concurrent.futures import CancelledError
 
-def _is_cancelled(exc: BaseException) -> bool:
-    from concurrent.futures import CancelledError
+        try:
+            return self.client.gather({f.key: f for f in finished}, errors="skip")
+        except (OSError, CancelledError):  # CommClosedError is an OSError
+            return {}
 
-    return isinstance(exc, CancelledError)
+    def _some_done(self, pending: set):
+        """``(done, not done)`` once some futures are done; ``(None, pending)`` if none is
+        done for ``WATCH_SECONDS`` and the scheduler no longer answers (its futures may
+        never be cancelled then)."""
+        from concurrent.futures import CancelledError
+
+        from distributed import wait
+
+        while True:
+            try:
+                return wait(list(pending), timeout=WATCH_SECONDS, return_when="FIRST_COMPLETED")
+            except CancelledError:  # wait() raises for cancelled futures: sort them out here
+                done = {f for f in pending if f.status in ("finished", "error", "cancelled")}
+                return done, pending - done
+            except TimeoutError:
+                if not _reachable(self.client):
+                    return None, pending
+
+
+def _reachable(client) -> bool:
+    """Whether ``client``'s scheduler answers now (after a restart: yes; when lost: no)."""
+    if getattr(client, "status", "running") != "running":
+        return False
+    try:
+        client.sync(client.scheduler.identity, callback_timeout=REACHABLE_TIMEOUT)
+    except Exception:
+        return False
+    return getattr(client, "status", "running") == "running"
 
 
 def restricted_workers(client, n_threads: int | None) -> list[str] | None:

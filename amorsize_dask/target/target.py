@@ -313,8 +313,7 @@ class Target:
                 raise ValueError(f"fingerprint {reply['fingerprint']!r} does not match its fields (id {fp.id!r})")
             cores = int(reply["cores"])
             found = reply["plan"]
-            pred = None if found is None else Prediction(
-                **{f.name: found[f.name] for f in dataclasses.fields(Prediction) if f.name in found})
+            pred = None if found is None else prediction_from_reply(found)
         except Exception as exc:
             _plugin_failed(self.client, "plan with", exc)
             return _NO_PLUGIN
@@ -324,6 +323,14 @@ class Target:
 
 
 _NO_PLUGIN = object()
+
+
+def prediction_from_reply(found: dict) -> Prediction:
+    """The :class:`Prediction` a plugin's plan reply carries (its tuples travel as lists)."""
+    fields = {f.name: found[f.name] for f in dataclasses.fields(Prediction) if f.name in found}
+    if fields.get("best_config") is not None:
+        fields["best_config"] = tuple(fields["best_config"])
+    return Prediction(**fields)
 # The cluster's workers (scheduler_info, every worker's details) per client, fetched again
 # only when the cheap {address: threads} check says workers arrived or left.
 _SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
