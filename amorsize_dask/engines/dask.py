@@ -136,7 +136,7 @@ class DaskEngine(Engine):
         try:
             pending = set(futures)
             while pending:
-                done, pending = self._some_done(pending)
+                done, pending = self._some_done(pending, workers)
                 if done is None:  # nothing finished for a while and the scheduler is gone
                     lost += [index[f.key] for f in pending]
                     break
@@ -174,10 +174,11 @@ class DaskEngine(Engine):
         except (OSError, CancelledError):  # CommClosedError is an OSError
             return {}
 
-    def _some_done(self, pending: set):
+    def _some_done(self, pending: set, workers: list | None):
         """``(done, not done)`` once some futures are done; ``(None, pending)`` if none is
         done for ``WATCH_SECONDS`` and the scheduler no longer answers (its futures may
-        never be cancelled then)."""
+        never be cancelled then), or a worker they are restricted to has left (they would
+        wait for it forever): the caller submits them again."""
         from concurrent.futures import CancelledError
 
         from distributed import wait
@@ -189,8 +190,15 @@ class DaskEngine(Engine):
                 done = {f for f in pending if f.status in ("finished", "error", "cancelled")}
                 return done, pending - done
             except TimeoutError:
-                if not _reachable(self.client):
+                if not _reachable(self.client) or (workers and not _all_present(self.client, workers)):
                     return None, pending
+
+
+def _all_present(client, workers: list) -> bool:
+    try:
+        return set(workers) <= set(client.nthreads())
+    except Exception:
+        return False
 
 
 def _reachable(client) -> bool:
@@ -206,7 +214,11 @@ def _reachable(client) -> bool:
 
 def restricted_workers(client, n_threads: int | None) -> list[str] | None:
     """Worker addresses whose threads add up to ``n_threads`` (fewest workers, most threads
-    first), or None for no restriction (every worker is needed, or the shape is unknown)."""
+    first), or None for no restriction (every worker is needed, or the shape is unknown).
+
+    ``n_workers`` of a dask plan counts worker threads (the cluster's cores), so with one
+    thread per worker it is the number of workers.
+    """
     if not n_threads:
         return None
     try:
