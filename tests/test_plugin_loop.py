@@ -10,12 +10,11 @@ import inspect
 import tempfile
 import time
 
-import dask
-from distributed.utils_test import gen_cluster
+import pytest
+from distributed import Client, LocalCluster
 
-from amorsize_dask import config as amorsize_config
 
-from amorsize_dask.cluster.plugin import install
+from amorsize_dask.cluster.plugin import AmorsizePlugin
 from amorsize_dask.engines.dask import task_key
 from amorsize_dask.learning.store import TrainingStore
 
@@ -56,11 +55,6 @@ async def _longest_gap_while(awaitable_or_value):
     return result, max(gaps, default=0.0)
 
 
-def _with_amorsize_defaults():
-    """gen_cluster resets dask.config to distributed's own: put amorsize's defaults back."""
-    dask.config.update(dask.config.config, amorsize_config.DEFAULTS, priority="old")
-
-
 def _finished_run(plugin, run_id):
     run = {"run_id": run_id, "n_tasks": 2, "workload": "0123456789abcdef", "function": "tests.f",
            "features": {"n_items": 20, "n_sampled": 0, "planning_seconds": 0.0},
@@ -72,23 +66,39 @@ def _finished_run(plugin, run_id):
                           startstops=[{"action": "compute", "start": 1.0, "stop": 1.5}])
 
 
-@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
-async def test_recording_a_run_on_a_slow_store_keeps_the_loop_responsive(c, s, a):
-    _with_amorsize_defaults()
-    plugin = install(s, tempfile.mkdtemp())
-    plugin.learner.store = SlowStore(plugin.learner.store.path)
-    _finished_run(plugin, "0123456789abcdef")
-    written, gap = await _longest_gap_while(lambda: plugin.amorsize_done("0123456789abcdef"))
+@pytest.fixture
+def scheduler_and_client(tmp_path):
+    """An in-process cluster whose scheduler runs the plugin on a slow store."""
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
+            Client(lc) as c:
+        c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
+        plugin = lc.scheduler.plugins["amorsize"]
+        plugin.learner.store = SlowStore(plugin.learner.store.path)
+        yield plugin, c
+
+
+def test_recording_a_run_on_a_slow_store_keeps_the_loop_responsive(scheduler_and_client):
+    plugin, c = scheduler_and_client
+    # Functions sent to the scheduler travel pickled: they find the plugin there.
+    c.run_on_scheduler(lambda dask_scheduler: _finished_run(dask_scheduler.plugins["amorsize"], "0123456789abcdef"))
+
+    async def measure(dask_scheduler):
+        found = dask_scheduler.plugins["amorsize"]
+        return await _longest_gap_while(lambda: found.amorsize_done("0123456789abcdef"))
+
+    written, gap = c.run_on_scheduler(measure)
     assert written is True
     assert gap < LATENCY / 2, f"the loop was held {gap:.3f} s while the record was written"
     assert len(TrainingStore(plugin.learner.store.path).records()) == 1
 
 
-@gen_cluster(client=True, nthreads=[("127.0.0.1", 1)])
-async def test_planning_on_a_slow_store_keeps_the_loop_responsive(c, s, a):
-    _with_amorsize_defaults()
-    plugin = install(s, tempfile.mkdtemp())
-    plugin.learner.store = SlowStore(plugin.learner.store.path)
-    reply, gap = await _longest_gap_while(lambda: plugin.amorsize_plan("0123456789abcdef", "tests.f", 100))
+def test_planning_on_a_slow_store_keeps_the_loop_responsive(scheduler_and_client):
+    _, c = scheduler_and_client
+
+    async def measure(dask_scheduler):
+        found = dask_scheduler.plugins["amorsize"]
+        return await _longest_gap_while(lambda: found.amorsize_plan("0123456789abcdef", "tests.f", 100))
+
+    reply, gap = c.run_on_scheduler(measure)
     assert reply["plan"] is None and reply["cores"] == 1
     assert gap < LATENCY / 2, f"the loop was held {gap:.3f} s while the store was read"
