@@ -21,22 +21,17 @@ from .engines.dask import new_run_id
 from .learning.learner import get_learner
 from .mapping import _plan, _target, as_sequence
 from .planning.plan import Plan
-from .planning.planner import Planned, plan_items
+from .planning.planner import Planned
 from .cluster.reporting import COLLECTOR, TOPIC, gather_fragments, report
-
-# Items of a Bag input timed to plan it when the model has no answer. Their results
-# cannot be spliced into a lazy upstream: for a Bag input these are computed twice.
-BAG_SAMPLE_ITEMS = 20
-
 
 def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True) -> db.Bag:
     """A Bag of ``func`` applied to every item, partitioned as planned; lazy.
 
     A sequence is planned like :func:`amorsize_dask.map`: the sampled items' results form
-    the first partition, nothing is computed twice. A Bag is repartitioned by the model's
-    plan, or by one made from timing ``func`` on a few of its first items. When the Bag is
-    computed, each partition measures itself where it runs and, once all have reported,
-    the run is recorded like any other.
+    the first partition, nothing is computed twice. A Bag keeps its partitions unless
+    measured runs say merging them is faster; building it computes nothing. When the Bag
+    is computed, each partition measures itself where it runs and, once all have
+    reported, the run is recorded like any other.
     """
     validation.check_func(func)
     validation.check_client(client)
@@ -63,30 +58,41 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
 
 
 def _plan_bag(func, bag: db.Bag, target):
-    head = list(bag.take(BAG_SAMPLE_ITEMS, npartitions=1, compute=True, warn=False))
-    n_estimate = max(len(head), 1) * bag.npartitions
-    plan, planned = (target.learned_plan(n_estimate), None) if head else (None, None)
-    if plan is None:
-        planned = plan_items(func, head, target, engine="auto")
-        plan = _scaled(planned.plan, n_estimate)
-    npartitions = plan.n_tasks if plan.engine != "serial" else 1
-    if npartitions != bag.npartitions:
-        bag = bag.repartition(npartitions=max(1, npartitions))
-    return bag, plan, planned
+    """A Bag keeps its partitions unless measured runs of ``func`` say merging is faster.
 
-
-def _scaled(plan: Plan, n_items: int) -> Plan:
-    """A plan made on a Bag's first items, carried to the Bag's estimated size."""
-    if plan.engine == "serial":
-        return plan.replace(n_items=n_items, n_sampled=0, n_tasks=1, chunksize=max(1, n_items))
-    return plan.replace(n_items=n_items, n_sampled=0, n_tasks=max(1, -(-n_items // plan.chunksize)))
+    Nothing is computed: the Bag's size is unknown until its partitions run (they measure
+    and count themselves, and the run is recorded from their reports). The evidence is the
+    model's plan for the size of this workload's newest run here: partitions are merged
+    when it puts at least twice as many items in a task, never into fewer partitions than
+    worker threads unless that plan runs one task.
+    """
+    n_parts = bag.npartitions
+    engine = "dask" if target.client is not None else "processes"  # dask.bag's own default
+    plan = Plan(engine, target.cores, 1, n_parts, "default", 0.0, 0.0,
+                reasons=(f"a Bag of {n_parts} partitions of unknown size: kept as they are, measured as they run",))
+    newest = max(target.learner.observations(target.fingerprint.id, target.workload), key=lambda o: o.time,
+                 default=None)
+    learned = target.learned_plan(newest.n_items, explore=False) if newest is not None else None
+    if learned is None:
+        return bag, plan, None
+    per_part = newest.n_items / n_parts
+    merge = int(learned.chunksize // max(per_part, 1.0))
+    floor = 1 if learned.n_workers == 1 else min(n_parts, target.cores)
+    npartitions = max(floor, -(-n_parts // merge)) if merge >= 2 else n_parts
+    reason = (f"model: {learned.engine} {learned.n_workers}x{learned.chunksize} for {newest.n_items} items "
+              f"(its newest run here), ~{per_part:.3g} items per partition -> {npartitions} partition(s)")
+    plan = plan.replace(n_workers=learned.n_workers, n_tasks=npartitions, source="model",
+                        confidence=learned.confidence, reasons=(reason,))
+    if npartitions < n_parts:
+        bag = bag.repartition(npartitions=npartitions)
+    return bag, plan, None
 
 
 def _measured(func, bag: db.Bag, plan: Plan, planned, target, learn: bool) -> db.Bag:
     """``bag.map(func)`` whose partitions report their measured compute time."""
     run_id = new_run_id()
     info = {"run_id": "", "n_parts": bag.npartitions, "creator": os.getpid(), "pending": None,
-            "template": None}
+            "template": None, "sized_by_parts": planned is None}
     if learn:
         template = target.record_fields(func, planned or Planned(plan), wall_seconds=1.0, compute_seconds=0.0)
         info.update(run_id=run_id, template=template,
@@ -123,10 +129,14 @@ def record_run(info: dict, reports: list[dict]) -> bool:
     fields = dict(info["template"])
     features = dict(fields["features"])
     n_run = sum(r["n_items"] for r in reports)
+    if n_run == 0:
+        return False  # nothing ran: nothing learned
     compute = sum(r["compute_seconds"] for r in reports)
     wall = max(r["stop"] for r in reports) - min(r["start"] for r in reports)
     features["n_items"] = n_run + int(features.get("n_sampled", 0))
     features["item_seconds"] = compute / max(n_run, 1)
+    if info.get("sized_by_parts"):  # a Bag of unknown size: its tasks were its partitions
+        fields["chunksize"] = max(1, -(-n_run // len(reports)))
     fields.update(features=features, compute_seconds=compute,
                   wall_seconds=max(wall, 1e-9) + float(features.get("planning_seconds", 0.0)))
     return get_learner(info["training_dir"]).record(**fields)

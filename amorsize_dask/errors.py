@@ -58,3 +58,20 @@ def warn_once(message: str, stacklevel: int = 3) -> None:
     _WARNED.add(message)
     logging.getLogger("amorsize_dask").warning(message)
     warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+
+
+class LostTasksError(RuntimeError):
+    """Tasks of a dask run were lost (cancelled by ``client.restart()``, a lost scheduler)
+    and could not be run again."""
+
+    @classmethod
+    def of(cls, bounds, first_index: int, func, rounds: int) -> "LostTasksError":
+        """The error naming the chunks ``bounds`` (``[(lo, hi), ...]``) that were lost."""
+        n_items = sum(hi - lo for lo, hi in bounds)
+        first = ", ".join(f"{first_index + lo}..{first_index + hi - 1}" for lo, hi in bounds[:5])
+        more = f" and {len(bounds) - 5} more" if len(bounds) > 5 else ""
+        return cls(
+            f"amorsize_dask: {len(bounds)} task(s) of {function_name(func)} ({n_items} items: {first}{more}) "
+            f"were lost {rounds} time(s): their futures were cancelled (client.restart(), or the "
+            "scheduler went away). Run the map again once the cluster is back (client.wait_for_workers())"
+        )

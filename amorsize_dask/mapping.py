@@ -38,6 +38,7 @@ def map(
     training_dir=None,
     learn: bool = True,
     progress=False,
+    allow_local: bool | None = None,
 ) -> list:
     """``list(map(func, *iterables))``, run the fastest way this machine or cluster knows.
 
@@ -52,6 +53,8 @@ def map(
     training_dir : where measured runs are recorded (default: ``amorsize.training-dir``).
     learn : record this run's measurements (default True).
     progress : show a progress bar on a terminal (True), or always on the given stream.
+    allow_local : on a cluster, may ``func`` run in this process (sampling, tiny jobs)?
+        Default ``amorsize.cluster.allow-local`` (False: only on the workers, as ``Client.map``).
 
     Returns
     -------
@@ -62,7 +65,7 @@ def map(
     """
     return run_map(
         func, *iterables, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize,
-        training_dir=training_dir, learn=learn, progress=progress,
+        training_dir=training_dir, learn=learn, progress=progress, allow_local=allow_local,
     ).results
 
 
@@ -77,7 +80,7 @@ class MapOutcome:
 
 
 def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunksize=None,
-            training_dir=None, learn=True, progress=False) -> MapOutcome:
+            training_dir=None, learn=True, progress=False, allow_local=None) -> MapOutcome:
     """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers)."""
     validation.check_progress(progress)
     validation.check_bool("learn", learn)
@@ -85,7 +88,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
                                                  chunksize=chunksize, training_dir=training_dir)
     t0 = time.perf_counter()
     call, items = inputs.prepare(func, iterables)
-    target = _target(func, client, engine, training_dir)  # keyed by func itself, not its wrapper
+    target = _target(func, client, engine, training_dir, allow_local)  # keyed by func itself, not its wrapper
     planned = _plan(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
     pool_starts = shared_engine().start_seconds_total  # a pool started while sampling overlapped it
     plan = planned.plan
@@ -155,6 +158,7 @@ def plan(
     n_workers: int | None = None,
     chunksize: int | None = None,
     training_dir=None,
+    allow_local: bool | None = None,
 ) -> Plan:
     """What :func:`map` would do with these arguments (it may time the first items).
 
@@ -171,7 +175,7 @@ def plan(
     """
     n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
                                                  chunksize=chunksize, training_dir=training_dir)
-    target = _target(func, client, engine, training_dir)
+    target = _target(func, client, engine, training_dir, allow_local)
     if any(inputs.is_one_shot(it) for it in iterables):
         return _unread_plan(target, inputs.length_hint(iterables), engine, n_workers, chunksize)
     call, items = inputs.prepare(func, iterables)
@@ -191,7 +195,7 @@ def _unread_plan(target: "Target", n: int, engine: str, n_workers, chunksize) ->
             return learned.replace(reasons=(why,) + learned.reasons, fingerprint=target.fingerprint.id,
                                    workload=target.workload)
     count = f"{n} items (the iterator's own count)" if n else "the number of items is unknown until it is read"
-    chosen = "serial" if engine == "auto" else engine
+    chosen = engine if engine != "auto" else ("serial" if target.client is None else "dask")
     workers = 1 if chosen == "serial" else (n_workers or target.cores)
     size = chunksize or max(n, 1)
     return Plan(chosen, workers, size, math.ceil(n / size), "default", 0.0, 0.0, n_items=n,
@@ -232,8 +236,10 @@ def _threads_allowed(target: "Target", plan: Plan) -> bool:
     return plan.engine != "threads" or target.client is not None or target.thread_safe()
 
 
-def _target(func, client, engine: str, training_dir) -> Target:
+def _target(func, client, engine: str, training_dir, allow_local=None) -> Target:
     """The cluster when one is given or active (and no local engine was asked for), else here."""
+    if allow_local is not None:
+        validation.check_bool("allow_local", allow_local)
     if engine in ("serial", "threads", "processes"):
         return Target.local(func, training_dir)
     if client is None:
@@ -245,7 +251,7 @@ def _target(func, client, engine: str, training_dir) -> Target:
                 "first (distributed.Client()), or use engine='processes' on this machine"
             )
         return Target.local(func, training_dir)
-    return Target.cluster(client, func, training_dir)
+    return Target.cluster(client, func, training_dir, allow_local)
 
 
 as_sequence = inputs.as_sequence  # bag.map reads its items the same way

@@ -43,9 +43,10 @@ def test_bag_composes_with_dask_bag(tmp_path):
     assert lines == sorted(x * x for x in range(1, 51))
 
 
-def test_bag_input_is_repartitioned_and_correct(tmp_path):
+def test_bag_input_keeps_its_partitions_and_is_correct(tmp_path):
     source = db.from_sequence(range(1000), npartitions=50)
     b = ad.bag.map(spin, source, training_dir=tmp_path)
+    assert b.npartitions == 50
     assert b.compute(scheduler="sync") == [spin(x) for x in range(1000)]
 
 
@@ -107,3 +108,51 @@ def _wait_for_records(path, n, timeout=10.0):
             return count
         time.sleep(0.05)
     return len(TrainingStore(path).records())
+
+
+def _text_files(tmp_path, n_files=8, lines=50):
+    folder = tmp_path / "text"
+    folder.mkdir()
+    for f in range(n_files):
+        (folder / f"part-{f}.txt").write_text("".join(f"{f * 1000 + i}\n" for i in range(lines)))
+    return str(folder / "*.txt")
+
+
+def _expected(pattern):
+    import glob
+
+    return [spin(int(line)) for path in sorted(glob.glob(pattern)) for line in open(path)]
+
+
+def spin_line(line):
+    return spin(int(line))
+
+
+@pytest.mark.parametrize("on_cluster", [False, True], ids=["threads-scheduler", "distributed"])
+def test_bag_over_read_text_keeps_partitions_and_computes_nothing_when_built(client, tmp_path, on_cluster):
+    pattern = _text_files(tmp_path)
+    log = tmp_path / "calls.txt"
+    func = CallLog(log, spin_line)
+    source = db.read_text(pattern)
+    assert source.npartitions == 8
+    b = ad.bag.map(func, source, client=client if on_cluster else None, training_dir=tmp_path / "store")
+    assert not log.exists()  # building it ran nothing
+    assert b.npartitions == 8
+    got = b.compute() if on_cluster else b.compute(scheduler="threads")
+    assert got == _expected(pattern)
+    assert len(read_calls(log)) == 400  # each line once
+    recs = _wait_for_records(tmp_path / "store", 1)
+    assert recs == 1
+    rec = TrainingStore(tmp_path / "store").records()[0]
+    assert rec["features"]["n_items"] == 400 and rec["plan"]["chunksize"] == 50  # measured as it ran
+
+
+def test_bag_partitions_merge_only_on_measured_evidence(client, tmp_path):
+    pattern = _text_files(tmp_path)
+    lines = db.read_text(pattern).compute(scheduler="sync")
+    store = tmp_path / "store"
+    for _ in range(2):  # measured: two tasks of 200 lines each on the cluster
+        ad.map(spin_line, lines, client=client, engine="dask", n_workers=2, chunksize=200, training_dir=store)
+    b = ad.bag.map(spin_line, db.read_text(pattern), client=client, training_dir=store)
+    assert 2 <= b.npartitions < 8  # merged, never below the cluster's 2 worker threads
+    assert b.compute() == _expected(pattern)

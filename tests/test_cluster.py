@@ -115,13 +115,20 @@ def test_exception_keeps_type_and_names_item(client):
     assert "item 7" in notes and "fail_on_seven" in notes
 
 
-def test_tiny_job_runs_in_process(client):
-    plan = ad.plan(abs, range(50), client=client)
+def test_tiny_job_is_one_task_on_one_worker(client, tmp_path):
+    plan = ad.plan(abs, range(50), client=client, training_dir=tmp_path)
+    assert plan.engine == "dask" and plan.n_workers == 1 and plan.n_tasks <= 1, plan.explain()
+    assert "only on the workers" in plan.explain()
+    assert ad.map(abs, range(-25, 25), client=client) == [abs(x) for x in range(-25, 25)]
+
+
+def test_tiny_job_runs_in_process_when_opted_in(client, tmp_path):
+    plan = ad.plan(abs, range(50), client=client, allow_local=True, training_dir=tmp_path)
     assert plan.engine == "serial"
     text = plan.explain()
     assert "serial" in text and ("too little" in text or "every item was computed while sampling" in text
                                  or "no parallel plan beats it" in text), text
-    assert ad.map(abs, range(-25, 25), client=client) == [abs(x) for x in range(-25, 25)]
+    assert ad.map(abs, range(-25, 25), client=client, allow_local=True) == [abs(x) for x in range(-25, 25)]
 
 
 def test_killed_worker_loses_no_items(tmp_path):

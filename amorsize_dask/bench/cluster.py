@@ -6,7 +6,10 @@ On a LocalCluster of 2 worker processes × 1 thread (started once, not timed), p
   :data:`CLIENT_MAP_ITEMS` items, timed on that many and scaled (shown with "~");
 - ``bag default``: ``dask.bag.from_sequence(items).map(func).compute()``;
 - the **oracle**: the fastest of in-process serial and ``from_sequence(items,
-  npartitions=k).map(func)`` over k in 2..256, timed in the same run;
+  npartitions=k).map(func)`` over k in 1..256 (1: one task on one worker), timed in the
+  same run;
+- families of real Dask usage (a text Bag, a worker-only function):
+  :mod:`amorsize_dask.bench.cluster_families`;
 - ours cold (fresh training directory) and warm (third run on it).
 
 Defaults that exceed :data:`DEFAULT_CAP_SECONDS` are stopped there and shown as ">cap"
@@ -28,7 +31,8 @@ from .workloads import suite
 
 DEFAULT_CAP_SECONDS = 20.0
 CLIENT_MAP_ITEMS = 5_000
-PARTITION_COUNTS = (2, 4, 8, 16, 32, 64, 128, 256)
+# 1: one task on one worker, what a tiny job on the workers only can best do.
+PARTITION_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def _timed(fn) -> float:
@@ -112,6 +116,13 @@ def run(quick: bool = False, families=None, out=print) -> list[dict]:
             rows.append(row)
             out(f"  {w.name}: cold {row['cold']:.3f}s ({row['cold_plan']}) warm {row['warm']:.3f}s "
                 f"({row['warm_plan']}) oracle {oracle:.3f}s ({oracle_cfg})")
+        from .cluster_families import FAMILIES
+
+        for name, family in FAMILIES.items():
+            if not families or name in families:
+                rows.append(family(client, DEFAULT_CAP_SECONDS if not quick else 5.0))
+                out(f"  {name}: warm {rows[-1]['warm']:.3f}s oracle {rows[-1]['oracle']:.3f}s "
+                    f"({rows[-1]['oracle_cfg']})")
         throughput = plugin_throughput(client)
     out(render(rows))
     out(f"\nscheduler throughput, 20,000 no-op tasks: without plugin {throughput['without']:.0f} tasks/s, "

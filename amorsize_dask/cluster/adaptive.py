@@ -1,8 +1,9 @@
-"""``AmorsizeAdaptive``: adaptive scaling that sizes the cluster for pending amorsize work.
+"""``AmorsizeAdaptive``: adaptive scaling that also sizes the cluster for pending amorsize work.
 
 The scheduler plugin knows each pending run's remaining tasks and their measured (or
 predicted) seconds; this :class:`distributed.deploy.Adaptive` asks it for the worker
-threads that would finish that work in ``target_duration`` and turns them into workers.
+threads that would finish that work in ``target_duration`` and turns them into workers;
+the target is the larger of that and ``Adaptive``'s own (the cluster's other work).
 Without the plugin, or with no amorsize work pending, it scales like ``Adaptive``::
 
     cluster.adapt(Adaptive=AmorsizeAdaptive, minimum=1, maximum=4)
@@ -20,7 +21,7 @@ logger = logging.getLogger("amorsize_dask")
 
 
 class AmorsizeAdaptive(Adaptive):
-    """``Adaptive`` whose target is the plugin's need for threads, divided per worker."""
+    """``Adaptive`` whose target also covers the plugin's need for threads, divided per worker."""
 
     _warned = False
     _absent_until = 0.0
@@ -29,10 +30,13 @@ class AmorsizeAdaptive(Adaptive):
     recheck_seconds = 60.0
 
     async def target(self) -> int:
+        """The larger of distributed's own target (all the cluster's work) and amorsize's
+        need: a small amorsize run never shrinks a busy cluster."""
+        own = await super().target()
         threads = await self._amorsize_threads()
         if not threads:
-            return await super().target()
-        return max(1, math.ceil(threads / self._threads_per_worker()))
+            return own
+        return max(own, math.ceil(threads / self._threads_per_worker()))
 
     async def _amorsize_threads(self) -> int:
         """Threads the plugin asks for; 0 without the plugin or pending amorsize work."""

@@ -264,10 +264,11 @@ class AmorsizePlugin(SchedulerPlugin):
         except Exception as exc:
             raise self._handler_failed("amorsize_run", exc) from None
 
-    def amorsize_done(self, run_id) -> bool:
+    async def amorsize_done(self, run_id) -> bool:
         """The client got every result of ``run_id``: write its record (True), or False
         when the plugin cannot (it does not know the run, or did not see all its tasks
-        finish): the client records the run itself."""
+        finish): the client records the run itself. The write (file I/O, the learner's
+        lock) runs off the scheduler's event loop."""
         run = self._runs.get(_run_id("run_id", run_id))
         if run is None:
             return False
@@ -275,7 +276,7 @@ class AmorsizePlugin(SchedulerPlugin):
         if run.finished is None:
             return False
         try:
-            written = self._write(run)
+            written = await asyncio.to_thread(self._write, run)
         except Exception as exc:
             raise self._handler_failed("amorsize_done", exc) from None
         self.n_recorded += bool(written)
@@ -342,16 +343,22 @@ def _task_seconds(run: _Run) -> float:
 
 
 def _plain(d: dict) -> dict:
-    """Plain Python numbers only (msgpack-ready), whatever the model computed with."""
-    out = {}
-    for key, value in d.items():
-        if value is None or isinstance(value, (bool, str)):
-            out[key] = value
-        elif isinstance(value, numbers.Integral):
-            out[key] = int(value)
-        else:
-            out[key] = float(value)
-    return out
+    """Plain Python values only (msgpack-ready), whatever the model computed with.
+
+    >>> _plain({"n": 2, "best_config": ("dask", 2, 50), "seconds": 1.5, "note": None})
+    {'n': 2, 'best_config': ['dask', 2, 50], 'seconds': 1.5, 'note': None}
+    """
+    return {key: _plain_value(value) for key, value in d.items()}
+
+
+def _plain_value(value):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, (tuple, list)):  # e.g. Prediction.best_config
+        return [_plain_value(v) for v in value]
+    return float(value)
 
 
 # -- installing ----------------------------------------------------------------------------

@@ -44,6 +44,15 @@ def get_engine(name: str, client=None) -> Engine:
             _ENGINES.setdefault("threads", ThreadEngine())
         return _ENGINES[name]
     if name == "processes":
+        from ..target.context import can_start_processes
+
+        if not can_start_processes():
+            import warnings
+
+            warnings.warn("amorsize_dask: engine='processes' cannot start worker processes in this daemonic "
+                          "process (a Dask worker's task?): running on threads instead", RuntimeWarning,
+                          stacklevel=3)
+            return get_engine("threads")
         from .processes import shared_engine
 
         return shared_engine()

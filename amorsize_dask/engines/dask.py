@@ -1,46 +1,94 @@
 """Dask engine: chunks of items as tasks on a ``distributed`` cluster.
 
-Task keys are ``amorsize-<run id>-<chunk index>`` so that the scheduler plugin can tell
-amorsize's tasks apart and add up the compute time the workers measured. Each task runs
+Task keys are ``amorsize-<function>-<run id>-<chunk index>``: the scheduler plugin tells
+amorsize's tasks apart by the ``amorsize-`` prefix, and Dask's own per-prefix statistics
+(``key_split``: work stealing, occupancy, adaptive scaling, the dashboard) see one
+prefix per function, as with ``Client.map``. Each task runs
 :func:`~amorsize_dask.engines.chunks.run_chunk` on its worker, which measures its own
 compute seconds there. A worker that dies mid-run costs nothing: the scheduler runs its
-tasks again elsewhere (``distributed.scheduler.allowed-failures``).
+tasks again elsewhere (``distributed.scheduler.allowed-failures``); chunks whose futures
+are cancelled (``client.restart()``, a scheduler lost and reconnected) are submitted
+again from the items the client still holds.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 import warnings
 
+from ..errors import LostTasksError
+from ..target.context import off_the_worker_pool
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import run_chunk
 
 KEY_PREFIX = "amorsize-"
+# Rounds of re-submitting chunks whose futures were cancelled under the run (a restart
+# cancels every future once; more rounds mean the cluster keeps going away).
+MAX_RESUBMITS = 3
+# Before chunks are submitted again, the scheduler must answer within this (a restarted
+# one answers in milliseconds; a lost one refuses or times out).
+REACHABLE_TIMEOUT = "10s"
+# While no chunk finishes, whether the scheduler still answers is checked this often (a
+# scheduler that went away mid-close may leave futures pending, never cancelled).
+WATCH_SECONDS = 5.0
+_WORDS = re.compile(r"[A-Za-z]+")
 
 
 def new_run_id() -> str:
-    """A random 16-hex id naming one run's tasks."""
-    return uuid.uuid4().hex[:16]
+    """A random 16-hex id naming one run's tasks (never all letters: see :func:`task_key`)."""
+    while True:
+        run_id = uuid.uuid4().hex[:16]
+        if not run_id.isalpha():
+            return run_id
 
 
-def task_key(run_id: str, index: int) -> str:
-    """The key of chunk ``index`` of run ``run_id``.
+def key_name(func) -> str:
+    """The function's part of its task keys: the letters of its name, as Dask's
+    ``key_split`` keeps only alphabetic words after the first.
 
-    >>> task_key("0123456789abcdef", 3)
-    'amorsize-0123456789abcdef-3'
+    >>> def my_func2(x): pass
+    >>> key_name(my_func2), key_name(lambda x: x), key_name(None)
+    ('my-func', 'lambda', 'func')
     """
-    return f"{KEY_PREFIX}{run_id}-{index}"
+    name = getattr(func, "__name__", None) or type(func).__name__
+    words = _WORDS.findall(str(name))[:4]
+    return "-".join(words).lower() if words and func is not None else "func"
+
+
+def task_key(run_id: str, index: int, func=None) -> str:
+    """The key of chunk ``index`` of run ``run_id`` of ``func``.
+
+    >>> task_key("0123456789abcdef", 3, abs)
+    'amorsize-abs-0123456789abcdef-3'
+    >>> from dask.utils import key_split
+    >>> key_split(task_key("0123456789abcdef", 3, abs))
+    'amorsize-abs'
+    """
+    return f"{KEY_PREFIX}{key_name(func)}-{run_id}-{index}"
+
+
+def sample_key(func) -> str:
+    """The key of the task that samples ``func`` on a worker (no run's chunk).
+
+    >>> parse_task_key(sample_key(abs)) is None
+    True
+    """
+    return f"{KEY_PREFIX}{key_name(func)}-{new_run_id()}-sample"
 
 
 def parse_task_key(key) -> tuple[str, int] | None:
     """``(run id, chunk index)`` of an amorsize task key, None for any other key.
 
-    >>> parse_task_key("amorsize-0123456789abcdef-3"), parse_task_key(("x", 1))
+    >>> parse_task_key("amorsize-abs-0123456789abcdef-3"), parse_task_key(("x", 1))
     (('0123456789abcdef', 3), None)
+    >>> parse_task_key("amorsize-0123456789abcdef-3")  # keys of amorsize before 11
+    ('0123456789abcdef', 3)
     """
     if not isinstance(key, str) or not key.startswith(KEY_PREFIX):
         return None
-    run_id, _, index = key[len(KEY_PREFIX) :].partition("-")
+    head, _, index = key.rpartition("-")
+    run_id = head.rpartition("-")[2]
     if len(run_id) != 16 or not index.isdigit():
         return None
     return run_id, int(index)
@@ -58,37 +106,131 @@ class DaskEngine(Engine):
         self.client = client
 
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, run_id=None):
-        from distributed import as_completed
-
         run_id = run_id or new_run_id()
         bounds = chunk_bounds(len(items), chunksize)
+        workers = restricted_workers(self.client, n_workers)
+        done_chunks: dict = {}
+        todo = list(bounds)
+        with off_the_worker_pool():  # inside a task: free its thread while the chunks run
+            for attempt in range(MAX_RESUBMITS + 1):
+                keys = [task_key(run_id if attempt == 0 else new_run_id(), i, func) for i in range(len(todo))]
+                todo = self._run_round(func, items, todo, keys, first_index, workers, done_chunks, progress)
+                if not todo:
+                    break
+                if attempt == MAX_RESUBMITS or not _reachable(self.client):
+                    raise LostTasksError.of(todo, first_index, func, attempt + 1)
+        results, compute = assemble(done_chunks, bounds)
+        return RunResult(results, compute, len(bounds))
+
+    def _run_round(self, func, items, bounds, keys, first_index, workers, done_chunks, progress) -> list:
+        """Submit ``bounds``' chunks and gather them; the bounds whose futures were cancelled."""
         with warnings.catch_warnings():
             # Items travel inside the graph on purpose: one trip, no scatter round trip.
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
-            futures = self._submit(func, items, bounds, first_index, run_id)
-        index = {fut.key: lo for fut, (lo, _) in zip(futures, bounds)}
-        done_chunks = {}
+            futures = self.client.map(
+                run_chunk, [func] * len(bounds), [items[lo:hi] for lo, hi in bounds],
+                [first_index + lo for lo, _ in bounds], key=keys, pure=False, workers=workers,
+            )
+        index = {fut.key: b for fut, b in zip(futures, bounds)}
+        lost: list = []
         try:
-            for fut, out in as_completed(futures, with_results=True, loop=self.client.loop):
-                raise_failure(out.failure, func, remote=True)
-                done_chunks[index[fut.key]] = out
-                if progress is not None:
-                    progress.advance(len(out.results))
+            pending = set(futures)
+            while pending:
+                done, pending = self._some_done(pending, workers)
+                if done is None:  # nothing finished for a while and the scheduler is gone
+                    lost += [index[f.key] for f in pending]
+                    break
+                lost += [index[f.key] for f in done if f.status == "cancelled"]
+                finished = [f for f in done if f.status == "finished"]
+                for fut in done:
+                    if fut.status == "error":
+                        fut.result()  # raises the task's error (not func's: run_chunk caught those)
+                # Cancelled meanwhile (a restart): skipped, their result None, lost like the others.
+                got = self._gather(finished)
+                for fut in finished:
+                    out = got.get(fut.key)
+                    if out is None:
+                        lost.append(index[fut.key])
+                        continue
+                    raise_failure(out.failure, func, remote=True)
+                    done_chunks[index[fut.key][0]] = out
+                    if progress is not None:
+                        progress.advance(len(out.results))
         except BaseException:
             self.client.cancel(futures)
             raise
         finally:
             for fut in futures:
                 fut.release()
-        results, compute = assemble(done_chunks, bounds)
-        return RunResult(results, compute, len(bounds))
+        return sorted(lost)
 
-    def _submit(self, func, items, bounds, first_index, run_id):
-        return self.client.map(
-            run_chunk,
-            [func] * len(bounds),
-            [items[lo:hi] for lo, hi in bounds],
-            [first_index + lo for lo, _ in bounds],
-            key=[task_key(run_id, i) for i in range(len(bounds))],
-            pure=False,
-        )
+    def _gather(self, finished: list) -> dict:
+        """``{key: ChunkResult}`` of finished futures; those cancelled meanwhile, or all of
+        them if the scheduler went away while they travelled, are missing (then lost)."""
+        from concurrent.futures import CancelledError
+
+        try:
+            return self.client.gather({f.key: f for f in finished}, errors="skip")
+        except (OSError, CancelledError):  # CommClosedError is an OSError
+            return {}
+
+    def _some_done(self, pending: set, workers: list | None):
+        """``(done, not done)`` once some futures are done; ``(None, pending)`` if none is
+        done for ``WATCH_SECONDS`` and the scheduler no longer answers (its futures may
+        never be cancelled then), or a worker they are restricted to has left (they would
+        wait for it forever): the caller submits them again."""
+        from concurrent.futures import CancelledError
+
+        from distributed import wait
+
+        while True:
+            try:
+                return wait(list(pending), timeout=WATCH_SECONDS, return_when="FIRST_COMPLETED")
+            except CancelledError:  # wait() raises for cancelled futures: sort them out here
+                done = {f for f in pending if f.status in ("finished", "error", "cancelled")}
+                return done, pending - done
+            except TimeoutError:
+                if not _reachable(self.client) or (workers and not _all_present(self.client, workers)):
+                    return None, pending
+
+
+def _all_present(client, workers: list) -> bool:
+    try:
+        return set(workers) <= set(client.nthreads())
+    except Exception:
+        return False
+
+
+def _reachable(client) -> bool:
+    """Whether ``client``'s scheduler answers now (after a restart: yes; when lost: no)."""
+    if getattr(client, "status", "running") != "running":
+        return False
+    try:
+        client.sync(client.scheduler.identity, callback_timeout=REACHABLE_TIMEOUT)
+    except Exception:
+        return False
+    return getattr(client, "status", "running") == "running"
+
+
+def restricted_workers(client, n_threads: int | None) -> list[str] | None:
+    """Worker addresses whose threads add up to ``n_threads`` (fewest workers, most threads
+    first), or None for no restriction (every worker is needed, or the shape is unknown).
+
+    ``n_workers`` of a dask plan counts worker threads (the cluster's cores), so with one
+    thread per worker it is the number of workers.
+    """
+    if not n_threads:
+        return None
+    try:
+        nthreads = client.nthreads()
+    except Exception:
+        return None
+    if sum(nthreads.values()) <= n_threads:
+        return None
+    chosen, total = [], 0
+    for address, threads in sorted(nthreads.items(), key=lambda kv: (-kv[1], kv[0])):
+        if total >= n_threads:
+            break
+        chosen.append(address)
+        total += threads
+    return chosen

@@ -219,6 +219,10 @@ def rank(
                 continue
             secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores, pool_warm=True)
             out.append(Candidate("dask", w, c, secs))
+        if not (n_workers or chunksize):  # one task on one worker: the cluster's "serial"
+            secs = process_seconds(profile, n_items, overheads, n_workers=1, chunksize=n_items, cores=cores,
+                                   pool_warm=True)
+            out.append(Candidate("dask", 1, n_items, secs))
     if "threads" in engines and n_items > 0 and overlaps:
         counts = [n_workers] if n_workers else _thread_counts(max_threads, n_items, cores)
         for w in counts:

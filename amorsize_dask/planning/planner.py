@@ -61,113 +61,158 @@ def plan_items(
     caller then collects them from ``Planned.speculation``).
     """
     t_start = time.perf_counter()
+    planned = _without_sampling(items, engine, n_workers, chunksize, learned)
+    if planned is None:
+        early = _EarlyStart.begin(func, items, target, engine, speculate)
+        try:
+            sample = _sample(func, items, target, engine, early)
+        except BaseException:
+            early.abandon()
+            raise
+        planned = _from_sample(func, sample, len(items), target, engine, n_workers, chunksize, early)
+    planned.plan = planned.plan.replace(planning_seconds=time.perf_counter() - t_start)
+    return planned
+
+
+def _without_sampling(items, engine, n_workers, chunksize, learned) -> Planned | None:
+    """The plan when nothing needs measuring: no items, choices fixed by the caller, or the model's."""
     n = len(items)
     if n == 0:
         return Planned(_fixed_plan("serial", 1, 1, 0, ["no items: nothing to run"]))
     if engine == "serial" or (engine != "auto" and n_workers and chunksize):
         w = 1 if engine == "serial" else n_workers
         c = chunksize or n
-        reasons = [f"engine={engine}, workers={w}, chunksize={c} fixed by the caller"]
-        return Planned(_fixed_plan(engine, w, c, n, reasons))
-    if learned is not None:
-        return Planned(learned.replace(planning_seconds=time.perf_counter() - t_start))
+        return Planned(_fixed_plan(engine, w, c, n, [f"engine={engine}, workers={w}, chunksize={c} fixed by the caller"]))
+    return Planned(learned) if learned is not None else None
 
-    cores = target.cores
-    parallelism = (cores, config.get("planner.max-threads") if target.client is None else cores)
-    spec = None
-    if speculate and target.client is None and engine in ("auto", "processes"):
-        spec = Speculation.start(func, items, cores, local_fallback=engine == "auto")
-    n_front = spec.first_index if spec is not None else n
-    prestart = PoolPrestart.for_call(target, engine, n_front) if spec is None else None
-    try:
-        known_unsafe = engine == "auto" and target.client is None and not target.thread_safe()
-        probe = target.client is None and engine in ("auto", "threads") and not known_unsafe
-        sample = sample_items(func, items[:n_front], n, parallelism=parallelism, probe=probe,
-                              probe_is_free=_no_process_plan_wins(target, n_front, engine) if probe else None,
-                              on_estimate=prestart.on_estimate if prestart is not None else None)
-    except BaseException:
-        if spec is not None:
-            spec.cancel()
-        if prestart is not None:
-            prestart.settle("serial", 1)
-        raise
+
+class _EarlyStart:
+    """What starts before the plan is made: the last items on a warm pool (speculation), or
+    a cold pool itself (prestart) once the sample suggests it may pay."""
+
+    def __init__(self, spec: Speculation | None, prestart: PoolPrestart | None, n_items: int):
+        self.spec, self.prestart = spec, prestart
+        self.n_front = spec.first_index if spec is not None else n_items  # items the plan covers
+
+    @classmethod
+    def begin(cls, func, items, target, engine: str, speculate: bool) -> "_EarlyStart":
+        spec = None
+        if speculate and "processes" in target.auto_engines() and engine in ("auto", "processes"):
+            spec = Speculation.start(func, items, target.cores, local_fallback=engine == "auto")
+        prestart = PoolPrestart.for_call(target, engine, len(items)) if spec is None else None
+        return cls(spec, prestart, len(items))
+
+    def pool_started(self, n_workers: int) -> bool:
+        return self.prestart is not None and self.prestart.started and n_workers == self.prestart.n_workers
+
+    def abandon(self) -> None:
+        if self.spec is not None:
+            self.spec.cancel()
+        if self.prestart is not None:
+            self.prestart.settle("serial", 1)
+
+    def settle(self, plan: Plan) -> Plan:
+        """Keep or stop a prestarted pool; the plan says what started early."""
+        reasons = list(plan.reasons)
+        if self.spec is not None:
+            reasons.append(f"the last {self.spec.n_items} item(s) started on the warm process pool while sampling")
+        if self.prestart is not None:
+            self.prestart.settle(plan.engine, plan.n_workers)
+            if self.prestart.started:
+                reasons.append(f"the process pool started while sampling ({format_seconds(PRESTART_ABOVE_SECONDS)} "
+                               "of predicted work or more)")
+        return plan.replace(reasons=tuple(reasons))
+
+
+def _sample(func, items, target, engine: str, early: _EarlyStart) -> Sample:
+    """Time the first items where ``func`` may run: here (with the two-thread probe when
+    threads are a choice), or in a first task on a worker when it runs only there."""
+    n = len(items)
+    parallelism = (target.cores, config.get("planner.max-threads") if target.client is None else target.cores)
+    front = items[:early.n_front]
+    if target.on_workers_only:
+        return target.sample_on_worker(func, front, n, parallelism)
+    probe = target.client is None and engine in ("auto", "threads") and not _known_unsafe(target, engine)
+    return sample_items(func, front, n, parallelism=parallelism, probe=probe,
+                        probe_is_free=_no_process_plan_wins(target, early.n_front, engine) if probe else None,
+                        on_estimate=early.prestart.on_estimate if early.prestart is not None else None)
+
+
+def _known_unsafe(target, engine: str) -> bool:
+    return engine == "auto" and target.client is None and not target.thread_safe()
+
+
+def _from_sample(func, sample: Sample, n: int, target, engine, n_workers, chunksize, early) -> Planned:
+    """The plan from the sample's profile and the cost model (see :func:`_rank`)."""
     prof = sample.profile
-    n_rest = n_front - prof.n_sampled
-    reasons = [describe_profile(prof)]
-    if known_unsafe:
+    n_rest = early.n_front - prof.n_sampled
+    reasons = [describe_profile(prof)] + list(target.placement_reasons()) + _thread_reasons(prof, target, engine)
+    if n_rest == 0:
+        reasons.append("every item was computed while sampling")
+        plan = Plan("dask" if target.on_workers_only else "serial", 1, 1, 0, "sample", confidence(prof), 0.0,
+                    n_items=n, n_sampled=prof.n_sampled, n_speculated=n - early.n_front,
+                    predicted_serial_seconds=0.0, reasons=tuple(reasons))
+        return Planned(early.settle(plan), sample, prof, early.spec)
+    serial_rest = n_rest * prof.item_seconds
+    ranked, why = _rank(func, prof, n_rest, target, engine, n_workers, chunksize, early)
+    reasons += why
+    best = choose(ranked, serial_rest, engine)
+    reasons.append(describe_choice(ranked, best, serial_rest))
+    plan = Plan(
+        engine=best.engine, n_workers=best.n_workers, chunksize=best.chunksize,
+        n_tasks=math.ceil(n_rest / best.chunksize), source="sample", confidence=confidence(prof),
+        predicted_seconds=prof.sample_seconds + best.seconds, n_items=n, n_sampled=prof.n_sampled,
+        n_speculated=n - early.n_front, predicted_serial_seconds=n * prof.item_seconds, reasons=tuple(reasons),
+    )
+    return Planned(early.settle(plan), sample, prof, early.spec)
+
+
+def _thread_reasons(prof: Profile, target, engine: str) -> list[str]:
+    """Why threads are out (a failure seen on threads, now or before), marking the workload."""
+    reasons = []
+    if _known_unsafe(target, engine):
         reasons.append("threads ruled out: this function failed on threads in an earlier run here")
     if prof.thread_failure is not None:
         thread_safety.mark_unsafe(target.workload)
         verdict = "threads ruled out" if engine == "auto" else "threads kept: asked for"
         reasons.append(f"{verdict}: the function raised {prof.thread_failure} on two threads only "
                        "(those items ran again serially; their serial results are kept)")
-    if spec is not None:
-        reasons.append(f"the last {spec.n_items} item(s) started on the warm process pool while sampling")
-    if n_rest == 0:
-        reasons.append("every item was computed while sampling")
-        plan = Plan("serial", 1, 1, 0, "sample", confidence(prof), 0.0, n_items=n, n_sampled=prof.n_sampled,
-                    n_speculated=n - n_front, predicted_serial_seconds=0.0, reasons=tuple(reasons))
-        if prestart is not None:
-            prestart.settle("serial", 1)
-        return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof, spec)
+    return reasons
 
+
+def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize, early) -> tuple[list, list]:
+    """Every configuration the cost model predicts for the rest, fastest first (serial only
+    when the work left is too little to be worth measuring this target's overheads), and
+    what the plan should say about it."""
     serial_rest = n_rest * prof.item_seconds
-    engines = target.auto_engines() if engine == "auto" else (engine,)
-    forced = engine != "auto"
-    overheads = target.overheads(measure_now=forced or serial_rest >= CALIBRATE_ABOVE_SECONDS)
+    reasons: list[str] = []
+    overheads = target.overheads(measure_now=engine != "auto" or serial_rest >= CALIBRATE_ABOVE_SECONDS)
     if overheads is None:
         reasons.append(
             f"serial: {format_seconds(serial_rest)} of work left is too little to measure the "
             f"parallel overheads here (done once above {format_seconds(CALIBRATE_ABOVE_SECONDS)})"
         )
-        ranked = [cost_model.Candidate("serial", 1, n_rest, serial_rest)]
-    else:
-        reasons.append(describe_overheads(overheads, cores))
-        if engine == "auto" and "processes" in engines and prof.picklable and not function_travels(func):
-            prof = dataclasses.replace(prof, picklable=False)
-            reasons.append("the function cannot be pickled: processes ruled out")
-        ranked = cost_model.rank(
-            prof,
-            n_rest,
-            overheads,
-            cores=cores,
-            pool_warm=target.pool_warm(n_workers or cores) or (
-                prestart is not None and prestart.started and (n_workers or cores) == prestart.n_workers),
-            engines=engines,
-            n_workers=n_workers,
-            chunksize=chunksize,
-            max_threads=config.get("planner.max-threads"),
-            memory_limit=machine.available_memory() * config.get("planner.memory-fraction"),
-            min_tasks_per_worker=config.get("planner.min-tasks-per-worker"),
-        )
-        if not ranked:
-            raise ValueError(
-                f"engine={engine!r} cannot run these items: they or their results cannot be "
-                "pickled; use engine='threads' or engine='serial'"
-            )
-    best = choose(ranked, serial_rest, engine)
-    reasons.append(describe_choice(ranked, best, serial_rest))
-    plan = Plan(
-        engine=best.engine,
-        n_workers=best.n_workers,
-        chunksize=best.chunksize,
-        n_tasks=math.ceil(n_rest / best.chunksize),
-        source="sample",
-        confidence=confidence(prof),
-        predicted_seconds=prof.sample_seconds + best.seconds,
-        n_items=n,
-        n_sampled=prof.n_sampled,
-        n_speculated=n - n_front,
-        predicted_serial_seconds=n * prof.item_seconds,
-        reasons=tuple(reasons),
+        return [cost_model.Candidate("dask" if target.on_workers_only else "serial", 1, n_rest, serial_rest)], reasons
+    reasons.append(describe_overheads(overheads, target.cores))
+    engines = target.auto_engines() if engine == "auto" else (engine,)
+    if engine == "auto" and "processes" in engines and prof.picklable and not function_travels(func):
+        prof = dataclasses.replace(prof, picklable=False)
+        reasons.append("the function cannot be pickled: processes ruled out")
+    workers = n_workers or target.cores
+    ranked = cost_model.rank(
+        prof, n_rest, overheads, cores=target.cores,
+        pool_warm=target.pool_warm(workers) or early.pool_started(workers),
+        engines=engines, n_workers=n_workers, chunksize=chunksize,
+        max_threads=config.get("planner.max-threads"),
+        memory_limit=machine.available_memory() * config.get("planner.memory-fraction"),
+        min_tasks_per_worker=config.get("planner.min-tasks-per-worker"),
     )
-    if prestart is not None:
-        prestart.settle(plan.engine, plan.n_workers)
-        if prestart.started:
-            reasons.append(f"the process pool started while sampling ({format_seconds(PRESTART_ABOVE_SECONDS)} "
-                           "of predicted work or more)")
-            plan = plan.replace(reasons=tuple(reasons))
-    return Planned(plan.replace(planning_seconds=time.perf_counter() - t_start), sample, prof, spec)
+    if not ranked:
+        raise ValueError(
+            f"engine={engine!r} cannot run these items: they or their results cannot be "
+            "pickled; use engine='threads' or engine='serial'"
+        )
+    return ranked, reasons
 
 
 def _no_process_plan_wins(target, n_items: int, engine: str):
@@ -195,8 +240,14 @@ def choose(ranked: list[cost_model.Candidate], serial_rest: float, engine: str) 
     """The fastest candidate; serial unless a parallel one wins by the noise margin."""
     best = ranked[0]
     if engine == "auto" and best.engine != "serial":
-        if best.seconds * config.get("planner.min-speedup") > serial_rest:
-            return next(c for c in ranked if c.engine == "serial")
+        serial = next((c for c in ranked if c.engine == "serial"), None)
+        if serial is not None and best.seconds * config.get("planner.min-speedup") > serial_rest:
+            return serial
+        # Only on the workers: one task on one worker is the cluster's "serial".
+        ones = [c for c in ranked if c.n_workers == 1] if serial is None else []
+        one = max(ones, key=lambda c: c.chunksize, default=None)
+        if one is not None and best.seconds * config.get("planner.min-speedup") > one.seconds:
+            return one
     return best
 
 

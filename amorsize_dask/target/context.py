@@ -9,6 +9,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 
@@ -22,6 +23,18 @@ def current_worker():
     return _lookup("get_worker")
 
 
+def can_start_processes() -> bool:
+    """False in a daemonic process (a Dask worker's, a multiprocessing pool's), which may
+    not have children: the process engine falls back to threads there.
+
+    >>> can_start_processes()
+    True
+    """
+    import multiprocessing
+
+    return not multiprocessing.current_process().daemon
+
+
 def _lookup(getter: str):
     if "distributed" not in sys.modules:
         return None
@@ -31,3 +44,32 @@ def _lookup(getter: str):
         return getattr(distributed, getter)()
     except ValueError:  # distributed's answer for "there is none"
         return None
+
+
+@contextlib.contextmanager
+def off_the_worker_pool():
+    """Inside a task, leave the worker's thread pool while waiting for other tasks (as
+    ``distributed.worker_client`` does), so that they can run there: no deadlock. Elsewhere,
+    nothing.
+
+    >>> with off_the_worker_pool():
+    ...     pass
+    """
+    if current_worker() is None:
+        yield
+        return
+    from distributed import rejoin, secede
+    from distributed.worker import thread_state
+
+    if getattr(thread_state, "start_time", None) is None:  # not in a task's thread
+        yield
+        return
+    try:
+        secede()
+    except KeyError:  # seceded already
+        yield
+        return
+    try:
+        yield
+    finally:
+        rejoin()

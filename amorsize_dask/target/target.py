@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import math
 import numbers
+import weakref
 from dataclasses import dataclass, field
 
 from .. import config
@@ -23,6 +24,7 @@ from ..planning import cost_model, overheads, thread_safety
 from . import machine
 from ..engines import get_engine, shared_engine
 from ..planning.overheads import Overheads
+from .context import can_start_processes
 from .fingerprint import Fingerprint, local_fingerprint
 from ..learning.learner import Learner, get_learner
 from ..learning.model import Prediction
@@ -42,6 +44,8 @@ class Target:
     cores: int  # usable cores here, or worker threads of the cluster
     client: object = None
     function: str = ""  # the function's name, for humans (and the scheduler's records)
+    # On a cluster: may func run in this process (sampling, tiny jobs)? Opt-in only.
+    allow_local: bool = False
     # Run ids whose record the cluster's scheduler plugin writes (not this client).
     _plugin_runs: set = field(default_factory=set, repr=False, compare=False)
 
@@ -56,11 +60,14 @@ class Target:
         )
 
     @classmethod
-    def cluster(cls, client, func, training_dir=None) -> "Target":
-        """The cluster behind ``client``, as the scheduler sees it now."""
+    def cluster(cls, client, func, training_dir=None, allow_local: bool | None = None) -> "Target":
+        """The cluster behind ``client``, as the scheduler sees it now.
+
+        ``allow_local``: may ``func`` run in this process (default ``amorsize.cluster.allow-local``)?
+        """
         from .fingerprint import cluster_fingerprint
 
-        workers = client.scheduler_info(n_workers=-1)["workers"]
+        workers = cluster_workers(client)
         if not workers:
             raise RuntimeError(
                 f"the cluster behind {client!r} has no workers; wait for them "
@@ -73,14 +80,17 @@ class Target:
             cores=sum(int(w.get("nthreads", 1)) for w in workers.values()),
             client=client,
             function=function_name(func),
+            allow_local=bool(config.get("cluster.allow-local") if allow_local is None else allow_local),
         )
 
     def auto_engines(self) -> tuple[str, ...]:
-        """Engines ``engine="auto"`` chooses among here (in-process serial is always one);
-        threads only for a function not known to fail on them (:meth:`thread_safe`)."""
+        """Engines ``engine="auto"`` chooses among here: in-process serial only if allowed
+        on a cluster; threads only for a function not known to fail on them
+        (:meth:`thread_safe`); processes only where this process may start them."""
         if self.client is not None:
-            return ("serial", "dask")
-        return ("serial", "threads", "processes") if self.thread_safe() else ("serial", "processes")
+            return ("serial", "dask") if self.allow_local else ("dask",)
+        engines = ("serial", "threads") if self.thread_safe() else ("serial",)
+        return engines + ("processes",) if can_start_processes() else engines
 
     def thread_safe(self) -> bool:
         """False once this workload failed only on threads: in this process, or in a run
@@ -89,6 +99,27 @@ class Target:
             return False
         features = self.learner.features(self.fingerprint.id, self.workload) or {}
         return features.get(thread_safety.FEATURE, 1) != 0
+
+    @property
+    def on_workers_only(self) -> bool:
+        """A cluster whose workers alone may run func (no opt-in to run it in this process)."""
+        return self.client is not None and not self.allow_local
+
+    def placement_reasons(self) -> tuple[str, ...]:
+        """What the plan says about where func runs (nothing on this machine)."""
+        if self.client is None:
+            return ()
+        if self.allow_local:
+            return ("func may run in this process (allow-local opted in): sampled here, tiny jobs run here",)
+        return ("func runs only on the workers (cluster.allow-local is false): sampled in a first task "
+                "on a worker, results kept",)
+
+    def sample_on_worker(self, func, items, n_total: int, parallelism):
+        """The planner's sample, timed in a first task on one of the cluster's workers."""
+        from ..cluster.sampling import sample_on_worker
+        from ..engines.dask import sample_key
+
+        return sample_on_worker(self.client, func, items, n_total, parallelism=parallelism, key=sample_key(func))
 
     def pool_warm(self, n_workers: int) -> bool:
         return True if self.client is not None else shared_engine().is_warm(n_workers)
@@ -101,6 +132,8 @@ class Target:
         found = overheads.cached(fp)
         if found is not None or not measure_now:
             return found
+        if self.client is None and not can_start_processes():
+            return None  # measuring starts a process pool, which a daemonic process may not
         if self.client is None:
             overheads.measure_later(fp, lambda: overheads.measure_local(shared_engine(), get_engine("threads"),
                                                                         self.cores))
@@ -114,9 +147,11 @@ class Target:
 
         On a cluster whose scheduler runs the amorsize plugin, the plugin's model answers.
         """
-        pred = self._plugin_prediction(n_items, explore)
-        if pred is _NO_PLUGIN:
-            pred = self.prediction(n_items, explore=explore)
+        pred = self._any_prediction(n_items, explore)
+        if pred is not None and pred.explored and pred.engine not in self.auto_engines():
+            pred = self._any_prediction(n_items, False)  # explore only where func may run
+        if pred is not None and pred.engine not in self.auto_engines():
+            return None  # measured runs in this process (opted in then), not allowed now: sample
         if pred is None or pred.confidence < config.get("model.min-confidence"):
             return None
         best = getattr(pred, "best_config", None) or (pred.engine, pred.n_workers, pred.chunksize)
@@ -142,6 +177,10 @@ class Target:
             explored=pred.explored,
             reasons=tuple(reasons),
         )
+
+    def _any_prediction(self, n_items: int, explore: bool):
+        pred = self._plugin_prediction(n_items, explore)
+        return self.prediction(n_items, explore=explore) if pred is _NO_PLUGIN else pred
 
     def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
         """The model's prediction for this workload here, from this process's learner."""
@@ -300,8 +339,7 @@ class Target:
                 raise ValueError(f"fingerprint {reply['fingerprint']!r} does not match its fields (id {fp.id!r})")
             cores = int(reply["cores"])
             found = reply["plan"]
-            pred = None if found is None else Prediction(
-                **{f.name: found[f.name] for f in dataclasses.fields(Prediction) if f.name in found})
+            pred = None if found is None else prediction_from_reply(found)
         except Exception as exc:
             _plugin_failed(self.client, "plan with", exc)
             return _NO_PLUGIN
@@ -311,6 +349,39 @@ class Target:
 
 
 _NO_PLUGIN = object()
+
+
+def prediction_from_reply(found: dict) -> Prediction:
+    """The :class:`Prediction` a plugin's plan reply carries (its tuples travel as lists)."""
+    fields = {f.name: found[f.name] for f in dataclasses.fields(Prediction) if f.name in found}
+    if fields.get("best_config") is not None:
+        fields["best_config"] = tuple(fields["best_config"])
+    return Prediction(**fields)
+# The cluster's workers (scheduler_info, every worker's details) per client, fetched again
+# only when the cheap {address: threads} check says workers arrived or left.
+_SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def cluster_workers(client) -> dict:
+    """``scheduler_info()["workers"]`` of ``client``'s cluster, cached until its workers change."""
+    if getattr(client, "asynchronous", False):
+        raise TypeError(
+            f"amorsize_dask needs a synchronous distributed.Client, got an asynchronous one ({client!r}); "
+            "create Client(address) without asynchronous=True, or call amorsize_dask.map in a thread "
+            "(await asyncio.to_thread(amorsize_dask.map, func, items, client=Client(address)))"
+        )
+    nthreads = client.nthreads()
+    try:
+        known, workers = _SHAPES.get(client, (None, None))
+    except TypeError:  # not weak-referenceable
+        known, workers = None, None
+    if known != nthreads or workers is None:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        try:
+            _SHAPES[client] = (nthreads, workers)
+        except TypeError:
+            pass
+    return workers
 
 
 def _plain(value):

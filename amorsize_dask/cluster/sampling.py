@@ -1,0 +1,82 @@
+"""Sampling on a worker: on a cluster, the first items are timed where ``func`` runs.
+
+As ``Client.map`` does, ``func`` never runs in the client unless the user opts in
+(``amorsize.cluster.allow-local`` or ``map(..., allow_local=True)``). The cold planner's
+sample is then the first task of the run: it carries the first items to one worker,
+which times them with :func:`~amorsize_dask.planning.sampling.sample_items` (the same
+budget as in-process) and sends back the profile and the results, which are kept.
+
+>>> head_size([b"x" * 10] * 100, max_items=50, max_bytes=1 << 20)
+50
+>>> head_size([b"x" * 1000] * 100, max_items=100, max_bytes=4000)
+3
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import cloudpickle
+
+from .. import config
+from ..engines.chunks import make_failure
+from ..planning.sampling import Sample, sample_items
+from ..target.context import off_the_worker_pool
+
+
+def sample_on_worker(client, func, items, n_total: int, *, parallelism: tuple[int, int], key: str) -> Sample:
+    """Time ``func`` on the first items of ``items`` in one task on a worker (results kept)."""
+    from ..engines.base import raise_failure
+
+    n = head_size(items, max_items=config.get("cluster.sample-items"), max_bytes=config.get("cluster.sample-bytes"))
+    budget = (config.get("sampling.budget-fraction"), config.get("sampling.max-seconds"))
+    future = client.submit(_sample_task, func, items[:n], n_total, budget, parallelism, key=key, pure=False)
+    try:
+        with off_the_worker_pool():  # called inside a task: free its thread meanwhile
+            sample, failure = future.result()
+    finally:
+        future.release()
+    raise_failure(failure, func, remote=True)
+    return sample
+
+
+def head_size(items, *, max_items: int, max_bytes: int) -> int:
+    """Items to send: at most ``max_items``, and about ``max_bytes`` pickled (1 at least)."""
+    n = min(len(items), max_items)
+    if n <= 1:
+        return n
+    per_item = max(1, _pickled_size(items[0]))
+    return max(1, min(n, max_bytes // per_item))
+
+
+def _pickled_size(obj) -> int:
+    nbytes = getattr(obj, "nbytes", None)
+    if isinstance(nbytes, int) and type(obj).__module__ == "numpy":
+        return nbytes
+    try:
+        return len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:
+        try:
+            return len(cloudpickle.dumps(obj))
+        except Exception:
+            return 1  # it will fail to travel anyway, with dask's own error
+
+
+def _sample_task(func, head, n_total: int, budget: tuple[float, float], parallelism):
+    """On the worker: ``(Sample, None)``, or ``(None, Failure)`` when ``func`` raised."""
+    try:
+        return sample_items(func, head, n_total, probe=False, budget_fraction=budget[0],
+                            max_seconds=budget[1], parallelism=tuple(parallelism)), None
+    except Exception as exc:
+        return None, make_failure(exc, _failed_index(exc))
+
+
+def _failed_index(exc: BaseException) -> int:
+    """The item index sample_items noted on ``exc`` ("... on item N"), else 0."""
+    notes = getattr(exc, "__notes__", [])
+    for note in list(notes):
+        head, _, tail = note.rpartition(" on item ")
+        if head.startswith("amorsize_dask: raised by") and tail.isdigit():
+            notes.remove(note)  # the client names the item again when it re-raises
+            return int(tail)
+    return 0

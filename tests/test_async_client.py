@@ -1,0 +1,19 @@
+"""An asynchronous Client is refused with a clear error (amorsize's map is synchronous)."""
+
+import asyncio
+
+import pytest
+from distributed import Client, LocalCluster
+
+import amorsize_dask as ad
+from tests.helpers.funcs import square
+
+
+def test_an_asynchronous_client_is_a_clear_error():
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
+        async def main():
+            async with Client(lc.scheduler_address, asynchronous=True) as c:
+                with pytest.raises(TypeError, match="asynchronous"):
+                    ad.map(square, [1, 2], client=c)
+
+        asyncio.run(main())
