@@ -13,6 +13,7 @@ from amorsize_dask.planning import cost_model
 from amorsize_dask.target import machine
 from amorsize_dask.planning.overheads import Overheads
 from amorsize_dask.planning.sampling import Profile, sample_items
+from amorsize_dask.settings import Settings
 
 # A 2-core machine's figures, as the calibration measures them (forkserver pool).
 OVERHEADS = Overheads(
@@ -113,7 +114,8 @@ def test_sampling_probes_threads_for_a_function_that_partly_waits():
         time.sleep(0.003)
         return x
 
-    s = sample_items(half_wait, list(range(2000)), 2000, parallelism=(2, 2), budget_fraction=0.05)
+    s = sample_items(half_wait, list(range(2000)), 2000, parallelism=(2, 2),
+                     settings=Settings.from_config().replace(budget_fraction=0.05))
     assert 0.1 < s.profile.cpu_ratio < 0.5
     assert s.profile.thread_speedup is not None  # its value depends on the machine's load
 
@@ -149,7 +151,8 @@ def test_thread_probe_runs_when_serial_is_the_only_other_plan():
     assert asked and asked[0] > 1 << 20  # it was asked with the measured bytes per item
     assert s.profile.thread_speedup is not None
     assert s.results == [_numpy_sum(a) for a in arrays[: s.profile.n_sampled]]
-    s = sample_items(_numpy_sum, arrays[:40], 40, parallelism=(2, 64), budget_fraction=0.0001,
+    s = sample_items(_numpy_sum, arrays[:40], 40, parallelism=(2, 64),
+                     settings=Settings.from_config().replace(budget_fraction=0.0001),
                      probe_is_free=lambda item_seconds, nbytes: False)
     assert s.profile.thread_speedup is None  # a dear probe, and processes might win: skipped
 
