@@ -22,6 +22,7 @@ import os
 import threading
 
 from .. import config
+from ..settings import Settings
 from . import model, snapshot
 from .index import Group
 from .records import RecordError, make_record
@@ -139,17 +140,8 @@ class Learner:
         from ..target.fingerprint import similarity
 
         self.refresh()
-        kwargs = dict(
-            cores=cores,
-            k=config.get("model.k"),
-            explore=explore,
-            explore_probability=config.get("model.explore-probability"),
-            explore_max_slowdown=config.get("model.explore-max-slowdown"),
-            explore_budget=config.get("model.explore-budget"),
-            max_threads=config.get("planner.max-threads"),
-            engines=engines,
-            estimate=estimate,
-        )
+        kwargs = dict(cores=cores, settings=Settings.from_config(), explore=explore, engines=engines,
+                      estimate=estimate)
         with self._lock:  # another thread may be adding runs to these groups
             own = self._groups.get((fingerprint, workload))
             if own is not None and own.drifted:
