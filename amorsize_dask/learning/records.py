@@ -25,6 +25,7 @@ import numbers
 import re
 import reprlib
 import time as _time
+from dataclasses import dataclass
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -358,11 +359,49 @@ def _full_clean(obj: Any) -> dict:
     return clean
 
 
-def make_record(*, fingerprint: str, fingerprint_fields: dict, workload: str, function: str,
-                features: dict, engine: str, n_workers: int, chunksize: int, source: str,
-                wall_seconds: float, compute_seconds: float,
-                predicted_seconds: float | None = None, time: float | None = None) -> dict:
-    """Build a validated record of the current schema; ``time`` defaults to now.
+@dataclass(frozen=True, kw_only=True)
+class MeasuredRun:
+    """One measured run, field by field: where it ran (``fingerprint``, its fields), what
+    ran (``workload``, ``function``, ``features``), how (the plan: ``engine``,
+    ``n_workers``, ``chunksize``, ``source``) and how long it took. ``time`` defaults to
+    now when the record is built.
+    """
+
+    fingerprint: str
+    fingerprint_fields: dict
+    workload: str
+    function: str
+    features: dict
+    engine: str
+    n_workers: int
+    chunksize: int
+    source: str
+    wall_seconds: float
+    compute_seconds: float
+    predicted_seconds: float | None = None
+    time: float | None = None
+
+    def record(self) -> dict:
+        """The validated record of the current schema (:func:`validate_record`)."""
+        return validate_record({
+            "schema": SCHEMA_VERSION,
+            "time": _time.time() if self.time is None else self.time,
+            "fingerprint": self.fingerprint,
+            "fingerprint_fields": self.fingerprint_fields,
+            "workload": self.workload,
+            "function": self.function,
+            "features": self.features,
+            "plan": {"engine": self.engine, "n_workers": self.n_workers, "chunksize": self.chunksize,
+                     "source": self.source},
+            "wall_seconds": self.wall_seconds,
+            "compute_seconds": self.compute_seconds,
+            "predicted_seconds": self.predicted_seconds,
+        })
+
+
+def make_record(**fields) -> dict:
+    """Build a validated record of the current schema from the fields of :class:`MeasuredRun`
+    (keywords only; ``time`` defaults to now).
 
     >>> make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16,
     ...             function="f", features={"n_items": 1}, engine="serial", n_workers=1,
@@ -370,17 +409,4 @@ def make_record(*, fingerprint: str, fingerprint_fields: dict, workload: str, fu
     ...             compute_seconds=0.4)["schema"]
     1
     """
-    return validate_record({
-        "schema": SCHEMA_VERSION,
-        "time": _time.time() if time is None else time,
-        "fingerprint": fingerprint,
-        "fingerprint_fields": fingerprint_fields,
-        "workload": workload,
-        "function": function,
-        "features": features,
-        "plan": {"engine": engine, "n_workers": n_workers, "chunksize": chunksize,
-                 "source": source},
-        "wall_seconds": wall_seconds,
-        "compute_seconds": compute_seconds,
-        "predicted_seconds": predicted_seconds,
-    })
+    return MeasuredRun(**fields).record()
