@@ -74,7 +74,8 @@ def test_unpicklable_rules_out_processes():
 
 
 def test_memory_limit_bounds_chunks():
-    ranked = cost_model.rank(profile(bytes_in=1e6), 2000, OVERHEADS, cores=2, pool_warm=True, memory_limit=50e6)
+    ranked = cost_model.rank(profile(bytes_in=1e6), 2000, OVERHEADS, cores=2, pool_warm=True,
+                             limits=dataclasses.replace(cost_model.Limits.from_settings(), memory_bytes=50e6))
     procs = [c for c in ranked if c.engine == "processes"]
     assert procs and all(2 * c.n_workers * c.chunksize * (1e6 + 30) <= 50e6 for c in procs)
 

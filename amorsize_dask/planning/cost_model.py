@@ -26,8 +26,11 @@ machine's measured :class:`~amorsize_dask.planning.overheads.Overheads`. The mod
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+
+from ..settings import Settings, current
 
 from .overheads import Overheads
 from .sampling import Profile
@@ -177,6 +180,45 @@ def parallel_fractions(profile: Profile) -> tuple[float, float]:
     return parallel, min(waiting, parallel)
 
 
+@dataclass(frozen=True)
+class Space:
+    """The configurations to rank: the engines allowed, and the workers and chunk size
+    when the caller fixed them (None: every count worth predicting)."""
+
+    engines: tuple[str, ...] = ("serial", "threads", "processes")
+    n_workers: int | None = None
+    chunksize: int | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on the candidates: threads at most, tasks per worker at least (processes,
+    dask), and the bytes all workers' chunks (inputs and results) may hold at once."""
+
+    max_threads: int
+    min_tasks_per_worker: int
+    memory_bytes: float = math.inf
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, available_memory: float | None = None) -> "Limits":
+        """``amorsize.planner.*`` (read now when ``settings`` is None); memory unbounded
+        unless ``available_memory`` is given (then ``memory-fraction`` of it).
+
+        >>> Limits.from_settings(available_memory=1e9).memory_bytes
+        500000000.0
+        """
+        s = current(settings)
+        memory = math.inf if available_memory is None else available_memory * s.memory_fraction
+        return cls(s.max_threads, s.min_tasks_per_worker, memory)
+
+
+# Keywords rank() still takes one by one (the planner passes them so): each sets a field
+# of its Space or its Limits.
+_SPACE_KEYWORDS = {"engines": "engines", "n_workers": "n_workers", "chunksize": "chunksize"}
+_LIMIT_KEYWORDS = {"max_threads": "max_threads", "min_tasks_per_worker": "min_tasks_per_worker",
+                   "memory_limit": "memory_bytes"}
+
+
 def rank(
     profile: Profile,
     n_items: int,
@@ -184,48 +226,68 @@ def rank(
     *,
     cores: int,
     pool_warm: bool,
-    engines: tuple[str, ...] = ("serial", "threads", "processes"),
-    n_workers: int | None = None,
-    chunksize: int | None = None,
-    max_threads: int = 32,
-    memory_limit: float = math.inf,
-    min_tasks_per_worker: int = 4,
+    space: Space = Space(),
+    limits: Limits | None = None,
+    **fields,
 ) -> list[Candidate]:
     """Every candidate configuration with its predicted seconds, fastest first.
 
-    ``n_workers``/``chunksize`` fix that dimension; ``memory_limit`` bounds the bytes that
-    all workers' chunks (inputs and results) may hold at once.
+    ``limits`` defaults to :meth:`Limits.from_settings` (read now). A field of ``space``
+    or ``limits`` may be given as a keyword instead (``engines=``, ``n_workers=``,
+    ``chunksize=``, ``max_threads=``, ``min_tasks_per_worker=``, ``memory_limit=``).
     """
+    space, limits = _with_keywords(space, limits, fields)
     out: list[Candidate] = []
-    if "serial" in engines:
+    if "serial" in space.engines:
         out.append(Candidate("serial", 1, max(1, n_items), serial_seconds(profile, n_items)))
-    per_item_bytes = profile.bytes_in + profile.bytes_out
-    if "processes" in engines and profile.picklable and n_items > 0:
-        for w in [n_workers] if n_workers else range(2, max(2, cores) + 1):
-            sizes = [chunksize] if chunksize else balanced_chunks(n_items, w, chunk_grid(n_items, w), min_tasks_per_worker)
-            for c in sizes:
-                if 2 * w * c * per_item_bytes > memory_limit:
-                    continue
-                secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores, pool_warm=pool_warm)
-                out.append(Candidate("processes", w, c, secs))
+    if profile.picklable and n_items > 0:
+        if "processes" in space.engines:
+            out += _pool_candidates(profile, n_items, overheads, space, limits, cores=cores, pool_warm=pool_warm)
+        if "dask" in space.engines:
+            out += _pool_candidates(profile, n_items, overheads, space, limits, cores=cores, pool_warm=None)
     # Threads cannot beat serial unless some of the item time overlaps: skip their grid
     # then, unless threads were asked for.
-    overlaps = parallel_fractions(profile)[0] > 0 or "serial" not in engines
-    if "dask" in engines and profile.picklable and n_items > 0:
-        w = n_workers or cores
-        sizes = [chunksize] if chunksize else balanced_chunks(n_items, w, chunk_grid(n_items, w), min_tasks_per_worker)
-        for c in sizes:
-            if 2 * c * per_item_bytes > memory_limit:
-                continue
-            secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores, pool_warm=True)
-            out.append(Candidate("dask", w, c, secs))
-    if "threads" in engines and n_items > 0 and overlaps:
-        counts = [n_workers] if n_workers else _thread_counts(max_threads, n_items, cores)
+    overlaps = parallel_fractions(profile)[0] > 0 or "serial" not in space.engines
+    if "threads" in space.engines and n_items > 0 and overlaps:
+        counts = [space.n_workers] if space.n_workers else _thread_counts(limits.max_threads, n_items, cores)
         for w in counts:
-            for c in [chunksize] if chunksize else chunk_grid(n_items, w):
+            for c in [space.chunksize] if space.chunksize else chunk_grid(n_items, w):
                 secs = thread_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores)
                 out.append(Candidate("threads", w, c, secs))
     out.sort(key=lambda cand: (cand.seconds, cand.engine != "serial", cand.n_workers))
+    return out
+
+
+def _with_keywords(space: Space, limits: Limits | None, fields: dict) -> tuple[Space, Limits]:
+    unknown = sorted(set(fields) - set(_SPACE_KEYWORDS) - set(_LIMIT_KEYWORDS))
+    if unknown:
+        raise TypeError(f"rank() got unexpected keyword argument(s) {unknown}")
+    space = dataclasses.replace(space, **{_SPACE_KEYWORDS[k]: v for k, v in fields.items() if k in _SPACE_KEYWORDS})
+    limits = Limits.from_settings() if limits is None else limits
+    limits = dataclasses.replace(limits, **{_LIMIT_KEYWORDS[k]: v for k, v in fields.items() if k in _LIMIT_KEYWORDS})
+    return space, limits
+
+
+def _pool_candidates(profile: Profile, n_items: int, overheads: Overheads, space: Space, limits: Limits, *,
+                     cores: int, pool_warm: bool | None) -> list[Candidate]:
+    """Process pool candidates (``pool_warm`` True or False), or a dask cluster's (None:
+    one worker count, the cluster's, always running)."""
+    per_item_bytes = profile.bytes_in + profile.bytes_out
+    if pool_warm is None:
+        engine, counts, in_flight = "dask", [space.n_workers or cores], lambda w: 2
+    else:
+        engine, in_flight = "processes", lambda w: 2 * w
+        counts = [space.n_workers] if space.n_workers else range(2, max(2, cores) + 1)
+    out = []
+    for w in counts:
+        sizes = [space.chunksize] if space.chunksize else balanced_chunks(
+            n_items, w, chunk_grid(n_items, w), limits.min_tasks_per_worker)
+        for c in sizes:
+            if in_flight(w) * c * per_item_bytes > limits.memory_bytes:
+                continue
+            secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores,
+                                   pool_warm=True if pool_warm is None else pool_warm)
+            out.append(Candidate(engine, w, c, secs))
     return out
 
 
