@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("amorsize_dask") is None:  # not installed: test this checkout
     sys.path.insert(0, str(ROOT))
 
-from amorsize_dask.learning import records
+from amorsize_dask.learning import records, schema
 from amorsize_dask.learning.records import (ENGINES, SCHEMA_VERSION, SOURCES, FutureSchemaError,
                                    RecordError, make_record, validate_record)
 
@@ -185,9 +185,9 @@ def test_fast_path_agrees_with_full_path(mutations):
             target = target[key]
         else:
             target[path[-1]] = value
-    fast = records._fast_clean(rec)
+    fast = schema.fast_clean(rec)
     try:
-        full = records._full_clean(rec)
+        full = records.full_clean(rec)
     except RecordError:
         full = None
     if fast is not None:
