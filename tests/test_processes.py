@@ -124,3 +124,11 @@ def test_workers_import_neither_dask_nor_the_users_main_module(tmp_path):
     import json
 
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [[], [], [], []]
+
+
+def test_forkserver_preloads_the_public_worker_module():
+    from amorsize_dask.engines import process_worker
+    from amorsize_dask.engines.worker_start import forkserver_preload
+
+    assert forkserver_preload(process_worker.__name__) == ["amorsize_dask.engines.process_worker"]
+    assert callable(process_worker.run_pickled_chunk) and callable(process_worker.initialize_worker)
