@@ -175,7 +175,7 @@ def test_stats_plot_without_predictions_is_a_clear_error(tmp_path):
     store = TrainingStore(tmp_path / "t")
     store.append(make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16,
                              function="mymodule.work", features={"n_items": 10},
-                             engine="serial", n_workers=1, chunksize=10, source="user",
+                             engine="serial", n_workers=1, chunksize=10, source="default",
                              wall_seconds=0.1, compute_seconds=0.1))
     result = run_cli("stats", "--dir", tmp_path / "t", "--plot", tmp_path / "p.png")
     assert result.exit_code == 1

@@ -46,14 +46,14 @@ def test_valid_record_round_trips_unchanged():
 def test_constants():
     assert SCHEMA_VERSION == 1
     assert ENGINES == {"serial", "threads", "processes", "dask"}
-    assert SOURCES == {"model", "sample", "default", "explore", "user"}
+    assert SOURCES == {"model", "sample", "default", "explore"}  # what the planner produces
     assert issubclass(FutureSchemaError, RecordError) and issubclass(RecordError, ValueError)
 
 
 def test_make_record_defaults_time_to_now_and_is_valid():
     rec = make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="f" * 16,
                       function="f", features={"n_items": 0}, engine="serial", n_workers=1,
-                      chunksize=1, source="user", wall_seconds=0.1, compute_seconds=0)
+                      chunksize=1, source="default", wall_seconds=0.1, compute_seconds=0)
     assert rec["predicted_seconds"] is None
     assert isinstance(rec["time"], float) and math.isfinite(rec["time"])
     assert validate_record(rec) == rec

@@ -122,12 +122,6 @@ class Learner:
         group = self._groups.get((fingerprint, workload))
         return group is not None and group.drifted
 
-    def observations(self, fingerprint: str, workload: str) -> list[model.Observation]:
-        self.refresh()
-        with self._lock:
-            group = self._groups.get((fingerprint, workload))
-            return [] if group is None else list(group.observations(workload))
-
     def predict(self, fingerprint: str, workload: str, n_items: int, *, cores: int, fields: dict | None = None,
                 explore: bool = True, engines: tuple[str, ...] = ("threads", "processes"),
                 estimate=None) -> model.Prediction | None:

@@ -86,7 +86,7 @@ class Observation:
     chunksize: int
     run_seconds: float  # wall seconds of the run without planning, as if it ran every item
     time: float
-    source: str = "sample"  # the plan's source: model | explore | sample | default | user
+    source: str = "sample"  # the plan's source: model | explore | sample | default
     bytes_per_item: float | None = None  # pickled bytes in + out per item (sampled runs)
     cpu_ratio: float | None = None  # CPU / wall while sampling (sampled runs)
     predicted_seconds: float | None = None  # what the plan predicted for the run

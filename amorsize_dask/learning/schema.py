@@ -19,7 +19,7 @@ __all__ = ["SCHEMA_VERSION", "ENGINES", "SOURCES", "MAX_FIELDS", "MAX_KEY_CHARS"
 
 SCHEMA_VERSION = 1
 ENGINES = frozenset({"serial", "threads", "processes", "dask"})
-SOURCES = frozenset({"model", "sample", "default", "explore", "user"})
+SOURCES = frozenset({"model", "sample", "default", "explore"})
 
 # Size bounds: a record is a few hundred bytes; these keep a hostile line small.
 MAX_FIELDS = 32

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-SOURCES = ("model", "sample", "default")
-
 
 @dataclass(frozen=True)
 class Plan:
