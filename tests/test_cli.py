@@ -339,7 +339,7 @@ def test_oracle_times_a_thread_configuration_without_a_limit():
     oracle = Oracle(2, thread_counts=(2,))
     try:
         seconds = oracle.time_config(Config("threads", 2, 5), abs, list(range(-20, 0)), math.inf)
-        assert 0 < seconds < 5
+        assert 0 < seconds < math.inf  # timed to the end, never cut
         assert oracle.time_config(Config("threads", 2, 1), time.sleep, [0.05] * 4, 0.01) == math.inf  # cut
     finally:
         oracle.close()
