@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import amorsize_dask
-from amorsize_dask import cli
+from amorsize_dask import cli, report
 from amorsize_dask.plot import PNG_SIGNATURE
 from amorsize_dask.learning.records import make_record
 from amorsize_dask.learning.store import SEGMENTS, TrainingStore
@@ -127,7 +127,7 @@ def test_stats_accuracy_matches_the_records(training_dir):
     errors = [abs(r["predicted_seconds"] - r["wall_seconds"]) / r["wall_seconds"]
               for r in records if r["predicted_seconds"] is not None
               and r["plan"]["source"] == "sample"]
-    n, median, p90 = cli.prediction_accuracy(records)["sample"]
+    n, median, p90 = report.prediction_accuracy(records)["sample"]
     assert n == len(errors)
     assert median == pytest.approx(float(np.median(errors)))
     assert p90 == pytest.approx(float(np.percentile(errors, 90)))
