@@ -28,18 +28,18 @@ def test_compact_reader_hands_out_each_record_once_and_reads_only_new_bytes(tmp_
     for i in range(100):
         writer.append(rec(i))
     assert len(reader.read_new()) == 100
-    first = reader._bytes_read
-    assert reader.read_new() == [] and reader._bytes_read == first  # nothing new: nothing read
+    first = reader.bytes_read
+    assert reader.read_new() == [] and reader.bytes_read == first  # nothing new: nothing read
     writer.append(rec(100))
     new = reader.read_new()
     assert [r["features"]["n_items"] for r in new] == [100]
-    assert reader._bytes_read - first == len(encode_line(writer.records()[-1]))
+    assert reader.bytes_read - first == len(encode_line(writer.records()[-1]))
     writer.prune(keep_per_workload=1000)             # compacted into a new segment: same ids
     assert reader.read_new() == []
     reader.append(rec(101))                           # its own record: the caller has it
     assert reader.read_new() == []
     assert len(reader.records()) == 102               # records() still works (read afresh)
-    assert all(not seg.records for seg in reader._segments.values()) and reader._merged == []
+    assert all(not seg.records for seg in reader._reader.segments.values()) and reader._reader.merged == []
 
 
 def test_learner_index_is_updated_not_rebuilt_after_a_foreign_append(tmp_path):
@@ -48,11 +48,11 @@ def test_learner_index_is_updated_not_rebuilt_after_a_foreign_append(tmp_path):
         writer.append(rec(1000 + i))
     learner = Learner(tmp_path)
     assert len(indexed(learner, FP, WL)) == 50
-    group, read = learner._groups[(FP, WL)], learner.store._bytes_read
+    group, read = learner._groups[(FP, WL)], learner.store.bytes_read
     writer.append(rec(2000))
     assert len(indexed(learner, FP, WL)) == 51
     assert learner._groups[(FP, WL)] is group          # the same index, one row more
-    assert learner.store._bytes_read - read == len(encode_line(writer.records()[-1]))
+    assert learner.store.bytes_read - read == len(encode_line(writer.records()[-1]))
 
 
 def test_a_loaded_learner_keeps_under_400_bytes_per_record(tmp_path):
@@ -115,15 +115,15 @@ def test_a_new_learner_resumes_from_this_host_s_snapshot(tmp_path):
 
     second = Learner(tmp_path)
     assert indexed(second, *group) == expected
-    assert second.store._bytes_read == 0              # nothing parsed: resumed from the snapshot
+    assert second.store.bytes_read == 0              # nothing parsed: resumed from the snapshot
     TrainingStore(tmp_path).append(rec(9_999_999, workload=f"{1:016x}"))
     assert len(indexed(second, *group)) == len(expected) + 1
-    assert second.store._bytes_read < 1000            # the foreign line only
+    assert second.store.bytes_read < 1000            # the foreign line only
 
     snapshot.path_for(tmp_path).write_bytes(b"garbage")   # damaged: ignored, the directory is read
     third = Learner(tmp_path)
     assert len(indexed(third, *group)) == len(expected) + 1
-    assert third.store._bytes_read >= seg.stat().st_size
+    assert third.store.bytes_read >= seg.stat().st_size
 
 
 def test_a_snapshot_survives_compaction_without_duplicates(tmp_path):
@@ -140,7 +140,7 @@ def test_a_snapshot_survives_compaction_without_duplicates(tmp_path):
     assert not any(seg.exists() for seg in segs)
     again = Learner(tmp_path)
     assert indexed(again, FP, WL) == expected     # the same records, none twice
-    assert again.store._bytes_read > 0                # the compacted segment was read (ids known)
+    assert again.store.bytes_read > 0                # the compacted segment was read (ids known)
 
 
 def test_on_an_event_loop_the_automatic_prune_runs_off_it(tmp_path):
@@ -184,4 +184,4 @@ def test_compact_reader_deduplicates_records_without_id_by_content(tmp_path):
     plant(tmp_path, "b-1-00000000.jsonl", line(rec(2)) + line(rec(3)))  # rec(2) copied, no id
     reader = TrainingStore(tmp_path, compact=True)
     assert sorted(r["features"]["n_items"] for r in reader.read_new()) == [1, 2, 3]
-    assert all(key < 0 for key in reader._seen)       # 8-byte hashes, not whole lines
+    assert all(key < 0 for key in reader._reader.seen)       # 8-byte hashes, not whole lines
