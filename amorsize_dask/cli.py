@@ -17,6 +17,8 @@ import click
 from . import __version__, config, report
 from .bench.command import BENCH_FAMILIES, families_of, run_suite  # noqa: F401 (BENCH_FAMILIES: cli's API)
 
+__all__ = ["main", "demo", "plan", "stats", "prune", "bench", "load_function"]
+
 # Shown by ``bench --help``; tests/test_cli.py checks it against bench.workloads.suite().
 
 _DIR_HELP = ("Training directory (default: dask config amorsize.training-dir, "

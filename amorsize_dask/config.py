@@ -19,6 +19,9 @@ import dask.config
 import dask.utils
 import yaml
 
+__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "get", "get_bytes", "default_training_dir",
+           "user_cache_dir"]
+
 _HERE = pathlib.Path(__file__).parent
 DEFAULTS_FILE = _HERE / "amorsize.yaml"
 SCHEMA_FILE = _HERE / "amorsize-schema.yaml"

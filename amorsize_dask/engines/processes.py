@@ -36,6 +36,8 @@ from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import ChunkResult, run_chunk
 from .worker_start import caller_state, forkserver_preload, module_stamp, slim_context
 
+__all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
+
 # A chunk is run again after its worker died at most this many times: one crash may be
 # a killed worker (OOM killer, a node going away), repeated crashes are the function's.
 MAX_CHUNK_RETRIES = 2

@@ -21,6 +21,9 @@ from amorsize_dask.learning.records import encode_line
 from amorsize_dask.learning.reader import identity
 from amorsize_dask.learning.segments import O_COMMON, O_READ, new_segment_name
 
+__all__ = ["segment_bytes", "records_to_keep", "on_event_loop", "newest_within", "write_segments",
+           "remove_if_unchanged"]
+
 
 def segment_bytes(seg_dir: pathlib.Path) -> int:
     """Bytes in the segment files of ``seg_dir`` (0 when it cannot be listed)."""

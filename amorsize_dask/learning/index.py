@@ -21,6 +21,8 @@ import numpy as np
 
 from . import model
 
+__all__ = ["ENGINES", "SOURCES", "ROW", "Group"]
+
 ENGINES = ("serial", "threads", "processes", "dask")
 SOURCES = ("sample", "model", "explore", "default")  # codes: append only
 ROW = np.dtype([

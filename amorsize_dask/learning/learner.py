@@ -28,6 +28,8 @@ from .index import Group
 from .records import RecordError, make_record
 from .store import TrainingStore
 
+__all__ = ["MIN_KEPT", "Learner", "get_learner"]
+
 logger = logging.getLogger("amorsize_dask")
 
 # The index keeps at least this many newest runs per workload in memory (twice

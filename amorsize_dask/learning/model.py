@@ -43,6 +43,12 @@ from typing import Callable
 
 from ..settings import Settings, current
 
+__all__ = ["CLOSE_LOG_DISTANCE", "NOISE_FACTOR", "SAME_ENGINE_NOISE_FACTOR", "FAR_LOG_DISTANCE",
+           "REFERENCE_RUNS", "RECENCY_HALF_LIFE", "REGRESSION_FACTOR", "Observation",
+           "fields_of_record", "Prediction", "scale_chunksize", "Reference", "reference",
+           "feature_distance", "DRIFT_MIN_SECONDS", "drifted", "drift_from", "exploration_spent",
+           "predict", "neighbours"]
+
 # Observations within this log-distance of the query's item count count as "close"
 # for confidence (log(1.65) ≈ 0.5: runs of 0.6x..1.65x the items).
 CLOSE_LOG_DISTANCE = 0.5

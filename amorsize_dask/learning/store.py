@@ -46,6 +46,8 @@ from amorsize_dask.learning.compaction import (on_event_loop, records_to_keep, r
 from amorsize_dask.learning.reader import SEGMENTS, SKIP_REASONS, SegmentReader, identity, seen_key
 from amorsize_dask.learning.segments import O_COMMON, Segment, hostname, new_segment_name, real_directory
 
+__all__ = ["SEGMENTS", "SKIP_REASONS", "BUDGET_CHECKS", "StoreStats", "TrainingStore"]
+
 logger = logging.getLogger("amorsize_dask")
 
 # The size budget (amorsize.store.max-bytes) is checked every 1/this of it appended.

@@ -35,6 +35,10 @@ from ..settings import Settings, current
 from .overheads import Overheads
 from .sampling import Profile
 
+__all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
+           "process_seconds", "thread_seconds", "predict_one", "profile_from_features",
+           "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "parallel_fractions", "Space", "Limits", "rank"]
+
 
 @dataclass(frozen=True)
 class Candidate:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+__all__ = ["Plan", "format_seconds", "format_bytes"]
+
 
 @dataclass(frozen=True)
 class Plan:

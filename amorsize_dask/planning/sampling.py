@@ -25,6 +25,8 @@ from ..settings import Settings, current
 from . import thread_safety
 from ..errors import reraise_with_item
 
+__all__ = ["Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
+
 # Batches of items timed together when items are too fast for one perf_counter reading
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items).
 _MIN_BATCH_SECONDS = 50e-6

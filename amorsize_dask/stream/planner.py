@@ -38,6 +38,10 @@ from ..target.machine import available_memory
 from ..settings import Settings
 from ..target.target import Target
 
+__all__ = ["SAMPLE_SECONDS", "RECHECK_GROWTH", "TARGET_CHUNK_SECONDS", "MAX_CHUNK_BYTES",
+           "MAX_CHUNK_ITEMS", "IN_FLIGHT_PER_WORKER", "REPLAN_FACTOR", "THREADS_BELOW_CPU_RATIO",
+           "MIN_PARALLEL_ITEM_SECONDS", "Head", "StreamPlanner"]
+
 # Seconds of items timed serially before a stream is planned (its results are kept).
 # The same order as amorsize.sampling.max-seconds (0.25 s); a stream plans sooner
 # because its chunks keep measuring (bench --stream: 20,000 x 1 ms items).
