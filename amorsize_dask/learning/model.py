@@ -97,14 +97,10 @@ class Observation:
     cpu_ratio: float | None = None  # CPU / wall while sampling (sampled runs)
     predicted_seconds: float | None = None  # what the plan predicted for the run
 
-    @classmethod
-    def from_record(cls, rec: dict) -> "Observation | None":
-        values = fields_of_record(rec)
-        return None if values is None else cls(*values)
-
 
 def fields_of_record(rec: dict) -> tuple | None:
-    """The :class:`Observation` fields of a record, in order (None: nothing to learn from).
+    """The :class:`Observation` fields of a record, in order (None: nothing to learn from):
+    ``Observation(*fields_of_record(rec))``.
 
     A plain tuple, so that an index can keep it without building an object per record.
     """
