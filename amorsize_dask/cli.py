@@ -15,6 +15,7 @@ import time
 import click
 
 from . import __version__, config, report
+from .planning.plan import format_bytes
 from .bench.command import BENCH_FAMILIES, families_of, run_suite  # noqa: F401 (BENCH_FAMILIES: cli's API)
 
 __all__ = ["main", "demo", "plan", "stats", "prune", "bench", "load_function"]
@@ -150,7 +151,7 @@ def stats(directory, plot_path):
     records = store.records()
     click.echo(f"training directory: {info.path}")
     click.echo(f"records: {info.n_records} in {info.n_segments} segment file(s), "
-               f"{report.format_size(info.n_bytes)}")
+               f"{format_bytes(info.n_bytes)}")
     skipped = {reason: n for reason, n in info.skipped.items() if n}
     click.echo("skipped: " + (", ".join(f"{n} {reason}" for reason, n in skipped.items())
                               if skipped else "none"))

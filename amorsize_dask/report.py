@@ -1,8 +1,8 @@
 """What ``amorsize-dask stats`` prints about a training directory: tables of its records
 per machine and per workload, and how well their run times were predicted.
 
->>> describe_fields({"kind": "local", "cores": 2}), format_size(3 * 2**20), format_age(600)
-('local, 2 cores', '3.0 MiB', '10 min ago')
+>>> describe_fields({"kind": "local", "cores": 2}), format_age(600)
+('local, 2 cores', '10 min ago')
 """
 
 from __future__ import annotations
@@ -13,20 +13,8 @@ import time
 
 from .planning.plan import format_seconds
 
-__all__ = ["format_size", "format_age", "table", "describe_fields", "fingerprint_table", "workload_table",
+__all__ = ["format_age", "table", "describe_fields", "fingerprint_table", "workload_table",
            "prediction_accuracy", "accuracy_table"]
-
-
-def format_size(n: int) -> str:
-    """Bytes with a binary unit.
-
-    >>> format_size(512), format_size(2048), format_size(3 * 2**20)
-    ('512 B', '2.0 kiB', '3.0 MiB')
-    """
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("kiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def format_age(seconds: float) -> str:
