@@ -16,6 +16,7 @@ import click
 
 from . import __version__, config, report
 from .planning.plan import format_bytes
+from .validation import ENGINE_CHOICES
 from .bench.command import BENCH_FAMILIES, families_of, run_suite  # noqa: F401 (BENCH_FAMILIES: cli's API)
 
 __all__ = ["main", "demo", "plan", "stats", "prune", "bench", "load_function"]
@@ -108,7 +109,7 @@ def demo(n_items, no_cluster):
 @click.option("--items", "n_items", required=True, type=click.IntRange(1), metavar="N",
               help="Plan a map over range(N) (N >= 1).")
 @click.option("--engine", default="auto", show_default=True,
-              type=click.Choice(["auto", "serial", "threads", "processes", "dask"]),
+              type=click.Choice(ENGINE_CHOICES),
               help="Let amorsize choose (auto) or fix the engine and plan only its workers "
                    "and chunk size.")
 @_dir_option
