@@ -17,8 +17,10 @@ machine's measured :class:`~amorsize_dask.planning.overheads.Overheads`. The mod
 
 >>> from amorsize_dask.planning.sampling import Profile
 >>> from amorsize_dask.planning.overheads import Overheads
->>> prof = Profile(100, 1e-3, 0.1, 1.0, 30, 30, True, 1.0, 0.01)
->>> oh = Overheads(0.1, 1e-4, 1e-6, 5e8, 2e-5, "forkserver", 0.0)
+>>> prof = Profile(n_sampled=100, item_seconds=1e-3, item_cv=0.1, cpu_ratio=1.0, bytes_in=30,
+...                bytes_out=30, picklable=True, thread_speedup=1.0, sample_seconds=0.01)
+>>> oh = Overheads(start_seconds=0.1, task_seconds=1e-4, item_seconds=1e-6, bytes_per_second=5e8,
+...                thread_task_seconds=2e-5, start_method="forkserver", measured_at=0.0)
 >>> best = rank(prof, 2000, oh, cores=2, pool_warm=True)[0]
 >>> best.engine, best.n_workers
 ('processes', 2)
