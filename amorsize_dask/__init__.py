@@ -5,7 +5,7 @@
 [1, 2]
 
 The public names load on first use, so that importing the package costs nothing: the
-process engine's workers import a module of it (:mod:`amorsize_dask.engines._process_worker`)
+process engine's workers import a module of it (:mod:`amorsize_dask.engines.process_worker`)
 and must not pay for dask. ``distributed`` is imported only by what needs it (the dask
 engine, ``bag``, the plugin). The ``amorsize`` settings are registered with
 ``dask.config`` by :mod:`amorsize_dask.config`, which every public function imports.

@@ -6,9 +6,7 @@ each says what it does and what every option means.
 
 from __future__ import annotations
 
-import collections
 import importlib
-import math
 import os
 import pathlib
 import sys
@@ -16,10 +14,14 @@ import time
 
 import click
 
-from . import __version__, config
+from . import __version__, config, report
+from .planning.plan import format_bytes
+from .validation import ENGINE_CHOICES
+from .bench.command import BENCH_FAMILIES, families_of, run_suite  # noqa: F401 (BENCH_FAMILIES: cli's API)
+
+__all__ = ["main", "demo", "plan", "stats", "prune", "bench", "load_function"]
 
 # Shown by ``bench --help``; tests/test_cli.py checks it against bench.workloads.suite().
-BENCH_FAMILIES = ("tiny", "cpu-1ms", "heavy", "skewed", "payload", "io-wait", "numpy-nogil")
 
 _DIR_HELP = ("Training directory (default: dask config amorsize.training-dir, "
              "env DASK_AMORSIZE__TRAINING_DIR, else ~/.cache/amorsize_dask/training).")
@@ -107,7 +109,7 @@ def demo(n_items, no_cluster):
 @click.option("--items", "n_items", required=True, type=click.IntRange(1), metavar="N",
               help="Plan a map over range(N) (N >= 1).")
 @click.option("--engine", default="auto", show_default=True,
-              type=click.Choice(["auto", "serial", "threads", "processes", "dask"]),
+              type=click.Choice(ENGINE_CHOICES),
               help="Let amorsize choose (auto) or fix the engine and plan only its workers "
                    "and chunk size.")
 @_dir_option
@@ -150,7 +152,7 @@ def stats(directory, plot_path):
     records = store.records()
     click.echo(f"training directory: {info.path}")
     click.echo(f"records: {info.n_records} in {info.n_segments} segment file(s), "
-               f"{_format_bytes(info.n_bytes)}")
+               f"{format_bytes(info.n_bytes)}")
     skipped = {reason: n for reason, n in info.skipped.items() if n}
     click.echo("skipped: " + (", ".join(f"{n} {reason}" for reason, n in skipped.items())
                               if skipped else "none"))
@@ -158,11 +160,11 @@ def stats(directory, plot_path):
         click.echo("no records yet: every amorsize_dask.map call with learn=True adds one")
     else:
         click.echo("")
-        click.echo(_fingerprint_table(records))
+        click.echo(report.fingerprint_table(records))
         click.echo("")
-        click.echo(_workload_table(records))
+        click.echo(report.workload_table(records))
         click.echo("")
-        click.echo(_accuracy_table(records))
+        click.echo(report.accuracy_table(records))
     if plot_path is not None:
         from .plot import plot_predictions
 
@@ -248,7 +250,7 @@ def bench(quick, suite_name, store_records, plot_path, families):
 
         store_figures(store_records, out=click.echo)
         return
-    known = _families_of(suite_name)
+    known = families_of(suite_name)
     unknown = [f for f in families if f not in known]
     if unknown:
         raise click.BadParameter(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} "
@@ -258,40 +260,7 @@ def bench(quick, suite_name, store_records, plot_path, families):
         if suite_name:
             raise click.BadParameter("--plot draws the default suite only", param_hint="--plot")
         _check_plottable(plot_path)   # fail now, not after the run
-    chosen = list(families) or None
-    if suite_name == "learning":
-        from .bench.learning import learning_curves
-
-        learning_curves(quick=quick, families=chosen, out=click.echo)
-        return
-    if suite_name == "overhead":
-        from .bench.learning import planning_overhead
-
-        planning_overhead(out=click.echo)
-        return
-    if suite_name == "cluster":
-        from .bench.cluster import run as run_cluster
-
-        run_cluster(quick=quick, families=chosen, out=click.echo)
-        return
-    if suite_name == "fresh":
-        from .bench.fresh import run as run_fresh
-
-        run_fresh(quick=quick, families=chosen, out=click.echo)
-        return
-    if suite_name == "stream":
-        from .bench.stream import run as run_stream
-
-        run_stream(quick=quick, families=chosen, out=click.echo)
-        return
-    if suite_name == "faults":
-        from .bench.faults import run as run_faults
-
-        run_faults(quick=quick, out=click.echo)
-        return
-    from .bench.local import run
-
-    results = run(quick=quick, families=chosen, out=click.echo)
+    results = run_suite(suite_name, quick=quick, families=list(families) or None, out=click.echo)
     if plot_path is not None:
         from .plot import plot_bench
 
@@ -299,21 +268,6 @@ def bench(quick, suite_name, store_records, plot_path, families):
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-def _families_of(suite_name: str | None) -> tuple[str, ...]:
-    """The family names a ``bench`` suite accepts."""
-    if suite_name == "fresh":
-        from .bench.fresh_families import FAMILIES
-
-        return tuple(FAMILIES)
-    if suite_name == "stream":
-        from .bench.stream import FAMILIES
-
-        return tuple(FAMILIES)
-    if suite_name == "learning":
-        return BENCH_FAMILIES + ("drift",)
-    return BENCH_FAMILIES
-
 
 def load_function(target: str):
     """``"package.module:func"`` -> the function, with a clear error when it is not there.
@@ -372,127 +326,6 @@ def _plot(plot_func, data, path: pathlib.Path) -> pathlib.Path:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _format_bytes(n: int) -> str:
-    """Bytes with a binary unit.
-
-    >>> _format_bytes(512), _format_bytes(2048), _format_bytes(3 * 2**20)
-    ('512 B', '2.0 kiB', '3.0 MiB')
-    """
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("kiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
-
-
-def _format_age(seconds: float) -> str:
-    """How long ago, roughly.
-
-    >>> _format_age(5), _format_age(600), _format_age(7200), _format_age(3 * 86400)
-    ('5 s ago', '10 min ago', '2.0 h ago', '3.0 days ago')
-    """
-    seconds = max(seconds, 0)
-    if seconds < 60:
-        return f"{seconds:.0f} s ago"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} days ago"
-
-
-def _table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
-    """Columns padded to fit; ``right``: indexes of right-aligned (numeric) columns.
-
-    >>> print(_table(["name", "n"], [["a", "10"], ["bcd", "2"]], right={1}))
-    name   n
-    a     10
-    bcd    2
-    """
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return "\n".join([line(headers)] + [line(r) for r in rows])
-
-
-def _describe_fields(fields: dict) -> str:
-    """A machine shape in a few words: the fields people recognise first.
-
-    >>> _describe_fields({"kind": "local", "cores": 2, "memory_gib": 8,
-    ...                   "cpu_model": "Xeon", "start_method": "forkserver", "python": "3.11"})
-    'local, 2 cores, 8 GiB, Xeon, forkserver, Python 3.11'
-    """
-    known = [("kind", "{}"), ("cores", "{} cores"), ("memory_gib", "{} GiB"),
-             ("cpu_model", "{}"), ("start_method", "{}"), ("python", "Python {}")]
-    parts = [fmt.format(fields[key]) for key, fmt in known if key in fields]
-    shown = {key for key, _ in known} | {"platform"}
-    parts += [f"{k}={v}" for k, v in sorted(fields.items()) if k not in shown]
-    text = ", ".join(parts) or "-"
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _fingerprint_table(records: list[dict]) -> str:
-    counts = collections.Counter(r["fingerprint"] for r in records)
-    latest = {r["fingerprint"]: r for r in records}   # records are oldest first
-    rows = [[fp, str(n), _describe_fields(latest[fp]["fingerprint_fields"])]
-            for fp, n in counts.most_common()]
-    return "by machine fingerprint:\n" + _table(["fingerprint", "records", "machine shape"],
-                                                rows, right={1})
-
-
-def _workload_table(records: list[dict]) -> str:
-    from .planning.plan import format_seconds
-
-    groups: dict[tuple, list] = collections.defaultdict(list)
-    for rec in records:
-        groups[(rec["fingerprint"], rec["workload"])].append(rec)
-    now = time.time()
-    rows = []
-    for (fp, workload), recs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        last = recs[-1]
-        plan = last["plan"]
-        shape = "serial" if plan["engine"] == "serial" else \
-            f"{plan['engine']} {plan['n_workers']}x{plan['chunksize']}"
-        rows.append([last["function"], workload, fp[:8], str(len(recs)),
-                     f"{last['features']['n_items']:,}", shape,
-                     format_seconds(last["wall_seconds"]), _format_age(now - last["time"])])
-    return "by workload (function):\n" + _table(
-        ["function", "workload", "fingerpr.", "records", "items", "last plan", "last wall",
-         "last run"], rows, right={3, 4, 6})
-
-
-def prediction_accuracy(records) -> dict:
-    """Per plan source: ``(runs, median, p90)`` of |predicted - measured| / measured.
-
-    >>> prediction_accuracy([
-    ...     {"wall_seconds": 1.0, "predicted_seconds": 1.5, "plan": {"source": "sample"}},
-    ...     {"wall_seconds": 2.0, "predicted_seconds": 2.0, "plan": {"source": "sample"}},
-    ...     {"wall_seconds": 2.0, "predicted_seconds": None, "plan": {"source": "model"}}])
-    {'sample': (2, 0.25, 0.45)}
-    """
-    import numpy as np
-
-    from .plot import prediction_pairs
-
-    errors: dict[str, list] = collections.defaultdict(list)
-    for measured, predicted, source in prediction_pairs(records):
-        errors[source].append(abs(predicted - measured) / measured)
-    return {source: (len(errs), float(np.median(errs)), round(float(np.percentile(errs, 90)), 12))
-            for source, errs in sorted(errors.items())}
-
-
-def _accuracy_table(records: list[dict]) -> str:
-    accuracy = prediction_accuracy(records)
-    title = "prediction error |predicted - measured| / measured, by plan source:"
-    if not accuracy:
-        return title + "\n  no record has a predicted time yet"
-    rows = [[source, str(n), f"{median:.0%}", f"{p90:.0%}" if math.isfinite(p90) else "-"]
-            for source, (n, median, p90) in accuracy.items()]
-    return title + "\n" + _table(["source", "runs", "median", "p90"], rows, right={1, 2, 3})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ import pathlib
 from typing import Any
 
 import dask.config
+import dask.utils
 import yaml
+
+__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "get", "get_bytes", "default_training_dir",
+           "user_cache_dir"]
 
 _HERE = pathlib.Path(__file__).parent
 DEFAULTS_FILE = _HERE / "amorsize.yaml"
@@ -36,6 +40,23 @@ DEFAULTS = _load_defaults()
 def get(key: str, default: Any = None) -> Any:
     """Value of ``amorsize.<key>`` from dask.config (env vars and YAML files included)."""
     return dask.config.get(f"amorsize.{key}", default=default)
+
+
+def get_bytes(key: str) -> int:
+    """``amorsize.<key>`` as a number of bytes (an int, or a string such as ``"64 MiB"``).
+
+    >>> with dask.config.set({"amorsize.store.max-line-bytes": "1 kiB"}):
+    ...     get_bytes("store.max-line-bytes")
+    1024
+    """
+    value = get(key)
+    try:
+        return int(dask.utils.parse_bytes(value) if isinstance(value, str) else value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"dask config amorsize.{key}={value!r} is not a size in bytes; use an integer or a "
+            f"string such as '64 MiB' (see amorsize-schema.yaml)"
+        ) from exc
 
 
 def default_training_dir() -> pathlib.Path:

@@ -18,6 +18,8 @@ from typing import NoReturn
 
 from .target.workload import function_name
 
+__all__ = ["ItemError", "WorkerLostError", "WorkerStartError", "reraise_with_item", "warn_once"]
+
 
 class ItemError(RuntimeError):
     """Stands in for an exception that could not travel back from a worker."""

@@ -18,6 +18,8 @@ import builtins
 import operator
 import sys
 
+__all__ = ["as_sequence", "is_one_shot", "length_hint", "prepare", "StarCall"]
+
 # Types whose iteration is positional indexing and whose slices are of the same kind.
 _POSITIONAL = (list, tuple, range, str, bytes)
 

@@ -40,7 +40,7 @@ _BENCH_SERIES = (
 # A ratio ours / oracle above this is written in red: more than 50% slower than the best.
 _SLOW_RATIO = 1.5
 _SOURCE_COLOURS = {"model": "#0072B2", "sample": "#E69F00", "explore": "#009E73",
-                   "default": "#999999", "user": "#CC79A7"}
+                   "default": "#999999"}
 
 
 def require_matplotlib() -> None:

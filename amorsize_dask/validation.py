@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import numbers
 
+__all__ = ["ENGINE_CHOICES", "check_func", "check_engine", "check_positive_int", "check_iterable",
+           "check_iterables", "check_progress", "check_training_dir", "check_client", "check_bool",
+           "check_call"]
+
 ENGINE_CHOICES = ("auto", "serial", "threads", "processes", "dask")
 
 

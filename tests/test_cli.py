@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import amorsize_dask
-from amorsize_dask import cli
+from amorsize_dask import cli, report
 from amorsize_dask.plot import PNG_SIGNATURE
 from amorsize_dask.learning.records import make_record
 from amorsize_dask.learning.store import SEGMENTS, TrainingStore
@@ -127,7 +127,7 @@ def test_stats_accuracy_matches_the_records(training_dir):
     errors = [abs(r["predicted_seconds"] - r["wall_seconds"]) / r["wall_seconds"]
               for r in records if r["predicted_seconds"] is not None
               and r["plan"]["source"] == "sample"]
-    n, median, p90 = cli.prediction_accuracy(records)["sample"]
+    n, median, p90 = report.prediction_accuracy(records)["sample"]
     assert n == len(errors)
     assert median == pytest.approx(float(np.median(errors)))
     assert p90 == pytest.approx(float(np.percentile(errors, 90)))
@@ -175,7 +175,7 @@ def test_stats_plot_without_predictions_is_a_clear_error(tmp_path):
     store = TrainingStore(tmp_path / "t")
     store.append(make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16,
                              function="mymodule.work", features={"n_items": 10},
-                             engine="serial", n_workers=1, chunksize=10, source="user",
+                             engine="serial", n_workers=1, chunksize=10, source="default",
                              wall_seconds=0.1, compute_seconds=0.1))
     result = run_cli("stats", "--dir", tmp_path / "t", "--plot", tmp_path / "p.png")
     assert result.exit_code == 1
@@ -339,7 +339,7 @@ def test_oracle_times_a_thread_configuration_without_a_limit():
     oracle = Oracle(2, thread_counts=(2,))
     try:
         seconds = oracle.time_config(Config("threads", 2, 5), abs, list(range(-20, 0)), math.inf)
-        assert 0 < seconds < 5
+        assert 0 < seconds < math.inf  # timed to the end, never cut
         assert oracle.time_config(Config("threads", 2, 1), time.sleep, [0.05] * 4, 0.01) == math.inf  # cut
     finally:
         oracle.close()

@@ -145,3 +145,20 @@ def test_default_training_dir_follows_xdg_cache_home(monkeypatch, tmp_path):
 
 def test_missing_key_gives_the_default():
     assert config.get("no-such-key", default="fallback") == "fallback"
+
+
+def test_settings_hold_every_planning_learning_and_store_key_read_at_call_time():
+    import dataclasses
+
+    from amorsize_dask.settings import Settings
+
+    keys = default_keys(load_defaults()["amorsize"]) - {"training-dir", "start-method"}
+    keys = {k for k in keys if not any(other.startswith(k + ".") for other in keys)}  # leaves
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert {k.split(".")[-1].replace("-", "_") for k in keys} == fields
+    with dask.config.set({"amorsize.model.k": 3, "amorsize.store.max-bytes": None}):
+        inside = Settings.from_config()
+    assert (inside.k, inside.max_bytes) == (3, None)
+    assert Settings.from_config().k == load_defaults()["amorsize"]["model"]["k"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        inside.k = 4

@@ -92,11 +92,10 @@ def test_ctrl_c_returns_promptly_and_leaves_no_processes(tmp_path):
         time.sleep(0.02)
     pids = _worker_pids(pids_file)
     assert pids, "workers never started"
-    t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
-    assert time.monotonic() - t0 < 10
     assert "interrupted" in out, err
+    assert len(pids_file.read_text().split()) < 60  # it did not wait: the rest never started
     assert proc.returncode != 0
     assert _wait_gone(pids) == []
 
@@ -124,3 +123,11 @@ def test_workers_import_neither_dask_nor_the_users_main_module(tmp_path):
     import json
 
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [[], [], [], []]
+
+
+def test_forkserver_preloads_the_public_worker_module():
+    from amorsize_dask.engines import process_worker
+    from amorsize_dask.engines.worker_start import forkserver_preload
+
+    assert forkserver_preload(process_worker.__name__) == ["amorsize_dask.engines.process_worker"]
+    assert callable(process_worker.run_pickled_chunk) and callable(process_worker.initialize_worker)

@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("amorsize_dask") is None:  # not installed: test this checkout
     sys.path.insert(0, str(ROOT))
 
-from amorsize_dask.learning import records
+from amorsize_dask.learning import records, schema
 from amorsize_dask.learning.records import (ENGINES, SCHEMA_VERSION, SOURCES, FutureSchemaError,
                                    RecordError, make_record, validate_record)
 
@@ -46,14 +46,14 @@ def test_valid_record_round_trips_unchanged():
 def test_constants():
     assert SCHEMA_VERSION == 1
     assert ENGINES == {"serial", "threads", "processes", "dask"}
-    assert SOURCES == {"model", "sample", "default", "explore", "user"}
+    assert SOURCES == {"model", "sample", "default", "explore"}  # what the planner produces
     assert issubclass(FutureSchemaError, RecordError) and issubclass(RecordError, ValueError)
 
 
 def test_make_record_defaults_time_to_now_and_is_valid():
     rec = make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="f" * 16,
                       function="f", features={"n_items": 0}, engine="serial", n_workers=1,
-                      chunksize=1, source="user", wall_seconds=0.1, compute_seconds=0)
+                      chunksize=1, source="default", wall_seconds=0.1, compute_seconds=0)
     assert rec["predicted_seconds"] is None
     assert isinstance(rec["time"], float) and math.isfinite(rec["time"])
     assert validate_record(rec) == rec
@@ -185,9 +185,9 @@ def test_fast_path_agrees_with_full_path(mutations):
             target = target[key]
         else:
             target[path[-1]] = value
-    fast = records._fast_clean(rec)
+    fast = schema.fast_clean(rec)
     try:
-        full = records._full_clean(rec)
+        full = records.full_clean(rec)
     except RecordError:
         full = None
     if fast is not None:

@@ -211,14 +211,14 @@ def test_incremental_refresh_reads_only_new_bytes(tmp_path):
     for i in range(100):
         writer.append(rec(i))
     assert len(reader.records()) == 100
-    first = reader._bytes_read
+    first = reader.bytes_read
     assert first == segment_files(tmp_path)[0].stat().st_size
     reader.records()
     reader.stats()
-    assert reader._bytes_read == first                # nothing new: nothing read
+    assert reader.bytes_read == first                # nothing new: nothing read
     writer.append(rec(100))
     assert len(reader.records()) == 101
-    assert reader._bytes_read - first == len(line(writer.records()[-1]))
+    assert reader.bytes_read - first == len(line(writer.records()[-1]))
 
 
 def test_torn_last_line_skipped_then_read_when_completed(tmp_path):
@@ -273,11 +273,11 @@ def test_long_line_streams_in_bounded_blocks(tmp_path):
     path = plant(tmp_path, "h-1-00000000.jsonl", line(rec(1)) + b"y" * 3_000_000)
     store = TrainingStore(tmp_path)
     assert len(store.records()) == 1 and store.stats().skipped["torn"] == 1
-    read = store._bytes_read
+    read = store.bytes_read
     with open(path, "ab") as f:
         f.write(b"y" * 1000 + b"\n" + line(rec(2)))
     assert len(store.records()) == 2
-    assert store._bytes_read - read < 10_000          # resumed, not rescanned
+    assert store.bytes_read - read < 10_000          # resumed, not rescanned
     assert store.stats().skipped == dict(dict.fromkeys(SKIP_REASONS, 0), **{"too-long": 1})
 
 
@@ -288,7 +288,7 @@ def test_oversized_file_not_read(tmp_path):
         store = TrainingStore(tmp_path)
         assert strip(store.records()) == [rec(2)]
         assert store.stats().skipped["oversized-file"] == 1
-        assert store._bytes_read < 1000
+        assert store.bytes_read < 1000
 
 
 def test_truncated_or_replaced_segment_is_reread(tmp_path):

@@ -12,6 +12,13 @@ from amorsize_dask.learning.store import TrainingStore
 from tests.test_store import FP, WL, plant, rec, segment_files
 
 
+def indexed(learner, fingerprint, workload):
+    """The observations the learner's index holds for one workload (after a refresh)."""
+    learner.refresh()
+    group = dict(learner.index_state()[0]).get((fingerprint, workload))
+    return [] if group is None else list(group.observations(workload))
+
+
 def _with_id(i, **kwargs):
     return validate_record(dict(rec(i, **kwargs), id=f"{i:016x}"))
 
@@ -21,18 +28,18 @@ def test_compact_reader_hands_out_each_record_once_and_reads_only_new_bytes(tmp_
     for i in range(100):
         writer.append(rec(i))
     assert len(reader.read_new()) == 100
-    first = reader._bytes_read
-    assert reader.read_new() == [] and reader._bytes_read == first  # nothing new: nothing read
+    first = reader.bytes_read
+    assert reader.read_new() == [] and reader.bytes_read == first  # nothing new: nothing read
     writer.append(rec(100))
     new = reader.read_new()
     assert [r["features"]["n_items"] for r in new] == [100]
-    assert reader._bytes_read - first == len(encode_line(writer.records()[-1]))
+    assert reader.bytes_read - first == len(encode_line(writer.records()[-1]))
     writer.prune(keep_per_workload=1000)             # compacted into a new segment: same ids
     assert reader.read_new() == []
     reader.append(rec(101))                           # its own record: the caller has it
     assert reader.read_new() == []
     assert len(reader.records()) == 102               # records() still works (read afresh)
-    assert all(not seg.records for seg in reader._segments.values()) and reader._merged == []
+    assert all(not seg.records for seg in reader._reader.segments.values()) and reader._reader.merged == []
 
 
 def test_learner_index_is_updated_not_rebuilt_after_a_foreign_append(tmp_path):
@@ -40,12 +47,12 @@ def test_learner_index_is_updated_not_rebuilt_after_a_foreign_append(tmp_path):
     for i in range(50):
         writer.append(rec(1000 + i))
     learner = Learner(tmp_path)
-    assert len(learner.observations(FP, WL)) == 50
-    group, read = learner._groups[(FP, WL)], learner.store._bytes_read
+    assert len(indexed(learner, FP, WL)) == 50
+    group, read = learner._groups[(FP, WL)], learner.store.bytes_read
     writer.append(rec(2000))
-    assert len(learner.observations(FP, WL)) == 51
+    assert len(indexed(learner, FP, WL)) == 51
     assert learner._groups[(FP, WL)] is group          # the same index, one row more
-    assert learner.store._bytes_read - read == len(encode_line(writer.records()[-1]))
+    assert learner.store.bytes_read - read == len(encode_line(writer.records()[-1]))
 
 
 def test_a_loaded_learner_keeps_under_400_bytes_per_record(tmp_path):
@@ -104,19 +111,19 @@ def test_a_new_learner_resumes_from_this_host_s_snapshot(tmp_path):
     first.refresh()
     assert snapshot.path_for(tmp_path).exists()      # many records indexed: a snapshot written
     group = (FP, f"{1:016x}")
-    expected = first.observations(*group)
+    expected = indexed(first, *group)
 
     second = Learner(tmp_path)
-    assert second.observations(*group) == expected
-    assert second.store._bytes_read == 0              # nothing parsed: resumed from the snapshot
+    assert indexed(second, *group) == expected
+    assert second.store.bytes_read == 0              # nothing parsed: resumed from the snapshot
     TrainingStore(tmp_path).append(rec(9_999_999, workload=f"{1:016x}"))
-    assert len(second.observations(*group)) == len(expected) + 1
-    assert second.store._bytes_read < 1000            # the foreign line only
+    assert len(indexed(second, *group)) == len(expected) + 1
+    assert second.store.bytes_read < 1000            # the foreign line only
 
     snapshot.path_for(tmp_path).write_bytes(b"garbage")   # damaged: ignored, the directory is read
     third = Learner(tmp_path)
-    assert len(third.observations(*group)) == len(expected) + 1
-    assert third.store._bytes_read >= seg.stat().st_size
+    assert len(indexed(third, *group)) == len(expected) + 1
+    assert third.store.bytes_read >= seg.stat().st_size
 
 
 def test_a_snapshot_survives_compaction_without_duplicates(tmp_path):
@@ -126,14 +133,14 @@ def test_a_snapshot_survives_compaction_without_duplicates(tmp_path):
     segs = [plant(tmp_path, f"other-{w}-00000000.jsonl", b"".join(
         encode_line(_with_id(i + 1)) for i in range(w, n, 2))) for w in range(2)]
     first = Learner(tmp_path)
-    expected = first.observations(FP, WL)
+    expected = indexed(first, FP, WL)
     for seg in segs:
         os.utime(seg, (1, 1))                         # their writers went quiet long ago
     assert TrainingStore(tmp_path).prune(keep_per_workload=100_000) == 0  # compacted, nothing dropped
     assert not any(seg.exists() for seg in segs)
     again = Learner(tmp_path)
-    assert again.observations(FP, WL) == expected     # the same records, none twice
-    assert again.store._bytes_read > 0                # the compacted segment was read (ids known)
+    assert indexed(again, FP, WL) == expected     # the same records, none twice
+    assert again.store.bytes_read > 0                # the compacted segment was read (ids known)
 
 
 def test_on_an_event_loop_the_automatic_prune_runs_off_it(tmp_path):
@@ -177,4 +184,4 @@ def test_compact_reader_deduplicates_records_without_id_by_content(tmp_path):
     plant(tmp_path, "b-1-00000000.jsonl", line(rec(2)) + line(rec(3)))  # rec(2) copied, no id
     reader = TrainingStore(tmp_path, compact=True)
     assert sorted(r["features"]["n_items"] for r in reader.read_new()) == [1, 2, 3]
-    assert all(key < 0 for key in reader._seen)       # 8-byte hashes, not whole lines
+    assert all(key < 0 for key in reader._reader.seen)       # 8-byte hashes, not whole lines

@@ -18,7 +18,7 @@ import pickle
 
 import cloudpickle
 
-from .. import config
+from ..settings import Settings
 from ..engines.chunks import make_failure
 from ..planning.sampling import Sample, sample_items
 from ..target.context import off_the_worker_pool
@@ -28,9 +28,9 @@ def sample_on_worker(client, func, items, n_total: int, *, parallelism: tuple[in
     """Time ``func`` on the first items of ``items`` in one task on a worker (results kept)."""
     from ..engines.base import raise_failure
 
-    n = head_size(items, max_items=config.get("cluster.sample-items"), max_bytes=config.get("cluster.sample-bytes"))
-    budget = (config.get("sampling.budget-fraction"), config.get("sampling.max-seconds"))
-    future = client.submit(_sample_task, func, items[:n], n_total, budget, parallelism, key=key, pure=False)
+    settings = Settings.from_config()  # the client's settings: the worker's config may differ
+    n = head_size(items, max_items=settings.sample_items, max_bytes=settings.sample_bytes)
+    future = client.submit(_sample_task, func, items[:n], n_total, settings, parallelism, key=key, pure=False)
     try:
         with off_the_worker_pool():  # called inside a task: free its thread meanwhile
             sample, failure = future.result()
@@ -62,11 +62,11 @@ def _pickled_size(obj) -> int:
             return 1  # it will fail to travel anyway, with dask's own error
 
 
-def _sample_task(func, head, n_total: int, budget: tuple[float, float], parallelism):
+def _sample_task(func, head, n_total: int, settings: Settings, parallelism):
     """On the worker: ``(Sample, None)``, or ``(None, Failure)`` when ``func`` raised."""
     try:
-        return sample_items(func, head, n_total, probe=False, budget_fraction=budget[0],
-                            max_seconds=budget[1], parallelism=tuple(parallelism)), None
+        return sample_items(func, head, n_total, probe=False, settings=settings,
+                            parallelism=tuple(parallelism)), None
     except Exception as exc:
         return None, make_failure(exc, _failed_index(exc))
 

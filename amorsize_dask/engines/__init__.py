@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import threading
 
-# Loaded on first use: a worker process imports this package's _process_worker module and
+# Loaded on first use: a worker process imports this package's process_worker module and
 # must not pay for the parent's side (the process engine reads dask.config).
 _LAZY = {
     "Engine": ".base", "RunResult": ".base", "SerialEngine": ".base",

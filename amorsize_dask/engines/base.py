@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 from ..errors import ItemError, reraise_with_item
 from .chunks import ChunkResult, Failure, run_chunk
 
+__all__ = ["RunResult", "Engine", "SerialEngine", "chunk_bounds", "raise_failure", "assemble"]
+
 
 @dataclass
 class RunResult:

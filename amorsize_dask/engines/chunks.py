@@ -21,6 +21,8 @@ from typing import Any
 
 import cloudpickle
 
+__all__ = ["Failure", "ChunkResult", "run_chunk", "make_failure", "dump_chunk_result", "identity"]
+
 
 @dataclass
 class Failure:

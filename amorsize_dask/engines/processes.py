@@ -31,10 +31,12 @@ from concurrent.futures.process import BrokenProcessPool
 from .. import config
 from ..errors import WorkerLostError, WorkerStartError, warn_once
 from ..target.workload import function_name
-from . import _process_worker, transport
+from . import process_worker, transport
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import ChunkResult, run_chunk
 from .worker_start import caller_state, forkserver_preload, module_stamp, slim_context
+
+__all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
 
 # A chunk is run again after its worker died at most this many times: one crash may be
 # a killed worker (OOM killer, a node going away), repeated crashes are the function's.
@@ -138,16 +140,16 @@ class ProcessEngine(Engine):
         t0 = time.perf_counter()
         ctx = slim_context(self.start_method)
         if self.start_method == "forkserver":
-            ctx.set_forkserver_preload(forkserver_preload(_process_worker.__name__))
+            ctx.set_forkserver_preload(forkserver_preload(process_worker.__name__))
         barrier = ctx.Barrier(n_workers)
         pool = ProcessPoolExecutor(
-            n_workers, mp_context=ctx, initializer=_process_worker.initialize_worker,
+            n_workers, mp_context=ctx, initializer=process_worker.initialize_worker,
             initargs=(barrier, dict(os.environ)),
         )
         # Start every worker now (workers are otherwise spawned on demand), so start-up
         # is paid here and measured once.
         try:
-            list(pool.map(_process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
+            list(pool.map(process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
         except (BrokenProcessPool, threading.BrokenBarrierError, OSError) as exc:
             pool.shutdown(wait=True, cancel_futures=True)
             raise WorkerStartError(exc) from exc
@@ -192,7 +194,7 @@ class ProcessEngine(Engine):
         func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
         payload = transport.dump_items(chunk, first_index)
         return self._entry(n_workers, func).executor.submit(
-            _process_worker.run_pickled_chunk, func_key, func_bytes, payload, first_index
+            process_worker.run_pickled_chunk, func_key, func_bytes, payload, first_index
         )
 
     @staticmethod
@@ -303,7 +305,7 @@ class _Job:
                 self.run_here(lo, hi)
                 continue
             try:
-                fut = executor.submit(_process_worker.run_pickled_chunk, func_key, func_bytes, payload,
+                fut = executor.submit(process_worker.run_pickled_chunk, func_key, func_bytes, payload,
                                       self.first_index + lo)
             except BrokenProcessPool:
                 return list(todo[k:])

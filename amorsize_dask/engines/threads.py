@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import run_chunk
 
+__all__ = ["ThreadRunResult", "ThreadEngine"]
+
 
 @dataclass
 class ThreadRunResult(RunResult):

@@ -19,6 +19,9 @@ import cloudpickle
 
 from ..target.workload import function_name
 
+__all__ = ["dump_function", "function_travels", "dump_items", "load_outcome", "unpicklable_items",
+           "unpicklable_result", "items_label"]
+
 _REMEDY = "use engine='threads' or engine='serial'"
 
 

@@ -12,12 +12,17 @@ compacted makes it grow, so it is not removed, and ids deduplicate the copies.
 
 from __future__ import annotations
 
+import collections
 import os
 import pathlib
 import stat
 
 from amorsize_dask.learning.records import encode_line
+from amorsize_dask.learning.reader import identity
 from amorsize_dask.learning.segments import O_COMMON, O_READ, new_segment_name
+
+__all__ = ["segment_bytes", "records_to_keep", "on_event_loop", "newest_within", "write_segments",
+           "remove_if_unchanged"]
 
 
 def segment_bytes(seg_dir: pathlib.Path) -> int:
@@ -34,6 +39,45 @@ def segment_bytes(seg_dir: pathlib.Path) -> int:
     except OSError:
         return 0
     return total
+
+
+def records_to_keep(merged: list[dict], segments: dict, removable: list[str], keep: int,
+                    max_bytes: int | None) -> tuple[list[dict], set]:
+    """What compacting the ``removable`` segments writes: (records, identities dropped).
+
+    The newest ``keep`` records of each (fingerprint, workload) in ``merged`` (oldest
+    first) stay, except those in segments that are not compacted (they stay there);
+    with ``max_bytes``, the oldest are dropped too until all segments fit in it.
+    """
+    groups: dict[tuple, list] = collections.defaultdict(list)
+    for rec in merged:                    # deduplicated, oldest first
+        groups[(rec["fingerprint"], rec["workload"])].append(rec)
+    kept = {identity(r) for recs in groups.values() for r in recs[max(0, len(recs) - keep):]}
+    staying = {identity(r) for n, s in segments.items() if n not in removable for r in s.records}
+    out, dropped = [], set()
+    for rec in merged:
+        key = identity(rec)
+        if key in staying:
+            continue
+        if key in kept:
+            out.append(rec)
+        else:
+            dropped.add(key)
+    if max_bytes is not None:
+        out = newest_within(out, max_bytes - sum(s.size for n, s in segments.items() if n not in removable),
+                            dropped, identity)
+    return out, dropped
+
+
+def on_event_loop() -> bool:
+    """Is this thread running an asyncio event loop (which file I/O must not block)?"""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def newest_within(records: list[dict], n_bytes: int, dropped: set, identity) -> list[dict]:

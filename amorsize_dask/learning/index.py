@@ -21,8 +21,10 @@ import numpy as np
 
 from . import model
 
+__all__ = ["ENGINES", "SOURCES", "ROW", "Group"]
+
 ENGINES = ("serial", "threads", "processes", "dask")
-SOURCES = ("sample", "model", "explore", "default", "user")
+SOURCES = ("sample", "model", "explore", "default")  # codes: append only
 ROW = np.dtype([
     ("n_items", "i8"), ("item_seconds", "f8"), ("engine", "i1"), ("n_workers", "i4"),
     ("chunksize", "i8"), ("run_seconds", "f8"), ("time", "f8"), ("source", "i1"),

@@ -22,10 +22,13 @@ import os
 import threading
 
 from .. import config
+from ..settings import Settings
 from . import model, snapshot
 from .index import Group
 from .records import RecordError, make_record
 from .store import TrainingStore
+
+__all__ = ["MIN_KEPT", "Learner", "get_learner"]
 
 logger = logging.getLogger("amorsize_dask")
 
@@ -122,6 +125,8 @@ class Learner:
         return group is not None and group.drifted
 
     def observations(self, fingerprint: str, workload: str) -> list[model.Observation]:
+        """The measured runs of ``workload`` on ``fingerprint`` (``bag.map`` sizes a Bag of
+        unknown length by the newest one)."""
         self.refresh()
         with self._lock:
             group = self._groups.get((fingerprint, workload))
@@ -139,17 +144,8 @@ class Learner:
         from ..target.fingerprint import similarity
 
         self.refresh()
-        kwargs = dict(
-            cores=cores,
-            k=config.get("model.k"),
-            explore=explore,
-            explore_probability=config.get("model.explore-probability"),
-            explore_max_slowdown=config.get("model.explore-max-slowdown"),
-            explore_budget=config.get("model.explore-budget"),
-            max_threads=config.get("planner.max-threads"),
-            engines=engines,
-            estimate=estimate,
-        )
+        kwargs = dict(cores=cores, settings=Settings.from_config(), explore=explore, engines=engines,
+                      estimate=estimate)
         with self._lock:  # another thread may be adding runs to these groups
             own = self._groups.get((fingerprint, workload))
             if own is not None and own.drifted:

@@ -16,18 +16,18 @@ shape). :func:`drifted` tells when a model-planned run measured a cost its neigh
 did not predict: the learner then lets the planner sample again.
 
 It explores: now and then (with probability ``1/(observations+1)``, at least
-``explore_probability``) it proposes a neighbour of the best configuration (chunksize
+``amorsize.model.explore-probability``) it proposes a neighbour of the best configuration (chunksize
 ×2 or ÷2, one worker more or fewer, serial vs parallel) that has not been measured yet,
 so that repeated runs converge to the best configuration rather than the first guess.
 Exploration is bounded: a neighbour is tried only while unmeasured (once), only if the
-cost model predicts it within ``explore_max_slowdown`` of the best (without a cost model,
+cost model predicts it within ``explore-max-slowdown`` of the best (without a cost model,
 only chunk-size steps are tried), and only while the measured cost of past explorations
-(their run time beyond the best's prediction) stays within ``explore_budget`` of the
+(their run time beyond the best's prediction) stays within ``explore-budget`` of the
 workload's measured run time.
 
 >>> obs = [Observation("w", 1000, 1e-3, "processes", 2, 50, 0.6, 0.0),
 ...        Observation("w", 1000, 1e-3, "processes", 2, 100, 0.5, 1.0)]
->>> p = predict(obs, 1000, cores=2, k=8, explore=False)
+>>> p = predict(obs, 1000, cores=2, explore=False)
 >>> (p.engine, p.n_workers, p.chunksize)
 ('processes', 2, 100)
 """
@@ -40,6 +40,14 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
+
+from ..settings import Settings, current
+
+__all__ = ["CLOSE_LOG_DISTANCE", "NOISE_FACTOR", "SAME_ENGINE_NOISE_FACTOR", "FAR_LOG_DISTANCE",
+           "REFERENCE_RUNS", "RECENCY_HALF_LIFE", "REGRESSION_FACTOR", "Observation",
+           "fields_of_record", "Prediction", "scale_chunksize", "Reference", "reference",
+           "feature_distance", "DRIFT_MIN_SECONDS", "drifted", "drift_from", "exploration_spent",
+           "predict", "neighbours"]
 
 # Observations within this log-distance of the query's item count count as "close"
 # for confidence (log(1.65) ≈ 0.5: runs of 0.6x..1.65x the items).
@@ -84,19 +92,15 @@ class Observation:
     chunksize: int
     run_seconds: float  # wall seconds of the run without planning, as if it ran every item
     time: float
-    source: str = "sample"  # the plan's source: model | explore | sample | default | user
+    source: str = "sample"  # the plan's source: model | explore | sample | default
     bytes_per_item: float | None = None  # pickled bytes in + out per item (sampled runs)
     cpu_ratio: float | None = None  # CPU / wall while sampling (sampled runs)
     predicted_seconds: float | None = None  # what the plan predicted for the run
 
-    @classmethod
-    def from_record(cls, rec: dict) -> "Observation | None":
-        values = fields_of_record(rec)
-        return None if values is None else cls(*values)
-
 
 def fields_of_record(rec: dict) -> tuple | None:
-    """The :class:`Observation` fields of a record, in order (None: nothing to learn from).
+    """The :class:`Observation` fields of a record, in order (None: nothing to learn from):
+    ``Observation(*fields_of_record(rec))``.
 
     A plain tuple, so that an index can keep it without building an object per record.
     """
@@ -274,28 +278,62 @@ def predict(
     n_items: int,
     *,
     cores: int,
-    k: int = 8,
-    explore: bool = True,
-    explore_probability: float = 0.1,  # defaults: amorsize.yaml model.*
-    explore_max_slowdown: float = 1.05,
-    explore_budget: float = 0.05,
-    max_threads: int = 64,
+    settings: Settings | None = None,
     similarity: float = 1.0,
-    rng: random.Random | None = None,
     engines: tuple[str, ...] = ("threads", "processes"),
+    explore: bool | random.Random = True,
     estimate: Callable[[tuple], float] | None = None,
 ) -> Prediction | None:
     """The fastest measured configuration for ``n_items``, or None without observations.
 
-    ``estimate(config) -> seconds`` (the cost model, when the workload's features and the
-    machine's overheads are known) vets explorations: a neighbour predicted slower than
-    ``explore_max_slowdown`` × the best is not tried.
+    ``settings`` (default: read now) gives ``k`` and the exploration bounds. ``explore``:
+    False never explores; True explores with :mod:`random`; a :class:`random.Random`
+    explores with it. ``estimate(config) -> seconds`` (the cost model, when the
+    workload's features and the machine's overheads are known) vets explorations: a
+    neighbour predicted slower than ``settings.explore_max_slowdown`` × the best is not
+    tried.
     """
     if not observations or n_items <= 0:
         return None
-    nearest = _nearest(observations, n_items, k)
+    settings = current(settings)
+    nearest = _nearest(observations, n_items, settings.k)
     if not nearest:
         return None
+    predicted, best_cfg = _measured_configs(nearest, n_items, cores)
+    n_close = sum(1 for d, _, _ in nearest if d <= CLOSE_LOG_DISTANCE)
+    d_min = min(d for d, _, _ in nearest)
+    # One close measured run is already better evidence than a sample (0.67); more, more so.
+    confidence = n_close / (n_close + 0.5) * math.exp(-d_min) * similarity
+    best = Prediction(*best_cfg, predicted[best_cfg], round(confidence, 3), len(nearest))
+    if explore is False or exploration_spent(observations) > settings.explore_budget:
+        return best
+    rng = random if explore is True else explore
+    # Explore often while evidence is thin (1/(observations+1)), never less than the floor.
+    if rng.random() >= max(settings.explore_probability, 1.0 / (len(observations) + 1)):
+        return best
+    options = [cfg for cfg in neighbours(best_cfg, n_items, cores=cores, max_threads=settings.max_threads,
+                                         engines=engines)
+               if cfg not in predicted]
+    if estimate is None:
+        # Without a cost model to vouch for it, only a chunk size step is a small risk.
+        options = [cfg for cfg in options if cfg[:2] == best_cfg[:2]]
+    else:
+        reference = estimate(best_cfg)
+        options = [cfg for cfg in options if estimate(cfg) <= settings.explore_max_slowdown * reference]
+    if not options:
+        return best
+    engine, workers, chunksize = rng.choice(options)
+    return Prediction(engine, workers, chunksize, best.seconds, best.confidence, len(nearest), True, best.seconds,
+                      best_cfg)
+
+
+def _measured_configs(nearest, n_items: int, cores: int) -> tuple[dict, tuple]:
+    """({configuration: predicted seconds for ``n_items``}, the best allowed one).
+
+    A configuration whose newest run measured clearly slower than another's newest
+    (:data:`REGRESSION_FACTOR`) is not chosen again: its older, faster runs no longer
+    describe it.
+    """
     per_config: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
     newest: dict[tuple, tuple[float, float]] = {}  # cfg -> (time, seconds per item) of its newest run
     for _, weight, o in nearest:
@@ -308,38 +346,9 @@ def predict(
     predicted = {
         cfg: n_items * sum(s * w for s, w in vals) / sum(w for _, w in vals) for cfg, vals in per_config.items()
     }
-    # A configuration whose newest run measured clearly slower than another's newest is not
-    # chosen again (its older, faster runs no longer describe it).
     best_newest = min(per_item for _, per_item in newest.values())
     allowed = [cfg for cfg in predicted if newest[cfg][1] <= REGRESSION_FACTOR * best_newest]
-    best_cfg = min(allowed, key=predicted.get)
-    n_close = sum(1 for d, _, _ in nearest if d <= CLOSE_LOG_DISTANCE)
-    d_min = min(d for d, _, _ in nearest)
-    # One close measured run is already better evidence than a sample (0.67); more, more so.
-    confidence = n_close / (n_close + 0.5) * math.exp(-d_min) * similarity
-    best = Prediction(*best_cfg, predicted[best_cfg], round(confidence, 3), len(nearest))
-    if not explore or exploration_spent(observations) > explore_budget:
-        return best
-    rng = rng or random
-    # Explore often while evidence is thin (1/(observations+1)), never less than the floor.
-    if rng.random() >= max(explore_probability, 1.0 / (len(observations) + 1)):
-        return best
-    options = [
-        cfg
-        for cfg in neighbours(best_cfg, n_items, cores=cores, max_threads=max_threads, engines=engines)
-        if cfg not in predicted
-    ]
-    if estimate is None:
-        # Without a cost model to vouch for it, only a chunk size step is a small risk.
-        options = [cfg for cfg in options if cfg[:2] == best_cfg[:2]]
-    else:
-        reference = estimate(best_cfg)
-        options = [cfg for cfg in options if estimate(cfg) <= explore_max_slowdown * reference]
-    if not options:
-        return best
-    engine, workers, chunksize = rng.choice(options)
-    return Prediction(engine, workers, chunksize, best.seconds, best.confidence, len(nearest), True, best.seconds,
-                      best_cfg)
+    return predicted, min(allowed, key=predicted.get)
 
 
 def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,

@@ -25,22 +25,17 @@ import numbers
 import re
 import reprlib
 import time as _time
+from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 1
-ENGINES = frozenset({"serial", "threads", "processes", "dask"})
-SOURCES = frozenset({"model", "sample", "default", "explore", "user"})
+from .schema import (ENGINES, HEX16, MAX_FIELDS, MAX_INT, MAX_KEY_CHARS, MAX_STR_CHARS,  # noqa: F401 (re-exported)
+                     SCHEMA_VERSION, SOURCES, fast_clean)
 
-# Size bounds: a record is a few hundred bytes; these keep a hostile line small.
-MAX_FIELDS = 32
-MAX_KEY_CHARS = 64
-MAX_STR_CHARS = 200
-# Integers are stored as numpy int64 by the model; larger ones cannot be real counts.
-MAX_INT = 2**63 - 1
+__all__ = ["SCHEMA_VERSION", "ENGINES", "SOURCES", "MAX_INT", "RecordError", "FutureSchemaError",
+           "NotJSONError", "encode_line", "decode_line", "validate_record", "full_clean", "MeasuredRun", "make_record"]
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 80
-_HEX16 = re.compile(r"[0-9a-f]{16}")
 _HEX16_ANY_CASE = re.compile(r"[0-9a-fA-F]{16}")
 
 
@@ -153,7 +148,7 @@ def _str(value: Any, field: str, max_chars: int, *, printable: bool = False) -> 
 
 
 def _hex16(value: Any, field: str, *, any_case: bool = False) -> str:
-    pattern = _HEX16_ANY_CASE if any_case else _HEX16
+    pattern = _HEX16_ANY_CASE if any_case else HEX16
     if not isinstance(value, str) or not pattern.fullmatch(value):
         case = "" if any_case else " lowercase"
         raise _fail(field, f"16{case} hex chars", value)
@@ -221,95 +216,6 @@ _REQUIRED = ("schema", "time", "fingerprint", "fingerprint_fields", "workload", 
              "features", "plan", "wall_seconds", "compute_seconds")
 
 
-_INF = math.inf
-
-
-def _fast_flat(value: Any, numbers_only: bool) -> bool:
-    """True if ``value`` is a small dict of plain JSON scalars within bounds."""
-    if type(value) is not dict or len(value) > MAX_FIELDS:
-        return False
-    for key, item in value.items():
-        if type(key) is not str or len(key) > MAX_KEY_CHARS or not key.isprintable():
-            return False
-        kind = type(item)
-        if kind is float:
-            if not (0 <= item < _INF if numbers_only else -_INF < item < _INF):
-                return False
-        elif kind is int:
-            if not (0 if numbers_only else -MAX_INT) <= item <= MAX_INT:
-                return False
-        elif numbers_only or not (kind is bool or (kind is str and len(item) <= MAX_STR_CHARS
-                                                   and item.isprintable())):
-            return False
-    return True
-
-
-# fingerprint_fields found valid, by value and type: the same few dicts recur in every
-# record of a directory; checking one costs ~3 us, looking it up ~1 us (bench --store).
-_VALID_FIELDS: dict[tuple, bool] = {}
-_MAX_VALID_FIELDS = 1024
-
-
-def _fast_fields(value: Any) -> bool:
-    """``_fast_flat(value, False)``, remembered for the dicts that recur."""
-    if type(value) is not dict:
-        return False
-    try:
-        key = tuple((k, type(v), v) for k, v in value.items())
-        if key in _VALID_FIELDS:
-            return True
-    except TypeError:                 # an unhashable value: not a flat dict anyway
-        return False
-    if not _fast_flat(value, False):
-        return False
-    if len(_VALID_FIELDS) >= _MAX_VALID_FIELDS:
-        _VALID_FIELDS.clear()
-    _VALID_FIELDS[key] = True
-    return True
-
-
-def _fast_clean(obj: dict) -> dict | None:
-    """The common case (plain JSON types, current schema) checked inline, ~5x faster
-    than the full path; None when anything is unusual (the full path then decides)."""
-    get = obj.get
-    times = (get("time"), get("wall_seconds"), get("compute_seconds"), get("predicted_seconds"))
-    plan, features = get("plan"), get("features")
-    fp, workload, function, rid = get("fingerprint"), get("workload"), get("function"), get("id")
-    if not (get("schema") == SCHEMA_VERSION and type(get("schema")) is int
-            and type(plan) is dict and _fast_flat(features, True)
-            and type(features.get("n_items")) is int
-            and _fast_fields(get("fingerprint_fields"))
-            and type(fp) is str and _HEX16.fullmatch(fp)
-            and type(workload) is str and _HEX16.fullmatch(workload)
-            and (rid is None or (type(rid) is str and _HEX16.fullmatch(rid)))
-            and type(function) is str and len(function) <= MAX_STR_CHARS
-            and function.isprintable()
-            and type(plan.get("engine")) is str and plan["engine"] in ENGINES
-            and type(plan.get("source")) is str and plan["source"] in SOURCES
-            and type(plan.get("n_workers")) is int and type(plan.get("chunksize")) is int
-            and 1 <= plan["n_workers"] <= MAX_INT and 1 <= plan["chunksize"] <= MAX_INT):
-        return None
-    for i, value in enumerate(times):
-        kind = type(value)
-        if not ((kind is float and -_INF < value < _INF)
-                or (kind is int and -MAX_INT <= value <= MAX_INT)
-                or (value is None and i == 3)):
-            return None
-    time, wall, compute, predicted = times
-    if not (wall > 0 and compute >= 0 and (predicted is None or predicted >= 0)):
-        return None
-    clean = {"schema": SCHEMA_VERSION, "time": float(time), "fingerprint": fp,
-             "fingerprint_fields": dict(obj["fingerprint_fields"]), "workload": workload,
-             "function": function, "features": dict(features),
-             "plan": {"engine": plan["engine"], "n_workers": plan["n_workers"],
-                      "chunksize": plan["chunksize"], "source": plan["source"]},
-             "wall_seconds": float(wall), "compute_seconds": float(compute),
-             "predicted_seconds": None if predicted is None else float(predicted)}
-    if rid is not None:
-        clean["id"] = rid
-    return clean
-
-
 def validate_record(obj: Any) -> dict:
     """Return a clean, validated copy of ``obj``; unknown top-level keys are dropped.
 
@@ -320,11 +226,11 @@ def validate_record(obj: Any) -> dict:
     RecordError
         Any other violation; the message names the field and the bad value.
     """
-    clean = _fast_clean(obj) if type(obj) is dict else None
-    return clean if clean is not None else _full_clean(obj)
+    clean = fast_clean(obj) if type(obj) is dict else None
+    return clean if clean is not None else full_clean(obj)
 
 
-def _full_clean(obj: Any) -> dict:
+def full_clean(obj: Any) -> dict:
     """Every check, with conversions (numpy numbers, upper-case workload) and messages."""
     if not isinstance(obj, dict):
         raise _fail("<record>", "an object (dict)", obj)
@@ -358,11 +264,49 @@ def _full_clean(obj: Any) -> dict:
     return clean
 
 
-def make_record(*, fingerprint: str, fingerprint_fields: dict, workload: str, function: str,
-                features: dict, engine: str, n_workers: int, chunksize: int, source: str,
-                wall_seconds: float, compute_seconds: float,
-                predicted_seconds: float | None = None, time: float | None = None) -> dict:
-    """Build a validated record of the current schema; ``time`` defaults to now.
+@dataclass(frozen=True, kw_only=True)
+class MeasuredRun:
+    """One measured run, field by field: where it ran (``fingerprint``, its fields), what
+    ran (``workload``, ``function``, ``features``), how (the plan: ``engine``,
+    ``n_workers``, ``chunksize``, ``source``) and how long it took. ``time`` defaults to
+    now when the record is built.
+    """
+
+    fingerprint: str
+    fingerprint_fields: dict
+    workload: str
+    function: str
+    features: dict
+    engine: str
+    n_workers: int
+    chunksize: int
+    source: str
+    wall_seconds: float
+    compute_seconds: float
+    predicted_seconds: float | None = None
+    time: float | None = None
+
+    def record(self) -> dict:
+        """The validated record of the current schema (:func:`validate_record`)."""
+        return validate_record({
+            "schema": SCHEMA_VERSION,
+            "time": _time.time() if self.time is None else self.time,
+            "fingerprint": self.fingerprint,
+            "fingerprint_fields": self.fingerprint_fields,
+            "workload": self.workload,
+            "function": self.function,
+            "features": self.features,
+            "plan": {"engine": self.engine, "n_workers": self.n_workers, "chunksize": self.chunksize,
+                     "source": self.source},
+            "wall_seconds": self.wall_seconds,
+            "compute_seconds": self.compute_seconds,
+            "predicted_seconds": self.predicted_seconds,
+        })
+
+
+def make_record(**fields) -> dict:
+    """Build a validated record of the current schema from the fields of :class:`MeasuredRun`
+    (keywords only; ``time`` defaults to now).
 
     >>> make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16,
     ...             function="f", features={"n_items": 1}, engine="serial", n_workers=1,
@@ -370,17 +314,4 @@ def make_record(*, fingerprint: str, fingerprint_fields: dict, workload: str, fu
     ...             compute_seconds=0.4)["schema"]
     1
     """
-    return validate_record({
-        "schema": SCHEMA_VERSION,
-        "time": _time.time() if time is None else time,
-        "fingerprint": fingerprint,
-        "fingerprint_fields": fingerprint_fields,
-        "workload": workload,
-        "function": function,
-        "features": features,
-        "plan": {"engine": engine, "n_workers": n_workers, "chunksize": chunksize,
-                 "source": source},
-        "wall_seconds": wall_seconds,
-        "compute_seconds": compute_seconds,
-        "predicted_seconds": predicted_seconds,
-    })
+    return MeasuredRun(**fields).record()

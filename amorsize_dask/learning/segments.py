@@ -28,6 +28,8 @@ import stat
 
 from amorsize_dask.learning.records import FutureSchemaError, NotJSONError, RecordError, decode_line
 
+__all__ = ["O_COMMON", "O_READ", "hostname", "new_segment_name", "real_directory", "Segment"]
+
 # Bytes per read(): memory stays below this plus max-line-bytes whatever a file holds.
 _BLOCK = 1 << 20
 O_COMMON = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)

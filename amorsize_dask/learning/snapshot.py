@@ -30,6 +30,8 @@ import numpy as np
 from .. import config
 from .index import ROW, Group
 
+__all__ = ["VERSION", "EVERY_RECORDS", "path_for", "due", "save", "load"]
+
 logger = logging.getLogger("amorsize_dask")
 
 VERSION = 1

@@ -31,32 +31,25 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
-import hashlib
-import json
 import logging
 import os
 import pathlib
 import secrets
-import stat
 import threading
 import time
 import warnings
-from typing import Any
-
-import dask.utils
 
 from amorsize_dask import config
 from amorsize_dask.learning.records import RecordError, encode_line, validate_record
-from amorsize_dask.learning.compaction import (newest_within, remove_if_unchanged, segment_bytes,
-                                               write_segments)
-from amorsize_dask.learning.segments import (O_COMMON, O_READ, Segment, hostname, new_segment_name,
-                                             real_directory)
+from amorsize_dask.learning.compaction import (on_event_loop, records_to_keep, remove_if_unchanged,
+                                               segment_bytes, write_segments)
+from amorsize_dask.learning.reader import SEGMENTS, SKIP_REASONS, SegmentReader, identity, seen_key
+from amorsize_dask.learning.segments import O_COMMON, Segment, hostname, new_segment_name, real_directory
+
+__all__ = ["SEGMENTS", "SKIP_REASONS", "BUDGET_CHECKS", "StoreStats", "TrainingStore"]
 
 logger = logging.getLogger("amorsize_dask")
 
-SEGMENTS = "segments"
-SKIP_REASONS = ("torn", "not-json", "too-long", "invalid", "future-schema",
-                "oversized-file", "not-regular-file", "unreadable")
 # The size budget (amorsize.store.max-bytes) is checked every 1/this of it appended.
 BUDGET_CHECKS = 16
 # Errors a fresh segment would hit too: retrying would only leave empty files behind.
@@ -64,43 +57,6 @@ _NO_RETRY = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS,
              errno.EACCES, errno.EPERM}
 # Names of the segments this process's stores have open for appending.
 _OPEN_SEGMENTS: set[str] = set()
-
-
-def _bytes_setting(key: str) -> int:
-    value = config.get(key)
-    try:
-        return int(dask.utils.parse_bytes(value) if isinstance(value, str) else value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"dask config amorsize.{key}={value!r} is not a size in bytes; use an integer or a "
-            f"string such as '64 MiB' (see amorsize-schema.yaml)"
-        ) from exc
-
-
-def _on_event_loop() -> bool:
-    """Is this thread running an asyncio event loop (which file I/O must not block)?"""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _seen_key(record: dict) -> Any:
-    """:func:`_identity` in 8 bytes: the id as an int, else a hash of the content (a
-    record without an id is rare: written by hand or by an old version)."""
-    rid = record.get("id")
-    if rid is not None:
-        return int(rid, 16)
-    return -int.from_bytes(hashlib.blake2b(_identity(record).encode(), digest_size=8).digest(), "big") - 1
-
-
-def _identity(record: dict) -> Any:
-    """Deduplication key: the record id, else its whole content."""
-    rid = record.get("id")
-    return rid if rid is not None else json.dumps(record, sort_keys=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,13 +102,7 @@ class TrainingStore:
         self._written = 0                     # bytes written to it
         self._seg_path: pathlib.Path | None = None
         self._warned = False
-        self._segments: dict[str, Segment] = {}
-        self._file_skips: collections.Counter = collections.Counter()
-        self._n_segments = self._n_bytes = 0
-        self._merged: list[dict] = []
-        self._bytes_read = 0                  # total bytes read from segments
-        self._seen: set = set()               # compact: ids of the records handed out
-        self._fresh: list[dict] = []          # compact: read, not handed out yet
+        self._reader = SegmentReader(self.path, self.compact)
         self._unchecked = 0                   # bytes appended since the size budget was checked
         self._checked = False
         self._pruning: threading.Thread | None = None  # a prune off the event loop
@@ -192,7 +142,7 @@ class TrainingStore:
         clean = validate_record(record)
         clean["id"] = secrets.token_hex(8)
         line = encode_line(clean)
-        max_line = _bytes_setting("store.max-line-bytes")
+        max_line = config.get_bytes("store.max-line-bytes")
         if len(line) - 1 > max_line:
             raise RecordError(f"record encodes to {len(line) - 1} bytes, more than "
                               f"amorsize.store.max-line-bytes={max_line}; shorten its strings")
@@ -204,13 +154,13 @@ class TrainingStore:
                 self._warn_once(exc)
                 return False
             if self.compact:
-                self._seen.add(_seen_key(clean))   # the caller indexed it already
+                self._reader.seen.add(seen_key(clean))   # the caller indexed it already
             self._unchecked += len(line)
         self._keep_within_budget()
         return True
 
     def _write_line(self, line: bytes) -> None:
-        max_written = _bytes_setting("store.max-segment-bytes") // 2
+        max_written = config.get_bytes("store.max-segment-bytes") // 2
         for attempt in range(2):
             if self._fd is not None and (self._fd_pid != os.getpid()   # forked child
                                          or self._written > max_written):  # roll over
@@ -287,7 +237,7 @@ class TrainingStore:
             return TrainingStore(self.path).records()
         with self._locked():
             self._refresh()
-            return list(self._merged)
+            return list(self._reader.merged)
 
     def stats(self) -> StoreStats:
         """Counts of records, segments, bytes and skipped lines/files by reason."""
@@ -295,15 +245,11 @@ class TrainingStore:
             return TrainingStore(self.path).stats()
         with self._locked():
             self._refresh()
-            skipped = dict.fromkeys(SKIP_REASONS, 0)
-            for counts in [self._file_skips, *(s.skipped for s in self._segments.values())]:
-                for reason, count in counts.items():
-                    skipped[reason] += count
-            skipped["torn"] += sum(s.torn for s in self._segments.values())
-            merged = self._merged
+            reader = self._reader
+            merged = reader.merged
             return StoreStats(
-                path=self.path, n_records=len(merged), n_segments=self._n_segments,
-                n_bytes=self._n_bytes, skipped=skipped,
+                path=self.path, n_records=len(merged), n_segments=reader.n_segments,
+                n_bytes=reader.n_bytes, skipped=reader.skipped(),
                 per_fingerprint=dict(collections.Counter(r["fingerprint"] for r in merged)),
                 per_workload=dict(collections.Counter(
                     (r["fingerprint"], r["workload"]) for r in merged)))
@@ -318,112 +264,35 @@ class TrainingStore:
             raise TypeError("read_new() needs TrainingStore(path, compact=True)")
         with self._locked():
             self._refresh()
-            fresh, self._fresh = self._fresh, []
-            return fresh
+            return self._reader.take_fresh()
 
     @property
     def n_seen(self) -> int:
         """Records a compact store has handed out (or appended) so far."""
-        return len(self._seen)
+        return len(self._reader.seen)
 
     def reader_state(self) -> tuple[dict, list[int]]:
         """A compact store's reading state: {segment: how far it was read}, the ids seen."""
         with self._locked():
-            return ({name: seg.state() for name, seg in self._segments.items()},
-                    [key for key in self._seen if key >= 0])
+            return ({name: seg.state() for name, seg in self._reader.segments.items()},
+                    [key for key in self._reader.seen if key >= 0])
 
     def restore_reader_state(self, segments: dict, ids) -> None:
         """Resume a compact store from :meth:`reader_state` (records before it are not
         handed out again; a segment replaced or truncated since is read from its start)."""
         with self._locked():
-            self._segments = {str(name): Segment.from_state(state) for name, state in segments.items()}
-            self._seen = set(ids)
-            self._fresh = []
-
-    def _take(self, seg: Segment) -> None:
-        """Compact: move ``seg``'s newly read records to the fresh ones, once per id."""
-        seen, fresh = self._seen, self._fresh
-        for rec in seg.records:
-            key = _seen_key(rec)
-            if key not in seen:
-                seen.add(key)
-                fresh.append(rec)
-        seg.records = []
+            reader = self._reader
+            reader.segments = {str(name): Segment.from_state(state) for name, state in segments.items()}
+            reader.seen, reader.fresh = set(ids), []
 
     def _refresh(self) -> None:
-        max_line = _bytes_setting("store.max-line-bytes")
-        max_segment = _bytes_setting("store.max-segment-bytes")
-        present: dict[str, Segment] = {}
-        skips: collections.Counter = collections.Counter()
-        seg_dir = self.path / SEGMENTS
-        if os.path.lexists(seg_dir) and not real_directory(seg_dir):
-            skips["not-regular-file"] += 1    # a symlinked segments/ is never followed
-            entries = []
-        else:
-            try:
-                with os.scandir(seg_dir) as it:
-                    entries = list(it)
-            except OSError:
-                entries = []
-        n_segments = n_bytes = 0
-        changed = False
-        for entry in entries:
-            if not entry.name.endswith(".jsonl") or entry.name.startswith("."):
-                continue                      # only segments/*.jsonl is ever opened
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue                      # removed since listed
-            if not stat.S_ISREG(st.st_mode):
-                skips["not-regular-file"] += 1
-                continue
-            n_segments += 1
-            n_bytes += st.st_size
-            if st.st_size > max_segment:
-                skips["oversized-file"] += 1
-                continue
-            seg = self._segments.get(entry.name)
-            if seg is None or seg.ino != st.st_ino or seg.size != st.st_size:
-                try:
-                    seg = self._read_segment(entry.path, seg, max_line)
-                except OSError as exc:        # ELOOP: became a symlink since lstat
-                    skips["not-regular-file" if exc.errno in (errno.ELOOP, None)
-                          else "unreadable"] += 1
-                    continue
-                changed = True
-                if self.compact:
-                    self._take(seg)
-            seg.mtime = st.st_mtime
-            present[entry.name] = seg
-        changed = changed or present.keys() != self._segments.keys()
-        self._segments, self._file_skips = present, skips
-        self._n_segments, self._n_bytes = n_segments, n_bytes
-        if changed and not self.compact:
-            self._merge()
+        self._reader.refresh(max_line=config.get_bytes("store.max-line-bytes"),
+                             max_segment=config.get_bytes("store.max-segment-bytes"))
 
-    def _read_segment(self, path: str, seg: Segment | None, max_line: int) -> Segment:
-        fd = os.open(path, O_READ)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise OSError(None, "not a regular file", path)
-            if seg is None or seg.ino != st.st_ino or st.st_size < seg.offset:
-                seg = Segment(st.st_ino)     # new, replaced or truncated: from the start
-            self._bytes_read += seg.read(fd, st.st_size, max_line)
-        finally:
-            os.close(fd)
-        return seg
-
-    def _merge(self) -> None:
-        seen, merged = set(), []
-        for name in sorted(self._segments):
-            for rec in self._segments[name].records:
-                key = _identity(rec)
-                if key not in seen:
-                    seen.add(key)
-                    merged.append(rec)
-        merged.sort(key=lambda r: r["time"])  # stable; future times sort as newest
-        self._merged = merged
+    @property
+    def bytes_read(self) -> int:
+        """Bytes this store has read from segments so far (a refresh reads only new ones)."""
+        return self._reader.bytes_read
 
     # -- pruning -----------------------------------------------------------------------
     def prune(self, keep_per_workload: int | None = None, max_bytes: int | None = None) -> int:
@@ -459,33 +328,16 @@ class TrainingStore:
             self._refresh()
             if not real_directory(self.path / SEGMENTS):
                 return 0                      # nothing of ours to compact (or a symlink)
-            groups: dict[tuple, list] = collections.defaultdict(list)
-            for rec in self._merged:          # deduplicated, oldest first
-                groups[(rec["fingerprint"], rec["workload"])].append(rec)
-            kept = {_identity(r) for recs in groups.values()
-                    for r in recs[max(0, len(recs) - keep):]}
             now = time.time()
-            removable = sorted(n for n, s in self._segments.items() if self._settled(n, s, now))
-            staying = {_identity(r) for n, s in self._segments.items()
-                       if n not in removable for r in s.records}
-            out, dropped = [], set()
-            for rec in self._merged:
-                key = _identity(rec)
-                if key in staying:
-                    continue
-                if key in kept:
-                    out.append(rec)
-                else:
-                    dropped.add(key)
-            if max_bytes is not None:
-                out = newest_within(out, max_bytes - sum(
-                    s.size for n, s in self._segments.items() if n not in removable), dropped, _identity)
+            segments = self._reader.segments
+            removable = sorted(n for n, s in segments.items() if self._settled(n, s, now))
+            out, dropped = records_to_keep(self._reader.merged, segments, removable, keep, max_bytes)
             if not dropped and len(removable) <= 1:
                 return 0
             self._write_compacted(out)
             self._remove_if_unchanged(removable)
             self._refresh()
-            return len(dropped - {_identity(r) for r in self._merged})
+            return len(dropped - {identity(r) for r in self._reader.merged})
 
     def _keep_within_budget(self) -> None:
         """Past ``amorsize.store.max-bytes``, prune to half of it (no one needs to run
@@ -495,14 +347,14 @@ class TrainingStore:
         budget = config.get("store.max-bytes")
         if budget is None:
             return
-        budget = _bytes_setting("store.max-bytes")
+        budget = config.get_bytes("store.max-bytes")
         with self._locked():
             if self._checked and self._unchecked < budget // BUDGET_CHECKS:
                 return
             self._checked, self._unchecked = True, 0
             if self._pruning is not None and self._pruning.is_alive():
                 return
-        if _on_event_loop():
+        if on_event_loop():
             self._pruning = threading.Thread(target=self._prune_past, args=(budget,), daemon=True,
                                              name="amorsize-prune")
             self._pruning.start()
@@ -537,8 +389,8 @@ class TrainingStore:
 
     def _write_compacted(self, records: list[dict]) -> None:
         """Write ``records`` as new segments of < max-segment-bytes / 2, atomically."""
-        write_segments(self.path / SEGMENTS, records, _bytes_setting("store.max-segment-bytes") // 2)
+        write_segments(self.path / SEGMENTS, records, config.get_bytes("store.max-segment-bytes") // 2)
 
     def _remove_if_unchanged(self, names: list[str]) -> None:
         """Unlink segments still exactly as read; a grown one stays (ids deduplicate)."""
-        remove_if_unchanged(self.path / SEGMENTS, {name: self._segments[name] for name in names})
+        remove_if_unchanged(self.path / SEGMENTS, {name: self._reader.segments[name] for name in names})

@@ -17,8 +17,10 @@ machine's measured :class:`~amorsize_dask.planning.overheads.Overheads`. The mod
 
 >>> from amorsize_dask.planning.sampling import Profile
 >>> from amorsize_dask.planning.overheads import Overheads
->>> prof = Profile(100, 1e-3, 0.1, 1.0, 30, 30, True, 1.0, 0.01)
->>> oh = Overheads(0.1, 1e-4, 1e-6, 5e8, 2e-5, "forkserver", 0.0)
+>>> prof = Profile(n_sampled=100, item_seconds=1e-3, item_cv=0.1, cpu_ratio=1.0, bytes_in=30,
+...                bytes_out=30, picklable=True, thread_speedup=1.0, sample_seconds=0.01)
+>>> oh = Overheads(start_seconds=0.1, task_seconds=1e-4, item_seconds=1e-6, bytes_per_second=5e8,
+...                thread_task_seconds=2e-5, start_method="forkserver", measured_at=0.0)
 >>> best = rank(prof, 2000, oh, cores=2, pool_warm=True)[0]
 >>> best.engine, best.n_workers
 ('processes', 2)
@@ -26,11 +28,18 @@ machine's measured :class:`~amorsize_dask.planning.overheads.Overheads`. The mod
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
+from ..settings import Settings, current
+
 from .overheads import Overheads
 from .sampling import Profile
+
+__all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
+           "process_seconds", "thread_seconds", "predict_one", "profile_from_features",
+           "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "parallel_fractions", "Space", "Limits", "rank"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,45 @@ def parallel_fractions(profile: Profile) -> tuple[float, float]:
     return parallel, min(waiting, parallel)
 
 
+@dataclass(frozen=True)
+class Space:
+    """The configurations to rank: the engines allowed, and the workers and chunk size
+    when the caller fixed them (None: every count worth predicting)."""
+
+    engines: tuple[str, ...] = ("serial", "threads", "processes")
+    n_workers: int | None = None
+    chunksize: int | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on the candidates: threads at most, tasks per worker at least (processes,
+    dask), and the bytes all workers' chunks (inputs and results) may hold at once."""
+
+    max_threads: int
+    min_tasks_per_worker: int
+    memory_bytes: float = math.inf
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, available_memory: float | None = None) -> "Limits":
+        """``amorsize.planner.*`` (read now when ``settings`` is None); memory unbounded
+        unless ``available_memory`` is given (then ``memory-fraction`` of it).
+
+        >>> Limits.from_settings(available_memory=1e9).memory_bytes
+        500000000.0
+        """
+        s = current(settings)
+        memory = math.inf if available_memory is None else available_memory * s.memory_fraction
+        return cls(s.max_threads, s.min_tasks_per_worker, memory)
+
+
+# Keywords rank() still takes one by one (the planner passes them so): each sets a field
+# of its Space or its Limits.
+_SPACE_KEYWORDS = {"engines": "engines", "n_workers": "n_workers", "chunksize": "chunksize"}
+_LIMIT_KEYWORDS = {"max_threads": "max_threads", "min_tasks_per_worker": "min_tasks_per_worker",
+                   "memory_limit": "memory_bytes"}
+
+
 def rank(
     profile: Profile,
     n_items: int,
@@ -184,52 +232,72 @@ def rank(
     *,
     cores: int,
     pool_warm: bool,
-    engines: tuple[str, ...] = ("serial", "threads", "processes"),
-    n_workers: int | None = None,
-    chunksize: int | None = None,
-    max_threads: int = 32,
-    memory_limit: float = math.inf,
-    min_tasks_per_worker: int = 4,
+    space: Space = Space(),
+    limits: Limits | None = None,
+    **fields,
 ) -> list[Candidate]:
     """Every candidate configuration with its predicted seconds, fastest first.
 
-    ``n_workers``/``chunksize`` fix that dimension; ``memory_limit`` bounds the bytes that
-    all workers' chunks (inputs and results) may hold at once.
+    ``limits`` defaults to :meth:`Limits.from_settings` (read now). A field of ``space``
+    or ``limits`` may be given as a keyword instead (``engines=``, ``n_workers=``,
+    ``chunksize=``, ``max_threads=``, ``min_tasks_per_worker=``, ``memory_limit=``).
     """
+    space, limits = _with_keywords(space, limits, fields)
     out: list[Candidate] = []
-    if "serial" in engines:
+    if "serial" in space.engines:
         out.append(Candidate("serial", 1, max(1, n_items), serial_seconds(profile, n_items)))
-    per_item_bytes = profile.bytes_in + profile.bytes_out
-    if "processes" in engines and profile.picklable and n_items > 0:
-        for w in [n_workers] if n_workers else range(2, max(2, cores) + 1):
-            sizes = [chunksize] if chunksize else balanced_chunks(n_items, w, chunk_grid(n_items, w), min_tasks_per_worker)
-            for c in sizes:
-                if 2 * w * c * per_item_bytes > memory_limit:
-                    continue
-                secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores, pool_warm=pool_warm)
-                out.append(Candidate("processes", w, c, secs))
+    if profile.picklable and n_items > 0:
+        if "processes" in space.engines:
+            out += _pool_candidates(profile, n_items, overheads, space, limits, cores=cores, pool_warm=pool_warm)
+        if "dask" in space.engines:
+            out += _pool_candidates(profile, n_items, overheads, space, limits, cores=cores, pool_warm=None)
+            if not (space.n_workers or space.chunksize):  # one task on one worker: the cluster's "serial"
+                secs = process_seconds(profile, n_items, overheads, n_workers=1, chunksize=n_items, cores=cores,
+                                       pool_warm=True)
+                out.append(Candidate("dask", 1, n_items, secs))
     # Threads cannot beat serial unless some of the item time overlaps: skip their grid
     # then, unless threads were asked for.
-    overlaps = parallel_fractions(profile)[0] > 0 or "serial" not in engines
-    if "dask" in engines and profile.picklable and n_items > 0:
-        w = n_workers or cores
-        sizes = [chunksize] if chunksize else balanced_chunks(n_items, w, chunk_grid(n_items, w), min_tasks_per_worker)
-        for c in sizes:
-            if 2 * c * per_item_bytes > memory_limit:
-                continue
-            secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores, pool_warm=True)
-            out.append(Candidate("dask", w, c, secs))
-        if not (n_workers or chunksize):  # one task on one worker: the cluster's "serial"
-            secs = process_seconds(profile, n_items, overheads, n_workers=1, chunksize=n_items, cores=cores,
-                                   pool_warm=True)
-            out.append(Candidate("dask", 1, n_items, secs))
-    if "threads" in engines and n_items > 0 and overlaps:
-        counts = [n_workers] if n_workers else _thread_counts(max_threads, n_items, cores)
+    overlaps = parallel_fractions(profile)[0] > 0 or "serial" not in space.engines
+    if "threads" in space.engines and n_items > 0 and overlaps:
+        counts = [space.n_workers] if space.n_workers else _thread_counts(limits.max_threads, n_items, cores)
         for w in counts:
-            for c in [chunksize] if chunksize else chunk_grid(n_items, w):
+            for c in [space.chunksize] if space.chunksize else chunk_grid(n_items, w):
                 secs = thread_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores)
                 out.append(Candidate("threads", w, c, secs))
     out.sort(key=lambda cand: (cand.seconds, cand.engine != "serial", cand.n_workers))
+    return out
+
+
+def _with_keywords(space: Space, limits: Limits | None, fields: dict) -> tuple[Space, Limits]:
+    unknown = sorted(set(fields) - set(_SPACE_KEYWORDS) - set(_LIMIT_KEYWORDS))
+    if unknown:
+        raise TypeError(f"rank() got unexpected keyword argument(s) {unknown}")
+    space = dataclasses.replace(space, **{_SPACE_KEYWORDS[k]: v for k, v in fields.items() if k in _SPACE_KEYWORDS})
+    limits = Limits.from_settings() if limits is None else limits
+    limits = dataclasses.replace(limits, **{_LIMIT_KEYWORDS[k]: v for k, v in fields.items() if k in _LIMIT_KEYWORDS})
+    return space, limits
+
+
+def _pool_candidates(profile: Profile, n_items: int, overheads: Overheads, space: Space, limits: Limits, *,
+                     cores: int, pool_warm: bool | None) -> list[Candidate]:
+    """Process pool candidates (``pool_warm`` True or False), or a dask cluster's (None:
+    one worker count, the cluster's, always running)."""
+    per_item_bytes = profile.bytes_in + profile.bytes_out
+    if pool_warm is None:
+        engine, counts, in_flight = "dask", [space.n_workers or cores], lambda w: 2
+    else:
+        engine, in_flight = "processes", lambda w: 2 * w
+        counts = [space.n_workers] if space.n_workers else range(2, max(2, cores) + 1)
+    out = []
+    for w in counts:
+        sizes = [space.chunksize] if space.chunksize else balanced_chunks(
+            n_items, w, chunk_grid(n_items, w), limits.min_tasks_per_worker)
+        for c in sizes:
+            if in_flight(w) * c * per_item_bytes > limits.memory_bytes:
+                continue
+            secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores,
+                                   pool_warm=True if pool_warm is None else pool_warm)
+            out.append(Candidate(engine, w, c, secs))
     return out
 
 

@@ -32,6 +32,11 @@ from dataclasses import dataclass
 from .. import config
 from ..engines.chunks import identity
 
+__all__ = ["Overheads", "ESTIMATED_START_SECONDS", "ESTIMATED_TASK_SECONDS", "ESTIMATED_ITEM_SECONDS",
+           "ESTIMATED_BYTES_PER_SECOND", "ESTIMATED_THREAD_TASK_SECONDS", "cache_path", "cached",
+           "measure_local", "measure_cluster", "get", "estimate", "measure_later", "run_later",
+           "join_background"]
+
 logger = logging.getLogger("amorsize_dask")
 
 # Calibration sizes: enough tasks that the per-task figure is stable to ~10% on a

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-SOURCES = ("model", "sample", "default")
+__all__ = ["Plan", "format_seconds", "format_bytes"]
 
 
 @dataclass(frozen=True)

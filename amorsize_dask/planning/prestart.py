@@ -20,6 +20,8 @@ import threading
 from ..engines import shared_engine
 from .cost_model import COMPUTING_CPU_RATIO
 
+__all__ = ["PRESTART_ABOVE_SECONDS", "PoolPrestart"]
+
 # Predicted serial work from which a cold pool starts during sampling: three times a cold
 # start (97-117 ms with slim workers, first pool of a fresh script on this machine; session
 # 3), so that a pool started for nothing costs at most a third of the work it bet on.

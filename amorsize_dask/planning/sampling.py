@@ -21,9 +21,11 @@ from typing import Callable, Sequence
 
 import cloudpickle
 
-from .. import config
+from ..settings import Settings, current
 from . import thread_safety
 from ..errors import reraise_with_item
+
+__all__ = ["Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
 
 # Batches of items timed together when items are too fast for one perf_counter reading
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items).
@@ -101,21 +103,20 @@ def sample_items(
     n_total: int,
     *,
     probe: bool = True,
-    budget_fraction: float | None = None,
-    max_seconds: float | None = None,
+    settings: Settings | None = None,
     parallelism: tuple[int, int] = (1, 1),
     probe_is_free: Callable[[float, float], bool] | None = None,
     on_estimate: Callable[[float, float], None] | None = None,
 ) -> Sample:
     """Time ``func`` on the first items of ``items`` until the budget is spent.
 
-    The budget is the smaller of ``max_seconds`` and ``budget_fraction`` of the best
-    time parallelism could reach: the predicted serial time (``n_total`` × seconds per
-    item, re-estimated as items are timed) over ``parallelism[0]`` (cores) for a function
-    that computes, or over ``parallelism[1]`` (threads) for one that waits. The first
-    item always runs. Then, when the budget allows and ``probe`` is True, the next items
-    run on two threads to measure whether threads speed the function up
-    (:func:`probe_threads`).
+    The budget is the smaller of ``settings.max_seconds`` and ``settings.budget_fraction``
+    of the best time parallelism could reach: the predicted serial time (``n_total`` ×
+    seconds per item, re-estimated as items are timed) over ``parallelism[0]`` (cores)
+    for a function that computes, or over ``parallelism[1]`` (threads) for one that
+    waits. The first item always runs. Then, when the budget allows and ``probe`` is
+    True, the next items run on two threads to measure whether threads speed the
+    function up (:func:`probe_threads`).
 
     ``probe_is_free(item_seconds, pickled_bytes_per_item)``: True when no process plan
     could beat serial, so that the probe, whose results are kept, costs only the hand-off
@@ -126,72 +127,96 @@ def sample_items(
     CPU/wall ratio so far after every batch (the planner may start the process pool
     meanwhile: :mod:`.prestart`).
     """
-    if budget_fraction is None:
-        budget_fraction = config.get("sampling.budget-fraction")
-    if max_seconds is None:
-        max_seconds = config.get("sampling.max-seconds")
-    n_avail = min(len(items), n_total)
-    results: list = []
-    per_item: list[float] = []  # seconds per item of each timed batch
-    batch_sizes: list[int] = []
-    cpu_start, wall_start = time.thread_time(), time.perf_counter()
-    batch = 1
-    while len(results) < n_avail:
-        size = min(batch, len(items) - len(results))
-        per_item.append(_timed_serially(func, items, len(results), size, results))
-        batch_sizes.append(size)
-        elapsed = per_item[-1] * size
-        spent = time.perf_counter() - wall_start
-        mean = _weighted_mean(per_item, batch_sizes)
-        if on_estimate is not None:
-            cpu_spent = time.thread_time() - cpu_start
-            on_estimate(mean, cpu_spent / spent if spent > 0 else 1.0)
-        budget = _budget(mean, n_total, spent, time.thread_time() - cpu_start, budget_fraction, max_seconds, parallelism)
-        if spent >= budget or spent >= max_seconds:
-            break  # a dear first item is evidence enough
-        if elapsed < _MIN_BATCH_SECONDS:
-            batch *= 2
-    wall = time.perf_counter() - wall_start
-    cpu = time.thread_time() - cpu_start
-    mean = _weighted_mean(per_item, batch_sizes)
-    cv = _coefficient_of_variation(per_item, batch_sizes, mean)
-
-    bytes_in, bytes_out, picklable = _pickled_sizes(items, results)
+    settings = current(settings)
+    timing = _Timing(func, items, n_total, settings, parallelism)
+    timing.run_serially(on_estimate)
+    bytes_in, bytes_out, picklable = _pickled_sizes(items, timing.results, settings.pickle_items)
     thread_speedup = thread_failure = None
-    if probe and len(results) < n_avail:
-        remaining_budget = _budget(mean, n_total, wall, cpu, budget_fraction, max_seconds, parallelism) - wall
-        probe_n, free = _probe_size(
-            mean, cpu / wall if wall > 0 else 1.0, n_total, n_avail - len(results), remaining_budget,
-            free=lambda: probe_is_free is not None and (not picklable or probe_is_free(mean, bytes_in + bytes_out)),
-        )
-        reference = mean
-        if free:
-            # A free probe alone decides threads vs serial, and two threads run a GIL-bound
-            # function ~1.2x slower than one: its serial reference is as many items timed
-            # just before it, not the sample's mean (inflated by its first, dearer items).
-            reference = _timed_serially(func, items, len(results), probe_n, results)
-            per_item.append(reference)
-            batch_sizes.append(probe_n)
-            mean = _weighted_mean(per_item, batch_sizes)
-            cv = _coefficient_of_variation(per_item, batch_sizes, mean)
-        if probe_n:
-            probe = probe_threads(func, items, len(results), probe_n, reference)
-            thread_speedup, thread_failure = probe.speedup, probe.failure
-            results.extend(probe.results)
-
+    if probe and len(timing.results) < timing.n_avail:
+        free = lambda: probe_is_free is not None and (  # noqa: E731
+            not picklable or probe_is_free(timing.mean, bytes_in + bytes_out))
+        thread_speedup, thread_failure = timing.probe(free)
+    wall, cpu = timing.wall, timing.cpu
     profile = Profile(
-        n_sampled=len(results),
-        item_seconds=mean,
-        item_cv=cv,
+        n_sampled=len(timing.results),
+        item_seconds=timing.mean,
+        item_cv=timing.cv,
         cpu_ratio=min(cpu / wall, 64.0) if wall > 0 else 1.0,
         bytes_in=bytes_in,
         bytes_out=bytes_out,
         picklable=picklable,
         thread_speedup=thread_speedup,
-        sample_seconds=time.perf_counter() - wall_start,
+        sample_seconds=time.perf_counter() - timing.wall_start,
         thread_failure=thread_failure,
     )
-    return Sample(profile=profile, results=results)
+    return Sample(profile=profile, results=timing.results)
+
+
+class _Timing:
+    """The items timed so far: their results, and seconds per item of each batch."""
+
+    def __init__(self, func, items, n_total: int, settings: Settings, parallelism: tuple[int, int]):
+        self.func, self.items, self.n_total = func, items, n_total
+        self.settings, self.parallelism = settings, parallelism
+        self.n_avail = min(len(items), n_total)
+        self.results: list = []
+        self.per_item: list[float] = []  # seconds per item of each timed batch
+        self.batch_sizes: list[int] = []
+        self.wall = self.cpu = 0.0       # of the serial part (the probe's not counted)
+        self.cpu_start, self.wall_start = time.thread_time(), time.perf_counter()
+
+    @property
+    def mean(self) -> float:
+        return _weighted_mean(self.per_item, self.batch_sizes)
+
+    @property
+    def cv(self) -> float:
+        return _coefficient_of_variation(self.per_item, self.batch_sizes, self.mean)
+
+    def budget(self, wall: float, cpu: float) -> float:
+        s = self.settings
+        return _budget(self.mean, self.n_total, wall, cpu, s.budget_fraction, s.max_seconds, self.parallelism)
+
+    def timed(self, n: int) -> float:
+        """Run the next ``n`` items here as one batch; their seconds per item."""
+        per_item = _timed_serially(self.func, self.items, len(self.results), n, self.results)
+        self.per_item.append(per_item)
+        self.batch_sizes.append(n)
+        return per_item
+
+    def run_serially(self, on_estimate) -> None:
+        """Time batches (doubling while too fast to read) until the budget is spent."""
+        batch = 1
+        while len(self.results) < self.n_avail:
+            size = min(batch, len(self.items) - len(self.results))
+            elapsed = self.timed(size) * size
+            spent = time.perf_counter() - self.wall_start
+            cpu_spent = time.thread_time() - self.cpu_start
+            if on_estimate is not None:
+                on_estimate(self.mean, cpu_spent / spent if spent > 0 else 1.0)
+            if spent >= self.budget(spent, cpu_spent) or spent >= self.settings.max_seconds:
+                break  # a dear first item is evidence enough
+            if elapsed < _MIN_BATCH_SECONDS:
+                batch *= 2
+        self.wall = time.perf_counter() - self.wall_start
+        self.cpu = time.thread_time() - self.cpu_start
+
+    def probe(self, free) -> tuple[float | None, str | None]:
+        """Run the next items on two threads, if worth it: (speedup, failure)."""
+        wall, cpu, mean = self.wall, self.cpu, self.mean
+        probe_n, is_free = _probe_size(mean, cpu / wall if wall > 0 else 1.0, self.n_total,
+                                       self.n_avail - len(self.results), self.budget(wall, cpu) - wall, free=free)
+        reference = mean
+        if is_free:
+            # A free probe alone decides threads vs serial, and two threads run a GIL-bound
+            # function ~1.2x slower than one: its serial reference is as many items timed
+            # just before it, not the sample's mean (inflated by its first, dearer items).
+            reference = self.timed(probe_n)
+        if not probe_n:
+            return None, None
+        found = probe_threads(self.func, self.items, len(self.results), probe_n, reference)
+        self.results.extend(found.results)
+        return found.speedup, found.failure
 
 
 def _probe_size(mean: float, cpu_ratio: float, n_total: int, n_left: int, remaining_budget: float,
@@ -312,9 +337,10 @@ def _probe_on(pool, func, items, first, n, serial_item_seconds) -> ThreadProbe:
     return ThreadProbe(min(speedup, 2.0), a + b)
 
 
-def _pickled_sizes(items, results) -> tuple[float, float, bool]:
-    """Mean pickled bytes of a few items and of their results; False if any won't pickle."""
-    k = min(config.get("sampling.pickle-items"), len(results))
+def _pickled_sizes(items, results, n_items: int) -> tuple[float, float, bool]:
+    """Mean pickled bytes of ``n_items`` items and of their results at most; False if any
+    won't pickle."""
+    k = min(n_items, len(results))
     if k == 0:
         return 0.0, 0.0, True
     sizes_in, sizes_out = [], []

@@ -25,6 +25,8 @@ import sys
 
 from ..engines import shared_engine
 
+__all__ = ["MAX_ITEM_BYTES", "Speculation"]
+
 # Items larger than this are not speculated: shipping them costs more than an idle core
 # saves on cheap functions (bench family "payload": 1 MB arrays, 40 us per item).
 MAX_ITEM_BYTES = 64 * 1024

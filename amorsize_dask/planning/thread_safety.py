@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import threading
 
+__all__ = ["FEATURE", "mark_unsafe", "is_marked_unsafe"]
+
 # The record feature that says a workload failed on threads (0); records hold numbers only.
 FEATURE = "thread_safe"
 

@@ -29,14 +29,18 @@ from dataclasses import dataclass
 
 import cloudpickle
 
-from .. import config
 from ..engines.chunks import ChunkResult, Failure, run_chunk
 from ..planning import cost_model
 from ..planning.plan import Plan
 from ..planning.planner import Planned
 from ..planning.sampling import Profile
 from ..target.machine import available_memory
+from ..settings import Settings
 from ..target.target import Target
+
+__all__ = ["SAMPLE_SECONDS", "RECHECK_GROWTH", "TARGET_CHUNK_SECONDS", "MAX_CHUNK_BYTES",
+           "MAX_CHUNK_ITEMS", "IN_FLIGHT_PER_WORKER", "REPLAN_FACTOR", "THREADS_BELOW_CPU_RATIO",
+           "MIN_PARALLEL_ITEM_SECONDS", "Head", "StreamPlanner"]
 
 # Seconds of items timed serially before a stream is planned (its results are kept).
 # The same order as amorsize.sampling.max-seconds (0.25 s); a stream plans sooner
@@ -182,18 +186,17 @@ class StreamPlanner:
         if overheads is None:
             return None
         read = self.read_seconds / max(self.n_read, 1) * horizon  # the caller's, on any engine
+        settings = Settings.from_config()
+        engines = tuple(e for e in self.target.auto_engines()
+                        if e != "threads" or prof.cpu_ratio < THREADS_BELOW_CPU_RATIO)
         ranked = cost_model.rank(
             prof, horizon, overheads, cores=self.target.cores, pool_warm=self.target.pool_warm(self.target.cores),
-            engines=tuple(e for e in self.target.auto_engines()
-                          if e != "threads" or prof.cpu_ratio < THREADS_BELOW_CPU_RATIO),
-            n_workers=n_workers,
-            max_threads=config.get("planner.max-threads"),
-            memory_limit=available_memory() * config.get("planner.memory-fraction"),
-            min_tasks_per_worker=config.get("planner.min-tasks-per-worker"),
+            space=cost_model.Space(engines, n_workers),
+            limits=cost_model.Limits.from_settings(settings, available_memory=available_memory()),
         )
         serial = horizon * prof.item_seconds + read
         best = min((c for c in ranked if c.engine != "serial"), key=lambda c: c.seconds, default=None)
-        if best is None or (best.seconds + read) * config.get("planner.min-speedup") > serial:
+        if best is None or (best.seconds + read) * settings.min_speedup > serial:
             return None
         return best
 

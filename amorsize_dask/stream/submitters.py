@@ -21,6 +21,8 @@ from ..engines.chunks import run_chunk
 from ..errors import WorkerLostError
 from ..target.workload import function_name
 
+__all__ = ["SerialSubmitter", "ThreadSubmitter", "ProcessSubmitter", "DaskSubmitter", "submitter_for"]
+
 
 class SerialSubmitter:
     """Runs each chunk here when it is submitted (one in flight: nothing runs ahead)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import sys
 
+__all__ = ["active_client", "current_worker"]
+
 
 def active_client():
     """The distributed Client dask itself would use, or None."""

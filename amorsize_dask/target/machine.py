@@ -17,6 +17,8 @@ import pathlib
 
 import psutil
 
+__all__ = ["cpu_count", "cgroup_cpu_quota", "available_memory", "total_memory", "cpu_model"]
+
 _CGROUP_V2_CPU_MAX = pathlib.Path("/sys/fs/cgroup/cpu.max")
 _CGROUP_V1_QUOTA = pathlib.Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 _CGROUP_V1_PERIOD = pathlib.Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")

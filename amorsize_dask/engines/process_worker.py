@@ -16,6 +16,8 @@ import cloudpickle
 
 from .chunks import dump_chunk_result, run_chunk
 
+__all__ = ["initialize_worker", "wait_for_peers", "run_pickled_chunk"]
+
 # Functions deserialized in this worker, newest last; a handful covers alternating maps.
 _FUNCTIONS: dict[bytes, object] = {}
 _MAX_FUNCTIONS = 8

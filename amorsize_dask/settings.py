@@ -1,0 +1,87 @@
+"""Every ``amorsize.*`` setting the planner, sampler, cost model, model and store read,
+loaded from dask.config once per call into one frozen value (mpire's ``params.py`` style).
+
+Read at call time, never at import; the defaults live in ``amorsize.yaml`` only:
+
+>>> import dask
+>>> with dask.config.set({"amorsize.planner.max-threads": 8}):
+...     s = Settings.from_config()
+>>> s.max_threads, s.k == dask.config.get("amorsize.model.k")
+(8, True)
+>>> s.replace(explore_probability=1.0).explore_probability
+1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from . import config
+
+__all__ = ["Settings"]
+
+# Field name -> key under ``amorsize.`` in dask.config.
+_KEYS = {
+    "allow_local": "cluster.allow-local",
+    "sample_items": "cluster.sample-items",
+    "sample_bytes": "cluster.sample-bytes",
+    "budget_fraction": "sampling.budget-fraction",
+    "max_seconds": "sampling.max-seconds",
+    "pickle_items": "sampling.pickle-items",
+    "max_threads": "planner.max-threads",
+    "min_speedup": "planner.min-speedup",
+    "memory_fraction": "planner.memory-fraction",
+    "min_tasks_per_worker": "planner.min-tasks-per-worker",
+    "k": "model.k",
+    "min_confidence": "model.min-confidence",
+    "explore_probability": "model.explore-probability",
+    "explore_max_slowdown": "model.explore-max-slowdown",
+    "explore_budget": "model.explore-budget",
+    "max_line_bytes": "store.max-line-bytes",
+    "max_segment_bytes": "store.max-segment-bytes",
+    "keep_per_workload": "store.keep-per-workload",
+    "max_bytes": "store.max-bytes",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``amorsize`` settings of one call (see ``amorsize-schema.yaml`` for each).
+
+    Store sizes are kept as configured (bytes or a string such as ``"64 MiB"``): the
+    store parses them, and names a bad one in its error.
+    """
+
+    allow_local: bool
+    sample_items: int
+    sample_bytes: int
+    budget_fraction: float
+    max_seconds: float
+    pickle_items: int
+    max_threads: int
+    min_speedup: float
+    memory_fraction: float
+    min_tasks_per_worker: int
+    k: int
+    min_confidence: float
+    explore_probability: float
+    explore_max_slowdown: float
+    explore_budget: float
+    max_line_bytes: int | str
+    max_segment_bytes: int | str
+    keep_per_workload: int
+    max_bytes: int | str | None
+
+    @classmethod
+    def from_config(cls) -> "Settings":
+        """The current values of dask.config (YAML defaults, files, env vars, ``set``)."""
+        return cls(**{name: config.get(key) for name, key in _KEYS.items()})
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def current(settings: Settings | None) -> Settings:
+    """``settings``, or the current ones read now when None."""
+    return Settings.from_config() if settings is None else settings

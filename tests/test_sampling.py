@@ -1,0 +1,99 @@
+"""Sampling on its own: results kept in order, a bounded budget, measured figures."""
+
+import pickle
+import threading
+import time
+
+import pytest
+
+from amorsize_dask.planning.sampling import probe_threads, sample_items
+from amorsize_dask.settings import Settings
+
+
+class Bad(Exception):
+    pass
+
+
+def fail_on_three(x):
+    if x == 3:
+        raise Bad(f"item {x} is bad")
+    return x
+
+
+def test_results_are_the_first_items_in_order():
+    items = list(range(-500, 500))
+    s = sample_items(abs, items, len(items))
+    assert s.profile.n_sampled == len(s.results) >= 1
+    assert s.results == [abs(x) for x in items[: s.profile.n_sampled]]
+
+
+def test_it_stops_at_its_budget():
+    def slow(x):
+        time.sleep(0.01)
+        return -x
+
+    settings = Settings.from_config().replace(max_seconds=0.05, budget_fraction=1.0)
+    s = sample_items(slow, list(range(200)), 200, settings=settings, probe=False)
+    # Each item takes 10 ms at least: the sample stops once 50 ms are spent.
+    assert 1 <= s.profile.n_sampled <= 5
+    assert s.results == [-x for x in range(s.profile.n_sampled)]
+
+
+def test_the_first_item_always_runs():
+    settings = Settings.from_config().replace(max_seconds=1e-9)
+    s = sample_items(abs, [-7, -8], 2, settings=settings)
+    assert s.results[0] == 7
+
+
+def test_a_function_that_waits_reads_a_low_cpu_ratio():
+    def wait(x):
+        time.sleep(0.002)
+        return x
+
+    s = sample_items(wait, list(range(2000)), 2000, parallelism=(2, 64))
+    assert s.profile.cpu_ratio < 0.5
+    assert s.profile.thread_speedup is None  # waits overlap: no probe needed
+
+
+def test_the_users_exception_names_its_item():
+    with pytest.raises(Bad, match="item 3 is bad") as info:
+        sample_items(fail_on_three, list(range(10)), 10**9)  # a budget for all ten
+    assert any("item 3" in note for note in info.value.__notes__)
+
+
+def test_pickled_sizes_are_measured_and_unpicklable_results_noticed():
+    s = sample_items(bytes, [1000] * 50, 50)
+    assert s.profile.picklable and s.profile.bytes_out >= 1000
+    lock = threading.Lock()
+    s = sample_items(lambda x: lock, list(range(20)), 20, probe=False)
+    assert not s.profile.picklable
+    none = sample_items(bytes, [1000] * 50, 50, settings=Settings.from_config().replace(pickle_items=0))
+    assert (none.profile.bytes_in, none.profile.bytes_out, none.profile.picklable) == (0.0, 0.0, True)
+
+
+def test_the_estimate_is_reported_after_each_batch():
+    seen = []
+    s = sample_items(abs, list(range(5000)), 5000, probe=False,
+                     on_estimate=lambda item_seconds, cpu_ratio: seen.append((item_seconds, cpu_ratio)))
+    assert seen and all(t > 0 and r >= 0 for t, r in seen)
+    assert len(seen) <= s.profile.n_sampled
+
+
+def test_a_probe_on_threads_keeps_order_and_reruns_thread_only_failures():
+    assert probe_threads(abs, [-1, -2, -3, -4], 0, 4, 1e-3).results == [1, 2, 3, 4]
+    on_main = threading.main_thread()
+
+    def main_thread_only(x):
+        if threading.current_thread() is not on_main:
+            raise RuntimeError("not on the main thread")
+        return x * 2
+
+    probe = probe_threads(main_thread_only, list(range(8)), 2, 4, 1e-3)
+    assert probe.results == [4, 6, 8, 10]  # run again serially, here
+    assert probe.speedup is None and probe.failure.startswith("RuntimeError")
+
+
+def test_the_profile_and_its_features_pickle():
+    s = sample_items(abs, list(range(100)), 100)
+    again = pickle.loads(pickle.dumps(s.profile))
+    assert again == s.profile and again.features(100)["n_items"] == 100
