@@ -37,9 +37,20 @@ def _load_defaults() -> dict:
 DEFAULTS = _load_defaults()
 
 
+_MISSING = object()
+
+
 def get(key: str, default: Any = None) -> Any:
-    """Value of ``amorsize.<key>`` from dask.config (env vars and YAML files included)."""
-    return dask.config.get(f"amorsize.{key}", default=default)
+    """Value of ``amorsize.<key>`` from dask.config (env vars and YAML files included).
+
+    Code that swaps ``dask.config.config`` wholesale (``distributed.utils_test``'s clean-up
+    does) can drop the shipped defaults registered at import: they are registered again.
+    """
+    found = dask.config.get(f"amorsize.{key}", default=_MISSING)
+    if found is _MISSING:
+        dask.config.update_defaults(DEFAULTS)
+        found = dask.config.get(f"amorsize.{key}", default=default)
+    return found
 
 
 def get_bytes(key: str) -> int:

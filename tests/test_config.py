@@ -162,3 +162,19 @@ def test_settings_hold_every_planning_learning_and_store_key_read_at_call_time()
     assert Settings.from_config().k == load_defaults()["amorsize"]["model"]["k"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         inside.k = 4
+
+
+def test_defaults_come_back_after_dask_config_is_replaced_wholesale():
+    import copy
+
+    import dask
+
+    from amorsize_dask import config
+
+    saved = copy.deepcopy(dask.config.config)
+    try:
+        dask.config.config.clear()  # as distributed.utils_test's clean-up restores a snapshot
+        assert config.get("model.k") == config.DEFAULTS["amorsize"]["model"]["k"]
+    finally:
+        dask.config.config.clear()
+        dask.config.config.update(saved)
