@@ -19,7 +19,7 @@ from .engines.base import raise_failure
 from .engines.chunks import run_chunk
 from .engines.dask import new_run_id
 from .learning.learner import get_learner
-from .mapping import _plan, _target, as_sequence
+from .mapping import as_sequence, plan_call, target_for
 from .planning.plan import Plan
 from .planning.planner import Planned
 from .cluster.reporting import COLLECTOR, TOPIC, gather_fragments, report
@@ -37,12 +37,12 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
     validation.check_client(client)
     validation.check_training_dir(training_dir)
     validation.check_bool("learn", learn)
-    target = _target(func, client, "auto", training_dir)
+    target = target_for(func, client, "auto", training_dir)
     if isinstance(seq_or_bag, db.Bag):
         bag, plan, planned = _plan_bag(func, seq_or_bag, target)
         return _measured(func, bag, plan, planned, target, learn)
     items = as_sequence(validation.check_iterable(seq_or_bag))
-    planned = _plan(func, items, target, engine="auto", n_workers=None, chunksize=None)
+    planned = plan_call(func, items, target, engine="auto", n_workers=None, chunksize=None)
     plan = planned.plan
     parts = []
     if planned.sample is not None and planned.sample.results:

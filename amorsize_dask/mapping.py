@@ -88,8 +88,8 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
                                                  chunksize=chunksize, training_dir=training_dir)
     t0 = time.perf_counter()
     call, items = inputs.prepare(func, iterables)
-    target = _target(func, client, engine, training_dir, allow_local)  # keyed by func itself, not its wrapper
-    planned = _plan(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
+    target = target_for(func, client, engine, training_dir, allow_local)  # keyed by func itself, not its wrapper
+    planned = plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
     pool_starts = shared_engine().start_seconds_total  # a pool started while sampling overlapped it
     plan = planned.plan
     results = list(planned.sample.results) if planned.sample is not None else []
@@ -115,6 +115,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
                 run = get_engine("serial").run(call, rest, first_index=plan.n_sampled, progress=bar)
             if run.notes:  # the engine ran some items otherwise than planned: recorded with the plan
                 plan = planned.plan = plan.replace(reasons=plan.reasons + tuple(run.notes))
+                planned.ran_locally = True
             results.extend(run.results)
             compute += run.compute_seconds
             _note_thread_failure(run, target, func)
@@ -175,11 +176,11 @@ def plan(
     """
     n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
                                                  chunksize=chunksize, training_dir=training_dir)
-    target = _target(func, client, engine, training_dir, allow_local)
+    target = target_for(func, client, engine, training_dir, allow_local)
     if any(inputs.is_one_shot(it) for it in iterables):
         return _unread_plan(target, inputs.length_hint(iterables), engine, n_workers, chunksize)
     call, items = inputs.prepare(func, iterables)
-    return _plan(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
+    return plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
 
 
 def _unread_plan(target: "Target", n: int, engine: str, n_workers, chunksize) -> Plan:
@@ -203,7 +204,10 @@ def _unread_plan(target: "Target", n: int, engine: str, n_workers, chunksize) ->
                 fingerprint=target.fingerprint.id, workload=target.workload)
 
 
-def _plan(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True, speculate=False) -> Planned:
+def plan_call(func, items, target: "Target", *, engine, n_workers, chunksize, explore=True, speculate=False) -> Planned:
+    """Plan one call on ``target``: the model's plan when it is confident (and allowed),
+    else :func:`~amorsize_dask.planning.planner.plan_items` (sampling); planning time
+    includes the model's query."""
     t0 = time.perf_counter()
     learned = None
     if engine != "serial" and n_workers is None and chunksize is None and len(items):
@@ -236,7 +240,7 @@ def _threads_allowed(target: "Target", plan: Plan) -> bool:
     return plan.engine != "threads" or target.client is not None or target.thread_safe()
 
 
-def _target(func, client, engine: str, training_dir, allow_local=None) -> Target:
+def target_for(func, client, engine: str, training_dir, allow_local=None) -> Target:
     """The cluster when one is given or active (and no local engine was asked for), else here."""
     if allow_local is not None:
         validation.check_bool("allow_local", allow_local)

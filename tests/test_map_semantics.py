@@ -117,7 +117,7 @@ def test_zero_iterables_is_a_type_error_like_map():
 
 
 def test_several_iterables_keep_the_function_workload(tmp_path):
-    from amorsize_dask.target.target import workload_key
+    from amorsize_dask.target.workload import workload_key
 
     ad.map(pow, [1, 2, 3], [2, 2, 2], training_dir=tmp_path)
     records = ad.TrainingStore(tmp_path).records()

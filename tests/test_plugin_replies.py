@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from amorsize_dask.settings import Settings
 from amorsize_dask.cluster.plugin import _plain
 from amorsize_dask.learning.model import Observation, predict
-from amorsize_dask.target.target import prediction_from_reply
+from amorsize_dask.cluster.client import prediction_from_reply
 
 ENGINES = ("serial", "dask")
 

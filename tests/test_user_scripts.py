@@ -219,12 +219,14 @@ CASES = {
 """
 
 UNTRAVELLED_MAIN = """
+import tempfile
 func, items, expected = CASES[CASE]
 out = {}
+train = tempfile.mkdtemp()
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     try:
-        res = run_map(func, items, engine=ENGINE, learn=False,
+        res = run_map(func, items, engine=ENGINE, training_dir=train,
                       **({} if ENGINE == "auto" else {"n_workers": 2, "chunksize": 10}))
         results = res.results
         if CASE == "result":
@@ -233,6 +235,8 @@ with warnings.catch_warnings(record=True) as caught:
         out["ok"] = results == expected
         out["engine"] = res.plan.engine
         out["reasons"] = list(res.plan.reasons)
+        from amorsize_dask import TrainingStore
+        out["ran_locally"] = [r["features"].get("ran_locally", 0) for r in TrainingStore(train).records()]
     except TypeError as exc:
         out["error"] = str(exc)
 out["warnings"] = [str(w.message) for w in caught if "amorsize" in str(w.message) or "pickle" in str(w.message)]
@@ -252,6 +256,7 @@ def test_auto_never_fails_on_work_that_cannot_travel(tmp_path, case):
         assert len(out["warnings"]) == 1, out["warnings"]
         assert "item 150" in out["warnings"][0]
         assert any("item 150" in reason for reason in out["reasons"]), out["reasons"]
+        assert out["ran_locally"] == [1]  # and the record says so
 
 
 @pytest.mark.parametrize("case", ["func", "item", "result"])

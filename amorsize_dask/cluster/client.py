@@ -9,9 +9,15 @@ False
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import weakref
+
+from ..learning.model import Prediction
+
+__all__ = ["METADATA_KEY", "has_plugin", "forget", "ping", "remote_plan", "register_run", "finish_run",
+           "remote_target", "prediction_from_reply", "cluster_workers", "plugin_failed"]
 
 # The scheduler's task metadata key under which a running plugin announces itself.
 METADATA_KEY = "amorsize-plugin"
@@ -97,3 +103,51 @@ def remote_target(client, target_duration: float = 5.0) -> int:
     """Worker threads the pending amorsize work needs to finish in ``target_duration`` (0: none)."""
     return client.sync(client.scheduler.amorsize_target, target_duration=target_duration,
                        callback_timeout=PING_TIMEOUT)
+
+
+def prediction_from_reply(found: dict) -> Prediction:
+    """The :class:`Prediction` a plugin's plan reply carries (its tuples travel as lists)."""
+    fields = {f.name: found[f.name] for f in dataclasses.fields(Prediction) if f.name in found}
+    if fields.get("best_config") is not None:
+        fields["best_config"] = tuple(fields["best_config"])
+    return Prediction(**fields)
+
+
+# The cluster's workers (scheduler_info, every worker's details) per client, fetched again
+# only when the cheap {address: threads} check says workers arrived or left.
+_SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def cluster_workers(client) -> dict:
+    """``scheduler_info()["workers"]`` of ``client``'s cluster, cached until its workers change."""
+    if getattr(client, "asynchronous", False):
+        raise TypeError(
+            f"amorsize_dask needs a synchronous distributed.Client, got an asynchronous one ({client!r}); "
+            "create Client(address) without asynchronous=True, or call amorsize_dask.map in a thread "
+            "(await asyncio.to_thread(amorsize_dask.map, func, items, client=Client(address)))"
+        )
+    nthreads = client.nthreads()
+    try:
+        known, workers = _SHAPES.get(client, (None, None))
+    except TypeError:  # not weak-referenceable
+        known, workers = None, None
+    if known != nthreads or workers is None:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        try:
+            _SHAPES[client] = (nthreads, workers)
+        except TypeError:
+            pass
+    return workers
+
+
+_warned_plugin: set = set()
+
+
+def plugin_failed(client, what: str, exc: Exception) -> None:
+    """A plugin RPC failed: warn once per scheduler, stop asking it for a while, go on here."""
+    address = str(getattr(getattr(client, "scheduler", None), "address", client))
+    forget(client, found=False)
+    if address not in _warned_plugin:
+        _warned_plugin.add(address)
+        logger.warning("amorsize_dask: could not %s the scheduler plugin at %s (%s: %s); "
+                       "planning and recording on this client instead", what, address, type(exc).__name__, exc)

@@ -34,8 +34,8 @@ from ..target import fingerprint as fingerprints
 from ..engines.dask import KEY_PREFIX, parse_task_key
 from ..learning.learner import get_learner
 from .client import METADATA_KEY
-from .requests import (MAX_STR_CHARS, MAX_TASKS_PER_RUN, _bad, _check_run,  # noqa: F401 (re-exported)
-                              _hex16, _int, _run_id, _seconds, _text)
+from .requests import (MAX_STR_CHARS, MAX_TASKS_PER_RUN, bad_value, check_run,  # noqa: F401 (re-exported)
+                              checked_hex16, checked_int, checked_run_id, checked_seconds, checked_text)
 from ..learning.records import MAX_INT, make_record
 
 logger = logging.getLogger("amorsize_dask")
@@ -215,11 +215,11 @@ class AmorsizePlugin(SchedulerPlugin):
         evidence, else the prediction's fields (engine, n_workers, chunksize, confidence,
         seconds, explored, n_observations, best_seconds).
         """
-        workload = _hex16("workload", workload)
-        _text("function", function)
-        n_items = _int("n_items", n_items, 1, MAX_INT)
+        workload = checked_hex16("workload", workload)
+        checked_text("function", function)
+        n_items = checked_int("n_items", n_items, 1, MAX_INT)
         if type(explore) is not bool:
-            raise _bad("explore", "True or False", explore, TypeError)
+            raise bad_value("explore", "True or False", explore, TypeError)
         self.n_plans += 1
         try:
             fp = self._fingerprint()
@@ -246,7 +246,7 @@ class AmorsizePlugin(SchedulerPlugin):
         "features": {"n_items": ..., ...}, "plan": {"engine": "dask", "n_workers",
         "chunksize", "source"}, "predicted_seconds": float | None, "planning_seconds": float}``.
         """
-        run = _check_run(run)
+        run = check_run(run)
         if run["run_id"] in self._runs:
             raise ValueError(f"amorsize plugin: run_id {run['run_id']!r} is already registered; "
                              "use a new id per run (engines.dask.new_run_id())")
@@ -269,7 +269,7 @@ class AmorsizePlugin(SchedulerPlugin):
         when the plugin cannot (it does not know the run, or did not see all its tasks
         finish): the client records the run itself. The write (file I/O, the learner's
         lock) runs off the scheduler's event loop."""
-        run = self._runs.get(_run_id("run_id", run_id))
+        run = self._runs.get(checked_run_id("run_id", run_id))
         if run is None:
             return False
         self._drop(run, None if run.finished is not None else "the plugin did not see all its tasks finish")
@@ -307,7 +307,7 @@ class AmorsizePlugin(SchedulerPlugin):
         Remaining tasks × seconds per task (measured so far, else predicted), at least 1
         while work is pending; 0 when there is none.
         """
-        duration = _seconds("target_duration", target_duration)
+        duration = checked_seconds("target_duration", target_duration)
         try:
             self._evict(time.time(), 0)
             work, pending = 0.0, 0

@@ -42,6 +42,7 @@ class Planned:
     sample: Sample | None = None
     profile: Profile | None = None
     speculation: Speculation | None = None
+    ran_locally: bool = False  # some items could not travel to the planned workers and ran here
 
 
 def plan_items(

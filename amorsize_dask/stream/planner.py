@@ -36,7 +36,7 @@ from ..planning.planner import Planned
 from ..planning.sampling import Profile
 from ..target.machine import available_memory
 from ..settings import Settings
-from ..target.target import Target
+from ..mapping import target_for
 
 __all__ = ["SAMPLE_SECONDS", "RECHECK_GROWTH", "TARGET_CHUNK_SECONDS", "MAX_CHUNK_BYTES",
            "MAX_CHUNK_ITEMS", "IN_FLIGHT_PER_WORKER", "REPLAN_FACTOR", "THREADS_BELOW_CPU_RATIO",
@@ -87,7 +87,7 @@ class StreamPlanner:
         self.func = func  # the user's function (names in errors, the workload key)
         self.call = call  # what runs on each item (func, or func(*args) for several iterables)
         self.requested = (engine, n_workers, chunksize)
-        self.target = _target(func, client, engine, training_dir)
+        self.target = target_for(func, client, engine, training_dir)
         self.client = self.target.client
         self.engine = "serial" if engine == "auto" and self.client is None else ("dask" if engine == "auto" else engine)
         self.n_workers = n_workers or (1 if self.engine == "serial" else self.target.cores)
@@ -245,20 +245,6 @@ class StreamPlanner:
         )
         self.target.record(self.func, Planned(plan, profile=self.profile), wall_seconds=wall_seconds,
                            compute_seconds=self.compute_seconds)
-
-
-def _target(func, client, engine: str, training_dir) -> Target:
-    """The cluster when one is given or active (and no local engine was asked for), else here."""
-    from ..target.context import active_client
-
-    if engine in ("serial", "threads", "processes"):
-        return Target.local(func, training_dir)
-    client = client if client is not None else active_client()
-    if client is None:
-        if engine == "dask":
-            raise ValueError("engine='dask' needs a distributed Client: pass client=..., or create one first")
-        return Target.local(func, training_dir)
-    return Target.cluster(client, func, training_dir)
 
 
 def _pickled_sizes(call, items, results) -> tuple[float, float, bool]:

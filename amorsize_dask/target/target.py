@@ -12,11 +12,9 @@ plan before the call and records the measured run after it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import numbers
-import weakref
 from dataclasses import dataclass, field
 
 from .. import config
@@ -27,11 +25,13 @@ from ..planning.overheads import Overheads
 from .context import can_start_processes
 from .fingerprint import Fingerprint, local_fingerprint
 from ..learning.learner import Learner, get_learner
-from ..learning.model import Prediction
 from ..planning.plan import Plan, format_seconds
-from .workload import function_key, function_name
+from .workload import function_name, workload_key
+from ..cluster import client as plugin_client
 
 logger = logging.getLogger("amorsize_dask")
+
+__all__ = ["Target"]
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Target:
         """
         from .fingerprint import cluster_fingerprint
 
-        workers = cluster_workers(client)
+        workers = plugin_client.cluster_workers(client)
         if not workers:
             raise RuntimeError(
                 f"the cluster behind {client!r} has no workers; wait for them "
@@ -231,7 +231,7 @@ class Target:
         try:
             client.register_run(self.client, run)
         except Exception as exc:
-            _plugin_failed(self.client, "register the run with", exc)
+            plugin_client.plugin_failed(self.client, "register the run with", exc)
             return run_id
         self._plugin_runs.add(run_id)
         return run_id
@@ -250,6 +250,8 @@ class Target:
             for key in ("item_cv", "cpu_ratio", "bytes_in", "bytes_out", "thread_speedup"):
                 if key in prof:
                     features[key] = prof[key]
+        if planned.ran_locally:
+            features["ran_locally"] = 1  # items that could not be pickled ran in the caller
         if self.client is None and not self.thread_safe():
             features[thread_safety.FEATURE] = 0  # later runs (and processes) keep off threads
         return features
@@ -305,8 +307,6 @@ class Target:
         """:mod:`amorsize_dask.cluster.client` if this cluster's scheduler runs the plugin, else None."""
         if self.client is None:
             return None
-        from ..cluster import client as plugin_client
-
         try:
             return plugin_client if plugin_client.has_plugin(self.client) else None
         except Exception as exc:
@@ -315,12 +315,10 @@ class Target:
 
     def _plugin_recorded(self, run_id: str) -> bool:
         """Ask the plugin to write the record of a run it followed; False if it did not."""
-        from ..cluster import client as plugin_client
-
         try:
             return plugin_client.finish_run(self.client, run_id)
         except Exception as exc:
-            _plugin_failed(self.client, "record the run with", exc)
+            plugin_client.plugin_failed(self.client, "record the run with", exc)
             return False
 
     def _plugin_prediction(self, n_items: int, explore: bool):
@@ -339,9 +337,9 @@ class Target:
                 raise ValueError(f"fingerprint {reply['fingerprint']!r} does not match its fields (id {fp.id!r})")
             cores = int(reply["cores"])
             found = reply["plan"]
-            pred = None if found is None else prediction_from_reply(found)
+            pred = None if found is None else plugin_client.prediction_from_reply(found)
         except Exception as exc:
-            _plugin_failed(self.client, "plan with", exc)
+            plugin_client.plugin_failed(self.client, "plan with", exc)
             return _NO_PLUGIN
         if cores > 0:
             self.fingerprint, self.cores = fp, cores
@@ -351,65 +349,6 @@ class Target:
 _NO_PLUGIN = object()
 
 
-def prediction_from_reply(found: dict) -> Prediction:
-    """The :class:`Prediction` a plugin's plan reply carries (its tuples travel as lists)."""
-    fields = {f.name: found[f.name] for f in dataclasses.fields(Prediction) if f.name in found}
-    if fields.get("best_config") is not None:
-        fields["best_config"] = tuple(fields["best_config"])
-    return Prediction(**fields)
-# The cluster's workers (scheduler_info, every worker's details) per client, fetched again
-# only when the cheap {address: threads} check says workers arrived or left.
-_SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def cluster_workers(client) -> dict:
-    """``scheduler_info()["workers"]`` of ``client``'s cluster, cached until its workers change."""
-    if getattr(client, "asynchronous", False):
-        raise TypeError(
-            f"amorsize_dask needs a synchronous distributed.Client, got an asynchronous one ({client!r}); "
-            "create Client(address) without asynchronous=True, or call amorsize_dask.map in a thread "
-            "(await asyncio.to_thread(amorsize_dask.map, func, items, client=Client(address)))"
-        )
-    nthreads = client.nthreads()
-    try:
-        known, workers = _SHAPES.get(client, (None, None))
-    except TypeError:  # not weak-referenceable
-        known, workers = None, None
-    if known != nthreads or workers is None:
-        workers = client.scheduler_info(n_workers=-1)["workers"]
-        try:
-            _SHAPES[client] = (nthreads, workers)
-        except TypeError:
-            pass
-    return workers
-
-
 def _plain(value):
     """A plain int or float (numpy numbers do not travel in the scheduler's messages)."""
     return int(value) if isinstance(value, numbers.Integral) else float(value)
-
-
-_warned_plugin: set = set()
-
-
-def _plugin_failed(client, what: str, exc: Exception) -> None:
-    """A plugin RPC failed: warn once per scheduler, stop asking it for a while, go on here."""
-    from ..cluster import client as plugin_client
-
-    address = str(getattr(getattr(client, "scheduler", None), "address", client))
-    plugin_client.forget(client, found=False)
-    if address not in _warned_plugin:
-        _warned_plugin.add(address)
-        logger.warning("amorsize_dask: could not %s the scheduler plugin at %s (%s: %s); "
-                       "planning and recording on this client instead", what, address, type(exc).__name__, exc)
-
-
-def workload_key(func) -> str:
-    """The function's key; a function that cannot be keyed gets one from its name."""
-    try:
-        return function_key(func)
-    except Exception as exc:  # an exotic callable must never fail the user's map
-        logger.debug("no function key for %r: %s", func, exc)
-        import hashlib
-
-        return hashlib.sha256(function_name(func).encode()).hexdigest()[:16]

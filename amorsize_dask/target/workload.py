@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import types
 import weakref
 from typing import Any, Callable
 
-__all__ = ["function_key", "function_name"]
+__all__ = ["function_key", "function_name", "workload_key"]
 
 # How many levels of called globals / captured functions enter a key. Deeper
 # functions are represented by their own code only.
@@ -273,3 +274,12 @@ def _code(code: types.CodeType) -> Any:
         code.co_kwonlyargcount,
         code.co_flags & _CODE_FLAGS,
     )
+
+
+def workload_key(func) -> str:
+    """The function's key; a function that cannot be keyed gets one from its name."""
+    try:
+        return function_key(func)
+    except Exception as exc:  # an exotic callable must never fail the user's map
+        logging.getLogger("amorsize_dask").debug("no function key for %r: %s", func, exc)
+        return hashlib.sha256(function_name(func).encode()).hexdigest()[:16]
