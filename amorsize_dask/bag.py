@@ -17,7 +17,7 @@ from . import validation
 from .target.context import current_worker
 from .engines.base import raise_failure
 from .engines.chunks import run_chunk
-from .engines.dask import new_run_id
+from .cluster.keys import new_run_id
 from .learning.learner import get_learner
 from .mapping import as_sequence, plan_call, target_for
 from .planning.plan import Plan

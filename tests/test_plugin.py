@@ -1,7 +1,6 @@
 """The scheduler plugin on real clusters: plans, records, the CLI preload, bounds, robustness."""
 
 import logging
-import math
 import os
 import signal
 import subprocess

@@ -31,8 +31,9 @@ import click
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from ..target import fingerprint as fingerprints
-from ..engines.dask import KEY_PREFIX, parse_task_key
+from .keys import KEY_PREFIX, parse_task_key
 from ..learning.learner import get_learner
+from ..planning.prediction import predict_here
 from .client import METADATA_KEY
 from .requests import (MAX_STR_CHARS, MAX_TASKS_PER_RUN, bad_value, check_run,  # noqa: F401 (re-exported)
                               checked_hex16, checked_int, checked_run_id, checked_seconds, checked_text)
@@ -233,10 +234,8 @@ class AmorsizePlugin(SchedulerPlugin):
             raise self._handler_failed("amorsize_plan", exc) from None
 
     def _predict(self, fp, workload: str, n_items: int, cores: int, explore: bool):
-        from ..target.target import Target
-
-        here = Target(fingerprint=fp, workload=workload, learner=self.learner, cores=cores)
-        return here.prediction(n_items, explore=explore, engines=("serial", "dask"))
+        return predict_here(self.learner, fp, workload, n_items, cores=cores, explore=explore,
+                            engines=("serial", "dask"))
 
     def amorsize_run(self, run) -> None:
         """Follow the tasks of a run about to start (recorded once they finished and the

@@ -18,7 +18,8 @@ import numbers
 from dataclasses import dataclass, field
 
 from .. import config
-from ..planning import cost_model, overheads, thread_safety
+from ..planning import overheads, thread_safety
+from ..planning.prediction import predict_here
 from . import machine
 from ..engines import get_engine, shared_engine
 from ..planning.overheads import Overheads
@@ -117,7 +118,7 @@ class Target:
     def sample_on_worker(self, func, items, n_total: int, parallelism):
         """The planner's sample, timed in a first task on one of the cluster's workers."""
         from ..cluster.sampling import sample_on_worker
-        from ..engines.dask import sample_key
+        from ..cluster.keys import sample_key
 
         return sample_on_worker(self.client, func, items, n_total, parallelism=parallelism, key=sample_key(func))
 
@@ -184,21 +185,8 @@ class Target:
 
     def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
         """The model's prediction for this workload here, from this process's learner."""
-        return self.learner.predict(
-            self.fingerprint.id, self.workload, n_items, cores=self.cores,
-            fields=self.fingerprint.as_dict(), explore=explore, engines=engines or self.auto_engines(),
-            estimate=self.estimator(n_items),
-        )
-
-    def estimator(self, n_items: int):
-        """``config -> predicted seconds`` from this workload's measured features and this
-        target's measured overheads, or None when either is unknown."""
-        features = self.learner.features(self.fingerprint.id, self.workload)
-        found = overheads.cached(self.fingerprint.id)
-        prof = cost_model.profile_from_features(features) if features else None
-        if prof is None or found is None:
-            return None
-        return lambda cfg: cost_model.predict_one(prof, n_items, found, cfg, cores=self.cores)
+        return predict_here(self.learner, self.fingerprint, self.workload, n_items, cores=self.cores,
+                            explore=explore, engines=engines or self.auto_engines())
 
     def start_run(self, func, planned) -> str:
         """A new run id for the tasks of this run (a cluster's plugin is told about it here).
@@ -206,7 +194,7 @@ class Target:
         A dask run on a cluster whose scheduler runs the amorsize plugin is registered with
         it: the plugin then writes the run's record from the tasks it sees finish.
         """
-        from ..engines.dask import new_run_id
+        from ..cluster.keys import new_run_id
 
         run_id = new_run_id()
         plan = planned.plan
