@@ -193,8 +193,12 @@ def calibrate() -> float:
     """Measure (or load) this machine's overheads and start our pool; returns seconds spent."""
     from ..target.target import Target
 
+    from ..planning import overheads
+
     t0 = time.perf_counter()
-    Target.local(calibrate).overheads(measure_now=True)
+    Target.local(calibrate).overheads(measure_now=True)  # estimated now, measured in the background:
+    overheads.run_later()                                # measure it here, before anything is timed
+    overheads.join_background()
     shared_engine().pool(machine.cpu_count())
     return time.perf_counter() - t0
 
