@@ -42,6 +42,8 @@ __all__ = ["SAMPLE_SECONDS", "RECHECK_GROWTH", "TARGET_CHUNK_SECONDS", "MAX_CHUN
            "MAX_CHUNK_ITEMS", "IN_FLIGHT_PER_WORKER", "REPLAN_FACTOR", "THREADS_BELOW_CPU_RATIO",
            "MIN_PARALLEL_ITEM_SECONDS", "Head", "StreamPlanner"]
 
+# A sample batch shorter than this doubles the next one (a few batches reach the budget).
+SAMPLE_BATCH_SECONDS = 5e-3
 # Seconds of items timed serially before a stream is planned (its results are kept).
 # The same order as amorsize.sampling.max-seconds (0.25 s); a stream plans sooner
 # because its chunks keep measuring (bench --stream: 20,000 x 1 ms items).
@@ -121,20 +123,24 @@ class StreamPlanner:
         return Head(out.results, out.failure, remote=self.client is not None)
 
     def _sample_here(self, source):
-        results, items, compute = [], [], 0.0
+        """The first items, here, in batches of 1, 2, 4, ... until :data:`SAMPLE_SECONDS`
+        of them are timed (one item at a time cost a 1 us item twice its own time)."""
+        results, items, compute, batch = [], [], 0.0, 1
         cpu0 = time.thread_time()
-        t_read = time.perf_counter()
-        for item in source:
+        while compute < SAMPLE_SECONDS:
+            t_read = time.perf_counter()
+            chunk = list(itertools.islice(source, batch))
             self.read_seconds += time.perf_counter() - t_read
-            items.append(item)
-            out = run_chunk(self.call, [item], len(results))
+            if not chunk:
+                break
+            items += chunk
+            out = run_chunk(self.call, chunk, len(results))
             compute += out.compute_seconds
-            results.extend(out.results)
+            results += out.results
             if out.failure is not None:
                 return ChunkResult(0, results, compute, out.failure), items
-            if compute >= SAMPLE_SECONDS:
-                break
-            t_read = time.perf_counter()
+            if out.compute_seconds < SAMPLE_BATCH_SECONDS:
+                batch = min(2 * batch, MAX_CHUNK_ITEMS)
         self._cpu_ratio = min((time.thread_time() - cpu0) / compute, 1.0) if compute > 0 else 1.0
         return ChunkResult(0, results, compute), items
 
