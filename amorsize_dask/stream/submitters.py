@@ -45,7 +45,18 @@ class SerialSubmitter:
         pass
 
 
-class ThreadSubmitter:
+class _FuturesSubmitter:
+    """What a submitter whose handles are ``concurrent.futures`` futures does alike."""
+
+    def first_done(self, handles) -> int:
+        return _first_done(handles)
+
+    def cancel(self, handles) -> None:
+        for fut in handles:
+            fut.cancel()
+
+
+class ThreadSubmitter(_FuturesSubmitter):
     """Chunks on this process's pool of ``n_workers`` threads."""
 
     remote = False
@@ -60,15 +71,9 @@ class ThreadSubmitter:
     def result(self, handle, chunk, first):
         return handle.result()
 
-    def first_done(self, handles) -> int:
-        return _first_done(handles)
-
-    def cancel(self, handles) -> None:
-        for fut in handles:
-            fut.cancel()
 
 
-class ProcessSubmitter:
+class ProcessSubmitter(_FuturesSubmitter):
     """Chunks on the shared process pool of ``n_workers`` workers."""
 
     remote = True
@@ -92,12 +97,6 @@ class ProcessSubmitter:
                 "os._exit, memory); try engine='serial' to see the error"
             ) from None
 
-    def first_done(self, handles) -> int:
-        return _first_done(handles)
-
-    def cancel(self, handles) -> None:
-        for fut in handles:
-            fut.cancel()
 
 
 class DaskSubmitter:
