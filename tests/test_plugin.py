@@ -25,6 +25,12 @@ def double(x):
     return 2 * x
 
 
+def fail_on_seven(x):
+    if x == 7:
+        raise ValueError("seven")
+    return x
+
+
 def sleepy(x):
     time.sleep(0.002)
     return x + 1
@@ -372,9 +378,9 @@ def test_adaptive_target_from_plugin(tmp_path):
         idle = c.sync(adaptive.target)  # no amorsize work: distributed's own target
         assert isinstance(idle, int) and 0 <= idle <= 1
         # 40 tasks predicted at 20 s on 1 worker: 20 s of work, 4 threads to do it in 5 s
-        plugin_client.register_run(c, run_message(n_tasks=40, predicted_seconds=20.0,
-                                                  plan={"engine": "dask", "n_workers": 1, "chunksize": 1,
-                                                        "source": "model"}))
+        announced = run_message(n_tasks=40, predicted_seconds=20.0,
+                                plan={"engine": "dask", "n_workers": 1, "chunksize": 1, "source": "model"})
+        plugin_client.register_run(c, announced)
         assert plugin_client.remote_target(c, 5.0) == 4
         assert plugin_client.remote_target(c, "10s") == 2
         assert c.sync(adaptive.target) == 4  # 1 thread per worker
@@ -382,11 +388,21 @@ def test_adaptive_target_from_plugin(tmp_path):
         while len(c.scheduler_info(n_workers=-1)["workers"]) < 2:  # Adaptive scales up to maximum
             assert time.monotonic() < deadline, "AmorsizeAdaptive did not scale up"
             time.sleep(0.05)
+        # The announced run never ran a task: its client gives up on it (no record), and
+        # the plugin wants no threads for it any more.
+        assert plugin_client.finish_run(c, announced["run_id"]) is False
+        assert plugin_client.remote_target(c, 5.0) == 0
         items = list(range(60))
         assert ad.map(sleepy, items, client=c, engine="dask", n_workers=2, chunksize=5,
                       training_dir=tmp_path) == [x + 1 for x in items]
-        assert c.sync(adaptive.target) >= 1
-        assert plugin_client.remote_target(c, 5.0) >= 0
+        # A run that returned is over: nothing pending (Adaptive may shrink the cluster).
+        assert on_plugin(c, lambda p: p.n_recorded) == 1  # the plugin followed that run
+        assert plugin_client.remote_target(c, 5.0) == 0
+        assert on_plugin(c, lambda p: p.pending_runs()) == 0
+        with pytest.raises(ValueError, match="seven"):  # one that raised is over too
+            ad.map(fail_on_seven, range(40), client=c, engine="dask", n_workers=2, chunksize=5,
+                   training_dir=tmp_path)
+        assert plugin_client.remote_target(c, 5.0) == 0
 
 
 def test_adaptive_without_plugin_scales_like_adaptive(inproc):
