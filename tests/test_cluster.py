@@ -164,3 +164,15 @@ def test_killed_worker_loses_no_items(tmp_path):
         assert victim not in c.run(os.getpid).values()  # the worker really died (and was replaced)
         done = [int(x) for x in marker.read_text().split()]
         assert set(done) == set(items)  # some items ran twice: the dead worker's chunk again
+
+
+def test_bench_oracle_runs_one_task_on_one_worker(client):
+    # The cluster benchmark's oracle entry for a serial loop runs it on a worker: a
+    # function that only a marked worker may run (as the worker-only family's) works.
+    from amorsize_dask.bench.cluster import one_task_on_one_worker
+    from amorsize_dask.bench.cluster_families import MARKER, _mark_workers, worker_only
+
+    _mark_workers(client)
+    assert MARKER not in os.environ
+    seconds = one_task_on_one_worker(client, worker_only, list(range(20)))
+    assert 0 < seconds < float("inf")

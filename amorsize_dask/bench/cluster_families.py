@@ -3,10 +3,13 @@
 - ``bag-read-text``: ``json.loads`` over a real multi-file text Bag
   (``dask.bag.read_text`` of :data:`N_FILES` files): Dask's default keeps one partition
   per file; ours is ``amorsize_dask.bag.map(json.loads, bag)``; the oracle is the fastest
-  of ``bag.repartition(k)`` for k = 1 (one task on one worker) .. the file count.
+  of ``bag.repartition(k)`` for k = 1 (one task on one worker: the lines are read where
+  the bag's tasks run, so a ``Client.submit`` loop would need them read in the client
+  first) .. the file count.
 - ``worker-only``: a ~1 ms function that raises unless a worker plugin marked its process
   (it needs the workers' environment); the oracle is the fastest of one task on one worker
-  and ``from_sequence(items, npartitions=k)`` — in-process serial cannot run it.
+  (``Client.submit`` of a serial loop) and ``from_sequence(items, npartitions=k)`` —
+  in-process serial cannot run it.
 
 Each row has the keys of :func:`amorsize_dask.bench.cluster.render`.
 """
@@ -103,11 +106,12 @@ def worker_only_function(client, cap: float) -> dict:
     import dask.bag as db
 
     from ..mapping import run_map
-    from .cluster import _bag, _client_map
+    from .cluster import ONE_TASK, _bag, _client_map, one_task_on_one_worker
 
     _mark_workers(client)
     items = list(range(WORKER_ONLY_ITEMS))
     grid = {f"bag {k} partitions": _bag(client, worker_only, items, k) for k in (1, 2, 4, 8, 16, 32, 64)}
+    grid[ONE_TASK] = one_task_on_one_worker(client, worker_only, items)
     bag_default = _bag(client, worker_only, items, cap=cap)
     client_map, _ = _client_map(client, worker_only, items, cap)
     with tempfile.TemporaryDirectory(prefix="amorsize-cluster-") as d:
