@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import math
 import numbers
+import threading
 import time
 
 import click
@@ -35,6 +36,7 @@ from .keys import KEY_PREFIX, parse_task_key
 from ..learning.learner import get_learner
 from ..planning.prediction import predict_here
 from .client import METADATA_KEY
+from .first_index import index_elsewhere_if_large
 from .requests import (MAX_STR_CHARS, MAX_TASKS_PER_RUN, bad_value, check_run,  # noqa: F401 (re-exported)
                               checked_hex16, checked_int, checked_run_id, checked_seconds, checked_text)
 from ..learning.records import MAX_INT, make_record
@@ -99,6 +101,7 @@ class AmorsizePlugin(SchedulerPlugin):
         self.scheduler = None
         self.learner = None
         self._runs: dict[str, _Run] = {}
+        self._first_index, self._indexed = threading.Lock(), False  # see _learner()
         self._n_pending_tasks = 0
         self._warned_evict = False
         self.n_hook_errors = 0
@@ -182,7 +185,7 @@ class AmorsizePlugin(SchedulerPlugin):
         features = dict(run.features)
         features["item_seconds"] = compute / features["n_items"]
         wall = run.finished - run.started + run.planning
-        return self.learner.record(
+        return self._learner().record(
             fingerprint=run.fingerprint.id, fingerprint_fields=run.fingerprint.as_dict(),
             workload=run.workload, function=run.function, features=features,
             engine=run.plan["engine"], n_workers=run.plan["n_workers"], chunksize=run.plan["chunksize"],
@@ -233,8 +236,16 @@ class AmorsizePlugin(SchedulerPlugin):
         except Exception as exc:
             raise self._handler_failed("amorsize_plan", exc) from None
 
+    def _learner(self):
+        """The learner, a large directory first indexed by a child process (in a thread)."""
+        with self._first_index:
+            if not self._indexed:
+                index_elsewhere_if_large(self.learner, self.learner.store.path)
+                self._indexed = True
+        return self.learner
+
     def _predict(self, fp, workload: str, n_items: int, cores: int, explore: bool):
-        return predict_here(self.learner, fp, workload, n_items, cores=cores, explore=explore,
+        return predict_here(self._learner(), fp, workload, n_items, cores=cores, explore=explore,
                             engines=("serial", "dask"))
 
     def amorsize_run(self, run) -> None:
