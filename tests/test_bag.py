@@ -156,3 +156,22 @@ def test_bag_partitions_merge_only_on_measured_evidence(client, tmp_path):
     b = ad.bag.map(spin_line, db.read_text(pattern), client=client, training_dir=store)
     assert 2 <= b.npartitions < 8  # merged, never below the cluster's 2 worker threads
     assert b.compute() == _expected(pattern)
+
+
+def test_bag_of_unknown_size_is_planned_next_time_from_its_own_partitions(client, tmp_path):
+    # A Bag's size is unknown when it is built; its partitions measure and count themselves
+    # on the workers and, once all finished, the run is recorded: the next call of the same
+    # workload plans from that record (the model), with the size the partitions counted.
+    pattern = _text_files(tmp_path)
+    store = tmp_path / "store"
+    first = ad.bag.map(spin_line, db.read_text(pattern), client=client, training_dir=store)
+    assert first.compute() == _expected(pattern)
+    assert _wait_for_records(store, 1) == 1
+    (measured,) = TrainingStore(store).records()
+    assert measured["plan"]["source"] == "default" and measured["features"]["n_items"] == 400
+    second = ad.bag.map(spin_line, db.read_text(pattern), client=client, training_dir=store)
+    assert second.compute() == _expected(pattern)
+    assert _wait_for_records(store, 2) == 2
+    newest = max(TrainingStore(store).records(), key=lambda r: r["time"])
+    assert newest["plan"]["source"] == "model", newest["plan"]
+    assert newest["features"]["n_items"] == 400
