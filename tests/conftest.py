@@ -1,4 +1,5 @@
-"""Test isolation: a private cache dir (machine overheads) and training dir per session."""
+"""Test isolation: a private cache dir (machine overheads) and training dir per session;
+the real cluster most tests run on."""
 
 import os
 
@@ -18,3 +19,13 @@ def _private_dirs(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    """A Client of a real LocalCluster: 2 worker processes of 1 thread (one per module)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
+            Client(lc) as c:
+        yield c

@@ -64,11 +64,9 @@ def test_dask_engine_without_client_says_what_to_do():
 
 
 @pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
-            Client(lc) as c:
-        assert not plugin_client.has_plugin(c)
-        yield c
+def client(cluster_client):
+    assert not plugin_client.has_plugin(cluster_client)
+    return cluster_client
 
 
 @pytest.mark.parametrize(
