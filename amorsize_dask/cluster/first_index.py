@@ -35,11 +35,15 @@ LARGE_BYTES = 2 << 20
 # learner indexes in-process, as without a child.
 CHILD_SECONDS = 600.0
 
+# The child is background work: on a machine with fewer free cores than runnable
+# threads it yields the CPU to the scheduler's (nice 10: a tenth of a nice-0 share).
+CHILD_NICENESS = 10
 # The child prunes a directory past amorsize.store.max-bytes to half of it first, as the
 # store's writers do on their first append (which would otherwise be the plugin's, with a
 # full parse in the scheduler's process).
 _CHILD = """
-import sys
+import os, sys
+getattr(os, "nice", lambda n: 0)(CHILD_NICENESS)  # not on Windows
 from amorsize_dask import config
 from amorsize_dask.learning import snapshot
 from amorsize_dask.learning.compaction import segment_bytes
@@ -51,7 +55,7 @@ if budget and segment_bytes(TrainingStore(sys.argv[1]).path / SEGMENTS) > budget
 learner = Learner(sys.argv[1])
 learner.refresh()
 sys.exit(0 if snapshot.save(learner) else 1)
-"""
+""".replace("CHILD_NICENESS", str(CHILD_NICENESS))
 
 
 def index_elsewhere_if_large(learner, path) -> bool:
