@@ -23,8 +23,10 @@ import atexit
 import hashlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
+import weakref
 from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
@@ -34,7 +36,7 @@ from ..target.workload import function_name
 from . import process_worker, transport
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import ChunkResult, run_chunk
-from .worker_start import caller_state, forkserver_preload, module_stamp, slim_context
+from .worker_start import AUTO, caller_state, forkserver_preload, module_stamp, resolve_start_method, slim_context
 
 __all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
 
@@ -46,11 +48,14 @@ _START_TIMEOUT_SECONDS = 60.0
 
 
 def default_start_method() -> str:
-    """``amorsize.start-method``, else forkserver where available (safe with threads), else spawn."""
+    """``amorsize.start-method``; else on Linux ``auto`` (fork when no other thread is busy,
+    else forkserver: :mod:`.worker_start`), forkserver where available, else spawn."""
     configured = config.get("start-method")
     if configured:
         return configured
     methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and {"fork", "forkserver"} <= set(methods):
+        return AUTO
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
@@ -83,12 +88,23 @@ class ProcessEngine(Engine):
         self._draining: list[_Pool] = []  # retired pools whose workers may still be finishing
         self._lock = threading.RLock()
         self.last_start_seconds: float | None = None
+        self.last_start_method: str | None = None  # "auto" resolved: the method the last pool started with
         self.start_seconds_total = 0.0  # every pool start of this engine: one-time costs of the runs that paid them
         self.modules_sent: set[str] = set()  # modules of functions sent before (imported there)
+        _ENGINES.add(self)
 
     @property
     def start_method(self) -> str:
         return self._requested_start_method or default_start_method()
+
+    def next_start_method(self) -> str:
+        """The method a pool started now would use (``auto`` resolved)."""
+        return resolve_start_method(self.start_method)
+
+    def forget_pools(self) -> None:
+        """In a forked child: the parent's pools are not this process's to use or stop."""
+        self._pools, self._draining = {}, []
+        self._lock = threading.RLock()
 
     def is_warm(self, n_workers: int) -> bool:
         """True when a pool of ``n_workers`` that matches the caller is already running."""
@@ -138,8 +154,9 @@ class ProcessEngine(Engine):
 
     def _start(self, n_workers: int) -> ProcessPoolExecutor:
         t0 = time.perf_counter()
-        ctx = slim_context(self.start_method)
-        if self.start_method == "forkserver":
+        method = self.next_start_method()
+        ctx = slim_context(method)
+        if method == "forkserver":
             ctx.set_forkserver_preload(forkserver_preload(process_worker.__name__))
         barrier = ctx.Barrier(n_workers)
         pool = ProcessPoolExecutor(
@@ -154,6 +171,7 @@ class ProcessEngine(Engine):
             pool.shutdown(wait=True, cancel_futures=True)
             raise WorkerStartError(exc) from exc
         self.last_start_seconds = time.perf_counter() - t0
+        self.last_start_method = method
         self.start_seconds_total += self.last_start_seconds
         return pool
 
@@ -363,6 +381,20 @@ def _stop(entry: _Pool, kill: bool = False) -> None:
 
 _ENGINE: ProcessEngine | None = None
 _ENGINE_LOCK = threading.Lock()
+_ENGINES: "weakref.WeakSet[ProcessEngine]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a worker of ours, or the user's own fork) starts with no pools: the
+    parent's belong to the parent, and a lock held while forking would never be released."""
+    global _ENGINE_LOCK
+    for engine in list(_ENGINES):
+        engine.forget_pools()
+    _ENGINE_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shared_engine() -> ProcessEngine:

@@ -34,7 +34,7 @@ from ..engines.chunks import identity
 
 __all__ = ["Overheads", "ESTIMATED_START_SECONDS", "ESTIMATED_TASK_SECONDS", "ESTIMATED_ITEM_SECONDS",
            "ESTIMATED_BYTES_PER_SECOND", "ESTIMATED_THREAD_TASK_SECONDS", "cache_path", "cached",
-           "measure_local", "measure_cluster", "get", "estimate", "measure_later", "run_later",
+           "measure_local", "measure_cluster", "get", "estimate", "for_start_method", "measure_later", "run_later",
            "join_background"]
 
 logger = logging.getLogger("amorsize_dask")
@@ -73,6 +73,9 @@ class Overheads:
 # first pool start of a fresh script with slim workers (97-117 ms, session 3), each
 # rounded towards "parallel costs more" so that an estimate never invents a speedup.
 ESTIMATED_START_SECONDS = 0.15
+# A forked pool's start (2 workers): 16-30 ms in a fresh script on this machine, the
+# pool start line of ``amorsize-dask bench --fresh`` (session 4), rounded up.
+ESTIMATED_FORK_START_SECONDS = 0.04
 ESTIMATED_TASK_SECONDS = 2e-4
 ESTIMATED_ITEM_SECONDS = 3e-7
 ESTIMATED_BYTES_PER_SECOND = 1.5e8
@@ -133,7 +136,7 @@ def measure_local(process_engine, thread_engine, n_workers: int) -> Overheads:
     thread_engine.run(identity, list(range(_CALIBRATION_TASKS)), n_workers=2, chunksize=1, first_index=0)
     thread_task = (time.perf_counter() - t0) / _CALIBRATION_TASKS
     return Overheads(process_engine.last_start_seconds, task, item, bandwidth, thread_task,
-                     process_engine.start_method, time.time())
+                     process_engine.last_start_method or process_engine.start_method, time.time())
 
 
 def measure_cluster(dask_engine, n_threads: int) -> Overheads:
@@ -194,9 +197,30 @@ def estimate(start_method: str) -> Overheads:
     >>> estimate("forkserver").estimated
     True
     """
-    return Overheads(ESTIMATED_START_SECONDS, ESTIMATED_TASK_SECONDS, ESTIMATED_ITEM_SECONDS,
+    return Overheads(_estimated_start_seconds(start_method), ESTIMATED_TASK_SECONDS, ESTIMATED_ITEM_SECONDS,
                      ESTIMATED_BYTES_PER_SECOND, ESTIMATED_THREAD_TASK_SECONDS, start_method, time.time(),
                      estimated=True)
+
+
+def _estimated_start_seconds(start_method: str) -> float:
+    return ESTIMATED_FORK_START_SECONDS if start_method == "fork" else ESTIMATED_START_SECONDS
+
+
+def for_start_method(found: Overheads, start_method: str) -> Overheads:
+    """``found`` with the pool start of ``start_method``: the figures were measured with
+    the method the calibrating pool used (fork or forkserver, under ``auto``); a pool
+    started now with another is costed by that method's estimate.
+
+    >>> forked = dataclasses.replace(estimate("fork"), estimated=False)
+    >>> for_start_method(forked, "forkserver").start_seconds == ESTIMATED_START_SECONDS
+    True
+    >>> for_start_method(forked, "fork") is forked
+    True
+    """
+    if found.start_method in (start_method, "dask"):
+        return found
+    return dataclasses.replace(found, start_seconds=_estimated_start_seconds(start_method),
+                               start_method=start_method)
 
 
 def measure_later(fingerprint_id: str, measure) -> None:
