@@ -12,6 +12,8 @@ compacted makes it grow, so it is not removed, and ids deduplicate the copies.
 
 from __future__ import annotations
 
+import sys
+
 import collections
 import os
 import pathlib
@@ -71,8 +73,9 @@ def records_to_keep(merged: list[dict], segments: dict, removable: list[str], ke
 
 def on_event_loop() -> bool:
     """Is this thread running an asyncio event loop (which file I/O must not block)?"""
-    import asyncio
-
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False  # no loop runs without it; importing it would cost a script's first call ~45 ms
     try:
         asyncio.get_running_loop()
     except RuntimeError:
