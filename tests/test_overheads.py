@@ -25,6 +25,17 @@ def fresh_id():
     return uuid.uuid4().hex[:16]
 
 
+class Measure:
+    """A stand-in for an engine's timing run: returns ``FIGURES`` and counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        return Overheads(**FIGURES, measured_at=time.time())
+
+
 def test_overheads_are_built_by_keyword_only():
     with pytest.raises(TypeError):
         Overheads(0.1, 1e-4, 1e-6, 1e9, 2e-5, "forkserver", 0.0)
@@ -33,16 +44,10 @@ def test_overheads_are_built_by_keyword_only():
 
 
 def test_get_measures_once_caches_json_and_reads_it_back(cache_home):
-    fid = fresh_id()
-    calls = []
-
-    def measure():
-        calls.append(1)
-        return Overheads(**FIGURES, measured_at=time.time())
-
+    fid, measure = fresh_id(), Measure()
     first = overheads.get(fid, measure)
     assert overheads.get(fid, measure) == first
-    assert calls == [1]
+    assert measure.calls == 1
     path = overheads.cache_path(fid)
     assert path.parent.parent == cache_home / "amorsize_dask"
     assert json.loads(path.read_text()) == dataclasses.asdict(first)
@@ -78,7 +83,7 @@ def test_bad_or_stale_caches_are_ignored(cache_home, change):
 def test_a_missing_cache_is_none_and_an_unwritable_one_still_returns_figures(cache_home):
     assert overheads.cached(fresh_id()) is None
     (cache_home / "amorsize_dask").write_text("a file where the cache dir should be")
-    found = overheads.get(fresh_id(), lambda: Overheads(**FIGURES, measured_at=time.time()))
+    found = overheads.get(fresh_id(), Measure())
     assert found.task_seconds == FIGURES["task_seconds"]
 
 
@@ -91,19 +96,13 @@ def test_estimate_uses_the_named_figures_and_says_so():
 
 
 def test_measure_later_runs_once_per_id_after_the_call(cache_home):
-    fid = fresh_id()
-    calls = []
-
-    def measure():
-        calls.append(1)
-        return Overheads(**FIGURES, measured_at=time.time())
-
+    fid, measure = fresh_id(), Measure()
     overheads.measure_later(fid, measure)
     overheads.measure_later(fid, measure)   # asked twice before the call ended: measured once
-    assert calls == []
+    assert measure.calls == 0
     thread = overheads.run_later()
     assert thread is not None
     assert overheads.join_background(60)
-    assert calls == [1]
+    assert measure.calls == 1
     assert overheads.cached(fid).task_seconds == FIGURES["task_seconds"]
     assert overheads.run_later() is None    # nothing left to do

@@ -9,7 +9,7 @@ import time
 
 import pickle
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import amorsize_dask as ad
 from amorsize_dask.learning import learner as learning
@@ -17,6 +17,7 @@ from amorsize_dask.cluster import client as plugin_client
 from amorsize_dask.cluster.adaptive import AmorsizeAdaptive
 from amorsize_dask.cluster.plugin import CONFIRM_SECONDS, MAX_PENDING_RUNS, RUN_TTL_SECONDS, AmorsizePlugin
 from amorsize_dask.learning.store import TrainingStore
+from tests.helpers.cluster import in_process_cluster, local_cluster
 
 DEADLINE = 60
 
@@ -28,11 +29,6 @@ def double(x):
 def sleepy(x):
     time.sleep(0.002)
     return x + 1
-
-
-def cluster(**kwargs):
-    kwargs = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0", **kwargs}
-    return LocalCluster(**kwargs)
 
 
 def plugins(client):
@@ -60,7 +56,7 @@ def training(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(training):
-    with cluster() as lc, Client(lc) as c:
+    with local_cluster() as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(training)))
         yield c
 
@@ -68,8 +64,7 @@ def client(training):
 @pytest.fixture
 def inproc():
     """A small in-process cluster, for tests that leave a plugin in an odd state."""
-    with cluster(n_workers=1, processes=False, dashboard_address=None) as lc, \
-            Client(lc) as c:
+    with in_process_cluster() as lc, Client(lc) as c:
         yield c
 
 
@@ -341,7 +336,7 @@ def test_cli_preload(tmp_path):
 @pytest.mark.parametrize("with_plugin", [True, False], ids=["plugin", "no-plugin"])
 def test_learning_carries_across_clusters(tmp_path, with_plugin):
     items = list(range(200))
-    with cluster() as lc, Client(lc) as a:
+    with local_cluster() as lc, Client(lc) as a:
         if with_plugin:
             a.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         assert ad.map(sleepy, items, client=a, training_dir=tmp_path) == [x + 1 for x in items]
@@ -351,7 +346,7 @@ def test_learning_carries_across_clusters(tmp_path, with_plugin):
     if with_plugin and records[0]["plan"]["engine"] == "dask":
         assert recorded_by_plugin == 1
     learning._LEARNERS.pop(os.path.abspath(tmp_path), None)  # a fresh process would read the store anew
-    with cluster() as lc, Client(lc) as b:
+    with local_cluster() as lc, Client(lc) as b:
         if with_plugin:
             b.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         plan = ad.plan(sleepy, items, client=b, training_dir=tmp_path)
@@ -364,7 +359,7 @@ def test_learning_carries_across_clusters(tmp_path, with_plugin):
 
 
 def test_adaptive_target_from_plugin(tmp_path):
-    with cluster(n_workers=1) as lc, Client(lc) as c:
+    with local_cluster(n_workers=1) as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         adaptive = lc.adapt(Adaptive=AmorsizeAdaptive, minimum=1, maximum=2, interval="100ms")
         assert isinstance(adaptive, AmorsizeAdaptive)
