@@ -270,21 +270,25 @@ def test_pending_runs_are_bounded(inproc, tmp_path):
     assert not has_first and has_last
 
 
-def test_hook_is_cheap_for_other_keys(inproc, tmp_path):
+def test_hook_ignores_every_other_task_and_drops_only_its_own_runs(inproc, tmp_path):
+    # The hook returns at once for other tasks (~0.3 us a call; a scheduler spends hundreds
+    # of us per task): asserted here as behaviour, its cost is bench's to measure.
     inproc.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
-    plugin_client.register_run(inproc, run_message())  # a pending run: the hook cannot skip everything
+    run = run_message()
+    plugin_client.register_run(inproc, run)
 
-    def time_hook(plugin):
-        n = 20_000
-        t0 = time.perf_counter()
-        for i in range(n):
-            plugin.transition(("inc-abc", i), "processing", "memory", stimulus_id="s", worker="w", startstops=[])
+    def transitions(plugin):
+        for i in range(2000):
+            plugin.transition(("inc-abc", i), "processing", "erred", stimulus_id="s", worker="w", startstops=[])
             plugin.transition("inc-abc", "waiting", "processing", stimulus_id="s")
-            plugin.transition(f"amorsize-{'f' * 16}-{i}", "processing", "memory", stimulus_id="s", startstops=[])
-        return (time.perf_counter() - t0) / (3 * n)
+            plugin.transition(f"amorsize-{'f' * 16}-{i}", "processing", "erred", stimulus_id="s", startstops=[])
+            plugin.transition(f"amorsize-f-{run['run_id']}-{i}", "waiting", "processing", stimulus_id="s")
+        others = plugin.pending_runs()
+        plugin.transition(f"amorsize-f-{run['run_id']}-0", "processing", "erred", stimulus_id="s")
+        return others, plugin.pending_runs()
 
-    # ~0.3 us a call; a scheduler spends hundreds of us per task (the 95% throughput bar)
-    assert on_plugin(inproc, time_hook) < 20e-6
+    # other tasks erring leave the run pending; one of its own tasks erring drops it
+    assert on_plugin(inproc, transitions) == (1, 0)
 
 
 def test_cli_preload(tmp_path):
@@ -343,8 +347,8 @@ def test_learning_carries_across_clusters(tmp_path, with_plugin):
         recorded_by_plugin = on_plugin(a, lambda p: p.n_recorded) if with_plugin else 0
     records = TrainingStore(tmp_path).records()
     assert len(records) == 1
-    if with_plugin and records[0]["plan"]["engine"] == "dask":
-        assert recorded_by_plugin == 1
+    assert records[0]["plan"]["engine"] == "dask"         # on a cluster, func runs on the workers only
+    assert recorded_by_plugin == (1 if with_plugin else 0)
     learning._LEARNERS.pop(os.path.abspath(tmp_path), None)  # a fresh process would read the store anew
     with local_cluster() as lc, Client(lc) as b:
         if with_plugin:
@@ -380,8 +384,9 @@ def test_adaptive_target_from_plugin(tmp_path):
         items = list(range(60))
         assert ad.map(sleepy, items, client=c, engine="dask", n_workers=2, chunksize=5,
                       training_dir=tmp_path) == [x + 1 for x in items]
-        assert c.sync(adaptive.target) >= 1
-        assert plugin_client.remote_target(c, 5.0) >= 0
+        # the map's own run is finished; the registered one never ran a task: still 20 s of work
+        assert plugin_client.remote_target(c, 5.0) == 4
+        assert c.sync(adaptive.target) == 4
 
 
 def test_adaptive_without_plugin_scales_like_adaptive(inproc):
