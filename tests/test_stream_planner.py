@@ -6,16 +6,7 @@ from amorsize_dask.engines.chunks import ChunkResult
 from amorsize_dask.learning.store import TrainingStore
 from amorsize_dask.stream.planner import MAX_CHUNK_ITEMS, REPLAN_FACTOR, SAMPLE_SECONDS, StreamPlanner
 from tests.helpers.costly import busy
-
-
-class Boom(Exception):
-    pass
-
-
-def explode_at_3(x):
-    if x == 3:
-        raise Boom(f"item {x}")
-    return x
+from tests.helpers.funcs import fail_on_seven
 
 
 def planner(func, tmp_path, **kw):
@@ -45,10 +36,10 @@ def test_a_short_stream_is_read_to_its_end_and_an_empty_one_plans_nothing(tmp_pa
 
 
 def test_a_failure_while_sampling_stops_there_with_the_earlier_results(tmp_path):
-    p = planner(explode_at_3, tmp_path)
+    p = planner(fail_on_seven, tmp_path)
     head = p.sample(iter(range(10)))
-    assert head.results == [0, 1, 2]
-    assert head.failure.index == 3 and isinstance(head.failure.exception, Boom)
+    assert head.results == list(range(7))
+    assert head.failure.index == 7 and isinstance(head.failure.exception, ValueError)
     assert p.profile is None
 
 
