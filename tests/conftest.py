@@ -1,4 +1,5 @@
-"""Test isolation: a private cache dir (machine overheads) and training dir per session."""
+"""Test isolation: a private cache dir (machine overheads) and training dir per session;
+the shared ``client`` fixture (a real two-worker cluster per test module)."""
 
 import os
 
@@ -18,3 +19,14 @@ def _private_dirs(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A client of a real two-worker ``LocalCluster`` (see tests/helpers/cluster.py), one per module."""
+    from distributed import Client  # imported when a test asks for a cluster, not by every test
+
+    from tests.helpers.cluster import local_cluster
+
+    with local_cluster() as cluster, Client(cluster) as c:
+        yield c

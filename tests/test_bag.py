@@ -3,18 +3,10 @@
 import dask
 import dask.bag as db
 import pytest
-from distributed import Client, LocalCluster
 
 import amorsize_dask as ad
 from amorsize_dask.learning.store import TrainingStore
 from tests.helpers.funcs import CallLog, read_calls, spin, square
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
-        yield c
 
 
 def test_bag_results_and_order_sync_scheduler(tmp_path):

@@ -7,16 +7,16 @@ A slow filesystem is simulated by a TrainingStore whose reads and writes take
 
 import asyncio
 import inspect
-import tempfile
 import time
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 
 from amorsize_dask.cluster.plugin import AmorsizePlugin
 from amorsize_dask.engines.dask import task_key
 from amorsize_dask.learning.store import TrainingStore
+from tests.helpers.cluster import in_process_cluster
 
 LATENCY = 1.0  # seconds per slow store operation
 TICK = 0.001
@@ -73,8 +73,7 @@ def _finished_run(plugin, run_id):
 @pytest.fixture
 def scheduler_and_client(tmp_path):
     """An in-process cluster whose scheduler runs the plugin on a slow store."""
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
-            Client(lc) as c:
+    with in_process_cluster() as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         plugin = lc.scheduler.plugins["amorsize"]
         plugin.learner.store = SlowStore(plugin.learner.store.path, compact=True)  # as the learner keeps it

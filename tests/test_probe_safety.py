@@ -90,6 +90,8 @@ def main():
         print("ok")
         return
     import warnings
+    from amorsize_dask.planning import overheads
+    assert overheads.join_background(120)  # the calibration the calls above started, done
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         first = run_map(waiting_work, items, training_dir=train)

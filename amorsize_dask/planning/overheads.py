@@ -11,7 +11,8 @@ Never guessed: each figure is timed on the real engine with no-op work.
 
 Cached as JSON in ``<user cache dir>/overheads/<fingerprint id>.json``.
 
->>> o = Overheads(0.1, 1e-4, 1e-6, 1e9, 2e-5, "forkserver", 0.0)
+>>> o = Overheads(start_seconds=0.1, task_seconds=1e-4, item_seconds=1e-6, bytes_per_second=1e9,
+...               thread_task_seconds=2e-5, start_method="forkserver", measured_at=0.0)
 >>> o.task_seconds
 0.0001
 """
@@ -54,8 +55,10 @@ _MAX_CACHE_BYTES = 4096
 _MAX_AGE_SECONDS = 30 * 24 * 3600
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Overheads:
+    """An engine's measured overheads (see the module docstring); built by keyword only."""
+
     start_seconds: float
     task_seconds: float
     item_seconds: float
@@ -135,8 +138,10 @@ def measure_local(process_engine, thread_engine, n_workers: int) -> Overheads:
     t0 = time.perf_counter()
     thread_engine.run(identity, list(range(_CALIBRATION_TASKS)), n_workers=2, chunksize=1, first_index=0)
     thread_task = (time.perf_counter() - t0) / _CALIBRATION_TASKS
-    return Overheads(process_engine.last_start_seconds, task, item, bandwidth, thread_task,
-                     process_engine.last_start_method or process_engine.start_method, time.time())
+    return Overheads(start_seconds=process_engine.last_start_seconds, task_seconds=task, item_seconds=item,
+                     bytes_per_second=bandwidth, thread_task_seconds=thread_task,
+                     start_method=process_engine.last_start_method or process_engine.start_method,
+                     measured_at=time.time())
 
 
 def measure_cluster(dask_engine, n_threads: int) -> Overheads:
@@ -146,7 +151,8 @@ def measure_cluster(dask_engine, n_threads: int) -> Overheads:
         dask_engine.run(identity, items, n_workers=n_threads, chunksize=chunksize, first_index=0)
 
     task, item, bandwidth = _time_engine(run, n_threads)
-    return Overheads(0.0, task, item, bandwidth, 0.0, "dask", time.time())
+    return Overheads(start_seconds=0.0, task_seconds=task, item_seconds=item, bytes_per_second=bandwidth,
+                     thread_task_seconds=0.0, start_method="dask", measured_at=time.time())
 
 
 def _time_engine(run, n_workers: int) -> tuple[float, float, float]:
@@ -197,9 +203,10 @@ def estimate(start_method: str) -> Overheads:
     >>> estimate("forkserver").estimated
     True
     """
-    return Overheads(_estimated_start_seconds(start_method), ESTIMATED_TASK_SECONDS, ESTIMATED_ITEM_SECONDS,
-                     ESTIMATED_BYTES_PER_SECOND, ESTIMATED_THREAD_TASK_SECONDS, start_method, time.time(),
-                     estimated=True)
+    return Overheads(start_seconds=_estimated_start_seconds(start_method), task_seconds=ESTIMATED_TASK_SECONDS,
+                     item_seconds=ESTIMATED_ITEM_SECONDS, bytes_per_second=ESTIMATED_BYTES_PER_SECOND,
+                     thread_task_seconds=ESTIMATED_THREAD_TASK_SECONDS, start_method=start_method,
+                     measured_at=time.time(), estimated=True)
 
 
 def _estimated_start_seconds(start_method: str) -> float:
