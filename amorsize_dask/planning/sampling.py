@@ -52,7 +52,7 @@ _PROBE_FRACTION = 0.05
 _FREE_PROBE_SCALE = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
     """What the sample measured; every field is a measurement, none a guess.
 
