@@ -8,10 +8,13 @@
 - The function, items, results and exceptions travel with cloudpickle (:mod:`.transport`):
   lambdas, closures and classes defined in a script work, and come back as the caller's own.
 - A worker that dies loses no items: the chunks it held run again on a fresh pool
-  (a chunk that kills its worker :data:`MAX_CHUNK_RETRIES` times is reported).
+  (a chunk that kills its worker :data:`MAX_CHUNK_RETRIES` times is reported; one run's
+  bookkeeping: :mod:`.process_job`).
 - With ``local_fallback`` (``engine="auto"``), a chunk whose items or results cannot be
   pickled runs in this process instead, with one warning; otherwise a TypeError names it.
 - Ctrl-C stops the workers at once; nothing is left running.
+- Start method ``auto`` (Linux): fork when no other thread of the caller is busy, else
+  the forkserver (:mod:`.worker_start`); a forked child forgets the parent's pools.
 
 >>> ProcessEngine().run(abs, [-1, -2, -3], n_workers=1, chunksize=2, first_index=0).results
 [1, 2, 3]
@@ -31,18 +34,15 @@ from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from .. import config
-from ..errors import WorkerLostError, WorkerStartError, warn_once
-from ..target.workload import function_name
+from ..errors import WorkerStartError
 from . import process_worker, transport
-from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
-from .chunks import ChunkResult, run_chunk
+from .base import Engine, RunResult, chunk_bounds
+from .chunks import ChunkResult
+from .process_job import MAX_CHUNK_RETRIES, ProcessJob
 from .worker_start import AUTO, caller_state, forkserver_preload, module_stamp, resolve_start_method, slim_context
 
 __all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
 
-# A chunk is run again after its worker died at most this many times: one crash may be
-# a killed worker (OOM killer, a node going away), repeated crashes are the function's.
-MAX_CHUNK_RETRIES = 2
 # Seconds the workers of a new pool wait for each other to start (a loaded machine).
 _START_TIMEOUT_SECONDS = 60.0
 
@@ -229,14 +229,14 @@ class ProcessEngine(Engine):
         except (BrokenProcessPool, CancelledError):
             return self.run(func, chunk, n_workers=n_workers, chunksize=max(1, len(chunk)),
                             first_index=first_index, local_fallback=local_fallback)
-        job = _Job(func, chunk, first_index, local_fallback, None)
+        job = ProcessJob(func, chunk, first_index, local_fallback, None)
         job.take(out, 0, len(chunk))
         return job.result([(0, len(chunk))])
 
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, local_fallback=False):
         """Run ``items`` in chunks on the pool; ``local_fallback``: what cannot be pickled
         runs in this process (one warning) instead of raising a TypeError."""
-        job = _Job(func, items, first_index, local_fallback, progress)
+        job = ProcessJob(func, items, first_index, local_fallback, progress)
         bounds = chunk_bounds(len(items), chunksize)
         try:
             func_bytes = self.function_bytes(func)
@@ -288,85 +288,6 @@ class ProcessEngine(Engine):
                 entry.retired = True
         for entry in entries:
             _stop(entry, kill=kill)
-
-
-class _Job:
-    """One :meth:`ProcessEngine.run`: its finished chunks, crash counts and notes."""
-
-    def __init__(self, func, items, first_index: int, local_fallback: bool, progress):
-        self.func, self.items, self.first_index = func, items, first_index
-        self.local_fallback, self.progress = local_fallback, progress
-        self.done: dict[int, ChunkResult] = {}
-        self.crashes: dict[int, int] = {}
-        self.notes: list[str] = []
-        self.futures: dict = {}  # of the current round: future -> (lo, hi)
-
-    def note(self, message: str) -> None:
-        """Something ran here instead of in a worker: warn once per call, and keep it."""
-        if not self.notes:
-            warn_once(f"amorsize_dask: {message}")
-        self.notes.append(message)
-
-    def submit_all(self, executor, todo, func_key, func_bytes) -> list:
-        """Send the chunks of ``todo`` (into :attr:`futures`); those whose items cannot be
-        pickled run here (with ``local_fallback``); the chunks left unsent when the pool
-        broke are returned."""
-        self.futures = futures = {}
-        for k, (lo, hi) in enumerate(todo):
-            try:
-                payload = transport.dump_items(self.items[lo:hi], self.first_index + lo)
-            except TypeError as exc:
-                if not self.local_fallback:
-                    raise
-                self.note(f"{exc}: {transport.items_label(self.first_index + lo, self.first_index + hi)} "
-                          "ran in this process instead")
-                self.run_here(lo, hi)
-                continue
-            try:
-                fut = executor.submit(process_worker.run_pickled_chunk, func_key, func_bytes, payload,
-                                      self.first_index + lo)
-            except BrokenProcessPool:
-                return list(todo[k:])
-            futures[fut] = (lo, hi)
-        return []
-
-    def crashed(self, lo: int, hi: int) -> None:
-        self.crashes[lo] = self.crashes.get(lo, 0) + 1
-        if self.crashes[lo] > MAX_CHUNK_RETRIES:
-            label = transport.items_label(self.first_index + lo, self.first_index + hi)
-            raise WorkerLostError(
-                f"a worker process died {self.crashes[lo]} times while running {label} of "
-                f"{function_name(self.func)}; the function may crash the interpreter (segfault, "
-                "os._exit, memory); try engine='serial' to see the error"
-            ) from None
-
-    def run_here(self, lo: int, hi: int) -> None:
-        out = run_chunk(self.func, self.items[lo:hi], self.first_index + lo, portable_only=False)
-        raise_failure(out.failure, self.func)
-        self._keep(lo, out)
-
-    def take(self, out: ChunkResult, lo: int, hi: int) -> None:
-        """A chunk back from a worker: results that could not travel are computed here
-        (``local_fallback``) or reported; then its failure, if any, is raised."""
-        for index, reason in out.untravelled:
-            if not self.local_fallback:
-                raise transport.unpicklable_result(index, reason)
-            self.note(f"{transport.unpicklable_result(index, reason)}: it ran again in this process")
-            local = index - self.first_index
-            again = run_chunk(self.func, self.items[local : local + 1], index, portable_only=False)
-            raise_failure(again.failure, self.func)
-            out.results[index - out.first_index] = again.results[0]
-        raise_failure(out.failure, self.func, remote=True)
-        self._keep(lo, out)
-
-    def _keep(self, lo: int, out: ChunkResult) -> None:
-        self.done[lo] = out
-        if self.progress is not None:
-            self.progress.advance(len(out.results))
-
-    def result(self, bounds) -> RunResult:
-        results, compute = assemble(self.done, bounds)
-        return RunResult(results, compute, len(bounds), notes=tuple(self.notes))
 
 
 def _stop(entry: _Pool, kill: bool = False) -> None:
