@@ -26,12 +26,12 @@ __all__ = ["segment_bytes", "records_to_keep", "on_event_loop", "newest_within",
 
 
 def segment_bytes(seg_dir: pathlib.Path) -> int:
-    """Bytes in the segment files of ``seg_dir`` (0 when it cannot be listed)."""
+    """Bytes in the segment and sealed files of ``seg_dir`` (0 when it cannot be listed)."""
     total = 0
     try:
         with os.scandir(seg_dir) as it:
             for entry in it:
-                if entry.name.endswith(".jsonl") and not entry.name.startswith("."):
+                if entry.name.endswith((".jsonl", ".npz")) and not entry.name.startswith("."):
                     try:
                         total += entry.stat(follow_symlinks=False).st_size
                     except OSError:

@@ -20,9 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import defaultdict
+
+import numpy as np
 
 from .. import config
-from ..settings import Settings
+from ..settings import Settings, current
 from . import model, snapshot
 from .index import Group
 from .records import RecordError, make_record
@@ -55,37 +58,69 @@ class Learner:
         self._resumed = False  # the host's snapshot of the index was tried
         self._since_snapshot = 0
 
-    def refresh(self) -> None:
+    def refresh(self, settings: Settings | None = None) -> None:
         """Index records other processes wrote since the last call (cheap when none did).
 
         The first refresh resumes from this host's snapshot of the index when there is one
-        (:mod:`amorsize_dask.learning.snapshot`); a refresh that indexed many records
-        writes a new one.
+        (:mod:`amorsize_dask.learning.snapshot`); a refresh that parsed many record lines
+        writes a new one. Sealed files are indexed from their columns, in bulk.
         """
-        self._resume()
-        records = self.store.read_new()
-        if not records:
+        settings = current(settings)
+        self._resume(settings)
+        columns, records = self.store.read_new_columns(settings)
+        if not records and not columns:
             return
         records.sort(key=lambda r: r["time"])
+        capacity = self.group_capacity(settings)
         with self._lock:
-            touched = {self._index(rec) for rec in records}
+            if columns:
+                self._index_columns(columns, capacity)
+            touched = {self._index(rec, capacity) for rec in records}
             for group in touched - {None}:
                 group.flush()  # rows in numpy now: no tuple per record stays behind
-            self._since_snapshot += len(records)
+            self._since_snapshot += len(records)  # lines parsed: what a snapshot saves
             if snapshot.due(self._since_snapshot, self.store.n_seen):
                 self._since_snapshot = 0
                 snapshot.save(self)
 
-    def _resume(self) -> None:
+    def _index_columns(self, columns: list, capacity: int) -> None:
+        """Index the new rows of sealed files: per group, all files' rows at once."""
+        parts, features = defaultdict(list), {}
+        for cols in columns:
+            keep = cols.keep & (cols.rows["n_items"] > 0)
+            bounds = cols.bounds.tolist()
+            for i, (fp, wl, feats, when) in enumerate(cols.groups):
+                mask = keep[bounds[i]: bounds[i + 1]]
+                rows = cols.rows[bounds[i]: bounds[i + 1]][mask]
+                if len(rows):
+                    parts[(fp, wl)].append(rows)
+                if feats is not None and mask.any() and (when or 0) >= features.get((fp, wl), (-np.inf,))[0]:
+                    features[(fp, wl)] = (when or 0, feats)
+            for fp, fields in cols.fields.items():
+                self._fields.setdefault(fp, fields)
+        for key, chunks in parts.items():
+            rows = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+            if len(chunks) > 1:
+                rows = rows[np.argsort(rows["time"], kind="stable")]
+            group = self._groups.get(key)
+            if group is None:
+                group = self._groups[key] = Group(capacity)
+            group.extend(rows)
+            if key in features:
+                group.features = features[key][1]
+
+    def _resume(self, settings: Settings | None = None) -> None:
         """Once: start from this host's snapshot of the index, if it has one."""
         if not self._resumed:
             with self._lock:
                 if not self._resumed:
-                    snapshot.load(self)
+                    snapshot.load(self, self.group_capacity(settings))
                     self._resumed = True
 
-    def group_capacity(self) -> int:
-        return 2 * max(config.get("store.keep-per-workload"), MIN_KEPT)
+    @staticmethod
+    def group_capacity(settings: Settings | None = None) -> int:
+        """Runs kept in memory per workload: twice what pruning keeps, at least :data:`MIN_KEPT`."""
+        return 2 * max(current(settings).keep_per_workload, MIN_KEPT)
 
     def index_state(self) -> tuple[list, dict]:
         """The index: [((fingerprint, workload), group)], {fingerprint: fields} (for a snapshot)."""
@@ -94,14 +129,14 @@ class Learner:
     def restore_index(self, groups: dict, fields: dict) -> None:
         self._groups, self._fields = groups, fields
 
-    def _index(self, rec: dict) -> Group | None:
+    def _index(self, rec: dict, capacity: int) -> Group | None:
         fields = model.fields_of_record(rec)
         if fields is None:
             return None
         key = (rec["fingerprint"], rec["workload"])
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = Group(self.group_capacity())
+            group = self._groups[key] = Group(capacity)
         group.add(fields)
         self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
         if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
@@ -143,8 +178,9 @@ class Learner:
         """
         from ..target.fingerprint import similarity
 
-        self.refresh()
-        kwargs = dict(cores=cores, settings=Settings.from_config(), explore=explore, engines=engines,
+        settings = Settings.from_config()
+        self.refresh(settings)
+        kwargs = dict(cores=cores, settings=settings, explore=explore, engines=engines,
                       estimate=estimate)
         with self._lock:  # another thread may be adding runs to these groups
             own = self._groups.get((fingerprint, workload))
@@ -169,22 +205,23 @@ class Learner:
             return None
         return model.predict(obs, n_items, similarity=sim, **kwargs)
 
-    def record(self, **fields) -> bool:
+    def record(self, settings: Settings | None = None, **fields) -> bool:
         """Append one measured run (see :func:`amorsize_dask.learning.records.make_record`).
 
         Never fails the caller's map: an unwritable directory is one warning (from the
         store), a record that does not validate is logged and dropped.
         """
+        settings = current(settings)
         try:
             rec = make_record(**fields)
         except RecordError as exc:
             logger.warning("amorsize_dask: run not recorded: %s", exc)
             return False
-        self._resume()  # before indexing: a snapshot loaded later would replace the index
+        self._resume(settings)  # before indexing: a snapshot loaded later would replace the index
         with self._lock:
-            written = self.store.append(rec)
+            written = self.store.append(rec, settings)
             if written:
-                self._index(rec)
+                self._index(rec, self.group_capacity(settings))
         return written
 
 

@@ -121,6 +121,15 @@ class Segment:
         self.offset, self.long_line, self.scan, self.size = pos, long_line, at, at
         return at - first
 
+    def read_lines(self, data: bytes, max_line: int) -> None:
+        """Consume whole lines held in memory (a sealed file's); a last line without its
+        newline is taken too (the file was written whole)."""
+        for line in data.split(b"\n"):
+            if len(line) > max_line:
+                self.skipped["too-long"] += 1
+            elif line:
+                self._add(line)
+
     def _add(self, line: bytes) -> None:
         try:
             self.records.append(decode_line(line))
