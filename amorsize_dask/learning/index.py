@@ -119,12 +119,19 @@ class Group:
         columns = (tail[name].tolist() for name in ("engine", "n_workers", "source", "item_seconds", "n_items"))
         for engine, workers, source, item_seconds, n_items in zip(*columns):
             self._observe(ENGINES[engine], workers, SOURCES[source], item_seconds, n_items)
-        rows = np.concatenate([self.rows[: self.n], tail])
-        if len(rows) > self.capacity:
-            rows = rows[np.sort(np.argsort(rows["time"], kind="stable")[len(rows) - self.capacity:])]
-        self.rows = np.empty(max(4, len(rows)), ROW)
-        self.rows[: len(rows)] = rows
-        self.n = len(rows)
+        n = self.n + len(tail)
+        if n <= len(self.rows):               # room: in place
+            self.rows[self.n: n] = tail
+        elif n <= self.capacity:              # grow
+            rows = np.empty(min(self.capacity, max(n, 2 * len(self.rows))), ROW)
+            rows[: self.n] = self.rows[: self.n]
+            rows[self.n: n] = tail
+            self.rows = rows
+        else:                                 # the newest ``capacity`` only
+            rows = np.concatenate([self.rows[: self.n], tail])
+            self.rows = rows[np.sort(np.argsort(rows["time"], kind="stable")[n - self.capacity:])]
+            n = self.capacity
+        self.n = n
         self._cache = None
 
     def flush(self) -> None:

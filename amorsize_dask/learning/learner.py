@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import defaultdict
 
 import numpy as np
 
@@ -84,30 +83,31 @@ class Learner:
                 snapshot.save(self)
 
     def _index_columns(self, columns: list, capacity: int) -> None:
-        """Index the new rows of sealed files: per group, all files' rows at once."""
-        parts, features = defaultdict(list), {}
+        """Index the new rows of sealed files, all at once: each group gets its newest
+        ``capacity`` rows of all files in one :meth:`~amorsize_dask.learning.index.Group.extend`."""
+        codes: dict[tuple, int] = {}
+        group_of, rows, features = [], [], {}
         for cols in columns:
+            local = np.array([codes.setdefault((fp, wl), len(codes)) for fp, wl, _, _ in cols.groups], np.int64)
             keep = cols.keep & (cols.rows["n_items"] > 0)
-            bounds = cols.bounds.tolist()
-            for i, (fp, wl, feats, when) in enumerate(cols.groups):
-                mask = keep[bounds[i]: bounds[i + 1]]
-                rows = cols.rows[bounds[i]: bounds[i + 1]][mask]
-                if len(rows):
-                    parts[(fp, wl)].append(rows)
-                if feats is not None and mask.any() and (when or 0) >= features.get((fp, wl), (-np.inf,))[0]:
+            group_of.append(np.repeat(local, np.diff(cols.bounds))[keep])
+            rows.append(cols.rows[keep])
+            for fp, wl, feats, when in cols.groups:
+                if feats is not None and (when or 0) >= features.get((fp, wl), (-np.inf,))[0]:
                     features[(fp, wl)] = (when or 0, feats)
             for fp, fields in cols.fields.items():
                 self._fields.setdefault(fp, fields)
-        for key, chunks in parts.items():
-            rows = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-            if len(chunks) > 1:
-                rows = rows[np.argsort(rows["time"], kind="stable")]
-            group = self._groups.get(key)
-            if group is None:
-                group = self._groups[key] = Group(capacity)
-            group.extend(rows)
-            if key in features:
-                group.features = features[key][1]
+        group_of, rows = np.concatenate(group_of), np.concatenate(rows)
+        order = np.lexsort((rows["time"], group_of))
+        bounds = np.searchsorted(group_of[order], np.arange(len(codes) + 1)).tolist()
+        for key, start, stop in zip(codes, bounds, bounds[1:]):
+            if stop > start:
+                group = self._groups.get(key)
+                if group is None:
+                    group = self._groups[key] = Group(capacity)
+                group.extend(rows[order[max(start, stop - capacity): stop]])
+            if key in features and key in self._groups:
+                self._groups[key].features = features[key][1]
 
     def _resume(self, settings: Settings | None = None) -> None:
         """Once: start from this host's snapshot of the index, if it has one."""

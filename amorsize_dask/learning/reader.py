@@ -34,7 +34,7 @@ from amorsize_dask.learning import sealed
 from amorsize_dask.learning.segments import O_READ, Segment, real_directory
 
 __all__ = ["SEGMENTS", "SKIP_REASONS", "SEALED_SIZE_FACTOR", "SegmentReader", "identity", "seen_key",
-           "is_sealed"]
+           "is_sealed", "sealed_limit"]
 
 logger = logging.getLogger("amorsize_dask")
 
@@ -47,22 +47,13 @@ SKIP_REASONS = ("torn", "not-json", "too-long", "invalid", "future-schema",
 SEALED_SIZE_FACTOR = 16
 
 
+def sealed_limit(max_segment: int) -> int:
+    """Bytes of lines a writer puts in one sealed file: half of what a reader accepts."""
+    return max_segment * SEALED_SIZE_FACTOR // 2
+
+
 def is_sealed(name: str) -> bool:
     return name.endswith(sealed.SUFFIX)
-
-
-def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct ``keys``, ascending, and where each first occurs (``np.unique`` without
-    the ``numpy.ma`` it imports: ~0.5 MB a learner would keep).
-
-    >>> [a.tolist() for a in _unique(np.array([3, 1, 3], np.uint64))]
-    [[1, 3], [1, 0]]
-    """
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    first = np.ones(len(keys), bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    return ordered[first], order[first]
 
 
 def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -117,11 +108,11 @@ class SegmentReader:
     def seen_keys(self) -> np.ndarray:
         """The keys handed out (uint64; hashes of records without an id are left out)."""
         ids = np.fromiter((sealed.key_of(key) for key in self.seen), np.uint64, len(self.seen))
-        return _unique(np.concatenate([ids, self.sealed_keys]))[0]
+        return sealed.unique_keys(np.concatenate([ids, self.sealed_keys]))[0]
 
     def restore_seen(self, keys) -> None:
         self.seen, self.fresh, self.fresh_columns = set(), [], []
-        self.sealed_keys = _unique(np.asarray(keys, dtype=np.uint64))[0]
+        self.sealed_keys = sealed.unique_keys(np.asarray(keys, dtype=np.uint64))[0]
 
     def skipped(self) -> dict:
         """Lines and files skipped, by reason (every reason of :data:`SKIP_REASONS`)."""
@@ -153,7 +144,7 @@ class SegmentReader:
     def _take_columns(self, new: list[sealed.Columns]) -> None:
         """Compact: hand out the rows of newly read sealed files not seen before (once each)."""
         keys = np.concatenate([c.keys for c in new])
-        uniq, first = _unique(keys)
+        uniq, first = sealed.unique_keys(keys)
         if self.seen:  # keys of segments' records: folded into the sorted array from now on
             self.sealed_keys = self.seen_keys()
             self.seen = set()

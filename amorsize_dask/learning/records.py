@@ -80,7 +80,8 @@ def decode_line(line: bytes) -> dict:
     except (ValueError, RecursionError) as exc:  # RecursionError: [[[[... bombs
         raise NotJSONError(f"not a JSON line: {_show(str(exc))}") from None
     try:
-        return validate_record(obj)
+        clean = fast_clean(obj, owned=True) if type(obj) is dict else None  # just decoded: ours
+        return clean if clean is not None else full_clean(obj)
     except RecursionError:
         raise RecordError("record nested too deeply") from None
 

@@ -44,7 +44,7 @@ from .schema import HEX16
 from .segments import O_COMMON, O_READ, new_segment_name
 
 __all__ = ["SUFFIX", "VERSION", "SealedError", "FutureSealedError", "Columns", "key_of", "write",
-           "load_columns", "load_lines"]
+           "write_atomically", "save", "load_columns", "load_lines", "unique_keys"]
 
 SUFFIX = ".npz"
 VERSION = 1
@@ -74,6 +74,20 @@ class Columns:
     keep: np.ndarray | None = None
 
 
+def unique_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``keys``, ascending, and where each first occurs (``np.unique`` without
+    the ``numpy.ma`` it imports: ~0.5 MB a learner would keep).
+
+    >>> [a.tolist() for a in unique_keys(np.array([3, 1, 3], np.uint64))]
+    [[1, 3], [1, 0]]
+    """
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    first = np.ones(len(keys), bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return ordered[first], order[first]
+
+
 def key_of(seen_key: int) -> int:
     """A record key (:func:`~amorsize_dask.learning.reader.seen_key`, negative for a hash)
     as the uint64 a sealed file stores.
@@ -84,8 +98,8 @@ def key_of(seen_key: int) -> int:
     return seen_key & _MASK64
 
 
-def _arrays(records: list[dict], keys: list[int]) -> dict:
-    """The arrays of one sealed file of ``records`` (with their keys)."""
+def _arrays(records: list[dict], lines: list[bytes], keys: list[int]) -> dict:
+    """The arrays of one sealed file of ``records`` (with their lines and keys)."""
     by_group: dict[tuple, list[int]] = {}
     for i, rec in enumerate(records):
         by_group.setdefault((rec["fingerprint"], rec["workload"]), []).append(i)
@@ -103,34 +117,34 @@ def _arrays(records: list[dict], keys: list[int]) -> dict:
             "bounds": np.array(bounds, dtype=np.int64),
             "keys": np.array([key_of(keys[i]) for i in order], dtype=np.uint64),
             "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
-            "lines": np.frombuffer(b"".join(encode_line(r) for r in records), np.uint8)}
+            "lines": np.frombuffer(b"".join(lines), np.uint8)}
 
 
-def _chunks(records: list[dict], limit: int) -> list[list[dict]]:
-    """``records`` cut into runs whose lines hold about ``limit`` bytes each."""
-    chunks, size = [[]], 0
-    for rec in records:
-        n = len(encode_line(rec))
-        if chunks[-1] and size + n > limit:
-            chunks.append([])
+def _chunks(lines: list[bytes], limit: int) -> list[tuple[int, int]]:
+    """(start, stop) of runs of ``lines`` holding about ``limit`` bytes each."""
+    bounds, size = [0], 0
+    for i, line in enumerate(lines):
+        if i > bounds[-1] and size + len(line) > limit:
+            bounds.append(i)
             size = 0
-        chunks[-1].append(rec)
-        size += n
-    return [c for c in chunks if c]
+        size += len(line)
+    bounds.append(len(lines))
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def write(seg_dir: pathlib.Path, records: list[dict], limit: int, keys: list[int] | None = None) -> list:
-    """Write ``records`` (their keys: :func:`~amorsize_dask.learning.reader.seen_key`, computed
-    when None) as sealed files of about ``limit`` bytes of lines each, atomically; on failure
-    none of them is left behind (OSError raised). Returns their paths."""
+def write(seg_dir: pathlib.Path, records: list[dict], limit: int, lines: list[bytes] | None = None) -> list:
+    """Write ``records`` (valid, as :func:`~amorsize_dask.learning.records.validate_record`
+    returns them; ``lines``: their :func:`~amorsize_dask.learning.records.encode_line`,
+    computed when None) as sealed files of about ``limit`` bytes of lines each, atomically;
+    on failure none of them is left behind (OSError raised). Returns their paths."""
     from .reader import seen_key
 
+    if lines is None:
+        lines = [encode_line(r) for r in records]
     created: list[pathlib.Path] = []
     try:
-        for chunk in _chunks(records, limit):
-            buf = io.BytesIO()
-            np.savez(buf, **_arrays(chunk, [seen_key(r) for r in chunk] if keys is None else keys))
-            created.append(write_atomically(seg_dir, buf.getbuffer()))
+        for a, b in _chunks(lines, limit):
+            created.append(save(seg_dir, _arrays(records[a:b], lines[a:b], [seen_key(r) for r in records[a:b]])))
     except OSError:
         for path in created:
             try:
@@ -139,6 +153,13 @@ def write(seg_dir: pathlib.Path, records: list[dict], limit: int, keys: list[int
                 pass
         raise
     return created
+
+
+def save(seg_dir: pathlib.Path, arrays: dict) -> pathlib.Path:
+    """A new sealed file of ``arrays`` (rows, bounds, keys, meta, lines), atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return write_atomically(seg_dir, buf.getbuffer())
 
 
 def write_atomically(seg_dir: pathlib.Path, data) -> pathlib.Path:
@@ -166,8 +187,9 @@ def _open(path: str):
     return np.load(os.fdopen(fd, "rb"), allow_pickle=False)
 
 
-def load_columns(path: str) -> Columns:
-    """The model's part of the sealed file at ``path``; SealedError if it is not whole."""
+def load_columns(path: str, with_lines: bool = False) -> Columns | tuple[Columns, np.ndarray]:
+    """The model's part of the sealed file at ``path`` (and its lines, ``with_lines``);
+    SealedError if it is not whole."""
     try:
         with _open(path) as data:
             meta = json.loads(data["meta"].tobytes())
@@ -177,11 +199,16 @@ def load_columns(path: str) -> Columns:
                 raise FutureSealedError(f"format {meta['version']}, newer than {VERSION}")
             cols = Columns([tuple(g) for g in meta["groups"]], meta["fields"], data["rows"], data["bounds"],
                            data["keys"], path)
+            lines = data["lines"] if with_lines else None
     except SealedError:
         raise
     except Exception as exc:  # a truncated zip, a damaged member, garbage: never a crash
         raise SealedError(f"{type(exc).__name__}: {exc}") from None
     _check(cols)
+    if with_lines:
+        if lines.dtype != np.uint8 or lines.ndim != 1:
+            raise SealedError("lines are not bytes")
+        return cols, lines
     return cols
 
 

@@ -46,12 +46,12 @@ import time
 import warnings
 
 from amorsize_dask import config
-from amorsize_dask.learning import sealed
+from amorsize_dask.learning import merging, sealed
 from amorsize_dask.learning.records import RecordError, encode_line, validate_record
 from amorsize_dask.learning.compaction import (on_event_loop, records_to_keep, remove_if_unchanged,
                                                segment_bytes)
-from amorsize_dask.learning.reader import (SEALED_SIZE_FACTOR, SEGMENTS, SKIP_REASONS, SegmentReader, identity,
-                                           is_sealed, seen_key)
+from amorsize_dask.learning.reader import (SEGMENTS, SKIP_REASONS, SegmentReader, identity, is_sealed,
+                                           sealed_limit, seen_key)
 from amorsize_dask.learning.segments import (O_COMMON, O_READ, Segment, hostname, new_segment_name,
                                              real_directory)
 from amorsize_dask.settings import Settings, current
@@ -428,6 +428,7 @@ class TrainingStore:
                 return
             sealed.write(path.parent, seg.records, self._sealed_limit(settings))
             remove_if_unchanged(path.parent, {path.name: seg})
+            merging.merge_due(path.parent, settings.size("seal_bytes"), self._sealed_limit(settings))
         except OSError as exc:                # the segment stays, as JSON: nothing is lost
             logger.warning("amorsize_dask: could not seal %s: %s", path, exc)
 
@@ -454,8 +455,7 @@ class TrainingStore:
 
     @staticmethod
     def _sealed_limit(settings: Settings) -> int:
-        """Bytes of lines per sealed file: half of what a reader accepts of one."""
-        return settings.size("max_segment_bytes") * SEALED_SIZE_FACTOR // 2
+        return sealed_limit(settings.size("max_segment_bytes"))
 
     def _remove_if_unchanged(self, names: list[str]) -> None:
         """Unlink segments still exactly as read; a grown one stays (ids deduplicate)."""
