@@ -234,17 +234,6 @@ def _check(cols: Columns) -> None:
 
 
 def load_lines(path: str) -> bytes:
-    """The JSON lines of the sealed file at ``path``; SealedError if it is not whole."""
-    try:
-        with _open(path) as data:
-            meta = json.loads(data["meta"].tobytes())
-            if isinstance(meta, dict) and isinstance(meta.get("version"), int) and meta["version"] > VERSION:
-                raise FutureSealedError(f"format {meta['version']}, newer than {VERSION}")
-            lines = data["lines"]
-            if lines.dtype != np.uint8 or lines.ndim != 1:
-                raise SealedError("lines are not bytes")
-            return lines.tobytes()
-    except SealedError:
-        raise
-    except Exception as exc:
-        raise SealedError(f"{type(exc).__name__}: {exc}") from None
+    """The JSON lines of the sealed file at ``path``; SealedError if it is not whole (its
+    columns are checked too: a file is read whole or not at all, by every reader)."""
+    return load_columns(path, with_lines=True)[1].tobytes()
