@@ -194,3 +194,22 @@ def test_sealed_files_hold_what_the_model_needs_and_their_lines(tmp_path):
     assert sorted(cols.keys.tolist()) == sorted(int(r["id"], 16) for r in records)
     assert {(fp, wl) for fp, wl, _, _ in cols.groups} == {(r["fingerprint"], r["workload"]) for r in records}
     assert sealed.load_lines(str(path)).count(b"\n") == 50
+
+
+def test_a_writer_seals_other_writers_settled_segments_but_not_active_ones(tmp_path):
+    from amorsize_dask.learning.sealing import MANY_SEGMENTS
+
+    n = MANY_SEGMENTS + 6
+    write_directory(tmp_path, 2 * n, writers=n)               # many short-lived processes: 2 records each
+    for seg in json_segments(tmp_path):
+        os.utime(seg, (1, 1))                                 # they exited long ago
+    write_directory(tmp_path, 3, start=2 * n, writers=1)      # one still writing
+    active = max(json_segments(tmp_path), key=lambda p: p.stat().st_mtime)
+    writer = TrainingStore(tmp_path)
+    assert writer.append(rec(1))                              # its first append looks around
+    (own,) = [p for p in json_segments(tmp_path) if f"-{os.getpid()}-" in p.name]
+    assert json_segments(tmp_path) == sorted([active, own])   # the settled ones were sealed
+    assert active.exists() and sealed_files(tmp_path)
+    records = TrainingStore(tmp_path).records()
+    assert len(records) == 2 * n + 3 + 1 and len(set(ids(records))) == len(records)
+    assert n_observed(Learner(tmp_path)) == 2 * n + 3

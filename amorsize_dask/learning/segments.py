@@ -28,7 +28,7 @@ import stat
 
 from amorsize_dask.learning.records import FutureSchemaError, NotJSONError, RecordError, decode_line
 
-__all__ = ["O_COMMON", "O_READ", "hostname", "new_segment_name", "real_directory", "Segment"]
+__all__ = ["O_COMMON", "O_READ", "OPEN_SEGMENTS", "hostname", "new_segment_name", "real_directory", "Segment"]
 
 # Bytes per read(): memory stays below this plus max-line-bytes whatever a file holds.
 _BLOCK = 1 << 20
@@ -36,6 +36,8 @@ O_COMMON = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
              | getattr(os, "O_BINARY", 0))
 # O_NOFOLLOW: never follow a symlink; O_NONBLOCK: never hang on a FIFO.
 O_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | O_COMMON
+# Names of the segments this process's stores have open for appending.
+OPEN_SEGMENTS: set[str] = set()
 
 
 def hostname() -> str:

@@ -15,6 +15,8 @@ reader loads without parsing) by atomic rename, then removes the segment if unch
 Growth is bounded without anyone running ``prune``: past ``amorsize.store.max-bytes`` a
 writer prunes the directory itself, by the same rules (settled segments only, compaction
 into sealed files by atomic rename, removal only of files unchanged since read).
+Writers also seal other writers' settled segments (:mod:`amorsize_dask.learning.sealing`);
+pruning, the size budget and sealing live in :mod:`amorsize_dask.learning.upkeep`.
 
 Sizes come from the :class:`~amorsize_dask.settings.Settings` a method is given (read from
 dask.config once per call when none is).
@@ -42,31 +44,23 @@ import os
 import pathlib
 import secrets
 import threading
-import time
 import warnings
 
 from amorsize_dask import config
-from amorsize_dask.learning import merging, sealed
+from amorsize_dask.learning import sealed
 from amorsize_dask.learning.records import RecordError, encode_line, validate_record
-from amorsize_dask.learning.compaction import (on_event_loop, records_to_keep, remove_if_unchanged,
-                                               segment_bytes)
-from amorsize_dask.learning.reader import (SEGMENTS, SKIP_REASONS, SegmentReader, identity, is_sealed,
-                                           sealed_limit, seen_key)
-from amorsize_dask.learning.segments import (O_COMMON, O_READ, Segment, hostname, new_segment_name,
-                                             real_directory)
+from amorsize_dask.learning.reader import SEGMENTS, SKIP_REASONS, SegmentReader, seen_key
+from amorsize_dask.learning.segments import O_COMMON, OPEN_SEGMENTS, Segment, new_segment_name, real_directory
+from amorsize_dask.learning.upkeep import BUDGET_CHECKS, Upkeep
 from amorsize_dask.settings import Settings, current
 
 __all__ = ["SEGMENTS", "SKIP_REASONS", "BUDGET_CHECKS", "StoreStats", "TrainingStore"]
 
 logger = logging.getLogger("amorsize_dask")
 
-# The size budget (amorsize.store.max-bytes) is checked every 1/this of it appended.
-BUDGET_CHECKS = 16
 # Errors a fresh segment would hit too: retrying would only leave empty files behind.
 _NO_RETRY = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS,
              errno.EACCES, errno.EPERM}
-# Names of the segments this process's stores have open for appending.
-_OPEN_SEGMENTS: set[str] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +76,7 @@ class StoreStats:
     per_workload: dict
 
 
-class TrainingStore:
+class TrainingStore(Upkeep):
     """Read, append to and prune a training directory.
 
     Parameters
@@ -96,9 +90,6 @@ class TrainingStore:
         for deduplication. :meth:`records` and :meth:`stats` then read the directory
         afresh, on demand.
     """
-
-    #: Seconds another process's segment must be quiet before prune compacts it.
-    settle_seconds = 600.0
 
     def __init__(self, path: str | os.PathLike | None = None, *, compact: bool = False):
         self.path = pathlib.Path(config.default_training_dir() if path is None else path)
@@ -115,6 +106,8 @@ class TrainingStore:
         self._reader = SegmentReader(self.path, self.compact)
         self._unchecked = 0                   # bytes appended since the size budget was checked
         self._checked = False
+        self._unsealed = 0                    # bytes appended since segments were last sealed
+        self._seal_checked = False
         self._pruning: threading.Thread | None = None  # a prune off the event loop
 
     def __getstate__(self) -> dict:
@@ -168,10 +161,14 @@ class TrainingStore:
             if self.compact:
                 self._reader.seen.add(seen_key(clean))   # the caller indexed it already
             self._unchecked += len(line)
+            self._unsealed += len(line)
             full = self._seg_path if seal is not None and self._written >= seal else None
             if full is not None:
                 self._close_writer()
-        if full is not None:
+            check = seal is not None and (full is not None or not self._seal_checked or self._unsealed >= seal)
+            if check:
+                self._seal_checked, self._unsealed = True, 0
+        if check:
             self._off_loop(self._seal, full, settings)
         self._keep_within_budget(settings)
         return True
@@ -215,7 +212,7 @@ class TrainingStore:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | O_COMMON
         fd = os.open(path, flags, 0o666)      # mode: 0o666 minus the umask
         self._seg_path = path
-        _OPEN_SEGMENTS.add(path.name)
+        OPEN_SEGMENTS.add(path.name)
         return fd
 
     def _close_writer(self, discard_empty: bool = False) -> None:
@@ -223,7 +220,7 @@ class TrainingStore:
         if fd is None:
             return
         if path is not None:
-            _OPEN_SEGMENTS.discard(path.name)
+            OPEN_SEGMENTS.discard(path.name)
         try:
             os.close(fd)
             if discard_empty and self._written == 0 and path is not None \
@@ -329,134 +326,3 @@ class TrainingStore:
     def bytes_read(self) -> int:
         """Bytes this store has read from segments so far (a refresh reads only new ones)."""
         return self._reader.bytes_read
-
-    # -- pruning -----------------------------------------------------------------------
-    def prune(self, keep_per_workload: int | None = None, max_bytes: int | None = None,
-              settings: Settings | None = None) -> int:
-        """Keep the newest ``keep_per_workload`` records per (fingerprint, workload).
-
-        Settled segments and sealed files are compacted into new sealed files (temp file
-        + atomic rename), then each is removed only if still exactly as read, so a record
-        appended concurrently is never lost. Default ``amorsize.store.keep-per-workload``.
-        With ``max_bytes``, the oldest records of settled segments are dropped too
-        until the directory's segments hold at most that many bytes.
-
-        Returns
-        -------
-        int
-            The number of records removed.
-
-        Raises
-        ------
-        OSError
-            The compacted segment cannot be written (nothing is removed then).
-        """
-        settings = current(settings)
-        if keep_per_workload is None:
-            keep_per_workload = settings.keep_per_workload
-        keep = int(keep_per_workload)
-        if keep < 0:
-            raise ValueError(f"keep_per_workload must be >= 0, got {keep_per_workload!r}")
-        if self.compact:
-            with self._locked():
-                self._close_writer()          # later appends go to a fresh segment
-            return TrainingStore(self.path).prune(keep, max_bytes, settings)
-        with self._locked():
-            self._close_writer()              # later appends go to a fresh segment
-            self._refresh(settings)
-            if not real_directory(self.path / SEGMENTS):
-                return 0                      # nothing of ours to compact (or a symlink)
-            now = time.time()
-            segments = self._reader.segments
-            removable = sorted(n for n, s in segments.items() if self._settled(n, s, now))
-            out, dropped = records_to_keep(self._reader.merged, segments, removable, keep, max_bytes)
-            if not dropped and len(removable) <= 1:
-                return 0
-            self._write_compacted(out, settings)
-            self._remove_if_unchanged(removable)
-            self._refresh(settings)
-            return len(dropped - {identity(r) for r in self._reader.merged})
-
-    def _keep_within_budget(self, settings: Settings) -> None:
-        """Past ``amorsize.store.max-bytes``, prune to half of it (no one needs to run
-        ``prune``). Checked on the first append and then every 1/16 of the budget appended:
-        the directory listing costs a stat per segment, the prune a full read. On a thread
-        running an event loop (the scheduler's plugin), both run on a thread of their own."""
-        budget = settings.size("max_bytes")
-        if budget is None:
-            return
-        with self._locked():
-            if self._checked and self._unchecked < budget // BUDGET_CHECKS:
-                return
-            self._checked, self._unchecked = True, 0
-            if self._pruning is not None and self._pruning.is_alive():
-                return
-        self._pruning = self._off_loop(self._prune_past, budget, settings)
-
-    def _off_loop(self, target, *args) -> threading.Thread | None:
-        """Run ``target(*args)`` here, or on a thread of its own when this thread runs an
-        event loop (the scheduler's: file I/O must not block it)."""
-        if not on_event_loop():
-            target(*args)
-            return None
-        thread = threading.Thread(target=target, args=args, daemon=True, name=f"amorsize-{target.__name__}")
-        thread.start()
-        return thread
-
-    def _prune_past(self, budget: int, settings: Settings) -> None:
-        if segment_bytes(self.path / SEGMENTS) <= budget:
-            return
-        try:
-            removed = self.prune(max_bytes=budget // 2, settings=settings)
-        except OSError as exc:                # compaction failed: the originals stay
-            logger.warning("amorsize_dask: could not prune the training directory %s: %s", self.path, exc)
-            return
-        logger.info("amorsize_dask: pruned %d records from %s (over amorsize.store.max-bytes=%s)",
-                    removed, self.path, settings.max_bytes)
-
-    def _seal(self, path: pathlib.Path, settings: Settings) -> None:
-        """Rewrite our closed segment ``path`` as a sealed file, then remove it if unchanged
-        (a segment with anything skipped in it is left as it is, for prune)."""
-        try:
-            fd = os.open(path, O_READ)
-            try:
-                seg = Segment(os.fstat(fd).st_ino)
-                seg.read(fd, os.fstat(fd).st_size, settings.size("max_line_bytes"))
-            finally:
-                os.close(fd)
-            if seg.torn or any(seg.skipped.values()) or not seg.records:
-                return
-            sealed.write(path.parent, seg.records, self._sealed_limit(settings))
-            remove_if_unchanged(path.parent, {path.name: seg})
-            merging.merge_due(path.parent, settings.size("seal_bytes"), self._sealed_limit(settings))
-        except OSError as exc:                # the segment stays, as JSON: nothing is lost
-            logger.warning("amorsize_dask: could not seal %s: %s", path, exc)
-
-    def _settled(self, name: str, seg: Segment, now: float) -> bool:
-        """May ``name`` be compacted? Not while a writer may still append to it.
-
-        Our own closed segments may; others once quiet for ``settle_seconds`` (a
-        torn line that old is abandoned and dropped). The size re-check before
-        unlinking and the writers' unlink check cover what remains. A segment
-        holding newer-schema records is left for the newer version to prune.
-        """
-        if seg.skipped["future-schema"] or seg.skipped["corrupt-sealed"]:
-            return False
-        if is_sealed(name):
-            return True                       # written whole, never appended to
-        if now - seg.mtime >= self.settle_seconds:
-            return True
-        own = name.startswith(f"{hostname()}-{os.getpid()}-")
-        return own and name not in _OPEN_SEGMENTS and not seg.torn
-
-    def _write_compacted(self, records: list[dict], settings: Settings) -> None:
-        """Write ``records`` as new sealed files, atomically."""
-        sealed.write(self.path / SEGMENTS, records, self._sealed_limit(settings))
-
-    @staticmethod
-    def _sealed_limit(settings: Settings) -> int:
-        return sealed_limit(settings.size("max_segment_bytes"))
-
-    def _remove_if_unchanged(self, names: list[str]) -> None:
-        """Unlink segments still exactly as read; a grown one stays (ids deduplicate)."""
-        remove_if_unchanged(self.path / SEGMENTS, {name: self._reader.segments[name] for name in names})
