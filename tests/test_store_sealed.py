@@ -97,6 +97,10 @@ def _damage(path: pathlib.Path, how: str) -> None:
         path.write_bytes(bytes(range(256)) * 40)
     elif how == "pickle":                                     # an object array: never unpickled
         np.savez(path, meta=np.array([object()], dtype=object))
+    elif how == "compressed":                                 # could inflate far beyond its size
+        with np.load(path) as arrays:
+            parts = dict(arrays)
+        np.savez_compressed(path, **parts)
     elif how == "inconsistent":
         with np.load(path) as arrays:
             parts = dict(arrays)
@@ -104,7 +108,7 @@ def _damage(path: pathlib.Path, how: str) -> None:
         np.savez(path, **parts)
 
 
-@pytest.mark.parametrize("how", ["truncated", "garbage", "pickle", "inconsistent"])
+@pytest.mark.parametrize("how", ["truncated", "garbage", "pickle", "compressed", "inconsistent"])
 def test_a_damaged_sealed_file_is_skipped_with_a_warning_and_never_pruned(tmp_path, how, caplog):
     (tmp_path / SEGMENTS).mkdir()
     (damaged,) = sealed.write(tmp_path / SEGMENTS, [synthetic_record(i, random.Random(i)) for i in range(400)],

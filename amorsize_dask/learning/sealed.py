@@ -34,6 +34,7 @@ import io
 import json
 import os
 import pathlib
+import zipfile
 
 import numpy as np
 
@@ -182,9 +183,14 @@ def write_atomically(seg_dir: pathlib.Path, data) -> pathlib.Path:
 
 
 def _open(path: str):
-    """The npz at ``path`` (never through a symlink, never a pickle)."""
+    """The npz at ``path`` (never through a symlink, never a pickle, never a compressed
+    member: what it holds is no larger than the file, whose size the reader bounds)."""
     fd = os.open(path, O_READ)
-    return np.load(os.fdopen(fd, "rb"), allow_pickle=False)
+    data = np.load(os.fdopen(fd, "rb"), allow_pickle=False)
+    if not hasattr(data, "zip") or any(info.compress_type != zipfile.ZIP_STORED for info in data.zip.infolist()):
+        data.close()
+        raise SealedError("not an uncompressed npz")
+    return data
 
 
 def load_columns(path: str, with_lines: bool = False) -> Columns | tuple[Columns, np.ndarray]:
