@@ -217,3 +217,19 @@ def test_a_writer_seals_other_writers_settled_segments_but_not_active_ones(tmp_p
     records = TrainingStore(tmp_path).records()
     assert len(records) == 2 * n + 3 + 1 and len(set(ids(records))) == len(records)
     assert n_observed(Learner(tmp_path)) == 2 * n + 3
+
+
+def test_a_sealed_file_with_hostile_metadata_is_skipped(tmp_path):
+    (tmp_path / SEGMENTS).mkdir()
+    (path,) = sealed.write(tmp_path / SEGMENTS, [synthetic_record(i, random.Random(i)) for i in range(20)],
+                           limit=1 << 20)
+    import json
+
+    with np.load(path) as arrays:
+        parts = dict(arrays)
+    meta = json.loads(parts["meta"].tobytes())
+    meta["groups"][0][2] = {"bytes_in": "a lot"}             # features the planner would compute with
+    parts["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **parts)
+    assert n_observed(Learner(tmp_path)) == 0
+    assert TrainingStore(tmp_path).stats().skipped["corrupt-sealed"] == 1

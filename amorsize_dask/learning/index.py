@@ -62,7 +62,7 @@ def row_of(fields: tuple | None) -> tuple:
 class Group:
     """The observed runs of one workload on one fingerprint, newest ``capacity`` kept."""
 
-    __slots__ = ("rows", "n", "capacity", "recent", "drifted", "features", "_cache", "_pending")
+    __slots__ = ("rows", "n", "capacity", "recent", "drifted", "features", "features_time", "_cache", "_pending")
 
     def __init__(self, capacity: int):
         self.rows = np.empty(4, ROW)
@@ -71,6 +71,7 @@ class Group:
         self.recent: dict[str, list[float]] = {}  # "engine/workers" ("" any) -> newest item seconds
         self.drifted = False
         self.features: dict | None = None  # the newest sampled run's features
+        self.features_time = -math.inf     # ... and that run's time
         self._cache: list[model.Observation] | None = None
         self._pending: list[tuple] = []  # rows added since the last flush (numpy in bulk)
 

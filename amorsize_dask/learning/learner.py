@@ -106,8 +106,9 @@ class Learner:
                 if group is None:
                     group = self._groups[key] = Group(capacity)
                 group.extend(rows[order[max(start, stop - capacity): stop]])
-            if key in features and key in self._groups:
-                self._groups[key].features = features[key][1]
+            group = self._groups.get(key)
+            if key in features and group is not None and features[key][0] >= group.features_time:
+                group.features_time, group.features = features[key]
 
     def _resume(self, settings: Settings | None = None) -> None:
         """Once: start from this host's snapshot of the index, if it has one."""
@@ -140,7 +141,7 @@ class Learner:
         group.add(fields)
         self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
         if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
-            group.features = rec["features"]
+            group.features, group.features_time = rec["features"], rec["time"]
         return group
 
     def nbytes(self) -> int:

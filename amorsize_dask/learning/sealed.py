@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import pathlib
 import zipfile
@@ -218,6 +219,23 @@ def load_columns(path: str, with_lines: bool = False) -> Columns | tuple[Columns
     return cols
 
 
+def _flat(value, numbers_only: bool) -> bool:
+    """A dict of str -> finite numbers (>= 0, ``numbers_only``: features) or str/bool too
+    (fingerprint fields), as the record schema allows them."""
+    if not isinstance(value, dict):
+        return False
+    for key, item in value.items():
+        kind = type(item)
+        if not isinstance(key, str) or kind is bool and numbers_only:
+            return False
+        if kind in (int, float):
+            if not (math.isfinite(item) and (item >= 0 or not numbers_only)):
+                return False
+        elif numbers_only or kind not in (str, bool):
+            return False
+    return True
+
+
 def _check(cols: Columns) -> None:
     """Raise SealedError unless ``cols`` is consistent (a damaged file must not reach the model)."""
     rows, bounds = cols.rows, cols.bounds
@@ -227,8 +245,9 @@ def _check(cols: Columns) -> None:
           and bounds[0] == 0 and bounds[-1] == len(rows) and bool(np.all(np.diff(bounds) >= 0)))
     ok = ok and all(len(g) == 4 and isinstance(g[0], str) and HEX16.fullmatch(g[0])
                     and isinstance(g[1], str) and HEX16.fullmatch(g[1])
-                    and (g[2] is None or isinstance(g[2], dict)) for g in cols.groups)
-    ok = ok and all(isinstance(v, dict) for v in cols.fields.values())
+                    and (g[2] is None or _flat(g[2], numbers_only=True))
+                    and (g[3] is None or type(g[3]) in (int, float) and math.isfinite(g[3])) for g in cols.groups)
+    ok = ok and all(isinstance(k, str) and _flat(v, numbers_only=False) for k, v in cols.fields.items())
     live = rows[rows["n_items"] > 0]
     ok = ok and bool(np.all((live["engine"] >= 0) & (live["engine"] < len(ENGINES))
                             & (live["source"] >= 0) & (live["source"] < len(SOURCES))
