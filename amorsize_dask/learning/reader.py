@@ -106,7 +106,7 @@ class SegmentReader:
         return len(self.seen) + len(self.sealed_keys)
 
     def seen_keys(self) -> np.ndarray:
-        """The keys handed out (uint64; hashes of records without an id are left out)."""
+        """The keys handed out, ascending (uint64: :func:`~amorsize_dask.learning.sealed.key_of`)."""
         ids = np.fromiter((sealed.key_of(key) for key in self.seen), np.uint64, len(self.seen))
         return sealed.unique_keys(np.concatenate([ids, self.sealed_keys]))[0]
 
