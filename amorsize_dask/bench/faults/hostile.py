@@ -257,7 +257,7 @@ def fault_path_strings(work_dir) -> Outcome:
     store.settle_seconds = 0
     store.prune(keep_per_workload=2)
     new = files_under(work_dir) - before
-    strays = sorted(p for p in new if not (p.startswith("a/b/train/segments/") and p.endswith(".jsonl")))
+    strays = sorted(p for p in new if not (p.startswith("a/b/train/segments/") and p.endswith((".jsonl", ".npz"))))
     problems = [f"files created: {strays}"] if strays else []
     if os.path.exists("/tmp/amorsize-pwned") or (work_dir / "pwned").exists():
         problems.append("a file named by a record was created")
