@@ -233,3 +233,15 @@ def test_a_sealed_file_with_hostile_metadata_is_skipped(tmp_path):
     np.savez(path, **parts)
     assert n_observed(Learner(tmp_path)) == 0
     assert TrainingStore(tmp_path).stats().skipped["corrupt-sealed"] == 1
+
+
+def test_a_sealed_file_gone_since_listed_is_not_called_damaged(tmp_path):
+    """Another writer merged it away: its records are in the merged file, nothing to warn about."""
+    with pytest.raises(FileNotFoundError):
+        sealed.load_columns(str(tmp_path / "gone.npz"))
+    (tmp_path / SEGMENTS).mkdir()
+    paths = [sealed.write(tmp_path / SEGMENTS, [synthetic_record(i, random.Random(i))], limit=1 << 20)[0]
+             for i in range(merging.FANOUT)]
+    paths[0].unlink()                                         # merged by someone else meanwhile
+    assert merging.merge(tmp_path / SEGMENTS, paths) is not None
+    assert len(TrainingStore(tmp_path).records()) == merging.FANOUT - 1

@@ -102,7 +102,7 @@ def merge(seg_dir: pathlib.Path, paths: list[pathlib.Path]) -> pathlib.Path | No
     for path in paths:
         try:
             loaded.append((path, sealed.load_columns(str(path), with_lines=True)))
-        except sealed.SealedError:
+        except (sealed.SealedError, OSError):  # damaged (left as it is), or merged by another
             continue
     if len(loaded) < 2:
         return None

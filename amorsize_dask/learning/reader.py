@@ -197,8 +197,9 @@ class SegmentReader:
                     else:
                         seg = self._read_segment(entry.path, seg, max_line)
                 except OSError as exc:        # ELOOP: became a symlink since lstat
-                    skips["not-regular-file" if exc.errno in (errno.ELOOP, None)
-                          else "unreadable"] += 1
+                    if exc.errno != errno.ENOENT:  # ENOENT: merged or pruned since listed
+                        skips["not-regular-file" if exc.errno in (errno.ELOOP, None)
+                              else "unreadable"] += 1
                     continue
                 changed = True
                 if self.compact:

@@ -196,7 +196,7 @@ def _open(path: str):
 
 def load_columns(path: str, with_lines: bool = False) -> Columns | tuple[Columns, np.ndarray]:
     """The model's part of the sealed file at ``path`` (and its lines, ``with_lines``);
-    SealedError if it is not whole."""
+    SealedError if it is not whole, FileNotFoundError if it is gone."""
     try:
         with _open(path) as data:
             meta = json.loads(data["meta"].tobytes())
@@ -207,7 +207,7 @@ def load_columns(path: str, with_lines: bool = False) -> Columns | tuple[Columns
             cols = Columns([tuple(g) for g in meta["groups"]], meta["fields"], data["rows"], data["bounds"],
                            data["keys"], path)
             lines = data["lines"] if with_lines else None
-    except SealedError:
+    except (SealedError, FileNotFoundError):  # gone since listed (merged): not damaged
         raise
     except Exception as exc:  # a truncated zip, a damaged member, garbage: never a crash
         raise SealedError(f"{type(exc).__name__}: {exc}") from None

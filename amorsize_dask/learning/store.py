@@ -292,7 +292,7 @@ class TrainingStore(Upkeep):
             seg = Segment(0)
             try:
                 seg.read_lines(sealed.load_lines(cols.path), max_line)
-            except sealed.SealedError:       # removed or replaced since its columns were read
+            except (sealed.SealedError, OSError):  # removed or replaced since its columns were read
                 continue
             out += [rec for rec in seg.records if sealed.key_of(seen_key(rec)) in wanted]
         return out + records
