@@ -325,6 +325,6 @@ def fault_permissions(work_dir, umask: int) -> Outcome:
            if p.stat().st_mode & umask]
     o.extra = {"files": len(created)}
     problems = [f"modes wider than the umask allows: {bad}"] if bad else []
-    if not any(p.suffix == ".jsonl" for p in created) or not any(p.suffix == ".json" for p in created):
+    if not any(p.suffix in (".jsonl", ".npz") for p in created) or not any(p.suffix == ".json" for p in created):
         problems.append("expected a segment and an overheads file to check")
     return o.check(problems, f"{len(created)} paths checked")
