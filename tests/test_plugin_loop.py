@@ -23,17 +23,17 @@ TICK = 0.001
 
 
 class SlowStore(TrainingStore):
-    def append(self, record):
+    def append(self, record, *args, **kwargs):
         time.sleep(LATENCY)
-        return super().append(record)
+        return super().append(record, *args, **kwargs)
 
-    def records(self):
+    def records(self, *args, **kwargs):
         time.sleep(LATENCY)
-        return super().records()
+        return super().records(*args, **kwargs)
 
-    def read_new(self, *args, **kwargs):
+    def read_new_columns(self, *args, **kwargs):
         time.sleep(LATENCY)
-        return super().read_new(*args, **kwargs)
+        return super().read_new_columns(*args, **kwargs)
 
 
 async def _longest_gap_while(awaitable_or_value):
