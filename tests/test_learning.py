@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 import amorsize_dask as ad
-from amorsize_dask.learning import model
+from amorsize_dask.learning import exploration, model
 from amorsize_dask.learning.learner import get_learner
 from amorsize_dask.mapping import run_map
 from amorsize_dask.learning.store import TrainingStore
@@ -91,7 +91,7 @@ def test_exploration_is_bounded():
         assert cfg != ("processes", 2, 100), "re-explored a configuration measured slow"
         if p.explored:
             tried.add(cfg)
-    neighbours = set(model.neighbours(("processes", 2, 50), 1000, cores=2, max_threads=64))
+    neighbours = set(exploration.neighbours(("processes", 2, 50), 1000, cores=2, max_threads=64))
     assert tried and tried <= neighbours
 
 
@@ -263,7 +263,7 @@ def test_exploration_stops_once_its_budget_is_spent():
             explore_probability=1.0, explore_budget=0.05)).explored for _ in range(50))
 
     assert explored(base + [cheap]) > 0  # 0.01 s over 5.5 s spent: within budget
-    assert model.exploration_spent(base + [dear]) > 0.05
+    assert exploration.spent(base + [dear]) > 0.05
     assert explored(base + [dear]) == 0
 
 
