@@ -219,18 +219,23 @@ if __name__ == "__main__":
 '''
 
 
-def test_hidden_state_that_changes_the_cost_is_fixed_by_drift_detection(tmp_path):
-    """Same workload key, cost set by instance state: the script (run as __main__, class
-    defined in it) is re-planned within two runs of the dear state."""
+def _plans_of_script(tmp_path, source: str) -> list[list[str]]:
+    """Run ``source`` as a user's script (``__main__``, a store in ``tmp_path``): its printed plans."""
     import subprocess
     import sys
 
-    script = tmp_path / "hidden.py"
-    script.write_text(HIDDEN_STATE_SCRIPT)
+    script = tmp_path / "user.py"
+    script.write_text(source)
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "store")], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    plans = [line.split() for line in proc.stdout.splitlines()]
+    return [line.split() for line in proc.stdout.splitlines()]
+
+
+def test_hidden_state_that_changes_the_cost_is_fixed_by_drift_detection(tmp_path):
+    """Same workload key, cost set by instance state: the script (run as __main__, class
+    defined in it) is re-planned within two runs of the dear state."""
+    plans = _plans_of_script(tmp_path, HIDDEN_STATE_SCRIPT)
     assert plans[0][0] == "serial"
     assert plans[1] == ["serial", "model"]  # the old plan, measured: a different cost per item
     assert plans[2][1] == "sample" and plans[2][0] != "serial"  # noticed: sampled, parallel
@@ -356,15 +361,7 @@ if __name__ == "__main__":
 
 
 def test_a_skewed_tail_the_sample_missed_is_run_in_parallel_by_the_next_call(tmp_path):
-    import subprocess
-    import sys
-
-    script = tmp_path / "skewed.py"
-    script.write_text(SKEWED_TAIL_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "store")], capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    plans = [line.split() for line in proc.stdout.splitlines()]
+    plans = _plans_of_script(tmp_path, SKEWED_TAIL_SCRIPT)
     if plans[0][0] == "serial":  # the sampled items were all cheap (a quiet machine: always)
         assert plans[1] == ["processes", "model", "1"], plans  # tried at once, on the cost model's word
     assert plans[2][0] == "processes", plans
