@@ -68,7 +68,8 @@ def _plan_bag(func, bag: db.Bag, target):
     """
     n_parts = bag.npartitions
     engine = "dask" if target.client is not None else "processes"  # dask.bag's own default
-    plan = Plan(engine, target.cores, 1, n_parts, "default", 0.0, 0.0,
+    plan = Plan(engine=engine, n_workers=target.cores, chunksize=1, n_tasks=n_parts, source="default",
+                confidence=0.0, predicted_seconds=0.0,
                 reasons=(f"a Bag of {n_parts} partitions of unknown size: kept as they are, measured as they run",))
     newest = max(target.learner.observations(target.fingerprint.id, target.workload), key=lambda o: o.time,
                  default=None)

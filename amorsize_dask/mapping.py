@@ -199,7 +199,8 @@ def _unread_plan(target: "Target", n: int, engine: str, n_workers, chunksize) ->
     chosen = engine if engine != "auto" else ("serial" if target.client is None else "dask")
     workers = 1 if chosen == "serial" else (n_workers or target.cores)
     size = chunksize or max(n, 1)
-    return Plan(chosen, workers, size, math.ceil(n / size), "default", 0.0, 0.0, n_items=n,
+    return Plan(engine=chosen, n_workers=workers, chunksize=size, n_tasks=math.ceil(n / size), source="default",
+                confidence=0.0, predicted_seconds=0.0, n_items=n,
                 reasons=(why, count + "; nothing measured, so this is a default"),
                 fingerprint=target.fingerprint.id, workload=target.workload)
 

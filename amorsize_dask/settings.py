@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import dask.utils
+
 from . import config
 
 __all__ = ["Settings"]
@@ -42,6 +44,7 @@ _KEYS = {
     "max_segment_bytes": "store.max-segment-bytes",
     "keep_per_workload": "store.keep-per-workload",
     "max_bytes": "store.max-bytes",
+    "seal_bytes": "store.seal-bytes",
 }
 
 
@@ -72,6 +75,7 @@ class Settings:
     max_segment_bytes: int | str
     keep_per_workload: int
     max_bytes: int | str | None
+    seal_bytes: int | str | None = None
 
     @classmethod
     def from_config(cls) -> "Settings":
@@ -80,6 +84,22 @@ class Settings:
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    def size(self, name: str) -> int | None:
+        """The store size ``name`` (a field) in bytes; None stays None.
+
+        >>> Settings.from_config().replace(max_bytes="1 kiB").size("max_bytes")
+        1024
+        """
+        value = getattr(self, name)
+        if value is None:
+            return None
+        try:
+            return int(dask.utils.parse_bytes(value) if isinstance(value, str) else value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"dask config amorsize.{_KEYS[name]}={value!r} is not a size in bytes; use an integer or a "
+                "string such as '64 MiB' (see amorsize-schema.yaml)") from exc
 
 
 def current(settings: Settings | None) -> Settings:

@@ -1,5 +1,5 @@
 """Test isolation: a private cache dir (machine overheads) and training dir per session;
-the real cluster most tests run on."""
+the shared ``client`` fixture (a real two-worker cluster per test module)."""
 
 import os
 
@@ -22,10 +22,11 @@ def _private_dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster_client():
-    """A Client of a real LocalCluster: 2 worker processes of 1 thread (one per module)."""
-    from distributed import Client, LocalCluster
+def client():
+    """A client of a real two-worker ``LocalCluster`` (see tests/helpers/cluster.py), one per module."""
+    from distributed import Client  # imported when a test asks for a cluster, not by every test
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
-            Client(lc) as c:
+    from tests.helpers.cluster import local_cluster
+
+    with local_cluster() as cluster, Client(cluster) as c:
         yield c

@@ -3,14 +3,15 @@
 import asyncio
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import amorsize_dask as ad
+from tests.helpers.cluster import in_process_cluster
 from tests.helpers.funcs import square
 
 
 def test_an_asynchronous_client_is_a_clear_error():
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
+    with in_process_cluster() as lc:
         async def main():
             async with Client(lc.scheduler_address, asynchronous=True) as c:
                 with pytest.raises(TypeError, match="asynchronous"):

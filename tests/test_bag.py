@@ -9,11 +9,6 @@ from amorsize_dask.learning.store import TrainingStore
 from tests.helpers.funcs import CallLog, read_calls, spin, square
 
 
-@pytest.fixture(scope="module")
-def client(cluster_client):
-    return cluster_client
-
-
 def test_bag_results_and_order_sync_scheduler(tmp_path):
     b = ad.bag.map(square, range(100), training_dir=tmp_path)
     assert isinstance(b, db.Bag)

@@ -27,3 +27,22 @@ def test_cli_store_option_is_validated():
     assert result.exit_code != 0 and "--store" in result.output
     result = CliRunner().invoke(main, ["bench", "--store", "10", "--learning"])
     assert result.exit_code != 0 and "runs alone" in result.output
+
+
+def test_synthetic_records_are_what_validation_returns():
+    import random
+
+    from amorsize_dask.bench.store import synthetic_record
+    from amorsize_dask.learning.records import validate_record
+
+    rng = random.Random(3)
+    for i in range(60):
+        record = synthetic_record(i, rng)
+        assert validate_record(record) == record          # built directly, but exactly as validated
+
+
+def test_synthetic_directory_as_sealing_writers_leave_it(tmp_path):
+    write_directory(tmp_path, 400, seal_bytes=30_000)
+    store = TrainingStore(tmp_path)
+    assert len(store.records()) == 400 and sum(store.stats().skipped.values()) == 0
+    assert list((tmp_path / "segments").glob("*.npz"))

@@ -11,11 +11,12 @@ import time
 
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import amorsize_dask as ad
 from amorsize_dask.cluster import client as plugin_client
 from amorsize_dask.learning.store import TrainingStore
+from tests.helpers.cluster import local_cluster
 
 DEADLINE = 60
 
@@ -64,9 +65,10 @@ def test_dask_engine_without_client_says_what_to_do():
 
 
 @pytest.fixture(scope="module")
-def client(cluster_client):
-    assert not plugin_client.has_plugin(cluster_client)
-    return cluster_client
+def client():
+    with local_cluster() as lc, Client(lc) as c:
+        assert not plugin_client.has_plugin(c)
+        yield c
 
 
 @pytest.mark.parametrize(
@@ -133,8 +135,7 @@ def test_killed_worker_loses_no_items(tmp_path):
     marker = tmp_path / "done.txt"
     items = list(range(60))
     func = SlowLogged(marker)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
-            Client(lc) as c:
+    with local_cluster() as lc, Client(lc) as c:
         pids = c.run(os.getpid)
         victim = pids[sorted(pids)[0]]
         outcome = {}

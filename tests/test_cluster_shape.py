@@ -5,13 +5,14 @@ import os
 import time
 
 import pytest
-from distributed import Client, Event, LocalCluster
+from distributed import Client, Event
 from distributed.deploy import Adaptive
 
 import amorsize_dask as ad
 from amorsize_dask.cluster import client as plugin_client
 from amorsize_dask.cluster.adaptive import AmorsizeAdaptive
 from amorsize_dask.cluster.plugin import AmorsizePlugin
+from tests.helpers.cluster import in_process_cluster, local_cluster
 from tests.helpers.funcs import square, worker_pid
 
 
@@ -31,7 +32,7 @@ class CountingClient(Client):
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc:
+    with local_cluster() as lc:
         yield lc
 
 
@@ -81,8 +82,7 @@ def blocked(i):
 
 
 def test_adaptive_target_is_the_larger_of_dask_and_amorsize(tmp_path):
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
-            Client(lc) as c:
+    with in_process_cluster() as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         adaptive = lc.adapt(Adaptive=AmorsizeAdaptive, minimum=1, maximum=8, interval="1h")
         go = Event("amorsize-test-go")

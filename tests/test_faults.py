@@ -6,7 +6,6 @@ name the item or value, one warning for an unwritable directory, no record lost 
 executed, nothing left running. An ``xfail(strict=True)`` marks a bug found here.
 """
 
-import os
 
 import pytest
 

@@ -178,10 +178,9 @@ def test_cluster_fingerprint_accepts_cpu_model_and_missing_memory():
 
 def test_real_local_cluster_client_and_scheduler_agree():
     distributed = pytest.importorskip("distributed")
+    from tests.helpers.cluster import local_cluster
 
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster, distributed.Client(cluster) as client:
+    with local_cluster() as cluster, distributed.Client(cluster) as client:
         client.wait_for_workers(2)
         workers = client.scheduler_info(n_workers=-1)["workers"]
         from_client = cluster_fingerprint(workers)

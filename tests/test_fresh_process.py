@@ -130,10 +130,11 @@ PRESTART_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _prestart(tmp_path, func):
+def _prestart(tmp_path, func, start_method="forkserver"):
     script = tmp_path / "prestart.py"
     script.write_text(PRESTART_SCRIPT)
-    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training"),
+           "DASK_AMORSIZE__START_METHOD": start_method}
     done = subprocess.run([sys.executable, str(script), func], capture_output=True, text=True, timeout=180,
                           env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -150,3 +151,10 @@ def test_a_pool_started_for_nothing_is_stopped_again(tmp_path):
     report = _prestart(tmp_path, "big")  # 0.4 s of work, 2 MB results: not worth shipping
     assert report["engine"] != "processes", report["plan"]
     assert "started while sampling" in report["plan"] and not report["warm"]
+
+
+def test_a_pool_that_will_fork_starts_after_the_plan_at_the_forks_cost(tmp_path):
+    report = _prestart(tmp_path, "spin", start_method="auto")
+    assert report["engine"] == "processes" and report["warm"], report["plan"]
+    assert "started while sampling" not in report["plan"]
+    assert "fork pool start" in report["plan"]  # costed as a fork, not as the forkserver

@@ -167,15 +167,6 @@ def test_early_close_then_exit_leaves_no_process_behind(tmp_path):
     assert not [p for p in out["children"] if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with Client(cluster) as c:
-            yield c
-
-
 def on_worker(x):
     from distributed import get_worker
 

@@ -185,10 +185,11 @@ def test_map_equals_builtin_map(specs, engine):
 
 
 def test_several_iterables_on_a_cluster(tmp_path):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    from tests.helpers.cluster import local_cluster
+
+    with local_cluster() as cluster, Client(cluster) as client:
         xs, ys = list(range(30)), [3, 1] * 10
         got = ad.map(pow, xs, ys, client=client, engine="dask", chunksize=4, training_dir=tmp_path)
         assert got == list(builtins.map(pow, xs, ys))

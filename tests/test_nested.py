@@ -7,7 +7,7 @@ only run if the outer ones leave the worker's pool while they wait (secede/rejoi
 import multiprocessing
 
 import pytest
-from distributed import Client, LocalCluster, get_client
+from distributed import get_client
 
 import amorsize_dask as ad
 
@@ -27,13 +27,6 @@ def outer_with(engine, use_worker_client=False):
 
 def daemonic(_):
     return multiprocessing.current_process().daemon
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
-            Client(lc) as c:
-        yield c
 
 
 def test_workers_are_daemonic_processes(client):

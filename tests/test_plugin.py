@@ -9,7 +9,7 @@ import time
 
 import pickle
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import amorsize_dask as ad
 from amorsize_dask.learning import learner as learning
@@ -17,6 +17,7 @@ from amorsize_dask.cluster import client as plugin_client
 from amorsize_dask.cluster.adaptive import AmorsizeAdaptive
 from amorsize_dask.cluster.plugin import CONFIRM_SECONDS, MAX_PENDING_RUNS, RUN_TTL_SECONDS, AmorsizePlugin
 from amorsize_dask.learning.store import TrainingStore
+from tests.helpers.cluster import in_process_cluster, local_cluster
 
 DEADLINE = 60
 
@@ -34,11 +35,6 @@ def fail_on_seven(x):
 def sleepy(x):
     time.sleep(0.002)
     return x + 1
-
-
-def cluster(**kwargs):
-    kwargs = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0", **kwargs}
-    return LocalCluster(**kwargs)
 
 
 def plugins(client):
@@ -66,7 +62,7 @@ def training(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(training):
-    with cluster() as lc, Client(lc) as c:
+    with local_cluster() as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(training)))
         yield c
 
@@ -74,8 +70,7 @@ def client(training):
 @pytest.fixture
 def inproc():
     """A small in-process cluster, for tests that leave a plugin in an odd state."""
-    with cluster(n_workers=1, processes=False, dashboard_address=None) as lc, \
-            Client(lc) as c:
+    with in_process_cluster() as lc, Client(lc) as c:
         yield c
 
 
@@ -281,21 +276,25 @@ def test_pending_runs_are_bounded(inproc, tmp_path):
     assert not has_first and has_last
 
 
-def test_hook_is_cheap_for_other_keys(inproc, tmp_path):
+def test_hook_ignores_every_other_task_and_drops_only_its_own_runs(inproc, tmp_path):
+    # The hook returns at once for other tasks (~0.3 us a call; a scheduler spends hundreds
+    # of us per task): asserted here as behaviour, its cost is bench's to measure.
     inproc.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
-    plugin_client.register_run(inproc, run_message())  # a pending run: the hook cannot skip everything
+    run = run_message()
+    plugin_client.register_run(inproc, run)
 
-    def time_hook(plugin):
-        n = 20_000
-        t0 = time.perf_counter()
-        for i in range(n):
-            plugin.transition(("inc-abc", i), "processing", "memory", stimulus_id="s", worker="w", startstops=[])
+    def transitions(plugin):
+        for i in range(2000):
+            plugin.transition(("inc-abc", i), "processing", "erred", stimulus_id="s", worker="w", startstops=[])
             plugin.transition("inc-abc", "waiting", "processing", stimulus_id="s")
-            plugin.transition(f"amorsize-{'f' * 16}-{i}", "processing", "memory", stimulus_id="s", startstops=[])
-        return (time.perf_counter() - t0) / (3 * n)
+            plugin.transition(f"amorsize-{'f' * 16}-{i}", "processing", "erred", stimulus_id="s", startstops=[])
+            plugin.transition(f"amorsize-f-{run['run_id']}-{i}", "waiting", "processing", stimulus_id="s")
+        others = plugin.pending_runs()
+        plugin.transition(f"amorsize-f-{run['run_id']}-0", "processing", "erred", stimulus_id="s")
+        return others, plugin.pending_runs()
 
-    # ~0.3 us a call; a scheduler spends hundreds of us per task (the 95% throughput bar)
-    assert on_plugin(inproc, time_hook) < 20e-6
+    # other tasks erring leave the run pending; one of its own tasks erring drops it
+    assert on_plugin(inproc, transitions) == (1, 0)
 
 
 def test_cli_preload(tmp_path):
@@ -347,17 +346,17 @@ def test_cli_preload(tmp_path):
 @pytest.mark.parametrize("with_plugin", [True, False], ids=["plugin", "no-plugin"])
 def test_learning_carries_across_clusters(tmp_path, with_plugin):
     items = list(range(200))
-    with cluster() as lc, Client(lc) as a:
+    with local_cluster() as lc, Client(lc) as a:
         if with_plugin:
             a.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         assert ad.map(sleepy, items, client=a, training_dir=tmp_path) == [x + 1 for x in items]
         recorded_by_plugin = on_plugin(a, lambda p: p.n_recorded) if with_plugin else 0
     records = TrainingStore(tmp_path).records()
     assert len(records) == 1
-    if with_plugin and records[0]["plan"]["engine"] == "dask":
-        assert recorded_by_plugin == 1
+    assert records[0]["plan"]["engine"] == "dask"         # on a cluster, func runs on the workers only
+    assert recorded_by_plugin == (1 if with_plugin else 0)
     learning._LEARNERS.pop(os.path.abspath(tmp_path), None)  # a fresh process would read the store anew
-    with cluster() as lc, Client(lc) as b:
+    with local_cluster() as lc, Client(lc) as b:
         if with_plugin:
             b.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         plan = ad.plan(sleepy, items, client=b, training_dir=tmp_path)
@@ -370,7 +369,7 @@ def test_learning_carries_across_clusters(tmp_path, with_plugin):
 
 
 def test_adaptive_target_from_plugin(tmp_path):
-    with cluster(n_workers=1) as lc, Client(lc) as c:
+    with local_cluster(n_workers=1) as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         adaptive = lc.adapt(Adaptive=AmorsizeAdaptive, minimum=1, maximum=2, interval="100ms")
         assert isinstance(adaptive, AmorsizeAdaptive)

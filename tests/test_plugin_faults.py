@@ -5,12 +5,13 @@ import concurrent.futures
 import time
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import amorsize_dask as ad
 from amorsize_dask.cluster import client as plugin_client
 from amorsize_dask.engines.dask import new_run_id, task_key
 from amorsize_dask.cluster.plugin import AmorsizePlugin
+from tests.helpers.cluster import in_process_cluster, local_cluster
 
 DEADLINE = 60
 
@@ -38,8 +39,7 @@ def run_message(run_id, n_tasks):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     training = tmp_path_factory.mktemp("plugin-faults")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
-            Client(lc) as c:
+    with local_cluster() as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(training)))
         yield lc, c, training
 
@@ -81,8 +81,7 @@ def test_client_that_disconnects_mid_run_leaves_nothing_pending(cluster):
 
 
 def test_run_of_100k_tasks_keeps_plugin_memory_bounded(tmp_path):
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
-            Client(lc) as c:
+    with in_process_cluster() as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         run_id = new_run_id()
         plugin_client.register_run(c, run_message(run_id, 100_000))

@@ -12,13 +12,14 @@ import threading
 import time
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 
 from amorsize_dask.cluster.plugin import AmorsizePlugin
 from amorsize_dask.engines.dask import task_key
 from amorsize_dask.learning.records import encode_line, make_record
 from amorsize_dask.learning.store import TrainingStore
+from tests.helpers.cluster import in_process_cluster
 
 DEADLINE = 120
 
@@ -27,17 +28,17 @@ TICK = 0.001
 
 
 class SlowStore(TrainingStore):
-    def append(self, record):
+    def append(self, record, *args, **kwargs):
         time.sleep(LATENCY)
-        return super().append(record)
+        return super().append(record, *args, **kwargs)
 
-    def records(self):
+    def records(self, *args, **kwargs):
         time.sleep(LATENCY)
-        return super().records()
+        return super().records(*args, **kwargs)
 
-    def read_new(self, *args, **kwargs):
+    def read_new_columns(self, *args, **kwargs):
         time.sleep(LATENCY)
-        return super().read_new(*args, **kwargs)
+        return super().read_new_columns(*args, **kwargs)
 
 
 async def _longest_gap_while(awaitable_or_value):
@@ -77,8 +78,7 @@ def _finished_run(plugin, run_id):
 @pytest.fixture
 def scheduler_and_client(tmp_path):
     """An in-process cluster whose scheduler runs the plugin on a slow store."""
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc, \
-            Client(lc) as c:
+    with in_process_cluster() as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         plugin = lc.scheduler.plugins["amorsize"]
         plugin.learner.store = SlowStore(plugin.learner.store.path, compact=True)  # as the learner keeps it
@@ -208,8 +208,7 @@ def test_a_large_directory_on_a_slow_filesystem_never_holds_the_loop(tmp_path, m
     slow = SlowOS()
     for module in (reader, segments, store, compaction, snapshot):
         monkeypatch.setattr(module, "os", slow)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc, \
-            Client(lc) as c:
+    with in_process_cluster() as lc, Client(lc) as c:
         c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
         plugin = lc.scheduler.plugins["amorsize"]
         gaps, stop = [], asyncio.Event()

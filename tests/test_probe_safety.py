@@ -38,7 +38,7 @@ def waiting_work(x):   # waits: planned on threads without a probe
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(30)
     try:
-        time.sleep(0.002)
+        time.sleep(0.01)  # CPU/wall well below the probe's 0.1 even on a loaded machine (2 ms read 0.12)
         return x * x
     finally:
         signal.alarm(0)
@@ -68,7 +68,7 @@ def work(x):
     return db.conn.execute("select ? * ?", (x, x)).fetchone()[0]
 
 def waiting_work(x):   # waits: planned on threads without a probe
-    time.sleep(0.002)
+    time.sleep(0.01)
     return db.conn.execute("select ? * ?", (x, x)).fetchone()[0]
 """
 
@@ -90,6 +90,8 @@ def main():
         print("ok")
         return
     import warnings
+    from amorsize_dask.planning import overheads
+    assert overheads.join_background(120)  # the calibration the calls above started, done
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         first = run_map(waiting_work, items, training_dir=train)

@@ -113,16 +113,43 @@ SLIM_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_workers_import_neither_dask_nor_the_users_main_module(tmp_path):
+def _run_slim(tmp_path, start_method: str, source: str = SLIM_SCRIPT):
+    import json
+
     script = tmp_path / "slim.py"
-    script.write_text(SLIM_SCRIPT)
-    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    script.write_text(source)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training"),
+           "DASK_AMORSIZE__START_METHOD": start_method}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                           env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    import json
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[], [], [], []]
+
+def test_forkserver_workers_import_neither_dask_nor_the_users_main_module(tmp_path):
+    assert _run_slim(tmp_path, "forkserver") == [[], [], [], []]
+
+
+def test_auto_forks_a_script_with_no_busy_thread_so_workers_import_nothing(tmp_path):
+    # A fork is a copy: the workers already hold what the script imported (pandas, numpy),
+    # paying no import of their own; dask comes with the package in the caller.
+    assert _run_slim(tmp_path, "auto") == [["dask", "numpy", "pandas"]] * 4
+
+
+BUSY_THREAD_SCRIPT = SLIM_SCRIPT.replace("print(json.dumps(", """import threading
+stop = threading.Event()
+busy = threading.Thread(target=stop.wait)  # the user's thread, doing something: no fork
+busy.start()
+try:
+    print(json.dumps(""").replace("chunksize=1)))", """chunksize=1)))
+finally:
+    stop.set()
+from amorsize_dask.engines import shared_engine
+print(json.dumps(shared_engine().last_start_method))""")
+
+
+def test_auto_uses_the_forkserver_while_another_thread_of_the_caller_is_alive(tmp_path):
+    assert _run_slim(tmp_path, "auto", BUSY_THREAD_SCRIPT) == "forkserver"
 
 
 def test_forkserver_preloads_the_public_worker_module():
@@ -131,3 +158,29 @@ def test_forkserver_preloads_the_public_worker_module():
 
     assert forkserver_preload(process_worker.__name__) == ["amorsize_dask.engines.process_worker"]
     assert callable(process_worker.run_pickled_chunk) and callable(process_worker.initialize_worker)
+
+
+FORKED_NESTED_SCRIPT = textwrap.dedent("""
+    import json
+    import amorsize_dask as ad
+
+    def inner(x):
+        return x * 2
+
+    def outer(x):  # in a forked worker: the parent's thread pools' threads do not exist there
+        return sum(ad.map(inner, range(x), engine="threads", n_workers=2, chunksize=1))
+
+    if __name__ == "__main__":
+        ad.map(inner, range(8), engine="threads", n_workers=2, chunksize=1)  # pools in the parent
+        from amorsize_dask.planning.sampling import probe_threads
+        probe_threads(inner, list(range(4)), 0, 4, 1e-3)                     # and the probe's
+        out = ad.map(outer, range(6), engine="processes", n_workers=2, chunksize=1)
+        from amorsize_dask.engines import shared_engine
+        print(json.dumps([out, shared_engine().last_start_method]))
+""")
+
+
+def test_a_forked_worker_starts_its_own_threads_for_a_nested_map(tmp_path):
+    out, method = _run_slim(tmp_path, "auto", FORKED_NESTED_SCRIPT)
+    assert method == "fork"  # the idle pool threads of the parent did not rule the fork out
+    assert out == [sum(2 * i for i in range(x)) for x in range(6)]

@@ -49,7 +49,9 @@ def canon(records):
 
 
 def segment_files(path):
-    return sorted((pathlib.Path(path) / "segments").glob("*.jsonl"))
+    """The segments and sealed files (prune and sealing write ``*.npz``)."""
+    seg = pathlib.Path(path) / "segments"
+    return sorted([*seg.glob("*.jsonl"), *seg.glob("*.npz")])
 
 
 def plant(path, name, data: bytes):
@@ -455,8 +457,8 @@ def test_prune_never_drops_future_schema_records(tmp_path):
 class RacingStore(TrainingStore):
     """Another writer appends to a segment just after prune has read it."""
 
-    def _write_compacted(self, records):
-        super()._write_compacted(records)
+    def _write_compacted(self, records, settings):
+        super()._write_compacted(records, settings)
         with open(self.path / "segments" / "other-1-00000000.jsonl", "ab") as f:
             f.write(line(validate_record(dict(rec(50), id="00000000000000ff"))))
 

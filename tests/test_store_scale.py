@@ -5,18 +5,25 @@ import os
 import tracemalloc
 
 import dask
+import pytest
 
+from amorsize_dask.bench.store import FINGERPRINTS, WORKLOADS, fingerprint, workload, write_directory
 from amorsize_dask.learning.learner import Learner
 from amorsize_dask.learning.records import encode_line, validate_record
 from amorsize_dask.learning.store import TrainingStore
 from tests.test_store import FP, WL, plant, rec, segment_files
 
+GROUPS = [(fingerprint(f), workload(w)) for f in range(FINGERPRINTS) for w in range(WORKLOADS)]
+
 
 def indexed(learner, fingerprint, workload):
     """The observations the learner's index holds for one workload (after a refresh)."""
-    learner.refresh()
-    group = dict(learner.index_state()[0]).get((fingerprint, workload))
-    return [] if group is None else list(group.observations(workload))
+    return learner.observations(fingerprint, workload)
+
+
+def n_indexed(learner):
+    """Observations of all the synthetic directory's workloads (:func:`write_directory`)."""
+    return sum(len(learner.observations(*group)) for group in GROUPS)
 
 
 def _with_id(i, **kwargs):
@@ -39,7 +46,7 @@ def test_compact_reader_hands_out_each_record_once_and_reads_only_new_bytes(tmp_
     reader.append(rec(101))                           # its own record: the caller has it
     assert reader.read_new() == []
     assert len(reader.records()) == 102               # records() still works (read afresh)
-    assert all(not seg.records for seg in reader._reader.segments.values()) and reader._reader.merged == []
+    assert reader.n_seen == 102                       # each handed out (or appended) once
 
 
 def test_learner_index_is_updated_not_rebuilt_after_a_foreign_append(tmp_path):
@@ -47,18 +54,18 @@ def test_learner_index_is_updated_not_rebuilt_after_a_foreign_append(tmp_path):
     for i in range(50):
         writer.append(rec(1000 + i))
     learner = Learner(tmp_path)
-    assert len(indexed(learner, FP, WL)) == 50
-    group, read = learner._groups[(FP, WL)], learner.store.bytes_read
+    before = indexed(learner, FP, WL)
+    assert len(before) == 50
+    read = learner.store.bytes_read
     writer.append(rec(2000))
-    assert len(indexed(learner, FP, WL)) == 51
-    assert learner._groups[(FP, WL)] is group          # the same index, one row more
-    assert learner.store.bytes_read - read == len(encode_line(writer.records()[-1]))
+    assert indexed(learner, FP, WL)[:50] == before and len(indexed(learner, FP, WL)) == 51
+    assert learner.store.bytes_read - read == len(encode_line(writer.records()[-1]))  # the new line only
 
 
-def test_a_loaded_learner_keeps_under_400_bytes_per_record(tmp_path):
+@pytest.mark.parametrize("seal_bytes", [None, 200_000])
+def test_a_loaded_learner_keeps_under_400_bytes_per_record(tmp_path, seal_bytes):
     n = 5000
-    lines = b"".join(encode_line(_with_id(i + 1, workload=f"{i % 50:016x}")) for i in range(n))
-    plant(tmp_path, "other-1-00000000.jsonl", lines)
+    write_directory(tmp_path, n, seal_bytes=seal_bytes)     # JSON lines, or mostly sealed files
     gc.collect()
     tracemalloc.start()
     try:
@@ -69,7 +76,7 @@ def test_a_loaded_learner_keeps_under_400_bytes_per_record(tmp_path):
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert sum(len(g) for g in learner._groups.values()) == n
+    assert n_indexed(learner) == n
     print(f"{kept / n:.0f} bytes per record")
     assert kept / n <= 400, f"{kept / n:.0f} bytes per record"
 
@@ -105,18 +112,18 @@ def test_a_new_learner_resumes_from_this_host_s_snapshot(tmp_path):
     from amorsize_dask.learning import snapshot
 
     n = snapshot.EVERY_RECORDS + 10
-    seg = plant(tmp_path, "other-1-00000000.jsonl", b"".join(
-        encode_line(_with_id(i + 1, workload=f"{i % 5:016x}")) for i in range(n)))
+    write_directory(tmp_path, n, writers=1)
+    (seg,) = segment_files(tmp_path)
     first = Learner(tmp_path)
     first.refresh()
     assert snapshot.path_for(tmp_path).exists()      # many records indexed: a snapshot written
-    group = (FP, f"{1:016x}")
+    group = GROUPS[11]
     expected = indexed(first, *group)
 
     second = Learner(tmp_path)
     assert indexed(second, *group) == expected
     assert second.store.bytes_read == 0              # nothing parsed: resumed from the snapshot
-    TrainingStore(tmp_path).append(rec(9_999_999, workload=f"{1:016x}"))
+    TrainingStore(tmp_path).append(rec(9_999_999, fingerprint=group[0], workload=group[1]))
     assert len(indexed(second, *group)) == len(expected) + 1
     assert second.store.bytes_read < 1000            # the foreign line only
 
@@ -130,17 +137,17 @@ def test_a_snapshot_survives_compaction_without_duplicates(tmp_path):
     from amorsize_dask.learning import snapshot
 
     n = snapshot.EVERY_RECORDS + 10
-    segs = [plant(tmp_path, f"other-{w}-00000000.jsonl", b"".join(
-        encode_line(_with_id(i + 1)) for i in range(w, n, 2))) for w in range(2)]
+    write_directory(tmp_path, n, writers=2)
+    segs = segment_files(tmp_path)
     first = Learner(tmp_path)
-    expected = indexed(first, FP, WL)
+    expected = {group: indexed(first, *group) for group in GROUPS}
     for seg in segs:
         os.utime(seg, (1, 1))                         # their writers went quiet long ago
     assert TrainingStore(tmp_path).prune(keep_per_workload=100_000) == 0  # compacted, nothing dropped
     assert not any(seg.exists() for seg in segs)
     again = Learner(tmp_path)
-    assert indexed(again, FP, WL) == expected     # the same records, none twice
-    assert again.store.bytes_read > 0                # the compacted segment was read (ids known)
+    assert {group: indexed(again, *group) for group in GROUPS} == expected  # the same records, none twice
+    assert again.store.bytes_read > 0                # the compacted file was read (ids known)
 
 
 def test_on_an_event_loop_the_automatic_prune_runs_off_it(tmp_path):
@@ -184,4 +191,4 @@ def test_compact_reader_deduplicates_records_without_id_by_content(tmp_path):
     plant(tmp_path, "b-1-00000000.jsonl", line(rec(2)) + line(rec(3)))  # rec(2) copied, no id
     reader = TrainingStore(tmp_path, compact=True)
     assert sorted(r["features"]["n_items"] for r in reader.read_new()) == [1, 2, 3]
-    assert all(key < 0 for key in reader._reader.seen)       # 8-byte hashes, not whole lines
+    assert reader.n_seen == 3 and reader.read_new() == []

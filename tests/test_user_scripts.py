@@ -126,8 +126,7 @@ print(json.dumps(out))
 def test_script_classes_and_exceptions_come_back_as_the_callers_own(tmp_path, engine, guard):
     out, _ = run_script(tmp_path, CLASSES_HEAD, CLASSES_MAIN, guard=guard,
                         force_processes=engine == "auto", args=[engine])
-    if engine in ("processes", "auto"):
-        assert out["engine"] == "processes"
+    assert out["engine"] == ("processes" if engine == "auto" else engine)   # auto: processes forced
     assert out["points"] is True
     assert out["values"] == list(range(40))
     assert out["items_ok"] == [2 * i for i in range(40)]

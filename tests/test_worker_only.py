@@ -7,13 +7,13 @@ without it must succeed whatever amorsize plans. Running in the client is an opt
 import os
 import subprocess
 import sys
-import textwrap
 
 import dask
 import pytest
-from distributed import Client, LocalCluster, WorkerPlugin
+from distributed import Client, WorkerPlugin
 
 import amorsize_dask as ad
+from tests.helpers.cluster import local_cluster
 
 MARKER = "AMORSIZE_TEST_ON_A_WORKER"
 DEADLINE = 120
@@ -44,8 +44,7 @@ def spin_on_worker(x):
 @pytest.fixture(scope="module")
 def client():
     assert MARKER not in os.environ
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
-            Client(lc) as c:
+    with local_cluster() as lc, Client(lc) as c:
         c.register_plugin(MarkWorkers())
         assert all(c.run(lambda: os.environ.get(MARKER) == "1").values())
         yield c

@@ -12,10 +12,8 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,17 +109,19 @@ def test_key_format_and_repeatable():
     assert f in workload._cache  # weakly cached, keyed by the function object
 
 
-def test_repeated_call_is_cheap():
+def test_repeated_call_is_answered_from_the_cache():
+    # Cached per function object, so a repeated call costs microseconds (measured ~0.3 us):
+    # shown by the cache's documented assumption, not by a clock on a shared machine.
     def f(x):
         return helper_global(x) + 1  # noqa: F821 (not defined: skipped)
 
-    function_key(f)
-    n = 2000
-    start = time.perf_counter()
-    for _ in range(n):
-        function_key(f)
-    per_call = (time.perf_counter() - start) / n
-    assert per_call < 100e-6  # measured ~0.3 µs; generous for a shared machine
+    def g(x):
+        return x * 2
+
+    first = function_key(f)
+    f.__code__ = g.__code__          # rebound after the first call: the cache still answers
+    assert function_key(f) == first
+    assert function_key(g) != first   # the same code in a function object not seen before
 
 
 def test_cache_is_weak():

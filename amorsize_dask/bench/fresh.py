@@ -130,12 +130,13 @@ from amorsize_dask.planning import overheads
 if __name__ == "__main__":
     engine, n = shared_engine(), cpu_count()
     t0 = time.perf_counter(); engine.pool(n); first = time.perf_counter() - t0
+    method = getattr(engine, "last_start_method", None) or engine.start_method
     engine.shutdown()
     t0 = time.perf_counter(); engine.pool(n); again = time.perf_counter() - t0
     engine.shutdown()
     from amorsize_dask.engines import get_engine
     t0 = time.perf_counter(); overheads.measure_local(engine, get_engine("threads"), n)
-    print(json.dumps(dict(first=first, again=again, calibration=time.perf_counter() - t0)))
+    print(json.dumps(dict(first=first, again=again, calibration=time.perf_counter() - t0, method=method)))
 '''
 
 
@@ -151,7 +152,8 @@ def start_figures(repeat: int = 5) -> dict:
             if done.returncode != 0:
                 raise RuntimeError(f"pool start figures failed:\n{done.stderr[-2000:]}")
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    return {key: statistics.median(r[key] for r in runs) for key in ("first", "again", "calibration")}
+    figures = {key: statistics.median(r[key] for r in runs) for key in ("first", "again", "calibration")}
+    return {**figures, "method": runs[-1]["method"]}
 
 
 def run(*, quick: bool = False, families=None, repeat: int = 3, out=print) -> list[dict]:
@@ -159,7 +161,7 @@ def run(*, quick: bool = False, families=None, repeat: int = 3, out=print) -> li
     from .local import calibrate
 
     starts = start_figures(1 if quick else 5)
-    out(f"process pool, fresh interpreter (median): first start {1e3 * starts['first']:.0f} ms, "
+    out(f"process pool ({starts['method']}), fresh interpreter (median): first start {1e3 * starts['first']:.0f} ms, "
         f"restart {1e3 * starts['again']:.0f} ms; calibration {1e3 * starts['calibration']:.0f} ms "
         "(after the call, in the background)")
     out(f"calibration (cached per machine; not part of any timing): {calibrate():.2f} s")

@@ -1,7 +1,7 @@
 """The training directory at scale: what loading, refreshing and pruning N records costs.
 
-For N records (the library's own record lines: 10 fingerprints × 10 workloads, written
-as four other processes' segments) it measures, in this process:
+For N records (the library's own record lines: 10 fingerprints × 10 workloads, written by
+four other processes) it measures, in this process:
 
 - first load: a new learner indexing the whole directory (what the first process on a
   host pays once), and a new learner resuming from the snapshot that one left behind;
@@ -11,6 +11,9 @@ as four other processes' segments) it measures, in this process:
 - prune: ``TrainingStore.prune()`` (keep-per-workload), then a writer's own automatic
   prune past ``amorsize.store.max-bytes`` (set to half the directory's size).
 
+The directory is left as its writers would leave it (:func:`write_directory`): each
+writer's records sealed every ``amorsize.store.seal-bytes``, the rest still JSON lines.
+
 Run: ``amorsize-dask bench --store N``.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pathlib
 import random
 import tempfile
 import time
@@ -25,50 +29,86 @@ import tracemalloc
 
 import dask
 
-from ..learning import snapshot
+from ..learning import merging, sealed, snapshot
+from ..learning.reader import sealed_limit
 from ..learning.learner import Learner
-from ..learning.records import encode_line, make_record
+from ..learning.records import SCHEMA_VERSION, encode_line
 from ..learning.store import SEGMENTS, TrainingStore
+from ..settings import Settings
 from .timing import format_table
+
+__all__ = ["FINGERPRINTS", "WORKLOADS", "WRITERS", "fingerprint", "workload", "synthetic_record",
+           "write_directory", "store_figures"]
 
 # Fingerprints x workloads of the synthetic directory: 100 groups, so that N = 10k .. 1M
 # gives 100 .. 10,000 records per workload (pruning keeps keep-per-workload of each).
 FINGERPRINTS, WORKLOADS = 10, 10
 WRITERS = 4
+_ENGINES = ("serial", "threads", "processes")
 
 
-def _record(i: int, rng: random.Random) -> dict:
-    fp = i % FINGERPRINTS
+def fingerprint(i: int) -> str:
+    """The fingerprint of the synthetic records' ``i``-th machine shape."""
+    return f"{i + 1:016x}"
+
+
+def workload(i: int) -> str:
+    """The synthetic records' ``i``-th workload."""
+    return f"{i + 1:016x}"
+
+
+def synthetic_record(i: int, rng: random.Random, fingerprints: int = FINGERPRINTS,
+                     workloads: int = WORKLOADS) -> dict:
+    """Record ``i`` of a synthetic directory (id ``i + 1``, time 1.7e9 + i), as
+    :func:`~amorsize_dask.learning.records.validate_record` returns it (built directly:
+    validating costs ~15 us a record, too slow for a million)."""
+    fp = i % fingerprints
     sampled = i % 3 == 0
     features = {"n_items": rng.randint(10, 10**5), "n_sampled": rng.randint(0, 20) if sampled else 0,
                 "planning_seconds": rng.uniform(1e-4, 0.05), "item_seconds": rng.uniform(1e-6, 1e-2)}
     if sampled:
         features.update(item_cv=rng.uniform(0, 1), cpu_ratio=rng.uniform(0.01, 1.0),
                         bytes_in=rng.uniform(10, 1e6), bytes_out=rng.uniform(10, 1e3))
-    rec = make_record(
-        fingerprint=f"{fp + 1:016x}",
-        fingerprint_fields={"cores": 2 + fp, "cpu_model": "Intel(R) Xeon(R) Processor", "kind": "local",
-                            "memory_gib": 24, "platform": "linux", "python": "3.11",
-                            "start_method": "forkserver"},
-        workload=f"{(i // FINGERPRINTS) % WORKLOADS + 1:016x}", function=f"bench.synthetic_{i % WORKLOADS}",
-        features=features, engine=rng.choice(["serial", "threads", "processes"]), n_workers=2,
-        chunksize=rng.randint(1, 500), source="sample" if sampled else "model",
-        wall_seconds=rng.uniform(0.01, 5), compute_seconds=rng.uniform(0.01, 9),
-        predicted_seconds=rng.uniform(0.01, 5), time=1.7e9 + i)
-    rec["id"] = f"{i + 1:016x}"
-    return rec
+    return {
+        "schema": SCHEMA_VERSION, "time": 1.7e9 + i, "fingerprint": fingerprint(fp),
+        "fingerprint_fields": {"cores": 2 + fp, "cpu_model": "Intel(R) Xeon(R) Processor", "kind": "local",
+                               "memory_gib": 24, "platform": "linux", "python": "3.11",
+                               "start_method": "forkserver"},
+        "workload": workload((i // fingerprints) % workloads), "function": f"bench.synthetic_{i % workloads}",
+        "features": features,
+        "plan": {"engine": rng.choice(_ENGINES), "n_workers": 2, "chunksize": rng.randint(1, 500),
+                 "source": "sample" if sampled else "model"},
+        "wall_seconds": rng.uniform(0.01, 5), "compute_seconds": rng.uniform(0.01, 9),
+        "predicted_seconds": rng.uniform(0.01, 5), "id": f"{i + 1:016x}"}
 
 
-def write_directory(path, n: int, start: int = 0, writers: int = WRITERS) -> int:
-    """``n`` records as ``writers`` other processes' segments; returns the bytes written."""
-    seg_dir = os.path.join(path, SEGMENTS)
+def write_directory(path, n: int, start: int = 0, writers: int = WRITERS, *, seal_bytes: int | None = None,
+                    fingerprints: int = FINGERPRINTS, workloads: int = WORKLOADS) -> int:
+    """Records ``start .. start + n`` as ``writers`` other processes would leave them in
+    ``path`` (each its every ``writers``-th record): sealed every ``seal_bytes`` of lines
+    when given (:mod:`amorsize_dask.learning.sealed`, then merged as writers merge them:
+    :mod:`amorsize_dask.learning.merging`), the rest appended to its JSON segment. Returns
+    the bytes of record lines written."""
+    seg_dir = pathlib.Path(path, SEGMENTS)
     os.makedirs(seg_dir, exist_ok=True)
+    limit = sealed_limit(Settings.from_config().size("max_segment_bytes"))
     rng = random.Random(start)
     total = 0
     for w in range(writers):
-        lines = [encode_line(_record(i, rng)) for i in range(start + w, start + n, writers)]
+        records, lines, size = [], [], 0
+        for i in range(start + w, start + n, writers):
+            rec = synthetic_record(i, rng, fingerprints, workloads)
+            line = encode_line(rec)
+            if seal_bytes is not None and size + len(line) > seal_bytes and records:
+                sealed.write(seg_dir, records, seal_bytes, lines)
+                merging.merge_due(seg_dir, seal_bytes, limit)
+                records, lines, size = [], [], 0
+            records.append(rec)
+            lines.append(line)
+            size += len(line)
+            total += len(line)
         with open(os.path.join(seg_dir, f"bench-{start}-{w}.jsonl"), "ab") as f:
-            total += f.write(b"".join(lines))
+            f.write(b"".join(lines))
     return total
 
 
@@ -94,11 +134,11 @@ def store_figures(n: int, out=print) -> dict:
     figures = {}
     with tempfile.TemporaryDirectory(prefix="amorsize-store-") as d, \
             dask.config.set({"amorsize.store.max-bytes": None}):
-        written = write_directory(d, n)
+        written = write_directory(d, n, seal_bytes=Settings.from_config().size("seal_bytes"))
         learner = Learner(d)
         figures["first load s"], _ = _timed(learner.refresh)
         figures["first load, this host's snapshot present, s"], _ = _timed(Learner(d).refresh)
-        write_directory(d, 1, start=n, writers=1)
+        write_directory(d, 1, start=n, writers=1)  # JSON lines: what a refresh parses
         figures["refresh, 1 foreign record, ms"] = _timed(learner.refresh)[0] * 1e3
         write_directory(d, 1000, start=n + 1, writers=1)
         figures["refresh, 1,000 foreign records, ms"] = _timed(learner.refresh)[0] * 1e3
@@ -128,7 +168,7 @@ def store_figures(n: int, out=print) -> dict:
         with dask.config.set({"amorsize.store.max-bytes": size // 2}):
             writer = TrainingStore(d)
             figures["auto-prune: append past max-bytes s"], _ = _timed(
-                lambda: writer.append(_record(n + 2000, random.Random(1))))
+                lambda: writer.append(synthetic_record(n + 2000, random.Random(1))))
         after = sum(e.stat().st_size for e in os.scandir(os.path.join(d, SEGMENTS)))
         snapshot.path_for(d).unlink(missing_ok=True)  # the host's cache keeps nothing of a temp dir
         figures["auto-prune: MiB before -> after"] = f"{size / 2**20:.2f} -> {after / 2**20:.2f}"

@@ -8,10 +8,13 @@
 - The function, items, results and exceptions travel with cloudpickle (:mod:`.transport`):
   lambdas, closures and classes defined in a script work, and come back as the caller's own.
 - A worker that dies loses no items: the chunks it held run again on a fresh pool
-  (a chunk that kills its worker :data:`MAX_CHUNK_RETRIES` times is reported).
+  (a chunk that kills its worker :data:`MAX_CHUNK_RETRIES` times is reported; one run's
+  bookkeeping: :mod:`.process_job`).
 - With ``local_fallback`` (``engine="auto"``), a chunk whose items or results cannot be
   pickled runs in this process instead, with one warning; otherwise a TypeError names it.
 - Ctrl-C stops the workers at once; nothing is left running.
+- Start method ``auto`` (Linux): fork when no other thread of the caller is busy, else
+  the forkserver (:mod:`.worker_start`); a forked child forgets the parent's pools.
 
 >>> ProcessEngine().run(abs, [-1, -2, -3], n_workers=1, chunksize=2, first_index=0).results
 [1, 2, 3]
@@ -23,34 +26,36 @@ import atexit
 import hashlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
+import weakref
 from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from .. import config
-from ..errors import WorkerLostError, WorkerStartError, warn_once
-from ..target.workload import function_name
+from ..errors import WorkerStartError
 from . import process_worker, transport
-from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
-from .chunks import ChunkResult, run_chunk
-from .worker_start import caller_state, forkserver_preload, module_stamp, slim_context
+from .base import Engine, RunResult, chunk_bounds
+from .chunks import ChunkResult
+from .process_job import MAX_CHUNK_RETRIES, ProcessJob
+from .worker_start import AUTO, caller_state, forkserver_preload, module_stamp, resolve_start_method, slim_context
 
 __all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
 
-# A chunk is run again after its worker died at most this many times: one crash may be
-# a killed worker (OOM killer, a node going away), repeated crashes are the function's.
-MAX_CHUNK_RETRIES = 2
 # Seconds the workers of a new pool wait for each other to start (a loaded machine).
 _START_TIMEOUT_SECONDS = 60.0
 
 
 def default_start_method() -> str:
-    """``amorsize.start-method``, else forkserver where available (safe with threads), else spawn."""
+    """``amorsize.start-method``; else on Linux ``auto`` (fork when no other thread is busy,
+    else forkserver: :mod:`.worker_start`), forkserver where available, else spawn."""
     configured = config.get("start-method")
     if configured:
         return configured
     methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and {"fork", "forkserver"} <= set(methods):
+        return AUTO
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
@@ -83,12 +88,23 @@ class ProcessEngine(Engine):
         self._draining: list[_Pool] = []  # retired pools whose workers may still be finishing
         self._lock = threading.RLock()
         self.last_start_seconds: float | None = None
+        self.last_start_method: str | None = None  # "auto" resolved: the method the last pool started with
         self.start_seconds_total = 0.0  # every pool start of this engine: one-time costs of the runs that paid them
         self.modules_sent: set[str] = set()  # modules of functions sent before (imported there)
+        _ENGINES.add(self)
 
     @property
     def start_method(self) -> str:
         return self._requested_start_method or default_start_method()
+
+    def next_start_method(self) -> str:
+        """The method a pool started now would use (``auto`` resolved)."""
+        return resolve_start_method(self.start_method)
+
+    def forget_pools(self) -> None:
+        """In a forked child: the parent's pools are not this process's to use or stop."""
+        self._pools, self._draining = {}, []
+        self._lock = threading.RLock()
 
     def is_warm(self, n_workers: int) -> bool:
         """True when a pool of ``n_workers`` that matches the caller is already running."""
@@ -138,8 +154,9 @@ class ProcessEngine(Engine):
 
     def _start(self, n_workers: int) -> ProcessPoolExecutor:
         t0 = time.perf_counter()
-        ctx = slim_context(self.start_method)
-        if self.start_method == "forkserver":
+        method = self.next_start_method()
+        ctx = slim_context(method)
+        if method == "forkserver":
             ctx.set_forkserver_preload(forkserver_preload(process_worker.__name__))
         barrier = ctx.Barrier(n_workers)
         pool = ProcessPoolExecutor(
@@ -154,6 +171,7 @@ class ProcessEngine(Engine):
             pool.shutdown(wait=True, cancel_futures=True)
             raise WorkerStartError(exc) from exc
         self.last_start_seconds = time.perf_counter() - t0
+        self.last_start_method = method
         self.start_seconds_total += self.last_start_seconds
         return pool
 
@@ -211,14 +229,14 @@ class ProcessEngine(Engine):
         except (BrokenProcessPool, CancelledError):
             return self.run(func, chunk, n_workers=n_workers, chunksize=max(1, len(chunk)),
                             first_index=first_index, local_fallback=local_fallback)
-        job = _Job(func, chunk, first_index, local_fallback, None)
+        job = ProcessJob(func, chunk, first_index, local_fallback, None)
         job.take(out, 0, len(chunk))
         return job.result([(0, len(chunk))])
 
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, local_fallback=False):
         """Run ``items`` in chunks on the pool; ``local_fallback``: what cannot be pickled
         runs in this process (one warning) instead of raising a TypeError."""
-        job = _Job(func, items, first_index, local_fallback, progress)
+        job = ProcessJob(func, items, first_index, local_fallback, progress)
         bounds = chunk_bounds(len(items), chunksize)
         try:
             func_bytes = self.function_bytes(func)
@@ -272,85 +290,6 @@ class ProcessEngine(Engine):
             _stop(entry, kill=kill)
 
 
-class _Job:
-    """One :meth:`ProcessEngine.run`: its finished chunks, crash counts and notes."""
-
-    def __init__(self, func, items, first_index: int, local_fallback: bool, progress):
-        self.func, self.items, self.first_index = func, items, first_index
-        self.local_fallback, self.progress = local_fallback, progress
-        self.done: dict[int, ChunkResult] = {}
-        self.crashes: dict[int, int] = {}
-        self.notes: list[str] = []
-        self.futures: dict = {}  # of the current round: future -> (lo, hi)
-
-    def note(self, message: str) -> None:
-        """Something ran here instead of in a worker: warn once per call, and keep it."""
-        if not self.notes:
-            warn_once(f"amorsize_dask: {message}")
-        self.notes.append(message)
-
-    def submit_all(self, executor, todo, func_key, func_bytes) -> list:
-        """Send the chunks of ``todo`` (into :attr:`futures`); those whose items cannot be
-        pickled run here (with ``local_fallback``); the chunks left unsent when the pool
-        broke are returned."""
-        self.futures = futures = {}
-        for k, (lo, hi) in enumerate(todo):
-            try:
-                payload = transport.dump_items(self.items[lo:hi], self.first_index + lo)
-            except TypeError as exc:
-                if not self.local_fallback:
-                    raise
-                self.note(f"{exc}: {transport.items_label(self.first_index + lo, self.first_index + hi)} "
-                          "ran in this process instead")
-                self.run_here(lo, hi)
-                continue
-            try:
-                fut = executor.submit(process_worker.run_pickled_chunk, func_key, func_bytes, payload,
-                                      self.first_index + lo)
-            except BrokenProcessPool:
-                return list(todo[k:])
-            futures[fut] = (lo, hi)
-        return []
-
-    def crashed(self, lo: int, hi: int) -> None:
-        self.crashes[lo] = self.crashes.get(lo, 0) + 1
-        if self.crashes[lo] > MAX_CHUNK_RETRIES:
-            label = transport.items_label(self.first_index + lo, self.first_index + hi)
-            raise WorkerLostError(
-                f"a worker process died {self.crashes[lo]} times while running {label} of "
-                f"{function_name(self.func)}; the function may crash the interpreter (segfault, "
-                "os._exit, memory); try engine='serial' to see the error"
-            ) from None
-
-    def run_here(self, lo: int, hi: int) -> None:
-        out = run_chunk(self.func, self.items[lo:hi], self.first_index + lo, portable_only=False)
-        raise_failure(out.failure, self.func)
-        self._keep(lo, out)
-
-    def take(self, out: ChunkResult, lo: int, hi: int) -> None:
-        """A chunk back from a worker: results that could not travel are computed here
-        (``local_fallback``) or reported; then its failure, if any, is raised."""
-        for index, reason in out.untravelled:
-            if not self.local_fallback:
-                raise transport.unpicklable_result(index, reason)
-            self.note(f"{transport.unpicklable_result(index, reason)}: it ran again in this process")
-            local = index - self.first_index
-            again = run_chunk(self.func, self.items[local : local + 1], index, portable_only=False)
-            raise_failure(again.failure, self.func)
-            out.results[index - out.first_index] = again.results[0]
-        raise_failure(out.failure, self.func, remote=True)
-        self._keep(lo, out)
-
-    def _keep(self, lo: int, out: ChunkResult) -> None:
-        self.done[lo] = out
-        if self.progress is not None:
-            self.progress.advance(len(out.results))
-
-    def result(self, bounds) -> RunResult:
-        results, compute = assemble(self.done, bounds)
-        return RunResult(results, compute, len(bounds), notes=tuple(self.notes))
-
-
 def _stop(entry: _Pool, kill: bool = False) -> None:
     if kill:
         for proc in entry.processes:
@@ -363,6 +302,20 @@ def _stop(entry: _Pool, kill: bool = False) -> None:
 
 _ENGINE: ProcessEngine | None = None
 _ENGINE_LOCK = threading.Lock()
+_ENGINES: "weakref.WeakSet[ProcessEngine]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a worker of ours, or the user's own fork) starts with no pools: the
+    parent's belong to the parent, and a lock held while forking would never be released."""
+    global _ENGINE_LOCK
+    for engine in list(_ENGINES):
+        engine.forget_pools()
+    _ENGINE_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shared_engine() -> ProcessEngine:

@@ -1,7 +1,8 @@
 """Thread engine: for functions that release the GIL or wait on I/O.
 
 Pools are kept per size for the life of the process: idle threads cost little,
-starting them costs milliseconds.
+starting them costs milliseconds. Each pool knows when none of its threads is running
+anything (:func:`only_idle_pool_threads`): the process engine may fork then.
 
 >>> ThreadEngine().run(abs, [-1, -2, -3], n_workers=2, chunksize=2, first_index=0).results
 [1, 2, 3]
@@ -9,14 +10,69 @@ starting them costs milliseconds.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import run_chunk
 
-__all__ = ["ThreadRunResult", "ThreadEngine"]
+__all__ = ["ThreadRunResult", "ThreadEngine", "ThreadPool", "only_idle_pool_threads"]
+
+# Every pool and engine of this process: a forked child forgets them (their threads are the parent's).
+_POOLS: "weakref.WeakSet[ThreadPool]" = weakref.WeakSet()
+_ENGINES: "weakref.WeakSet[ThreadEngine]" = weakref.WeakSet()
+
+
+class ThreadPool(ThreadPoolExecutor):
+    """A thread pool that counts the tasks it holds, so that it can tell when none of its
+    threads is running anything (their only state then: waiting for the next task).
+
+    >>> pool = ThreadPool(2, thread_name_prefix="doc")
+    >>> pool.submit(abs, -1).result(), pool.idle
+    (1, True)
+    """
+
+    def __init__(self, max_workers: int, thread_name_prefix: str):
+        super().__init__(max_workers, thread_name_prefix=thread_name_prefix)
+        self.name_prefix = thread_name_prefix
+        self._held = 0
+        self._held_lock = threading.Lock()
+        _POOLS.add(self)
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._held_lock:
+            self._held += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._release(None)
+            raise
+        future.add_done_callback(self._release)
+        return future
+
+    def _release(self, _future) -> None:
+        with self._held_lock:
+            self._held -= 1
+
+    @property
+    def idle(self) -> bool:
+        return self._held == 0
+
+    def owns(self, thread: threading.Thread) -> bool:
+        return thread.name.startswith(self.name_prefix + "_")
+
+
+def only_idle_pool_threads(threads) -> bool:
+    """True when every thread of ``threads`` belongs to an idle :class:`ThreadPool`."""
+    pools = list(_POOLS)
+    for thread in threads:
+        owner = next((p for p in pools if p.owns(thread)), None)
+        if owner is None or not owner.idle:
+            return False
+    return True
 
 
 @dataclass
@@ -39,15 +95,21 @@ class ThreadEngine(Engine):
     name = "threads"
 
     def __init__(self):
-        self._pools: dict[int, ThreadPoolExecutor] = {}
+        self._pools: dict[int, ThreadPool] = {}
+        self._lock = threading.Lock()
+        _ENGINES.add(self)
+
+    def forget_pools(self) -> None:
+        """In a forked child: the parent's threads do not exist here; new ones start on use."""
+        self._pools = {}
         self._lock = threading.Lock()
 
-    def pool(self, n_workers: int) -> ThreadPoolExecutor:
+    def pool(self, n_workers: int) -> ThreadPool:
         """The pool of ``n_workers`` threads (kept per size: starting threads is not free)."""
         with self._lock:
             pool = self._pools.get(n_workers)
             if pool is None:
-                pool = self._pools[n_workers] = ThreadPoolExecutor(n_workers, thread_name_prefix="amorsize-thread")
+                pool = self._pools[n_workers] = ThreadPool(n_workers, thread_name_prefix="amorsize-thread")
             return pool
 
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, serial_retry=False):
@@ -99,3 +161,13 @@ class ThreadEngine(Engine):
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_ENGINES):
+        engine.forget_pools()
+    _POOLS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

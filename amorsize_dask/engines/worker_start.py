@@ -11,12 +11,14 @@ forkserver and spawn ``Popen``\\ s when a process starts) loses its ``init_main_
 entries for processes of this context only; the caller's ``sys.path`` and working
 directory still go with it. ``fork`` copies the caller and runs nothing: unchanged.
 
-``forkserver`` stays the default even when ``fork`` would be safe at the moment (no other
-thread alive): by the time a pool starts, this library's own probe threads usually
-exist, the fingerprint's start method would flip between runs, and Python 3.12+ warns
-about forking a threaded process. Its children start in ~15 ms (2 workers on a loaded
-2-core machine, median of 10 restarts; the forkserver imported this package once, they
-import nothing), without the main module in any case.
+The default start method, ``auto``, forks when that is safe — no other thread of the
+caller is doing anything (the only others alive are idle threads of this library's thread
+pools, waiting for work: :func:`fork_is_safe`) — and uses the forkserver otherwise.
+A forked pool starts in ~15 ms and its workers already hold every module the caller
+imported (a script's pandas, its classes), where a forkserver's start ~0.1 s and its
+workers import what the items need (pandas: ~0.4 s each) before the first item runs
+(``amorsize-dask bench --fresh``, its pool start line). The forkserver's children start
+without the main module, as any slim process.
 
 >>> slim_context("spawn").get_start_method()
 'spawn'
@@ -106,6 +108,33 @@ def slim_context(start_method: str):
     return found
 
 
+AUTO = "auto"  # fork when :func:`fork_is_safe`, else the forkserver
+
+
+def fork_is_safe() -> bool:
+    """True when a fork now copies no thread in the middle of something: on Linux, every
+    other live thread is an idle thread of this library's thread pools (Python 3.12+, which
+    warns about forking a process with threads: no other thread at all)."""
+    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    me = threading.current_thread()
+    others = [t for t in threading.enumerate() if t is not me]
+    if not others:
+        return True
+    if sys.version_info >= (3, 12):
+        return False
+    from .threads import only_idle_pool_threads
+
+    return only_idle_pool_threads(others)
+
+
+def resolve_start_method(start_method: str) -> str:
+    """The method a pool started now uses: ``auto`` becomes fork or forkserver."""
+    if start_method != AUTO:
+        return start_method
+    return "fork" if fork_is_safe() else "forkserver"
+
+
 def forkserver_preload(module_name: str) -> list[str]:
     """What the forkserver should import once, so that its children start without imports.
 
@@ -148,4 +177,5 @@ def module_stamp(func) -> tuple[str, tuple] | None:
     return name, (st.st_mtime_ns, st.st_size)
 
 
-__all__ = ["slim_context", "forkserver_preload", "caller_state", "module_stamp"]
+__all__ = ["AUTO", "fork_is_safe", "resolve_start_method", "slim_context", "forkserver_preload",
+           "caller_state", "module_stamp"]

@@ -1,5 +1,5 @@
-"""Compaction of the training directory: new segments written atomically, old ones
-removed only when unchanged since read, and the size of what is there.
+"""Compaction of the training directory: what a prune keeps (written as sealed files,
+atomically), old files removed only when unchanged since read, and the size of what is there.
 
 No locks (the directory may be on NFS): a writer that appends to a segment while it is
 compacted makes it grow, so it is not removed, and ids deduplicate the copies.
@@ -12,6 +12,8 @@ compacted makes it grow, so it is not removed, and ids deduplicate the copies.
 
 from __future__ import annotations
 
+import sys
+
 import collections
 import os
 import pathlib
@@ -19,19 +21,18 @@ import stat
 
 from amorsize_dask.learning.records import encode_line
 from amorsize_dask.learning.reader import identity
-from amorsize_dask.learning.segments import O_COMMON, O_READ, new_segment_name
+from amorsize_dask.learning.segments import O_READ
 
-__all__ = ["segment_bytes", "records_to_keep", "on_event_loop", "newest_within", "write_segments",
-           "remove_if_unchanged"]
+__all__ = ["segment_bytes", "records_to_keep", "on_event_loop", "newest_within", "remove_if_unchanged"]
 
 
 def segment_bytes(seg_dir: pathlib.Path) -> int:
-    """Bytes in the segment files of ``seg_dir`` (0 when it cannot be listed)."""
+    """Bytes in the segment and sealed files of ``seg_dir`` (0 when it cannot be listed)."""
     total = 0
     try:
         with os.scandir(seg_dir) as it:
             for entry in it:
-                if entry.name.endswith(".jsonl") and not entry.name.startswith("."):
+                if entry.name.endswith((".jsonl", ".npz")) and not entry.name.startswith("."):
                     try:
                         total += entry.stat(follow_symlinks=False).st_size
                     except OSError:
@@ -71,8 +72,9 @@ def records_to_keep(merged: list[dict], segments: dict, removable: list[str], ke
 
 def on_event_loop() -> bool:
     """Is this thread running an asyncio event loop (which file I/O must not block)?"""
-    import asyncio
-
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False  # no loop runs without it; importing it would cost a script's first call ~45 ms
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -91,43 +93,6 @@ def newest_within(records: list[dict], n_bytes: int, dropped: set, identity) -> 
         start -= 1
     dropped.update(identity(r) for r in records[:start])
     return records[start:]
-
-
-def write_segments(seg_dir: pathlib.Path, records: list[dict], limit: int) -> None:
-    """Write ``records`` as new segments of < ``limit`` bytes each, atomically (temp file,
-    fsync, rename); on failure none of them is left behind."""
-    chunks: list[list[bytes]] = [[]]
-    size = 0
-    for rec in records:
-        line = encode_line(rec)
-        if chunks[-1] and size + len(line) > limit:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(line)
-        size += len(line)
-    created: list[pathlib.Path] = []
-    try:
-        for lines in filter(None, chunks):
-            name = new_segment_name()
-            tmp = seg_dir / f".{name}.tmp"   # not *.jsonl: readers ignore it
-            created.append(tmp)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_COMMON, 0o666)
-            try:
-                data = memoryview(b"".join(lines))
-                while data:
-                    data = data[os.write(fd, data):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, seg_dir / name)
-            created[-1] = seg_dir / name
-    except OSError:
-        for path in created:              # the originals are untouched: undo, report
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        raise
 
 
 def remove_if_unchanged(seg_dir: pathlib.Path, segments: dict) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import model
 
-__all__ = ["ENGINES", "SOURCES", "ROW", "Group"]
+__all__ = ["ENGINES", "SOURCES", "ROW", "row_of", "Group"]
 
 ENGINES = ("serial", "threads", "processes", "dask")
 SOURCES = ("sample", "model", "explore", "default")  # codes: append only
@@ -45,10 +45,24 @@ def _none(value: float) -> float | None:
     return None if value != value else float(value)
 
 
+def row_of(fields: tuple | None) -> tuple:
+    """The :data:`ROW` values of :func:`~amorsize_dask.learning.model.fields_of_record`'s
+    ``fields`` (None, nothing to learn from: a row of ``n_items`` 0, which no group keeps).
+
+    >>> row_of(("w", 400, 1e-6, "threads", 2, 50, 4e-4, 1.0, "sample", None, 0.5, None))[:4]
+    (400, 1e-06, 1, 2)
+    """
+    if fields is None:
+        return (0, 0.0, 0, 1, 1, 0.0, 0.0, 0, math.nan, math.nan, math.nan)
+    _, n_items, item_seconds, engine, workers, chunksize, run_seconds, time, source, nbytes, cpu, predicted = fields
+    return (n_items, item_seconds, _ENGINE_CODE[engine], workers, chunksize, run_seconds, time,
+            _SOURCE_CODE[source], _nan(nbytes), _nan(cpu), _nan(predicted))
+
+
 class Group:
     """The observed runs of one workload on one fingerprint, newest ``capacity`` kept."""
 
-    __slots__ = ("rows", "n", "capacity", "recent", "drifted", "features", "_cache", "_pending")
+    __slots__ = ("rows", "n", "capacity", "recent", "drifted", "features", "features_time", "_cache", "_pending")
 
     def __init__(self, capacity: int):
         self.rows = np.empty(4, ROW)
@@ -57,6 +71,7 @@ class Group:
         self.recent: dict[str, list[float]] = {}  # "engine/workers" ("" any) -> newest item seconds
         self.drifted = False
         self.features: dict | None = None  # the newest sampled run's features
+        self.features_time = -math.inf     # ... and that run's time
         self._cache: list[model.Observation] | None = None
         self._pending: list[tuple] = []  # rows added since the last flush (numpy in bulk)
 
@@ -66,7 +81,15 @@ class Group:
     def add(self, fields: tuple) -> None:
         """Index one observed run, given as :func:`~amorsize_dask.learning.model.fields_of_record`
         (drift first: it compares with the runs before it)."""
-        _, n_items, item_seconds, engine, workers, chunksize, run_seconds, time, source, nbytes, cpu, predicted = fields
+        _, n_items, item_seconds, engine, workers, _, _, _, source, _, _, _ = fields
+        self._observe(engine, workers, source, item_seconds, n_items)
+        self._pending.append(row_of(fields))
+        self._cache = None
+        if len(self._pending) >= _FLUSH_ROWS:
+            self.flush()
+
+    def _observe(self, engine: str, workers: int, source: str, item_seconds: float, n_items: int) -> None:
+        """Update the drift state with one run (in time order)."""
         if source == "sample":
             self.drifted = False  # the cost model decided on fresh figures
         config = f"{engine}/{workers}"
@@ -77,11 +100,40 @@ class Group:
             newest = self.recent.setdefault(key, [])
             newest.append(item_seconds)
             del newest[:-model.REFERENCE_RUNS]
-        self._pending.append((n_items, item_seconds, _ENGINE_CODE[engine], workers, chunksize, run_seconds, time,
-                              _SOURCE_CODE[source], _nan(nbytes), _nan(cpu), _nan(predicted)))
+
+    def extend(self, rows: np.ndarray) -> None:
+        """Index many observed runs at once (:data:`ROW` values, oldest first, ``n_items`` > 0).
+
+        Only the newest ``capacity`` are kept; only those are replayed for drift (older runs
+        would be dropped from the rows anyway).
+
+        >>> g, h = Group(8), Group(8)
+        >>> for i in range(20):
+        ...     g.add(("w", 10, 1e-3, "serial", 1, 10, 0.01, float(i), "model", None, None, None))
+        >>> g.flush()
+        >>> h.extend(g.rows[: g.n])
+        >>> [o.time for o in h.observations()] == [o.time for o in g.observations()], len(h) <= 8
+        (True, True)
+        """
+        self.flush()
+        tail = rows[-self.capacity:]
+        columns = (tail[name].tolist() for name in ("engine", "n_workers", "source", "item_seconds", "n_items"))
+        for engine, workers, source, item_seconds, n_items in zip(*columns):
+            self._observe(ENGINES[engine], workers, SOURCES[source], item_seconds, n_items)
+        n = self.n + len(tail)
+        if n <= len(self.rows):               # room: in place
+            self.rows[self.n: n] = tail
+        elif n <= self.capacity:              # grow
+            rows = np.empty(min(self.capacity, max(n, 2 * len(self.rows))), ROW)
+            rows[: self.n] = self.rows[: self.n]
+            rows[self.n: n] = tail
+            self.rows = rows
+        else:                                 # the newest ``capacity`` only
+            rows = np.concatenate([self.rows[: self.n], tail])
+            self.rows = rows[np.sort(np.argsort(rows["time"], kind="stable")[n - self.capacity:])]
+            n = self.capacity
+        self.n = n
         self._cache = None
-        if len(self._pending) >= _FLUSH_ROWS:
-            self.flush()
 
     def flush(self) -> None:
         """Store the rows added since the last flush in the numpy rows."""

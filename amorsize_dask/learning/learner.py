@@ -21,8 +21,10 @@ import logging
 import os
 import threading
 
+import numpy as np
+
 from .. import config
-from ..settings import Settings
+from ..settings import Settings, current
 from . import model, snapshot
 from .index import Group
 from .records import RecordError, make_record
@@ -55,37 +57,71 @@ class Learner:
         self._resumed = False  # the host's snapshot of the index was tried
         self._since_snapshot = 0
 
-    def refresh(self) -> None:
+    def refresh(self, settings: Settings | None = None) -> None:
         """Index records other processes wrote since the last call (cheap when none did).
 
         The first refresh resumes from this host's snapshot of the index when there is one
-        (:mod:`amorsize_dask.learning.snapshot`); a refresh that indexed many records
-        writes a new one.
+        (:mod:`amorsize_dask.learning.snapshot`); a refresh that parsed many record lines
+        writes a new one. Sealed files are indexed from their columns, in bulk.
         """
-        self._resume()
-        records = self.store.read_new()
-        if not records:
+        settings = current(settings)
+        self._resume(settings)
+        columns, records = self.store.read_new_columns(settings)
+        if not records and not columns:
             return
         records.sort(key=lambda r: r["time"])
+        capacity = self.group_capacity(settings)
         with self._lock:
-            touched = {self._index(rec) for rec in records}
+            if columns:
+                self._index_columns(columns, capacity)
+            touched = {self._index(rec, capacity) for rec in records}
             for group in touched - {None}:
                 group.flush()  # rows in numpy now: no tuple per record stays behind
-            self._since_snapshot += len(records)
+            self._since_snapshot += len(records)  # lines parsed: what a snapshot saves
             if snapshot.due(self._since_snapshot, self.store.n_seen):
                 self._since_snapshot = 0
                 snapshot.save(self)
 
-    def _resume(self) -> None:
+    def _index_columns(self, columns: list, capacity: int) -> None:
+        """Index the new rows of sealed files, all at once: each group gets its newest
+        ``capacity`` rows of all files in one :meth:`~amorsize_dask.learning.index.Group.extend`."""
+        codes: dict[tuple, int] = {}
+        group_of, rows, features = [], [], {}
+        for cols in columns:
+            local = np.array([codes.setdefault((fp, wl), len(codes)) for fp, wl, _, _ in cols.groups], np.int64)
+            keep = cols.keep & (cols.rows["n_items"] > 0)
+            group_of.append(np.repeat(local, np.diff(cols.bounds))[keep])
+            rows.append(cols.rows[keep])
+            for fp, wl, feats, when in cols.groups:
+                if feats is not None and (when or 0) >= features.get((fp, wl), (-np.inf,))[0]:
+                    features[(fp, wl)] = (when or 0, feats)
+            for fp, fields in cols.fields.items():
+                self._fields.setdefault(fp, fields)
+        group_of, rows = np.concatenate(group_of), np.concatenate(rows)
+        order = np.lexsort((rows["time"], group_of))
+        bounds = np.searchsorted(group_of[order], np.arange(len(codes) + 1)).tolist()
+        for key, start, stop in zip(codes, bounds, bounds[1:]):
+            if stop > start:
+                group = self._groups.get(key)
+                if group is None:
+                    group = self._groups[key] = Group(capacity)
+                group.extend(rows[order[max(start, stop - capacity): stop]])
+            group = self._groups.get(key)
+            if key in features and group is not None and features[key][0] >= group.features_time:
+                group.features_time, group.features = features[key]
+
+    def _resume(self, settings: Settings | None = None) -> None:
         """Once: start from this host's snapshot of the index, if it has one."""
         if not self._resumed:
             with self._lock:
                 if not self._resumed:
-                    snapshot.load(self)
+                    snapshot.load(self, self.group_capacity(settings))
                     self._resumed = True
 
-    def group_capacity(self) -> int:
-        return 2 * max(config.get("store.keep-per-workload"), MIN_KEPT)
+    @staticmethod
+    def group_capacity(settings: Settings | None = None) -> int:
+        """Runs kept in memory per workload: twice what pruning keeps, at least :data:`MIN_KEPT`."""
+        return 2 * max(current(settings).keep_per_workload, MIN_KEPT)
 
     def index_state(self) -> tuple[list, dict]:
         """The index: [((fingerprint, workload), group)], {fingerprint: fields} (for a snapshot)."""
@@ -94,18 +130,18 @@ class Learner:
     def restore_index(self, groups: dict, fields: dict) -> None:
         self._groups, self._fields = groups, fields
 
-    def _index(self, rec: dict) -> Group | None:
+    def _index(self, rec: dict, capacity: int) -> Group | None:
         fields = model.fields_of_record(rec)
         if fields is None:
             return None
         key = (rec["fingerprint"], rec["workload"])
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = Group(self.group_capacity())
+            group = self._groups[key] = Group(capacity)
         group.add(fields)
         self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
         if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
-            group.features = rec["features"]
+            group.features, group.features_time = rec["features"], rec["time"]
         return group
 
     def nbytes(self) -> int:
@@ -143,8 +179,9 @@ class Learner:
         """
         from ..target.fingerprint import similarity
 
-        self.refresh()
-        kwargs = dict(cores=cores, settings=Settings.from_config(), explore=explore, engines=engines,
+        settings = Settings.from_config()
+        self.refresh(settings)
+        kwargs = dict(cores=cores, settings=settings, explore=explore, engines=engines,
                       estimate=estimate)
         with self._lock:  # another thread may be adding runs to these groups
             own = self._groups.get((fingerprint, workload))
@@ -169,22 +206,23 @@ class Learner:
             return None
         return model.predict(obs, n_items, similarity=sim, **kwargs)
 
-    def record(self, **fields) -> bool:
+    def record(self, settings: Settings | None = None, **fields) -> bool:
         """Append one measured run (see :func:`amorsize_dask.learning.records.make_record`).
 
         Never fails the caller's map: an unwritable directory is one warning (from the
         store), a record that does not validate is logged and dropped.
         """
+        settings = current(settings)
         try:
             rec = make_record(**fields)
         except RecordError as exc:
             logger.warning("amorsize_dask: run not recorded: %s", exc)
             return False
-        self._resume()  # before indexing: a snapshot loaded later would replace the index
+        self._resume(settings)  # before indexing: a snapshot loaded later would replace the index
         with self._lock:
-            written = self.store.append(rec)
+            written = self.store.append(rec, settings)
             if written:
-                self._index(rec)
+                self._index(rec, self.group_capacity(settings))
         return written
 
 

@@ -15,15 +15,10 @@ with fingerprint dissimilarity when the observations were borrowed from a near m
 shape). :func:`drifted` tells when a model-planned run measured a cost its neighbours
 did not predict: the learner then lets the planner sample again.
 
-It explores: now and then (with probability ``1/(observations+1)``, at least
-``amorsize.model.explore-probability``) it proposes a neighbour of the best configuration (chunksize
-×2 or ÷2, one worker more or fewer, serial vs parallel) that has not been measured yet,
-so that repeated runs converge to the best configuration rather than the first guess.
-Exploration is bounded: a neighbour is tried only while unmeasured (once), only if the
-cost model predicts it within ``explore-max-slowdown`` of the best (without a cost model,
-only chunk-size steps are tried), and only while the measured cost of past explorations
-(their run time beyond the best's prediction) stays within ``explore-budget`` of the
-workload's measured run time.
+It explores (:mod:`.exploration`): an unmeasured neighbour of the best configuration
+that the cost model predicts much faster is tried at once; otherwise, now and then
+(probability ``1/(observations+1)``, at least ``amorsize.model.explore-probability``), one
+it predicts within ``explore-max-slowdown`` of the best; always within ``explore-budget``.
 
 >>> obs = [Observation("w", 1000, 1e-3, "processes", 2, 50, 0.6, 0.0),
 ...        Observation("w", 1000, 1e-3, "processes", 2, 100, 0.5, 1.0)]
@@ -36,18 +31,18 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
 from ..settings import Settings, current
+from . import exploration
 
 __all__ = ["CLOSE_LOG_DISTANCE", "NOISE_FACTOR", "SAME_ENGINE_NOISE_FACTOR", "FAR_LOG_DISTANCE",
            "REFERENCE_RUNS", "RECENCY_HALF_LIFE", "REGRESSION_FACTOR", "Observation",
            "fields_of_record", "Prediction", "scale_chunksize", "Reference", "reference",
-           "feature_distance", "DRIFT_MIN_SECONDS", "drifted", "drift_from", "exploration_spent",
-           "predict", "neighbours"]
+           "feature_distance", "DRIFT_MIN_SECONDS", "drifted", "drift_from",
+           "predict"]
 
 # Observations within this log-distance of the query's item count count as "close"
 # for confidence (log(1.65) ≈ 0.5: runs of 0.6x..1.65x the items).
@@ -166,8 +161,17 @@ class Reference:
 
 
 def _recent_median(values: list[float]) -> float | None:
-    newest = values[-REFERENCE_RUNS:]
-    return statistics.median(newest) if newest else None
+    """``statistics.median`` of the newest :data:`REFERENCE_RUNS` values (None if none),
+    inline: it runs once per record a learner indexes.
+
+    >>> _recent_median([5.0, 1.0, 3.0, 2.0]), _recent_median([4.0, 1.0]), _recent_median([])
+    (2.0, 2.5, None)
+    """
+    newest = sorted(values[-REFERENCE_RUNS:])
+    n = len(newest)
+    if not n:
+        return None
+    return newest[n // 2] if n % 2 else (newest[n // 2 - 1] + newest[n // 2]) / 2
 
 
 def reference(observations: list[Observation]) -> Reference:
@@ -242,20 +246,6 @@ def _example(item_seconds: float) -> Observation:
     return Observation("w", 100, item_seconds, "serial", 1, 100, 100 * item_seconds, 0.0)
 
 
-def exploration_spent(observations: list[Observation]) -> float:
-    """Share of the measured run time that explorations cost beyond the best's prediction.
-
-    >>> obs = [_example(1e-3), Observation("w", 100, 1e-3, "threads", 2, 50, 0.3, 1.0, "explore",
-    ...                                    predicted_seconds=0.1)]
-    >>> round(exploration_spent(obs), 2)
-    0.5
-    """
-    total = sum(o.run_seconds for o in observations)
-    spent = sum(max(0.0, o.run_seconds - o.predicted_seconds) for o in observations
-                if o.source == "explore" and o.predicted_seconds is not None)
-    return spent / total if total > 0 else 0.0
-
-
 def _nearest(observations: list[Observation], n_items: int, k: int) -> list[tuple[float, float, Observation]]:
     """The ``k`` observations nearest the query, as (distance, weight, observation).
 
@@ -305,24 +295,21 @@ def predict(
     # One close measured run is already better evidence than a sample (0.67); more, more so.
     confidence = n_close / (n_close + 0.5) * math.exp(-d_min) * similarity
     best = Prediction(*best_cfg, predicted[best_cfg], round(confidence, 3), len(nearest))
-    if explore is False or exploration_spent(observations) > settings.explore_budget:
+    if explore is False or exploration.spent(observations) > settings.explore_budget:
         return best
+    measured = set(predicted)
+    tried = None
+    if predicted[best_cfg] >= DRIFT_MIN_SECONDS:  # enough work for a misjudged plan to matter
+        tried = exploration.promising(best_cfg, measured, n_items, cores=cores, settings=settings, engines=engines,
+                                      estimate=estimate)
     rng = random if explore is True else explore
     # Explore often while evidence is thin (1/(observations+1)), never less than the floor.
-    if rng.random() >= max(settings.explore_probability, 1.0 / (len(observations) + 1)):
+    if tried is None and rng.random() < max(settings.explore_probability, 1.0 / (len(observations) + 1)):
+        tried = exploration.pick(best_cfg, measured, n_items, rng=rng, cores=cores, settings=settings,
+                                 engines=engines, estimate=estimate)
+    if tried is None:
         return best
-    options = [cfg for cfg in neighbours(best_cfg, n_items, cores=cores, max_threads=settings.max_threads,
-                                         engines=engines)
-               if cfg not in predicted]
-    if estimate is None:
-        # Without a cost model to vouch for it, only a chunk size step is a small risk.
-        options = [cfg for cfg in options if cfg[:2] == best_cfg[:2]]
-    else:
-        reference = estimate(best_cfg)
-        options = [cfg for cfg in options if estimate(cfg) <= settings.explore_max_slowdown * reference]
-    if not options:
-        return best
-    engine, workers, chunksize = rng.choice(options)
+    engine, workers, chunksize = tried
     return Prediction(engine, workers, chunksize, best.seconds, best.confidence, len(nearest), True, best.seconds,
                       best_cfg)
 
@@ -349,39 +336,3 @@ def _measured_configs(nearest, n_items: int, cores: int) -> tuple[dict, tuple]:
     best_newest = min(per_item for _, per_item in newest.values())
     allowed = [cfg for cfg in predicted if newest[cfg][1] <= REGRESSION_FACTOR * best_newest]
     return predicted, min(allowed, key=predicted.get)
-
-
-def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
-               engines: tuple[str, ...] = ("threads", "processes")) -> list[tuple]:
-    """Configurations one step from ``cfg``: chunksize ×2 / ÷2 (while every worker gets a
-    task), workers ±1 (threads ×2 / ÷2), and across the serial / parallel line.
-
-    >>> neighbours(("processes", 2, 10), 100, cores=2, max_threads=64)
-    [('serial', 1, 100), ('processes', 2, 20), ('processes', 2, 5)]
-    >>> neighbours(("threads", 2, 50), 100, cores=2, max_threads=2)
-    [('serial', 1, 100), ('threads', 2, 25)]
-    """
-    engine, workers, chunksize = cfg
-    if engine == "serial":
-        out = []
-        if "processes" in engines and cores >= 2:
-            out.append(("processes", cores, math.ceil(n_items / (4 * cores))))
-        if "threads" in engines:
-            out.append(("threads", 2, math.ceil(n_items / 8)))
-        if "dask" in engines:
-            out.append(("dask", cores, math.ceil(n_items / (4 * cores))))
-        return out
-    out = [("serial", 1, n_items)]
-    for c in (chunksize * 2, chunksize // 2):
-        # Fewer tasks than workers leaves workers idle: never a step towards the best.
-        if 1 <= c <= n_items and c != chunksize and math.ceil(n_items / c) >= workers:
-            out.append((engine, workers, c))
-    if engine == "processes":
-        for w in (workers - 1, workers + 1):
-            if 2 <= w <= cores:
-                out.append((engine, w, chunksize))
-    elif engine == "threads":
-        for w in (workers // 2, workers * 2):
-            if 2 <= w <= max_threads and w != workers:
-                out.append((engine, w, chunksize))
-    return out

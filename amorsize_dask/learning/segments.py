@@ -28,7 +28,7 @@ import stat
 
 from amorsize_dask.learning.records import FutureSchemaError, NotJSONError, RecordError, decode_line
 
-__all__ = ["O_COMMON", "O_READ", "hostname", "new_segment_name", "real_directory", "Segment"]
+__all__ = ["O_COMMON", "O_READ", "OPEN_SEGMENTS", "hostname", "new_segment_name", "real_directory", "Segment"]
 
 # Bytes per read(): memory stays below this plus max-line-bytes whatever a file holds.
 _BLOCK = 1 << 20
@@ -36,6 +36,8 @@ O_COMMON = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
              | getattr(os, "O_BINARY", 0))
 # O_NOFOLLOW: never follow a symlink; O_NONBLOCK: never hang on a FIFO.
 O_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | O_COMMON
+# Names of the segments this process's stores have open for appending.
+OPEN_SEGMENTS: set[str] = set()
 
 
 def hostname() -> str:
@@ -120,6 +122,15 @@ class Segment:
                     pending += data[start:]
         self.offset, self.long_line, self.scan, self.size = pos, long_line, at, at
         return at - first
+
+    def read_lines(self, data: bytes, max_line: int) -> None:
+        """Consume whole lines held in memory (a sealed file's); a last line without its
+        newline is taken too (the file was written whole)."""
+        for line in data.split(b"\n"):
+            if len(line) > max_line:
+                self.skipped["too-long"] += 1
+            elif line:
+                self._add(line)
 
     def _add(self, line: bytes) -> None:
         try:

@@ -12,7 +12,7 @@ directory from the start, as without one. The training directory itself stays JS
 >>> import tempfile
 >>> from amorsize_dask.learning.learner import Learner
 >>> with tempfile.TemporaryDirectory() as d:
-...     load(Learner(d))
+...     load(Learner(d), 64)
 False
 """
 
@@ -70,7 +70,7 @@ def save(learner) -> bool:
         buf = io.BytesIO()
         np.savez(buf, rows=np.concatenate(rows) if rows else np.empty(0, ROW),
                  group=np.repeat(np.arange(len(rows), dtype=np.int32), [len(r) for r in rows]),
-                 ids=np.array(ids, dtype=np.uint64), meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+                 ids=np.asarray(ids, dtype=np.uint64), meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
         with open(tmp, "wb") as f:
             f.write(buf.getbuffer())
         os.replace(tmp, target)
@@ -84,9 +84,9 @@ def save(learner) -> bool:
         return False
 
 
-def load(learner) -> bool:
-    """Resume ``learner`` (a new one) from its directory's snapshot; False when there is none
-    usable (the learner is left as it was)."""
+def load(learner, capacity: int) -> bool:
+    """Resume ``learner`` (a new one) from its directory's snapshot, ``capacity`` runs per
+    workload; False when there is none usable (the learner is left as it was)."""
     target = path_for(learner.store.path)
     try:
         with np.load(target, allow_pickle=False) as data:
@@ -97,13 +97,12 @@ def load(learner) -> bool:
                 or len(group_of) != len(rows) or (len(rows) and not 0 <= group_of.min() <= group_of.max()
                                                   < len(meta["groups"]))):
             raise ValueError("not a snapshot of this directory")
-        capacity = learner.group_capacity()
         order = np.argsort(group_of, kind="stable")
         bounds = np.searchsorted(group_of[order], np.arange(len(meta["groups"]) + 1))
         groups = {(str(fp), str(wl)): Group.from_state(state, rows[order[bounds[i]:bounds[i + 1]]], capacity)
                   for i, (fp, wl, state) in enumerate(meta["groups"])}
         learner.restore_index(groups, {str(k): dict(v) for k, v in meta["fields"].items()})
-        learner.store.restore_reader_state(meta["segments"], ids.tolist())
+        learner.store.restore_reader_state(meta["segments"], ids)
         return True
     except FileNotFoundError:
         return False

@@ -8,10 +8,18 @@ schema. Nothing in the directory is ever unpickled, imported or executed.
 
 Readers remember per segment how far they read it: a refresh costs only the bytes
 appended since. A ``compact`` store (the learner's) keeps no records, only the ids it
-handed out (:meth:`TrainingStore.read_new`). Growth is bounded without anyone running
-``prune``: past ``amorsize.store.max-bytes`` a writer prunes the directory itself, by
-the same rules (settled segments only, compaction by atomic rename, removal only of
-segments unchanged since read).
+handed out (:meth:`TrainingStore.read_new_columns`). A writer whose segment reaches
+``amorsize.store.seal-bytes`` closes it and *seals* it: rewrites it as a sealed file
+(:mod:`amorsize_dask.learning.sealed`: the same lines plus the model's columns, which a
+reader loads without parsing) by atomic rename, then removes the segment if unchanged.
+Growth is bounded without anyone running ``prune``: past ``amorsize.store.max-bytes`` a
+writer prunes the directory itself, by the same rules (settled segments only, compaction
+into sealed files by atomic rename, removal only of files unchanged since read).
+Writers also seal other writers' settled segments (:mod:`amorsize_dask.learning.sealing`);
+pruning, the size budget and sealing live in :mod:`amorsize_dask.learning.upkeep`.
+
+Sizes come from the :class:`~amorsize_dask.settings.Settings` a method is given (read from
+dask.config once per call when none is).
 
 >>> import tempfile
 >>> from amorsize_dask.learning.records import make_record
@@ -36,27 +44,23 @@ import os
 import pathlib
 import secrets
 import threading
-import time
 import warnings
 
 from amorsize_dask import config
+from amorsize_dask.learning import sealed
 from amorsize_dask.learning.records import RecordError, encode_line, validate_record
-from amorsize_dask.learning.compaction import (on_event_loop, records_to_keep, remove_if_unchanged,
-                                               segment_bytes, write_segments)
-from amorsize_dask.learning.reader import SEGMENTS, SKIP_REASONS, SegmentReader, identity, seen_key
-from amorsize_dask.learning.segments import O_COMMON, Segment, hostname, new_segment_name, real_directory
+from amorsize_dask.learning.reader import SEGMENTS, SKIP_REASONS, SegmentReader, seen_key
+from amorsize_dask.learning.segments import O_COMMON, OPEN_SEGMENTS, Segment, new_segment_name, real_directory
+from amorsize_dask.learning.upkeep import BUDGET_CHECKS, Upkeep
+from amorsize_dask.settings import Settings, current
 
 __all__ = ["SEGMENTS", "SKIP_REASONS", "BUDGET_CHECKS", "StoreStats", "TrainingStore"]
 
 logger = logging.getLogger("amorsize_dask")
 
-# The size budget (amorsize.store.max-bytes) is checked every 1/this of it appended.
-BUDGET_CHECKS = 16
 # Errors a fresh segment would hit too: retrying would only leave empty files behind.
 _NO_RETRY = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS,
              errno.EACCES, errno.EPERM}
-# Names of the segments this process's stores have open for appending.
-_OPEN_SEGMENTS: set[str] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +76,7 @@ class StoreStats:
     per_workload: dict
 
 
-class TrainingStore:
+class TrainingStore(Upkeep):
     """Read, append to and prune a training directory.
 
     Parameters
@@ -86,9 +90,6 @@ class TrainingStore:
         for deduplication. :meth:`records` and :meth:`stats` then read the directory
         afresh, on demand.
     """
-
-    #: Seconds another process's segment must be quiet before prune compacts it.
-    settle_seconds = 600.0
 
     def __init__(self, path: str | os.PathLike | None = None, *, compact: bool = False):
         self.path = pathlib.Path(config.default_training_dir() if path is None else path)
@@ -105,6 +106,8 @@ class TrainingStore:
         self._reader = SegmentReader(self.path, self.compact)
         self._unchecked = 0                   # bytes appended since the size budget was checked
         self._checked = False
+        self._unsealed = 0                    # bytes appended since segments were last sealed
+        self._seal_checked = False
         self._pruning: threading.Thread | None = None  # a prune off the event loop
 
     def __getstate__(self) -> dict:
@@ -127,7 +130,7 @@ class TrainingStore:
         return self._lock
 
     # -- writing -----------------------------------------------------------------------
-    def append(self, record: dict) -> bool:
+    def append(self, record: dict, settings: Settings | None = None) -> bool:
         """Validate ``record``, give it a random ``id`` and append it to our segment.
 
         Returns False, after one warning per store, when the directory cannot be
@@ -139,16 +142,18 @@ class TrainingStore:
             ``record`` does not follow the schema, or encodes to a line longer
             than ``amorsize.store.max-line-bytes``.
         """
+        settings = current(settings)
         clean = validate_record(record)
         clean["id"] = secrets.token_hex(8)
         line = encode_line(clean)
-        max_line = config.get_bytes("store.max-line-bytes")
+        max_line = settings.size("max_line_bytes")
         if len(line) - 1 > max_line:
             raise RecordError(f"record encodes to {len(line) - 1} bytes, more than "
                               f"amorsize.store.max-line-bytes={max_line}; shorten its strings")
+        seal = settings.size("seal_bytes")
         with self._locked():
             try:
-                self._write_line(line)
+                self._write_line(line, settings.size("max_segment_bytes") // 2)
             except OSError as exc:
                 self._close_writer(discard_empty=True)
                 self._warn_once(exc)
@@ -156,11 +161,19 @@ class TrainingStore:
             if self.compact:
                 self._reader.seen.add(seen_key(clean))   # the caller indexed it already
             self._unchecked += len(line)
-        self._keep_within_budget()
+            self._unsealed += len(line)
+            full = self._seg_path if seal is not None and self._written >= seal else None
+            if full is not None:
+                self._close_writer()
+            check = seal is not None and (full is not None or not self._seal_checked or self._unsealed >= seal)
+            if check:
+                self._seal_checked, self._unsealed = True, 0
+        if check:
+            self._off_loop(self._seal, full, settings)
+        self._keep_within_budget(settings)
         return True
 
-    def _write_line(self, line: bytes) -> None:
-        max_written = config.get_bytes("store.max-segment-bytes") // 2
+    def _write_line(self, line: bytes, max_written: int) -> None:
         for attempt in range(2):
             if self._fd is not None and (self._fd_pid != os.getpid()   # forked child
                                          or self._written > max_written):  # roll over
@@ -199,7 +212,7 @@ class TrainingStore:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | O_COMMON
         fd = os.open(path, flags, 0o666)      # mode: 0o666 minus the umask
         self._seg_path = path
-        _OPEN_SEGMENTS.add(path.name)
+        OPEN_SEGMENTS.add(path.name)
         return fd
 
     def _close_writer(self, discard_empty: bool = False) -> None:
@@ -207,7 +220,7 @@ class TrainingStore:
         if fd is None:
             return
         if path is not None:
-            _OPEN_SEGMENTS.discard(path.name)
+            OPEN_SEGMENTS.discard(path.name)
         try:
             os.close(fd)
             if discard_empty and self._written == 0 and path is not None \
@@ -226,25 +239,26 @@ class TrainingStore:
             warnings.warn(msg, RuntimeWarning, stacklevel=3)  # at the caller of append
 
     # -- reading -----------------------------------------------------------------------
-    def records(self) -> list[dict]:
-        """All valid records of all segments, deduplicated by id, oldest first.
+    def records(self, settings: Settings | None = None) -> list[dict]:
+        """All valid records of all segments and sealed files, deduplicated by id, oldest first.
 
         Incremental: only bytes appended since the previous call are read. The
         dicts are shared with the store's cache; do not mutate them. A ``compact``
         store reads the directory afresh (it keeps no records).
         """
         if self.compact:
-            return TrainingStore(self.path).records()
+            return TrainingStore(self.path).records(settings)
         with self._locked():
-            self._refresh()
+            self._refresh(settings)
             return list(self._reader.merged)
 
-    def stats(self) -> StoreStats:
-        """Counts of records, segments, bytes and skipped lines/files by reason."""
+    def stats(self, settings: Settings | None = None) -> StoreStats:
+        """Counts of records, segments (sealed files included), bytes and skipped
+        lines/files by reason."""
         if self.compact:
-            return TrainingStore(self.path).stats()
+            return TrainingStore(self.path).stats(settings)
         with self._locked():
-            self._refresh()
+            self._refresh(settings)
             reader = self._reader
             merged = reader.merged
             return StoreStats(
@@ -254,28 +268,46 @@ class TrainingStore:
                 per_workload=dict(collections.Counter(
                     (r["fingerprint"], r["workload"]) for r in merged)))
 
-    def read_new(self) -> list[dict]:
-        """The valid records not handed out before (a ``compact`` store), in file order.
+    def read_new_columns(self, settings: Settings | None = None) -> tuple[list[sealed.Columns], list[dict]]:
+        """What a ``compact`` store has not handed out before: the rows of new sealed files
+        (:class:`~amorsize_dask.learning.sealed.Columns`, ``keep`` marking the rows not seen
+        before; no line parsed) and the new records of segments, in file order.
 
         Costs only the bytes appended since the previous call; a record seen before (in
         a compacted copy, a re-read segment, or appended by this store) is not repeated.
         """
         if not self.compact:
-            raise TypeError("read_new() needs TrainingStore(path, compact=True)")
+            raise TypeError("read_new_columns() needs TrainingStore(path, compact=True)")
         with self._locked():
-            self._refresh()
+            self._refresh(settings)
             return self._reader.take_fresh()
+
+    def read_new(self, settings: Settings | None = None) -> list[dict]:
+        """:meth:`read_new_columns` as records (a sealed file's new ones parsed from its lines)."""
+        columns, records = self.read_new_columns(settings)
+        max_line = current(settings).size("max_line_bytes")
+        out = []
+        for cols in columns:
+            wanted = set(cols.keys[cols.keep].tolist())
+            seg = Segment(0)
+            try:
+                seg.read_lines(sealed.load_lines(cols.path), max_line)
+            except (sealed.SealedError, OSError):  # removed or replaced since its columns were read
+                continue
+            out += [rec for rec in seg.records if sealed.key_of(seen_key(rec)) in wanted]
+        return out + records
 
     @property
     def n_seen(self) -> int:
         """Records a compact store has handed out (or appended) so far."""
-        return len(self._reader.seen)
+        return self._reader.n_seen
 
-    def reader_state(self) -> tuple[dict, list[int]]:
-        """A compact store's reading state: {segment: how far it was read}, the ids seen."""
+    def reader_state(self) -> tuple[dict, object]:
+        """A compact store's reading state: {segment: how far it was read}, the keys seen
+        (a uint64 array)."""
         with self._locked():
             return ({name: seg.state() for name, seg in self._reader.segments.items()},
-                    [key for key in self._reader.seen if key >= 0])
+                    self._reader.seen_keys())
 
     def restore_reader_state(self, segments: dict, ids) -> None:
         """Resume a compact store from :meth:`reader_state` (records before it are not
@@ -283,114 +315,14 @@ class TrainingStore:
         with self._locked():
             reader = self._reader
             reader.segments = {str(name): Segment.from_state(state) for name, state in segments.items()}
-            reader.seen, reader.fresh = set(ids), []
+            reader.restore_seen(ids)
 
-    def _refresh(self) -> None:
-        self._reader.refresh(max_line=config.get_bytes("store.max-line-bytes"),
-                             max_segment=config.get_bytes("store.max-segment-bytes"))
+    def _refresh(self, settings: Settings | None = None) -> None:
+        settings = current(settings)
+        self._reader.refresh(max_line=settings.size("max_line_bytes"),
+                             max_segment=settings.size("max_segment_bytes"))
 
     @property
     def bytes_read(self) -> int:
         """Bytes this store has read from segments so far (a refresh reads only new ones)."""
         return self._reader.bytes_read
-
-    # -- pruning -----------------------------------------------------------------------
-    def prune(self, keep_per_workload: int | None = None, max_bytes: int | None = None) -> int:
-        """Keep the newest ``keep_per_workload`` records per (fingerprint, workload).
-
-        Settled segments are compacted into new ones (temp file + atomic rename),
-        then each is removed only if still exactly as read, so a record appended
-        concurrently is never lost. Default ``amorsize.store.keep-per-workload``.
-        With ``max_bytes``, the oldest records of settled segments are dropped too
-        until the directory's segments hold at most that many bytes.
-
-        Returns
-        -------
-        int
-            The number of records removed.
-
-        Raises
-        ------
-        OSError
-            The compacted segment cannot be written (nothing is removed then).
-        """
-        if keep_per_workload is None:
-            keep_per_workload = config.get("store.keep-per-workload")
-        keep = int(keep_per_workload)
-        if keep < 0:
-            raise ValueError(f"keep_per_workload must be >= 0, got {keep_per_workload!r}")
-        if self.compact:
-            with self._locked():
-                self._close_writer()          # later appends go to a fresh segment
-            return TrainingStore(self.path).prune(keep, max_bytes)
-        with self._locked():
-            self._close_writer()              # later appends go to a fresh segment
-            self._refresh()
-            if not real_directory(self.path / SEGMENTS):
-                return 0                      # nothing of ours to compact (or a symlink)
-            now = time.time()
-            segments = self._reader.segments
-            removable = sorted(n for n, s in segments.items() if self._settled(n, s, now))
-            out, dropped = records_to_keep(self._reader.merged, segments, removable, keep, max_bytes)
-            if not dropped and len(removable) <= 1:
-                return 0
-            self._write_compacted(out)
-            self._remove_if_unchanged(removable)
-            self._refresh()
-            return len(dropped - {identity(r) for r in self._reader.merged})
-
-    def _keep_within_budget(self) -> None:
-        """Past ``amorsize.store.max-bytes``, prune to half of it (no one needs to run
-        ``prune``). Checked on the first append and then every 1/16 of the budget appended:
-        the directory listing costs a stat per segment, the prune a full read. On a thread
-        running an event loop (the scheduler's plugin), both run on a thread of their own."""
-        budget = config.get("store.max-bytes")
-        if budget is None:
-            return
-        budget = config.get_bytes("store.max-bytes")
-        with self._locked():
-            if self._checked and self._unchecked < budget // BUDGET_CHECKS:
-                return
-            self._checked, self._unchecked = True, 0
-            if self._pruning is not None and self._pruning.is_alive():
-                return
-        if on_event_loop():
-            self._pruning = threading.Thread(target=self._prune_past, args=(budget,), daemon=True,
-                                             name="amorsize-prune")
-            self._pruning.start()
-        else:
-            self._prune_past(budget)
-
-    def _prune_past(self, budget: int) -> None:
-        if segment_bytes(self.path / SEGMENTS) <= budget:
-            return
-        try:
-            removed = self.prune(max_bytes=budget // 2)
-        except OSError as exc:                # compaction failed: the originals stay
-            logger.warning("amorsize_dask: could not prune the training directory %s: %s", self.path, exc)
-            return
-        logger.info("amorsize_dask: pruned %d records from %s (over amorsize.store.max-bytes=%s)",
-                    removed, self.path, config.get("store.max-bytes"))
-
-    def _settled(self, name: str, seg: Segment, now: float) -> bool:
-        """May ``name`` be compacted? Not while a writer may still append to it.
-
-        Our own closed segments may; others once quiet for ``settle_seconds`` (a
-        torn line that old is abandoned and dropped). The size re-check before
-        unlinking and the writers' unlink check cover what remains. A segment
-        holding newer-schema records is left for the newer version to prune.
-        """
-        if seg.skipped["future-schema"]:
-            return False
-        if now - seg.mtime >= self.settle_seconds:
-            return True
-        own = name.startswith(f"{hostname()}-{os.getpid()}-")
-        return own and name not in _OPEN_SEGMENTS and not seg.torn
-
-    def _write_compacted(self, records: list[dict]) -> None:
-        """Write ``records`` as new segments of < max-segment-bytes / 2, atomically."""
-        write_segments(self.path / SEGMENTS, records, config.get_bytes("store.max-segment-bytes") // 2)
-
-    def _remove_if_unchanged(self, names: list[str]) -> None:
-        """Unlink segments still exactly as read; a grown one stays (ids deduplicate)."""
-        remove_if_unchanged(self.path / SEGMENTS, {name: self._reader.segments[name] for name in names})

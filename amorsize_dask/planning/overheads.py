@@ -11,7 +11,8 @@ Never guessed: each figure is timed on the real engine with no-op work.
 
 Cached as JSON in ``<user cache dir>/overheads/<fingerprint id>.json``.
 
->>> o = Overheads(0.1, 1e-4, 1e-6, 1e9, 2e-5, "forkserver", 0.0)
+>>> o = Overheads(start_seconds=0.1, task_seconds=1e-4, item_seconds=1e-6, bytes_per_second=1e9,
+...               thread_task_seconds=2e-5, start_method="forkserver", measured_at=0.0)
 >>> o.task_seconds
 0.0001
 """
@@ -34,7 +35,7 @@ from ..engines.chunks import identity
 
 __all__ = ["Overheads", "ESTIMATED_START_SECONDS", "ESTIMATED_TASK_SECONDS", "ESTIMATED_ITEM_SECONDS",
            "ESTIMATED_BYTES_PER_SECOND", "ESTIMATED_THREAD_TASK_SECONDS", "cache_path", "cached",
-           "measure_local", "measure_cluster", "get", "estimate", "measure_later", "run_later",
+           "measure_local", "measure_cluster", "get", "estimate", "for_start_method", "measure_later", "run_later",
            "join_background"]
 
 logger = logging.getLogger("amorsize_dask")
@@ -45,6 +46,10 @@ _CALIBRATION_TASKS = 300
 _CALIBRATION_ITEMS = 20_000
 _CALIBRATION_PAYLOAD_BYTES = 4 << 20
 _CALIBRATION_PAYLOADS = 4
+# Task and item figures are the best of this many timings: one timing taken while other
+# work loaded the machine was kept for 30 days (an item overhead of 5.6 us instead of
+# ~0.3 us made every process plan of bench family tiny 7x too dear; session 4).
+_CALIBRATION_REPEAT = 3
 # At exit, seconds to wait for a background measurement's current step (each is one
 # engine run of calibration tasks: ~0.1 s on a quiet 2-core machine).
 _EXIT_WAIT_SECONDS = 5.0
@@ -54,8 +59,10 @@ _MAX_CACHE_BYTES = 4096
 _MAX_AGE_SECONDS = 30 * 24 * 3600
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Overheads:
+    """An engine's measured overheads (see the module docstring); built by keyword only."""
+
     start_seconds: float
     task_seconds: float
     item_seconds: float
@@ -73,6 +80,9 @@ class Overheads:
 # first pool start of a fresh script with slim workers (97-117 ms, session 3), each
 # rounded towards "parallel costs more" so that an estimate never invents a speedup.
 ESTIMATED_START_SECONDS = 0.15
+# A forked pool's start (2 workers): 16-30 ms in a fresh script on this machine, the
+# pool start line of ``amorsize-dask bench --fresh`` (session 4), rounded up.
+ESTIMATED_FORK_START_SECONDS = 0.04
 ESTIMATED_TASK_SECONDS = 2e-4
 ESTIMATED_ITEM_SECONDS = 3e-7
 ESTIMATED_BYTES_PER_SECOND = 1.5e8
@@ -132,8 +142,10 @@ def measure_local(process_engine, thread_engine, n_workers: int) -> Overheads:
     t0 = time.perf_counter()
     thread_engine.run(identity, list(range(_CALIBRATION_TASKS)), n_workers=2, chunksize=1, first_index=0)
     thread_task = (time.perf_counter() - t0) / _CALIBRATION_TASKS
-    return Overheads(process_engine.last_start_seconds, task, item, bandwidth, thread_task,
-                     process_engine.start_method, time.time())
+    return Overheads(start_seconds=process_engine.last_start_seconds, task_seconds=task, item_seconds=item,
+                     bytes_per_second=bandwidth, thread_task_seconds=thread_task,
+                     start_method=process_engine.last_start_method or process_engine.start_method,
+                     measured_at=time.time())
 
 
 def measure_cluster(dask_engine, n_threads: int) -> Overheads:
@@ -143,23 +155,28 @@ def measure_cluster(dask_engine, n_threads: int) -> Overheads:
         dask_engine.run(identity, items, n_workers=n_threads, chunksize=chunksize, first_index=0)
 
     task, item, bandwidth = _time_engine(run, n_threads)
-    return Overheads(0.0, task, item, bandwidth, 0.0, "dask", time.time())
+    return Overheads(start_seconds=0.0, task_seconds=task, item_seconds=item, bytes_per_second=bandwidth,
+                     thread_task_seconds=0.0, start_method="dask", measured_at=time.time())
 
 
 def _time_engine(run, n_workers: int) -> tuple[float, float, float]:
     """(seconds per task, per extra item, bytes per second) of an engine's ``run``."""
 
-    def timed(items, chunksize):
-        if _stopping.is_set():
-            raise _Stopped()
-        t0 = time.perf_counter()
-        run(items, chunksize)
-        return time.perf_counter() - t0
+    def timed(items, chunksize, repeat=1):
+        best = math.inf
+        for _ in range(repeat):
+            if _stopping.is_set():
+                raise _Stopped()
+            t0 = time.perf_counter()
+            run(items, chunksize)
+            best = min(best, time.perf_counter() - t0)
+        return best
 
     timed(list(range(4 * n_workers)), 1)  # warm: functions cached, connections open
-    per_task = timed(list(range(_CALIBRATION_TASKS)), 1) / _CALIBRATION_TASKS
+    tasks = _CALIBRATION_TASKS // _CALIBRATION_REPEAT
+    per_task = timed(list(range(tasks)), 1, _CALIBRATION_REPEAT) / tasks
     n_chunks = 2 * n_workers
-    items_elapsed = timed(list(range(_CALIBRATION_ITEMS)), _CALIBRATION_ITEMS // n_chunks)
+    items_elapsed = timed(list(range(_CALIBRATION_ITEMS)), _CALIBRATION_ITEMS // n_chunks, _CALIBRATION_REPEAT)
     per_item = max(0.0, items_elapsed - n_chunks * per_task) / _CALIBRATION_ITEMS
     payloads = [bytes(_CALIBRATION_PAYLOAD_BYTES) for _ in range(_CALIBRATION_PAYLOADS)]
     payload_elapsed = timed(payloads, 1)
@@ -194,9 +211,31 @@ def estimate(start_method: str) -> Overheads:
     >>> estimate("forkserver").estimated
     True
     """
-    return Overheads(ESTIMATED_START_SECONDS, ESTIMATED_TASK_SECONDS, ESTIMATED_ITEM_SECONDS,
-                     ESTIMATED_BYTES_PER_SECOND, ESTIMATED_THREAD_TASK_SECONDS, start_method, time.time(),
-                     estimated=True)
+    return Overheads(start_seconds=_estimated_start_seconds(start_method), task_seconds=ESTIMATED_TASK_SECONDS,
+                     item_seconds=ESTIMATED_ITEM_SECONDS, bytes_per_second=ESTIMATED_BYTES_PER_SECOND,
+                     thread_task_seconds=ESTIMATED_THREAD_TASK_SECONDS, start_method=start_method,
+                     measured_at=time.time(), estimated=True)
+
+
+def _estimated_start_seconds(start_method: str) -> float:
+    return ESTIMATED_FORK_START_SECONDS if start_method == "fork" else ESTIMATED_START_SECONDS
+
+
+def for_start_method(found: Overheads, start_method: str) -> Overheads:
+    """``found`` with the pool start of ``start_method``: the figures were measured with
+    the method the calibrating pool used (fork or forkserver, under ``auto``); a pool
+    started now with another is costed by that method's estimate.
+
+    >>> forked = dataclasses.replace(estimate("fork"), estimated=False)
+    >>> for_start_method(forked, "forkserver").start_seconds == ESTIMATED_START_SECONDS
+    True
+    >>> for_start_method(forked, "fork") is forked
+    True
+    """
+    if found.start_method in (start_method, "dask"):
+        return found
+    return dataclasses.replace(found, start_seconds=_estimated_start_seconds(start_method),
+                               start_method=start_method)
 
 
 def measure_later(fingerprint_id: str, measure) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 __all__ = ["Plan", "format_seconds", "format_bytes"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """A frozen decision: engine, workers, items per task, and the figures behind it.
 

@@ -150,8 +150,8 @@ def _from_sample(func, sample: Sample, n: int, target, engine, n_workers, chunks
     reasons = [describe_profile(prof)] + list(target.placement_reasons()) + _thread_reasons(prof, target, engine)
     if n_rest == 0:
         reasons.append("every item was computed while sampling")
-        plan = Plan("dask" if target.on_workers_only else "serial", 1, 1, 0, "sample", confidence(prof), 0.0,
-                    n_items=n, n_sampled=prof.n_sampled, n_speculated=n - early.n_front,
+        plan = Plan(engine="dask" if target.on_workers_only else "serial", n_workers=1, chunksize=1, n_tasks=0,
+                    source="sample", confidence=confidence(prof), predicted_seconds=0.0, n_items=n, n_sampled=prof.n_sampled, n_speculated=n - early.n_front,
                     predicted_serial_seconds=0.0, reasons=tuple(reasons))
         return Planned(early.settle(plan), sample, prof, early.spec)
     serial_rest = n_rest * prof.item_seconds
@@ -229,7 +229,8 @@ def _no_process_plan_wins(target, n_items: int, engine: str):
         return lambda item_seconds, nbytes: True
 
     def serial_wins(item_seconds: float, nbytes: float) -> bool:
-        prof = Profile(1, item_seconds, 0.0, 1.0, nbytes, 0.0, True, None, 0.0)
+        prof = Profile(n_sampled=1, item_seconds=item_seconds, item_cv=0.0, cpu_ratio=1.0, bytes_in=nbytes,
+                       bytes_out=0.0, picklable=True, thread_speedup=None, sample_seconds=0.0)
         ranked = cost_model.rank(prof, n_items, found, cores=target.cores, pool_warm=target.pool_warm(target.cores),
                                  engines=("serial", "processes"))
         return choose(ranked, n_items * item_seconds, "auto").engine == "serial"
@@ -259,8 +260,8 @@ def confidence(profile: Profile) -> float:
 
 def _fixed_plan(engine: str, n_workers: int, chunksize: int, n: int, reasons) -> Plan:
     n_tasks = math.ceil(n / chunksize) if n else 0
-    return Plan(engine, n_workers, chunksize, n_tasks, "default", 1.0 if n == 0 else 0.0, 0.0,
-                n_items=n, reasons=tuple(reasons))
+    return Plan(engine=engine, n_workers=n_workers, chunksize=chunksize, n_tasks=n_tasks, source="default",
+                confidence=1.0 if n == 0 else 0.0, predicted_seconds=0.0, n_items=n, reasons=tuple(reasons))
 
 
 def describe_profile(p: Profile) -> str:

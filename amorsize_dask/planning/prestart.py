@@ -7,6 +7,9 @@ a background thread and the sampling goes on; if the plan is not ``processes`` a
 the pool is stopped again (it was started for nothing). Only a function that computes is
 bet on: one that waits is for threads, and a pool starting beside the two-thread probe
 would spoil its reading (a 2 ms sleep read 1.15x on two threads instead of ~2x).
+A pool that will fork (no other thread busy: :func:`..engines.worker_start.fork_is_safe`)
+is not started early: it starts in ~15 ms after the plan, and a start on another thread
+would have to use the forkserver.
 
 >>> PoolPrestart(n_workers=2, n_items=10).on_estimate(1e-6, 1.0)  # 10 us of work: no pool
 >>> PoolPrestart(n_workers=2, n_items=10).started
@@ -45,6 +48,8 @@ class PoolPrestart:
             return None
         if target.pool_warm(target.cores):
             return None
+        if shared_engine().next_start_method() == "fork":
+            return None  # ~15 ms after the plan; a start on another thread would rule out the fork
         return cls(target.cores, n_items)
 
     @property

@@ -11,16 +11,18 @@ True
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import statistics
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import cloudpickle
 
+from ..engines.threads import ThreadPool
 from ..settings import Settings, current
 from . import thread_safety
 from ..errors import reraise_with_item
@@ -50,7 +52,7 @@ _PROBE_FRACTION = 0.05
 _FREE_PROBE_SCALE = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
     """What the sample measured; every field is a measurement, none a guess.
 
@@ -262,7 +264,7 @@ def _budget(mean, n_total, wall, cpu, fraction, max_seconds, parallelism) -> flo
     return min(max_seconds, fraction * best_case)
 
 
-_probe_pool: ThreadPoolExecutor | None = None
+_probe_pool: ThreadPool | None = None
 # One probe at a time in a process: concurrent probes would share its two threads and
 # time each other. A call that finds it busy (another thread's call, or a map nested in
 # a probed function) does without a probe rather than wait.
@@ -300,12 +302,22 @@ def probe_threads(func, items, first: int, n: int, serial_item_seconds: float) -
         _probe_lock.release()
 
 
-def _started_probe_pool() -> ThreadPoolExecutor:
+def _forget_probe_pool() -> None:
+    """In a forked child: the parent's probe threads do not exist here."""
+    global _probe_pool, _probe_lock
+    _probe_pool, _probe_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_probe_pool)
+
+
+def _started_probe_pool() -> ThreadPool:
     """The probe's two threads, both started (a thread started during the probe would be
     timed as the function). Called with ``_probe_lock`` held."""
     global _probe_pool
     if _probe_pool is None:
-        pool = ThreadPoolExecutor(2, thread_name_prefix="amorsize-probe")
+        pool = ThreadPool(2, thread_name_prefix="amorsize-probe")
         barrier = threading.Barrier(2)
         for f in [pool.submit(barrier.wait, 5.0) for _ in range(2)]:
             f.result()

@@ -159,8 +159,9 @@ class StreamPlanner:
     def _plan(self, items: list, sampled: ChunkResult) -> None:
         per_item = max(sampled.compute_seconds / max(len(items), 1), 1e-9)
         bytes_in, bytes_out, picklable = _pickled_sizes(self.call, items[:3], sampled.results[:3])
-        self.profile = Profile(len(items), per_item, 0.0, self._cpu_ratio, bytes_in, bytes_out, picklable, None,
-                               sampled.compute_seconds)
+        self.profile = Profile(n_sampled=len(items), item_seconds=per_item, item_cv=0.0, cpu_ratio=self._cpu_ratio,
+                               bytes_in=bytes_in, bytes_out=bytes_out, picklable=picklable, thread_speedup=None,
+                               sample_seconds=sampled.compute_seconds)
         self.item_seconds = self._recent = per_item
         self.n_read = len(items)
         self._next_check = sampled.compute_seconds

@@ -131,6 +131,8 @@ class Target:
         on a cluster measured now."""
         fp = self.fingerprint.id
         found = overheads.cached(fp)
+        if self.client is None and found is not None:
+            return overheads.for_start_method(found, shared_engine().next_start_method())
         if found is not None or not measure_now:
             return found
         if self.client is None and not can_start_processes():
@@ -138,7 +140,7 @@ class Target:
         if self.client is None:
             overheads.measure_later(fp, lambda: overheads.measure_local(shared_engine(), get_engine("threads"),
                                                                         self.cores))
-            return overheads.estimate(shared_engine().start_method)
+            return overheads.estimate(shared_engine().next_start_method())
         from ..engines.dask import DaskEngine
 
         return overheads.get(fp, lambda: overheads.measure_cluster(DaskEngine(self.client), self.cores))

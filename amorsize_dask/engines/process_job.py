@@ -1,0 +1,107 @@
+"""One run on the process pool: its chunks' outcomes, crash counts and notes.
+
+A chunk whose worker died is counted and sent again (at most :data:`MAX_CHUNK_RETRIES`
+times, then :class:`~amorsize_dask.errors.WorkerLostError` names its items); with
+``local_fallback`` (``engine="auto"``) items or results that cannot be pickled are
+computed in this process instead, with one warning.
+
+>>> job = ProcessJob(abs, [-1, -2], 0, local_fallback=False, progress=None)
+>>> job.run_here(0, 2)
+>>> job.result([(0, 2)]).results
+[1, 2]
+"""
+
+from __future__ import annotations
+
+from concurrent.futures.process import BrokenProcessPool
+
+from ..errors import WorkerLostError, warn_once
+from ..target.workload import function_name
+from . import process_worker, transport
+from .base import RunResult, assemble, raise_failure
+from .chunks import ChunkResult, run_chunk
+
+__all__ = ["MAX_CHUNK_RETRIES", "ProcessJob"]
+
+# A chunk is run again after its worker died at most this many times: one crash may be
+# a killed worker (OOM killer, a node going away), repeated crashes are the function's.
+MAX_CHUNK_RETRIES = 2
+
+
+class ProcessJob:
+    """One :meth:`ProcessEngine.run`: its finished chunks, crash counts and notes."""
+
+    def __init__(self, func, items, first_index: int, local_fallback: bool, progress):
+        self.func, self.items, self.first_index = func, items, first_index
+        self.local_fallback, self.progress = local_fallback, progress
+        self.done: dict[int, ChunkResult] = {}
+        self.crashes: dict[int, int] = {}
+        self.notes: list[str] = []
+        self.futures: dict = {}  # of the current round: future -> (lo, hi)
+
+    def note(self, message: str) -> None:
+        """Something ran here instead of in a worker: warn once per call, and keep it."""
+        if not self.notes:
+            warn_once(f"amorsize_dask: {message}")
+        self.notes.append(message)
+
+    def submit_all(self, executor, todo, func_key, func_bytes) -> list:
+        """Send the chunks of ``todo`` (into :attr:`futures`); those whose items cannot be
+        pickled run here (with ``local_fallback``); the chunks left unsent when the pool
+        broke are returned."""
+        self.futures = futures = {}
+        for k, (lo, hi) in enumerate(todo):
+            try:
+                payload = transport.dump_items(self.items[lo:hi], self.first_index + lo)
+            except TypeError as exc:
+                if not self.local_fallback:
+                    raise
+                self.note(f"{exc}: {transport.items_label(self.first_index + lo, self.first_index + hi)} "
+                          "ran in this process instead")
+                self.run_here(lo, hi)
+                continue
+            try:
+                fut = executor.submit(process_worker.run_pickled_chunk, func_key, func_bytes, payload,
+                                      self.first_index + lo)
+            except BrokenProcessPool:
+                return list(todo[k:])
+            futures[fut] = (lo, hi)
+        return []
+
+    def crashed(self, lo: int, hi: int) -> None:
+        self.crashes[lo] = self.crashes.get(lo, 0) + 1
+        if self.crashes[lo] > MAX_CHUNK_RETRIES:
+            label = transport.items_label(self.first_index + lo, self.first_index + hi)
+            raise WorkerLostError(
+                f"a worker process died {self.crashes[lo]} times while running {label} of "
+                f"{function_name(self.func)}; the function may crash the interpreter (segfault, "
+                "os._exit, memory); try engine='serial' to see the error"
+            ) from None
+
+    def run_here(self, lo: int, hi: int) -> None:
+        out = run_chunk(self.func, self.items[lo:hi], self.first_index + lo, portable_only=False)
+        raise_failure(out.failure, self.func)
+        self._keep(lo, out)
+
+    def take(self, out: ChunkResult, lo: int, hi: int) -> None:
+        """A chunk back from a worker: results that could not travel are computed here
+        (``local_fallback``) or reported; then its failure, if any, is raised."""
+        for index, reason in out.untravelled:
+            if not self.local_fallback:
+                raise transport.unpicklable_result(index, reason)
+            self.note(f"{transport.unpicklable_result(index, reason)}: it ran again in this process")
+            local = index - self.first_index
+            again = run_chunk(self.func, self.items[local : local + 1], index, portable_only=False)
+            raise_failure(again.failure, self.func)
+            out.results[index - out.first_index] = again.results[0]
+        raise_failure(out.failure, self.func, remote=True)
+        self._keep(lo, out)
+
+    def _keep(self, lo: int, out: ChunkResult) -> None:
+        self.done[lo] = out
+        if self.progress is not None:
+            self.progress.advance(len(out.results))
+
+    def result(self, bounds) -> RunResult:
+        results, compute = assemble(self.done, bounds)
+        return RunResult(results, compute, len(bounds), notes=tuple(self.notes))

@@ -1,0 +1,119 @@
+"""Exploration: which unmeasured configuration the model tries next, and what trying cost.
+
+The model (:mod:`.model`) predicts only configurations it has measured. To converge on
+the best one rather than on its first guess it tries a neighbour of the best now and
+then (:func:`neighbours`): at once when the cost model, fed with what the runs measured,
+predicts one much faster (:func:`promising`), else at random among those the cost model
+predicts within ``explore-max-slowdown`` of the best (:func:`pick`) — and only while what
+past tries cost stays within ``explore-budget`` of the measured run time (:func:`spent`).
+
+>>> neighbours(("serial", 1, 100), 100, cores=2, max_threads=64)
+[('processes', 2, 13), ('threads', 2, 13)]
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..settings import Settings
+
+__all__ = ["PROMISING_FACTOR", "neighbours", "promising", "pick", "spent"]
+
+# An unmeasured neighbour that the cost model predicts this much faster than the best
+# measured configuration is tried next, once: the margin of the model's regression guard
+# (model.REGRESSION_FACTOR: beyond the 1.43x run-to-run noise of a process run), the
+# other way round.
+PROMISING_FACTOR = 1.6
+
+
+def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
+               engines: tuple[str, ...] = ("threads", "processes")) -> list[tuple]:
+    """Configurations one step from ``cfg``: chunksize ×2 / ÷2 (while every worker gets a
+    task), workers ±1 (threads ×2 / ÷2), and across the serial / parallel line.
+
+    >>> neighbours(("processes", 2, 10), 100, cores=2, max_threads=64)
+    [('serial', 1, 100), ('processes', 2, 20), ('processes', 2, 5)]
+    >>> neighbours(("threads", 2, 50), 100, cores=2, max_threads=2)
+    [('serial', 1, 100), ('threads', 2, 25)]
+    """
+    engine, workers, chunksize = cfg
+    if engine == "serial":
+        out = []
+        if "processes" in engines and cores >= 2:
+            out.append(("processes", cores, math.ceil(n_items / (4 * cores))))
+        if "threads" in engines:
+            out.append(("threads", 2, math.ceil(n_items / 8)))
+        if "dask" in engines:
+            out.append(("dask", cores, math.ceil(n_items / (4 * cores))))
+        return out
+    out = [("serial", 1, n_items)]
+    for c in (chunksize * 2, chunksize // 2):
+        # Fewer tasks than workers leaves workers idle: never a step towards the best.
+        if 1 <= c <= n_items and c != chunksize and math.ceil(n_items / c) >= workers:
+            out.append((engine, workers, c))
+    if engine == "processes":
+        for w in (workers - 1, workers + 1):
+            if 2 <= w <= cores:
+                out.append((engine, w, chunksize))
+    elif engine == "threads":
+        for w in (workers // 2, workers * 2):
+            if 2 <= w <= max_threads and w != workers:
+                out.append((engine, w, chunksize))
+    return out
+
+
+def _untried(best_cfg: tuple, measured: set, n_items: int, cores: int, settings: Settings, engines) -> list[tuple]:
+    return [cfg for cfg in neighbours(best_cfg, n_items, cores=cores, max_threads=settings.max_threads,
+                                      engines=engines) if cfg not in measured]
+
+
+def promising(best_cfg: tuple, measured: set, n_items: int, *, cores: int, settings: Settings,
+              engines: tuple[str, ...], estimate) -> tuple | None:
+    """The unmeasured neighbour of ``best_cfg`` that ``estimate`` (the cost model, fed
+    with what this workload's runs measured) predicts :data:`PROMISING_FACTOR` times
+    faster; None if there is none, or no cost model.
+
+    The first plan came from a few sampled items; when the whole run measured a cost they
+    did not show (a skewed tail: 0.1 ms items, every 40th 30 ms), its configuration is
+    the only one measured, and random exploration alone would keep it for several calls.
+
+    >>> s = Settings.from_config()
+    >>> promising(("serial", 1, 400), {("serial", 1, 400)}, 400, cores=2, settings=s, engines=("processes",),
+    ...           estimate=lambda cfg: 1.6 if cfg[0] == "serial" else 0.85)
+    ('processes', 2, 50)
+    """
+    options = _untried(best_cfg, measured, n_items, cores, settings, engines)
+    if estimate is None or not options:
+        return None
+    seconds, cfg = min((estimate(c), c) for c in options)
+    return cfg if seconds * PROMISING_FACTOR <= estimate(best_cfg) else None
+
+
+def pick(best_cfg: tuple, measured: set, n_items: int, *, rng, cores: int, settings: Settings,
+         engines: tuple[str, ...], estimate) -> tuple | None:
+    """A random unmeasured neighbour the cost model predicts within
+    ``settings.explore_max_slowdown`` of ``best_cfg`` (without a cost model to vouch for
+    it, only a chunk size step: a small risk); None if there is none."""
+    options = _untried(best_cfg, measured, n_items, cores, settings, engines)
+    if estimate is None:
+        options = [cfg for cfg in options if cfg[:2] == best_cfg[:2]]
+    else:
+        reference = estimate(best_cfg)
+        options = [cfg for cfg in options if estimate(cfg) <= settings.explore_max_slowdown * reference]
+    return rng.choice(options) if options else None
+
+
+def spent(observations) -> float:
+    """Share of the measured run time (of model ``Observation``\\ s) that explorations cost
+    beyond the best's prediction.
+
+    >>> from amorsize_dask.learning.model import Observation
+    >>> obs = [Observation("w", 100, 1e-3, "serial", 1, 100, 0.1, 0.0),
+    ...        Observation("w", 100, 1e-3, "threads", 2, 50, 0.3, 1.0, "explore", predicted_seconds=0.1)]
+    >>> round(spent(obs), 2)
+    0.5
+    """
+    total = sum(o.run_seconds for o in observations)
+    cost = sum(max(0.0, o.run_seconds - o.predicted_seconds) for o in observations
+               if o.source == "explore" and o.predicted_seconds is not None)
+    return cost / total if total > 0 else 0.0
