@@ -152,19 +152,22 @@ class SlowOS:
         return slow
 
 
+def _record(i: int) -> dict:
+    return make_record(
+        fingerprint=f"{i % 5 + 1:016x}",
+        fingerprint_fields={"kind": "cluster", "n_workers": 2 + i % 5, "total_threads": 2 + i % 5, "dask": "2026.8"},
+        workload=f"{i % 10 + 1:016x}", function=f"tests.synthetic_{i % 10}",
+        features={"n_items": 1000 + i, "n_sampled": 0, "planning_seconds": 0.001, "item_seconds": 1e-4},
+        engine="dask", n_workers=2, chunksize=10 + i, source="model", wall_seconds=0.5 + i / 100,
+        compute_seconds=0.1, predicted_seconds=0.5, time=1.7e9 + i)
+
+
 def write_records(path, n: int, writers: int = 8) -> None:
     """``n`` valid records as ``writers`` other processes' segments, fast (a few templates,
     each line copied under a new id): what a busy shared training directory holds."""
     templates = []
     for i in range(50):
-        rec = make_record(
-            fingerprint=f"{i % 5 + 1:016x}",
-            fingerprint_fields={"kind": "cluster", "n_workers": 2 + i % 5, "total_threads": 2 + i % 5,
-                                "dask": "2026.8"},
-            workload=f"{i % 10 + 1:016x}", function=f"tests.synthetic_{i % 10}",
-            features={"n_items": 1000 + i, "n_sampled": 0, "planning_seconds": 0.001, "item_seconds": 1e-4},
-            engine="dask", n_workers=2, chunksize=10 + i, source="model", wall_seconds=0.5 + i / 100,
-            compute_seconds=0.1, predicted_seconds=0.5, time=1.7e9 + i)
+        rec = _record(i)
         rec["id"] = "0" * 16
         templates.append(encode_line(rec))
     seg_dir = path / "segments"
@@ -243,3 +246,16 @@ def test_a_large_directory_on_a_slow_filesystem_never_holds_the_loop(tmp_path, m
 
 async def _thread_of_loop() -> int:
     return threading.get_ident()
+
+
+def test_upkeep_leaves_a_first_append_nothing_to_parse(tmp_path):
+    # What the plugin's indexing child runs before it indexes: others' settled segments
+    # sealed (nothing lost), so the plugin's first record has none of them left to parse.
+    write_records(tmp_path, 4000)  # ~1.9 MB: past amorsize.store.seal-bytes
+    before = sorted(r["id"] for r in TrainingStore(tmp_path).records())
+    TrainingStore(tmp_path).upkeep()
+    seg_dir = tmp_path / "segments"
+    assert list(seg_dir.glob("*.npz")) and not list(seg_dir.glob("other-*.jsonl"))
+    assert sorted(r["id"] for r in TrainingStore(tmp_path).records()) == before
+    assert TrainingStore(tmp_path, compact=True).append(_record(1))  # a first append after it
+    assert len(TrainingStore(tmp_path).records()) == 4001

@@ -6,8 +6,8 @@ distributed's system monitor) then waits up to the switch interval for it to com
 (measured: the loop held 57-140 ms while 20,000 records were parsed on a thread, ~1 s with
 200,000; tests/test_plugin_loop.py). So when the directory is large, a child interpreter
 (``python -c``: it never imports the scheduler's ``__main__``) parses it and writes the
-host's snapshot of the index (:mod:`amorsize_dask.learning.snapshot`), after pruning the
-directory if it is past ``amorsize.store.max-bytes``; the plugin's
+host's snapshot of the index (:mod:`amorsize_dask.learning.snapshot`), after the upkeep
+a writer's first append does (sealing, pruning past the budget); the plugin's
 learner then resumes from that snapshot and reads only what was appended since.
 
 >>> index_elsewhere_if_large(None, "/nonexistent/training") is False
@@ -38,20 +38,16 @@ CHILD_SECONDS = 600.0
 # The child is background work: on a machine with fewer free cores than runnable
 # threads it yields the CPU to the scheduler's (nice 10: a tenth of a nice-0 share).
 CHILD_NICENESS = 10
-# The child prunes a directory past amorsize.store.max-bytes to half of it first, as the
-# store's writers do on their first append (which would otherwise be the plugin's, with a
-# full parse in the scheduler's process).
+# The child first does the upkeep a writer's first append does (sealing others' settled
+# segments, pruning past amorsize.store.max-bytes), which would otherwise be the plugin's
+# first record's, with a full parse in the scheduler's process.
 _CHILD = """
 import os, sys
 getattr(os, "nice", lambda n: 0)(CHILD_NICENESS)  # not on Windows
-from amorsize_dask import config
 from amorsize_dask.learning import snapshot
-from amorsize_dask.learning.compaction import segment_bytes
 from amorsize_dask.learning.learner import Learner
-from amorsize_dask.learning.store import SEGMENTS, TrainingStore
-budget = config.get("store.max-bytes") and config.get_bytes("store.max-bytes")
-if budget and segment_bytes(TrainingStore(sys.argv[1]).path / SEGMENTS) > budget:
-    TrainingStore(sys.argv[1]).prune(max_bytes=budget // 2)
+from amorsize_dask.learning.store import TrainingStore
+TrainingStore(sys.argv[1]).upkeep()
 learner = Learner(sys.argv[1])
 learner.refresh()
 sys.exit(0 if snapshot.save(learner) else 1)

@@ -84,6 +84,15 @@ class Upkeep:
             self._refresh(settings)
             return len(dropped - {identity(r) for r in self._reader.merged})
 
+    def upkeep(self, settings: Settings | None = None) -> None:
+        """What a writer's first append does besides writing: seal others' settled
+        segments, prune past ``amorsize.store.max-bytes``. For a process that reads the
+        directory for another (the scheduler plugin's indexing child), so that the other's
+        first append has nothing left to parse."""
+        settings = current(settings)
+        self._seal(None, settings)
+        self._keep_within_budget(settings)
+
     def _keep_within_budget(self, settings: Settings) -> None:
         """Past ``amorsize.store.max-bytes``, prune to half of it (no one needs to run
         ``prune``). Checked on the first append and then every 1/16 of the budget appended:
