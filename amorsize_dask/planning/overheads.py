@@ -80,9 +80,10 @@ class Overheads:
 # first pool start of a fresh script with slim workers (97-117 ms, session 3), each
 # rounded towards "parallel costs more" so that an estimate never invents a speedup.
 ESTIMATED_START_SECONDS = 0.15
-# A forked pool's start (2 workers): 16-30 ms in a fresh script on this machine, the
-# pool start line of ``amorsize-dask bench --fresh`` (session 4), rounded up.
-ESTIMATED_FORK_START_SECONDS = 0.04
+# A forked pool's start (2 workers): 14 ms (median of 5 fresh scripts, quiet) to 17 ms
+# (loaded) on this machine, the pool start line of ``amorsize-dask bench --fresh``
+# (session 4), rounded up.
+ESTIMATED_FORK_START_SECONDS = 0.02
 ESTIMATED_TASK_SECONDS = 2e-4
 ESTIMATED_ITEM_SECONDS = 3e-7
 ESTIMATED_BYTES_PER_SECOND = 1.5e8
