@@ -98,3 +98,21 @@ def test_the_profile_and_its_features_pickle():
     s = sample_items(abs, list(range(100)), 100)
     again = pickle.loads(pickle.dumps(s.profile))
     assert again == s.profile and again.features(100)["n_items"] == 100
+
+
+def _pure_python(x):
+    end = time.perf_counter() + 2e-3
+    while time.perf_counter() < end:
+        pass
+    return x
+
+
+def test_a_computing_function_on_two_threads_reads_no_more_speedup_than_its_cpu_shows():
+    """The probe's items are cheaper than the sample's mean (a skewed family): against
+    that mean two GIL-bound threads look fast; their CPU time says they took turns."""
+    reference = 4e-3  # the sample's mean, raised by dear items the probe does not get
+    fooled = probe_threads(_pure_python, list(range(8)), 0, 8, reference)
+    capped = probe_threads(_pure_python, list(range(8)), 0, 8, reference, computing=True)
+    assert fooled.speedup > 1.5  # what the reference alone says
+    assert capped.speedup < 1.3, capped.speedup  # one thread ran at a time
+    assert capped.results == list(range(8))

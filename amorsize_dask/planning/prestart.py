@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 
 from ..engines import shared_engine
-from .cost_model import COMPUTING_CPU_RATIO
+from .sampling import COMPUTING_CPU_RATIO
 
 __all__ = ["PRESTART_ABOVE_SECONDS", "PoolPrestart"]
 

@@ -27,7 +27,7 @@ from ..settings import Settings, current
 from . import thread_safety
 from ..errors import reraise_with_item
 
-__all__ = ["Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
+__all__ = ["COMPUTING_CPU_RATIO", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
 
 # Batches of items timed together when items are too fast for one perf_counter reading
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items).
@@ -35,6 +35,9 @@ _MIN_BATCH_SECONDS = 50e-6
 # Bytes a pickled numpy array takes beyond its buffer (dtype, shape, class): ~150 measured
 # with pickle protocol 5 for 1-D float64 arrays; an estimate within 1% for arrays > 16 KB.
 _NUMPY_PICKLE_HEADER = 160
+# At or above this CPU/wall ratio a function computes (noise band: the suite's pure-Python
+# families read 0.98-1.02 quiet; see cost_model.NO_SPEEDUP_BELOW).
+COMPUTING_CPU_RATIO = 0.8
 # Below this CPU/wall ratio a function is taken to wait (sleep, I/O) and is not probed
 # with threads (bench family io-wait measures ~0.01; the probe cost it ~5% of its time).
 _PURE_WAIT_CPU_RATIO = 0.1
@@ -216,7 +219,8 @@ class _Timing:
             reference = self.timed(probe_n)
         if not probe_n:
             return None, None
-        found = probe_threads(self.func, self.items, len(self.results), probe_n, reference)
+        computing = wall > 0 and cpu / wall >= COMPUTING_CPU_RATIO
+        found = probe_threads(self.func, self.items, len(self.results), probe_n, reference, computing=computing)
         self.results.extend(found.results)
         return found.speedup, found.failure
 
@@ -285,8 +289,15 @@ class ThreadProbe:
     failure: str | None = None
 
 
-def probe_threads(func, items, first: int, n: int, serial_item_seconds: float) -> ThreadProbe:
+def probe_threads(func, items, first: int, n: int, serial_item_seconds: float, *,
+                  computing: bool = False) -> ThreadProbe:
     """Run items[first:first+n] as two halves on two threads (see :class:`ThreadProbe`).
+
+    The speedup is the serial time of the items (``serial_item_seconds`` each) over the
+    probe's wall time. For a function that ``computing`` (CPU/wall near 1 serially) it is
+    at most the CPU time both threads spent over that wall time: a thread waiting for the
+    GIL spends none, so pure Python reads ~1x however the items' costs vary (a skewed
+    family's cheap probe items against a mean raised by dear ones read 1.88x).
 
     An exception on a thread is not the user's error: every probed item is re-run here,
     in order, so that an item that fails serially too raises as ``builtins.map`` would.
@@ -297,7 +308,7 @@ def probe_threads(func, items, first: int, n: int, serial_item_seconds: float) -
     if not _probe_lock.acquire(blocking=False):
         return ThreadProbe(None, [])
     try:
-        return _probe_on(_started_probe_pool(), func, items, first, n, serial_item_seconds)
+        return _probe_on(_started_probe_pool(), func, items, first, n, serial_item_seconds, computing)
     finally:
         _probe_lock.release()
 
@@ -325,19 +336,19 @@ def _started_probe_pool() -> ThreadPool:
     return _probe_pool
 
 
-def _probe_on(pool, func, items, first, n, serial_item_seconds) -> ThreadProbe:
+def _probe_on(pool, func, items, first, n, serial_item_seconds, computing) -> ThreadProbe:
     half = n // 2
 
     def run(lo, hi):
         out = []
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         for i in range(lo, hi):
             out.append(func(items[i]))
-        return out, start, time.perf_counter()
+        return out, start, time.perf_counter(), time.thread_time() - cpu_start
 
     futures = [pool.submit(run, first, first + half), pool.submit(run, first + half, first + n)]
     try:
-        (a, a_start, a_stop), (b, b_start, b_stop) = [f.result() for f in futures]
+        (a, a_start, a_stop, a_cpu), (b, b_start, b_stop, b_cpu) = [f.result() for f in futures]
     except Exception as exc:
         wait(futures)  # both halves done before the items run again here
         results: list = []
@@ -346,6 +357,8 @@ def _probe_on(pool, func, items, first, n, serial_item_seconds) -> ThreadProbe:
     # Timed inside the threads: hand-over to and from the pool is not the function's.
     elapsed = max(a_stop, b_stop) - min(a_start, b_start)
     speedup = (serial_item_seconds * n) / elapsed if elapsed > 0 else 1.0
+    if computing and elapsed > 0:
+        speedup = min(speedup, max((a_cpu + b_cpu) / elapsed, 1.0))
     return ThreadProbe(min(speedup, 2.0), a + b)
 
 
