@@ -114,7 +114,8 @@ def run(quick: bool = False, families=None, out=print) -> list[dict]:
             items = w.items()
             client.run(_import_module, w.func.__module__)
             serial = _timed(lambda: [w.func(x) for x in items])
-            grid = {ONE_TASK: one_task_on_one_worker(client, w.func, items)}
+            # Twice, the best: the first pays the workers' first import of the function's module.
+            grid = {ONE_TASK: min(one_task_on_one_worker(client, w.func, items) for _ in range(2))}
             best = grid[ONE_TASK]
             for k in PARTITION_COUNTS:
                 if k > len(items):
