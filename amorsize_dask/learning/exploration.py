@@ -62,23 +62,26 @@ def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
     return out
 
 
-def _untried(best_cfg: tuple, measured: set, n_items: int, cores: int, settings: Settings, engines) -> list[tuple]:
+def _untried(best_cfg: tuple, measured, n_items: int, cores: int, settings: Settings, engines) -> list[tuple]:
     return [cfg for cfg in neighbours(best_cfg, n_items, cores=cores, max_threads=settings.max_threads,
                                       engines=engines) if cfg not in measured]
 
 
-def promising(best_cfg: tuple, measured: set, n_items: int, *, cores: int, settings: Settings,
+def promising(best_cfg: tuple, measured: dict, n_items: int, *, cores: int, settings: Settings,
               engines: tuple[str, ...], estimate) -> tuple | None:
     """The unmeasured neighbour of ``best_cfg`` that ``estimate`` (the cost model, fed
     with what this workload's runs measured) predicts :data:`PROMISING_FACTOR` times
-    faster; None if there is none, or no cost model.
+    faster, both than its own estimate of ``best_cfg`` and than what ``best_cfg``
+    measured (``measured``: configuration -> predicted seconds from measured runs); None
+    if there is none, or no cost model. (A cost model too pessimistic about the best — a
+    thread plan it rates slow that measured fast — does not make a neighbour promising.)
 
     The first plan came from a few sampled items; when the whole run measured a cost they
     did not show (a skewed tail: 0.1 ms items, every 40th 30 ms), its configuration is
     the only one measured, and random exploration alone would keep it for several calls.
 
     >>> s = Settings.from_config()
-    >>> promising(("serial", 1, 400), {("serial", 1, 400)}, 400, cores=2, settings=s, engines=("processes",),
+    >>> promising(("serial", 1, 400), {("serial", 1, 400): 1.6}, 400, cores=2, settings=s, engines=("processes",),
     ...           estimate=lambda cfg: 1.6 if cfg[0] == "serial" else 0.85)
     ('processes', 2, 50)
     """
@@ -86,7 +89,7 @@ def promising(best_cfg: tuple, measured: set, n_items: int, *, cores: int, setti
     if estimate is None or not options:
         return None
     seconds, cfg = min((estimate(c), c) for c in options)
-    return cfg if seconds * PROMISING_FACTOR <= estimate(best_cfg) else None
+    return cfg if seconds * PROMISING_FACTOR <= min(estimate(best_cfg), measured[best_cfg]) else None
 
 
 def pick(best_cfg: tuple, measured: set, n_items: int, *, rng, cores: int, settings: Settings,
