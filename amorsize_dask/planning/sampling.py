@@ -35,9 +35,7 @@ _MIN_BATCH_SECONDS = 50e-6
 # Bytes a pickled numpy array takes beyond its buffer (dtype, shape, class): ~150 measured
 # with pickle protocol 5 for 1-D float64 arrays; an estimate within 1% for arrays > 16 KB.
 _NUMPY_PICKLE_HEADER = 160
-# At or above this CPU/wall ratio a function computes (noise band: the suite's pure-Python
-# families read 0.98-1.02 quiet; see cost_model.NO_SPEEDUP_BELOW).
-COMPUTING_CPU_RATIO = 0.8
+COMPUTING_CPU_RATIO = 0.8  # and above, a function computes (pure Python reads 0.98-1.02 quiet)
 # Below this CPU/wall ratio a function is taken to wait (sleep, I/O) and is not probed
 # with threads (bench family io-wait measures ~0.01; the probe cost it ~5% of its time).
 _PURE_WAIT_CPU_RATIO = 0.1
@@ -277,12 +275,10 @@ _probe_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class ThreadProbe:
-    """What running some items on two threads showed.
-
-    ``speedup``: two threads over one (None when not measured); ``results``: the items'
-    results, in order; ``failure``: ``"Type: message"`` of an exception raised only on
-    threads (the items were then re-run serially, and these are the serial results).
-    """
+    """What running some items on two threads showed: ``speedup`` of two threads over one
+    (None when not measured); ``results``, the items' results in order; ``failure``,
+    ``"Type: message"`` of an exception raised only on threads (the items then re-ran
+    serially: these are the serial results)."""
 
     speedup: float | None
     results: list
@@ -292,13 +288,9 @@ class ThreadProbe:
 def probe_threads(func, items, first: int, n: int, serial_item_seconds: float, *,
                   computing: bool = False) -> ThreadProbe:
     """Run items[first:first+n] as two halves on two threads (see :class:`ThreadProbe`).
-
-    The speedup is the serial time of the items (``serial_item_seconds`` each) over the
-    probe's wall time. For a function that ``computing`` (CPU/wall near 1 serially) it is
-    at most the CPU time both threads spent over that wall time: a thread waiting for the
-    GIL spends none, so pure Python reads ~1x however the items' costs vary (a skewed
-    family's cheap probe items against a mean raised by dear ones read 1.88x).
-
+    Speedup: the items' serial time (``serial_item_seconds`` each) over the probe's wall
+    time; if ``computing``, at most both threads' CPU time over it (a thread waiting for
+    the GIL spends none: pure Python reads ~1x even when skewed items fool the reference).
     An exception on a thread is not the user's error: every probed item is re-run here,
     in order, so that an item that fails serially too raises as ``builtins.map`` would.
 
@@ -313,8 +305,7 @@ def probe_threads(func, items, first: int, n: int, serial_item_seconds: float, *
         _probe_lock.release()
 
 
-def _forget_probe_pool() -> None:
-    """In a forked child: the parent's probe threads do not exist here."""
+def _forget_probe_pool() -> None:  # in a forked child: the parent's probe threads are not here
     global _probe_pool, _probe_lock
     _probe_pool, _probe_lock = None, threading.Lock()
 
