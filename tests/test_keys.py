@@ -39,7 +39,9 @@ def test_run_ids_are_sixteen_hex_digits_never_all_letters():
 
 def test_key_names_keep_the_letters_of_the_functions_name():
     assert keys.key_name(transform_v2_final) == "transform-v-final"
-    assert keys.key_name(Callable3D()) == "callable-d"
+    # "callable": 8 letters from a-f on, which Dask's key_split would drop as a hash
+    assert keys.key_name(Callable3D()) == "callablex-d"
+    assert key_split(keys.task_key(keys.new_run_id(), 0, Callable3D())) == "amorsize-callablex-d"
     assert keys.key_name(functools.partial(transform_v2_final)) == "partial"
     assert keys.key_name(None) == "func"
 

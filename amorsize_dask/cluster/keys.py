@@ -32,10 +32,14 @@ def key_name(func) -> str:
     >>> def my_func2(x): pass
     >>> key_name(my_func2), key_name(lambda x: x), key_name(None)
     ('my-func', 'lambda', 'func')
+    >>> my_func2.__name__ = "deadbeef"; key_name(my_func2)
+    'deadbeefx'
     """
     name = getattr(func, "__name__", None) or type(func).__name__
-    words = _WORDS.findall(str(name))[:4]
-    return "-".join(words).lower() if words and func is not None else "func"
+    words = [w.lower() for w in _WORDS.findall(str(name))[:4]]
+    # key_split takes an 8-letter word starting with a-f for a hash ("deadbeef") and drops it.
+    words = [w + "x" if len(w) == 8 and w[0] in "abcdef" else w for w in words]
+    return "-".join(words) if words and func is not None else "func"
 
 
 def task_key(run_id: str, index: int, func=None) -> str:
