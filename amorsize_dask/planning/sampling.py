@@ -36,9 +36,9 @@ _MIN_BATCH_SECONDS = 50e-6
 # with pickle protocol 5 for 1-D float64 arrays; an estimate within 1% for arrays > 16 KB.
 _NUMPY_PICKLE_HEADER = 160
 COMPUTING_CPU_RATIO = 0.8  # and above, a function computes (pure Python reads 0.98-1.02 quiet)
-# Below this CPU/wall ratio a function is taken to wait (sleep, I/O) and is not probed
-# with threads (bench family io-wait measures ~0.01; the probe cost it ~5% of its time).
-_PURE_WAIT_CPU_RATIO = 0.1
+# Below this CPU/wall ratio a function waits and is not probed (it cost bench family io-wait
+# 5%): a 2 ms sleep reads 0.01-0.12 on a 2-core VM (30-150 us CPU per wake-up; CI: 0.119).
+_PURE_WAIT_CPU_RATIO = 0.2
 # Work per probe thread: shorter probes measure thread wake-up, not the function
 # (a 2 x 61 us probe of bench family "payload" read 0.3x; ~0.5 ms per thread reads true).
 _MIN_PROBE_SECONDS = 0.5e-3
