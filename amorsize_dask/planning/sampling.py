@@ -25,6 +25,7 @@ import cloudpickle
 from ..engines.threads import ThreadPool
 from ..settings import Settings, current
 from . import thread_safety
+from .cpu_clock import ThreadClock
 from ..errors import reraise_with_item
 
 __all__ = ["COMPUTING_CPU_RATIO", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
@@ -58,7 +59,7 @@ class Profile:
     """What the sample measured; every field is a measurement, none a guess.
 
     ``cpu_ratio`` is this thread's CPU time over wall time while sampling (≈1 computing,
-    ≈0 waiting; the thread's, so that other threads of the process do not count);
+    ≈0 waiting; the thread's, and less the time it waited for a core: :mod:`.cpu_clock`);
     ``thread_speedup`` is the speedup of two threads over one on the next items
     (≈2 when the function releases the GIL), None when not measured; ``thread_failure``
     is the exception those items raised on threads only (then they ran again serially).
@@ -139,12 +140,11 @@ def sample_items(
         free = lambda: probe_is_free is not None and (  # noqa: E731
             not picklable or probe_is_free(timing.mean, bytes_in + bytes_out))
         thread_speedup, thread_failure = timing.probe(free)
-    wall, cpu = timing.wall, timing.cpu
     profile = Profile(
         n_sampled=len(timing.results),
         item_seconds=timing.mean,
         item_cv=timing.cv,
-        cpu_ratio=min(cpu / wall, 64.0) if wall > 0 else 1.0,
+        cpu_ratio=timing.ratio,
         bytes_in=bytes_in,
         bytes_out=bytes_out,
         picklable=picklable,
@@ -165,8 +165,8 @@ class _Timing:
         self.results: list = []
         self.per_item: list[float] = []  # seconds per item of each timed batch
         self.batch_sizes: list[int] = []
-        self.wall = self.cpu = 0.0       # of the serial part (the probe's not counted)
-        self.cpu_start, self.wall_start = time.thread_time(), time.perf_counter()
+        self.wall, self.ratio = 0.0, 1.0  # of the serial part (the probe's not counted)
+        self.wall_start, self.clock = time.perf_counter(), ThreadClock()
 
     @property
     def mean(self) -> float:
@@ -176,9 +176,9 @@ class _Timing:
     def cv(self) -> float:
         return _coefficient_of_variation(self.per_item, self.batch_sizes, self.mean)
 
-    def budget(self, wall: float, cpu: float) -> float:
+    def budget(self, cpu_ratio: float) -> float:
         s = self.settings
-        return _budget(self.mean, self.n_total, wall, cpu, s.budget_fraction, s.max_seconds, self.parallelism)
+        return _budget(self.mean, self.n_total, cpu_ratio, s.budget_fraction, s.max_seconds, self.parallelism)
 
     def timed(self, n: int) -> float:
         """Run the next ``n`` items here as one batch; their seconds per item."""
@@ -190,25 +190,24 @@ class _Timing:
     def run_serially(self, on_estimate) -> None:
         """Time batches (doubling while too fast to read) until the budget is spent."""
         batch = 1
-        while len(self.results) < self.n_avail:
-            size = min(batch, len(self.items) - len(self.results))
-            elapsed = self.timed(size) * size
-            spent = time.perf_counter() - self.wall_start
-            cpu_spent = time.thread_time() - self.cpu_start
-            if on_estimate is not None:
-                on_estimate(self.mean, cpu_spent / spent if spent > 0 else 1.0)
-            if spent >= self.budget(spent, cpu_spent) or spent >= self.settings.max_seconds:
-                break  # a dear first item is evidence enough
-            if elapsed < _MIN_BATCH_SECONDS:
-                batch *= 2
-        self.wall = time.perf_counter() - self.wall_start
-        self.cpu = time.thread_time() - self.cpu_start
+        with self.clock:
+            while len(self.results) < self.n_avail:
+                size = min(batch, len(self.items) - len(self.results))
+                elapsed = self.timed(size) * size
+                spent, ratio = time.perf_counter() - self.wall_start, self.clock.cpu_ratio()
+                if on_estimate is not None:
+                    on_estimate(self.mean, ratio)
+                if spent >= self.budget(ratio) or spent >= self.settings.max_seconds:
+                    break  # a dear first item is evidence enough
+                if elapsed < _MIN_BATCH_SECONDS:
+                    batch *= 2
+            self.wall, self.ratio = time.perf_counter() - self.wall_start, self.clock.cpu_ratio()
 
     def probe(self, free) -> tuple[float | None, str | None]:
         """Run the next items on two threads, if worth it: (speedup, failure)."""
-        wall, cpu, mean = self.wall, self.cpu, self.mean
-        probe_n, is_free = _probe_size(mean, cpu / wall if wall > 0 else 1.0, self.n_total,
-                                       self.n_avail - len(self.results), self.budget(wall, cpu) - wall, free=free)
+        mean = self.mean
+        probe_n, is_free = _probe_size(mean, self.ratio, self.n_total, self.n_avail - len(self.results),
+                                       self.budget(self.ratio) - self.wall, free=free)
         reference = mean
         if is_free:
             # A free probe alone decides threads vs serial, and two threads run a GIL-bound
@@ -217,7 +216,7 @@ class _Timing:
             reference = self.timed(probe_n)
         if not probe_n:
             return None, None
-        computing = wall > 0 and cpu / wall >= COMPUTING_CPU_RATIO
+        computing = self.ratio >= COMPUTING_CPU_RATIO
         found = probe_threads(self.func, self.items, len(self.results), probe_n, reference, computing=computing)
         self.results.extend(found.results)
         return found.speedup, found.failure
@@ -259,9 +258,9 @@ def _timed_serially(func, items, first: int, n: int, results: list) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def _budget(mean, n_total, wall, cpu, fraction, max_seconds, parallelism) -> float:
+def _budget(mean, n_total, cpu_ratio, fraction, max_seconds, parallelism) -> float:
     cores, threads = parallelism
-    waits = wall > 0 and cpu / wall < 0.5
+    waits = cpu_ratio < 0.5
     best_case = mean * n_total / max(1, threads if waits else cores)
     return min(max_seconds, fraction * best_case)
 

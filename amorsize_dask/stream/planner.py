@@ -31,6 +31,7 @@ import cloudpickle
 
 from ..engines.chunks import ChunkResult, Failure, run_chunk
 from ..planning import cost_model
+from ..planning.cpu_clock import ThreadClock
 from ..planning.plan import Plan
 from ..planning.planner import Planned
 from ..planning.sampling import Profile
@@ -126,22 +127,24 @@ class StreamPlanner:
         """The first items, here, in batches of 1, 2, 4, ... until :data:`SAMPLE_SECONDS`
         of them are timed (one item at a time cost a 1 us item twice its own time)."""
         results, items, compute, batch = [], [], 0.0, 1
-        cpu0 = time.thread_time()
-        while compute < SAMPLE_SECONDS:
-            t_read = time.perf_counter()
-            chunk = list(itertools.islice(source, batch))
-            self.read_seconds += time.perf_counter() - t_read
-            if not chunk:
-                break
-            items += chunk
-            out = run_chunk(self.call, chunk, len(results))
-            compute += out.compute_seconds
-            results += out.results
-            if out.failure is not None:
-                return ChunkResult(0, results, compute, out.failure), items
-            if out.compute_seconds < SAMPLE_BATCH_SECONDS:
-                batch = min(2 * batch, MAX_CHUNK_ITEMS)
-        self._cpu_ratio = min((time.thread_time() - cpu0) / compute, 1.0) if compute > 0 else 1.0
+        with ThreadClock() as clock:  # CPU over compute time, less waits for a core
+            while compute < SAMPLE_SECONDS:
+                t_read = time.perf_counter()
+                chunk = list(itertools.islice(source, batch))
+                self.read_seconds += time.perf_counter() - t_read
+                if not chunk:
+                    break
+                items += chunk
+                out = run_chunk(self.call, chunk, len(results))
+                compute += out.compute_seconds
+                results += out.results
+                if out.failure is not None:
+                    return ChunkResult(0, results, compute, out.failure), items
+                if out.compute_seconds < SAMPLE_BATCH_SECONDS:
+                    batch = min(2 * batch, MAX_CHUNK_ITEMS)
+            wall, cpu, runnable = clock.elapsed()
+        computing = compute - (wall - runnable)
+        self._cpu_ratio = min(cpu / computing, 1.0) if computing > 0 else 1.0
         return ChunkResult(0, results, compute), items
 
     def _sample_on_worker(self, source):

@@ -1,0 +1,72 @@
+"""A computing function reads as computing while other processes compete for the cores
+(CI failed on a loaded machine where CPU/wall misread functions; see planning/cpu_clock.py)."""
+
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from amorsize_dask.planning.cpu_clock import ThreadClock
+from amorsize_dask.planning.sampling import sample_items
+
+
+def _spin(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def _busy(stop):
+    while not stop.is_set():
+        pass
+
+
+@pytest.fixture
+def busy_machine():
+    """One more busy process than there are cores: every thread waits for a core."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    procs = [ctx.Process(target=_busy, args=(stop,), daemon=True) for _ in range((os.cpu_count() or 2) + 1)]
+    for p in procs:
+        p.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+
+
+def test_a_spinning_thread_reads_as_computing_on_a_busy_machine(busy_machine):
+    with ThreadClock() as clock:
+        _spin(0.2)
+        wall, cpu, runnable = clock.elapsed()
+        assert clock.cpu_ratio() > 0.8, (wall, cpu, runnable)
+
+
+def test_a_sleeping_thread_reads_as_waiting_on_a_busy_machine(busy_machine):
+    with ThreadClock() as clock:
+        for _ in range(20):
+            time.sleep(0.005)
+        assert clock.cpu_ratio() < 0.2
+
+
+def test_the_sampler_takes_pure_python_for_computing_on_a_busy_machine(busy_machine):
+    def work(x):
+        _spin(0.002)
+        return x
+
+    s = sample_items(work, list(range(2000)), 2000, parallelism=(2, 64))
+    assert s.profile.cpu_ratio > 0.8, s.profile
+    assert s.results == list(range(s.profile.n_sampled))
+
+
+def test_a_closed_clock_still_reads_cpu_over_wall():
+    clock = ThreadClock()
+    clock.close()
+    clock.close()  # twice is fine
+    _spin(0.01)
+    assert 0 < clock.cpu_ratio() <= 64.0
