@@ -73,21 +73,21 @@ def _bag(client, func, items, npartitions=None, cap: float = math.inf) -> float:
     return time.perf_counter() - t0
 
 
-def _serial_loop(func, items_bytes: bytes) -> list:
-    return [func(x) for x in pickle.loads(items_bytes)]
+def _serial_loop(func, items_bytes: bytes) -> bytes:
+    return pickle.dumps([func(x) for x in pickle.loads(items_bytes)], protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def one_task_on_one_worker(client, func, items, cap: float = math.inf) -> float:
     """Seconds of ``Client.submit`` of a serial loop over all ``items``: the fastest a tiny
-    job can run with ``func`` on the workers only (the items travel inside the task, as
-    one pickled argument, which ``submit`` does not walk). Family tiny's 25,000 items read
-    ~0.9 s here with a list argument and with this one alike, where our own one-task plan
-    runs in ~0.06 s: not explained yet (session 4)."""
+    job can run with ``func`` on the workers only. Items and results travel as one pickled
+    bytes object each, as our engine's chunks do: distributed walks a list result item by
+    item (a task returning 25,000 ints took 0.85 s to fetch; as bytes, 0.03 s: this was
+    family tiny's unexplained 0.9 s oracle of session 4)."""
     t0 = time.perf_counter()
     fut = client.submit(_serial_loop, func, pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL), pure=False)
     if not _wait_or_cancel(client, [fut], cap):
         return math.inf
-    fut.result()
+    pickle.loads(fut.result())
     return time.perf_counter() - t0
 
 
@@ -115,8 +115,7 @@ def run(quick: bool = False, families=None, out=print) -> list[dict]:
             items = w.items()
             client.run(_import_module, w.func.__module__)
             serial = _timed(lambda: [w.func(x) for x in items])
-            # Twice, the best (the module is imported on the workers above; this guards the
-            # oracle's single entry against one slow run, which did not explain tiny's 0.9 s).
+            # Twice, the best: the oracle's single entry is not one slow run.
             grid = {ONE_TASK: min(one_task_on_one_worker(client, w.func, items) for _ in range(2))}
             best = grid[ONE_TASK]
             for k in PARTITION_COUNTS:

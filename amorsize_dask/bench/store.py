@@ -32,7 +32,7 @@ import dask
 from ..learning import merging, sealed, snapshot
 from ..learning.reader import sealed_limit
 from ..learning.learner import Learner
-from ..learning.records import SCHEMA_VERSION, encode_line
+from ..learning.records import SCHEMA_VERSION, encode_line, rounded
 from ..learning.store import SEGMENTS, TrainingStore
 from ..settings import Settings
 from .timing import format_table
@@ -60,7 +60,7 @@ def workload(i: int) -> str:
 def synthetic_record(i: int, rng: random.Random, fingerprints: int = FINGERPRINTS,
                      workloads: int = WORKLOADS) -> dict:
     """Record ``i`` of a synthetic directory (id ``i + 1``, time 1.7e9 + i), as
-    :func:`~amorsize_dask.learning.records.validate_record` returns it (built directly:
+    :func:`~amorsize_dask.learning.records.make_record` returns it (built directly:
     validating costs ~15 us a record, too slow for a million)."""
     fp = i % fingerprints
     sampled = i % 3 == 0
@@ -69,7 +69,7 @@ def synthetic_record(i: int, rng: random.Random, fingerprints: int = FINGERPRINT
     if sampled:
         features.update(item_cv=rng.uniform(0, 1), cpu_ratio=rng.uniform(0.01, 1.0),
                         bytes_in=rng.uniform(10, 1e6), bytes_out=rng.uniform(10, 1e3))
-    return {
+    return rounded({
         "schema": SCHEMA_VERSION, "time": 1.7e9 + i, "fingerprint": fingerprint(fp),
         "fingerprint_fields": {"cores": 2 + fp, "cpu_model": "Intel(R) Xeon(R) Processor", "kind": "local",
                                "memory_gib": 24, "platform": "linux", "python": "3.11",
@@ -79,7 +79,7 @@ def synthetic_record(i: int, rng: random.Random, fingerprints: int = FINGERPRINT
         "plan": {"engine": rng.choice(_ENGINES), "n_workers": 2, "chunksize": rng.randint(1, 500),
                  "source": "sample" if sampled else "model"},
         "wall_seconds": rng.uniform(0.01, 5), "compute_seconds": rng.uniform(0.01, 9),
-        "predicted_seconds": rng.uniform(0.01, 5), "id": f"{i + 1:016x}"}
+        "predicted_seconds": rng.uniform(0.01, 5), "id": f"{i + 1:016x}"})
 
 
 def write_directory(path, n: int, start: int = 0, writers: int = WRITERS, *, seal_bytes: int | None = None,
