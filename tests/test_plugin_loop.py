@@ -255,7 +255,7 @@ def test_upkeep_leaves_a_first_append_nothing_to_parse(tmp_path):
     before = sorted(r["id"] for r in TrainingStore(tmp_path).records())
     TrainingStore(tmp_path).upkeep()
     seg_dir = tmp_path / "segments"
-    assert list(seg_dir.glob("*.npz")) and not list(seg_dir.glob("other-*.jsonl"))
+    assert list(seg_dir.glob("*.sealed.jsonl")) and not list(seg_dir.glob("other-*.jsonl"))
     assert sorted(r["id"] for r in TrainingStore(tmp_path).records()) == before
     assert TrainingStore(tmp_path, compact=True).append(_record(1))  # a first append after it
     assert len(TrainingStore(tmp_path).records()) == 4001
