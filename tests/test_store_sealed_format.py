@@ -101,3 +101,19 @@ def test_sealed_files_of_the_development_npz_format_are_ignored(tmp_path):
     store.settle_seconds = 0
     store.prune(keep_per_workload=1)
     assert old.exists()                                       # not ours to remove either
+
+
+def test_a_learner_parses_a_sealed_files_header_line_only(tmp_path):
+    from amorsize_dask.learning.learner import Learner
+
+    (tmp_path / SEGMENTS).mkdir()
+    records = [synthetic_record(i, random.Random(i)) for i in range(200)]
+    (path,) = sealed.write(tmp_path / SEGMENTS, records, limit=1 << 20)
+    header, lines = path.read_bytes().split(b"\n", 1)
+    first = lines.index(b"\n")
+    path.write_bytes(header + b"\n" + b"x" * first + lines[first:])   # a record line no parser accepts
+    learner = Learner(tmp_path)
+    assert sum(len(learner.observations(r["fingerprint"], r["workload"]))
+               for r in {(r["fingerprint"], r["workload"]): r for r in records}.values()) == 200
+    store = TrainingStore(tmp_path)
+    assert len(store.records()) == 199 and store.stats().skipped["not-json"] == 1   # whoever reads lines sees it
