@@ -45,4 +45,4 @@ def test_synthetic_directory_as_sealing_writers_leave_it(tmp_path):
     write_directory(tmp_path, 400, seal_bytes=30_000)
     store = TrainingStore(tmp_path)
     assert len(store.records()) == 400 and sum(store.stats().skipped.values()) == 0
-    assert list((tmp_path / "segments").glob("*.npz"))
+    assert list((tmp_path / "segments").glob("*.sealed.jsonl"))

@@ -49,9 +49,8 @@ def canon(records):
 
 
 def segment_files(path):
-    """The segments and sealed files (prune and sealing write ``*.npz``)."""
-    seg = pathlib.Path(path) / "segments"
-    return sorted([*seg.glob("*.jsonl"), *seg.glob("*.npz")])
+    """The segments and sealed files (prune and sealing write ``*.sealed.jsonl``)."""
+    return sorted((pathlib.Path(path) / "segments").glob("*.jsonl"))
 
 
 def plant(path, name, data: bytes):

@@ -1,9 +1,12 @@
 """Sealed files: settled records in columns a learner loads without parsing a line."""
 
+import base64
+import json
 import logging
 import multiprocessing
 import os
 import pathlib
+import pickle
 import random
 
 import dask
@@ -24,11 +27,12 @@ GROUPS = [(fingerprint(f), workload(w)) for f in range(10) for w in range(10)]
 
 
 def sealed_files(path):
-    return sorted((pathlib.Path(path) / SEGMENTS).glob("*.npz"))
+    return sorted((pathlib.Path(path) / SEGMENTS).glob("*" + sealed.SUFFIX))
 
 
 def json_segments(path):
-    return sorted((pathlib.Path(path) / SEGMENTS).glob("*.jsonl"))
+    """The appendable segments (not the sealed files, which are JSON lines too)."""
+    return sorted(p for p in (pathlib.Path(path) / SEGMENTS).glob("*.jsonl") if not sealed.is_sealed(p.name))
 
 
 def index_of(learner):
@@ -89,26 +93,54 @@ def test_a_foreign_append_after_a_sealed_load_indexes_only_the_new_records(tmp_p
     assert n_observed(learner) == 1026
 
 
+def _rewrite_header(path: pathlib.Path, change) -> None:
+    """Replace the header line of the sealed file at ``path`` by ``change(header dict)``
+    (bytes, or a dict to dump), its record lines kept."""
+    header, lines = path.read_bytes().split(b"\n", 1)
+    new = change(json.loads(header))
+    path.write_bytes((new if isinstance(new, bytes) else json.dumps(new).encode()) + b"\n" + lines)
+
+
+def _set(header, where, value):
+    *keys, last = where
+    for key in keys:
+        header = header[key]
+    header[last] = value
+
+
+_DAMAGE = {
+    "truncated": lambda data: data[: len(data) // 2],               # header whole, lines cut
+    "truncated-header": lambda data: data[: data.index(b"\n") // 2],  # no newline: no header line
+    "no-newline": lambda data: data[: data.index(b"\n")],           # header only, no newline
+    "garbage": lambda data: bytes(range(256)) * 40,
+    "pickle": lambda data: pickle.dumps({"rows": np.zeros(3)}),      # never unpickled
+}
+_HEADER = {
+    "not-json": lambda h: b"{not json" + json.dumps(h).encode(),
+    "deep-json": lambda h: b"[" * 100_000 + b"]" * 100_000,
+    "not-an-object": lambda h: [h],
+    "truncated-base64": lambda h: _set(h, ["columns", "time", "data"], h["columns"]["time"]["data"][:-3]) or h,
+    "not-base64": lambda h: _set(h, ["keys", "data"], "!" + h["keys"]["data"][1:]) or h,
+    "wrong-length": lambda h: _set(h, ["keys", "data"], base64.b64encode(bytes(8 * (h["n"] - 1))).decode()) or h,
+    "object-dtype": lambda h: _set(h, ["columns", "n_items", "dtype"], "|O") or h,
+    "other-dtype": lambda h: _set(h, ["columns", "n_items", "dtype"], "<f8") or h,
+    "huge-n": lambda h: _set(h, ["n"], 10**15) or h,
+    "no-column": lambda h: h["columns"].pop("engine") and h,
+    "lines-size": lambda h: _set(h, ["lines_bytes"], h["lines_bytes"] + 1) or h,
+    "inconsistent": lambda h: _set(h, ["bounds", "data"], base64.b64encode(bytes(8 * len(h["groups"]) + 8)).decode())
+    or h,                                                            # all groups empty: rows left over
+    "hostile-features": lambda h: _set(h["groups"][0], [2], {"bytes_in": "a lot"}) or h,
+}
+
+
 def _damage(path: pathlib.Path, how: str) -> None:
-    data = path.read_bytes()
-    if how == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif how == "garbage":
-        path.write_bytes(bytes(range(256)) * 40)
-    elif how == "pickle":                                     # an object array: never unpickled
-        np.savez(path, meta=np.array([object()], dtype=object))
-    elif how == "compressed":                                 # could inflate far beyond its size
-        with np.load(path) as arrays:
-            parts = dict(arrays)
-        np.savez_compressed(path, **parts)
-    elif how == "inconsistent":
-        with np.load(path) as arrays:
-            parts = dict(arrays)
-        parts["bounds"] = parts["bounds"][:-1]
-        np.savez(path, **parts)
+    if how in _DAMAGE:
+        path.write_bytes(_DAMAGE[how](path.read_bytes()))
+    else:
+        _rewrite_header(path, _HEADER[how])
 
 
-@pytest.mark.parametrize("how", ["truncated", "garbage", "pickle", "compressed", "inconsistent"])
+@pytest.mark.parametrize("how", [*_DAMAGE, *_HEADER])
 def test_a_damaged_sealed_file_is_skipped_with_a_warning_and_never_pruned(tmp_path, how, caplog):
     (tmp_path / SEGMENTS).mkdir()
     (damaged,) = sealed.write(tmp_path / SEGMENTS, [synthetic_record(i, random.Random(i)) for i in range(400)],
@@ -122,15 +154,29 @@ def test_a_damaged_sealed_file_is_skipped_with_a_warning_and_never_pruned(tmp_pa
         assert len(store.records()) == 30
         assert store.stats().skipped["corrupt-sealed"] == 1
     assert any("damaged sealed file" in r.getMessage() and damaged.name in r.getMessage() for r in caplog.records)
+    with pytest.raises(sealed.SealedError):
+        sealed.load_lines(str(damaged))                      # every reader: whole or not at all
     store.prune(keep_per_workload=1)
     assert damaged.exists()                                  # what could not be read is never removed
     result = run_cli("stats", "--dir", tmp_path)
     assert "1 corrupt-sealed" in result.output
 
 
+def test_a_sealed_file_of_a_newer_format_is_skipped_as_future_schema(tmp_path):
+    (tmp_path / SEGMENTS).mkdir()
+    (newer,) = sealed.write(tmp_path / SEGMENTS, [synthetic_record(i, random.Random(i)) for i in range(20)],
+                            limit=1 << 20)
+    _rewrite_header(newer, lambda h: dict(h, amorsize_sealed=sealed.VERSION + 1, columns="elsewhere"))
+    assert n_observed(Learner(tmp_path)) == 0
+    store = TrainingStore(tmp_path)
+    assert store.stats().skipped["future-schema"] == 1 and store.stats().skipped["corrupt-sealed"] == 0
+    store.prune(keep_per_workload=1)
+    assert newer.exists()                                    # left for the newer version
+
+
 def test_a_half_written_sealed_file_is_not_read(tmp_path):
     write_directory(tmp_path, 10, writers=1)
-    (tmp_path / SEGMENTS / ".h-1-0000.npz.tmp").write_bytes(b"PK\x03\x04half")  # a writer died
+    (tmp_path / SEGMENTS / ".h-1-0000.sealed.jsonl.tmp").write_bytes(b'{"amorsize_sealed": 1, "gr')  # a writer died
     store = TrainingStore(tmp_path)
     assert len(store.records()) == 10 and not any(store.stats().skipped.values())
 
@@ -219,26 +265,10 @@ def test_a_writer_seals_other_writers_settled_segments_but_not_active_ones(tmp_p
     assert n_observed(Learner(tmp_path)) == 2 * n + 3
 
 
-def test_a_sealed_file_with_hostile_metadata_is_skipped(tmp_path):
-    (tmp_path / SEGMENTS).mkdir()
-    (path,) = sealed.write(tmp_path / SEGMENTS, [synthetic_record(i, random.Random(i)) for i in range(20)],
-                           limit=1 << 20)
-    import json
-
-    with np.load(path) as arrays:
-        parts = dict(arrays)
-    meta = json.loads(parts["meta"].tobytes())
-    meta["groups"][0][2] = {"bytes_in": "a lot"}             # features the planner would compute with
-    parts["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    np.savez(path, **parts)
-    assert n_observed(Learner(tmp_path)) == 0
-    assert TrainingStore(tmp_path).stats().skipped["corrupt-sealed"] == 1
-
-
 def test_a_sealed_file_gone_since_listed_is_not_called_damaged(tmp_path):
     """Another writer merged it away: its records are in the merged file, nothing to warn about."""
     with pytest.raises(FileNotFoundError):
-        sealed.load_columns(str(tmp_path / "gone.npz"))
+        sealed.load_columns(str(tmp_path / "gone.sealed.jsonl"))
     (tmp_path / SEGMENTS).mkdir()
     paths = [sealed.write(tmp_path / SEGMENTS, [synthetic_record(i, random.Random(i))], limit=1 << 20)[0]
              for i in range(merging.FANOUT)]

@@ -32,7 +32,7 @@ def segment_bytes(seg_dir: pathlib.Path) -> int:
     try:
         with os.scandir(seg_dir) as it:
             for entry in it:
-                if entry.name.endswith((".jsonl", ".npz")) and not entry.name.startswith("."):
+                if entry.name.endswith(".jsonl") and not entry.name.startswith("."):  # sealed too
                     try:
                         total += entry.stat(follow_symlinks=False).st_size
                     except OSError:

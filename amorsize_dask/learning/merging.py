@@ -3,8 +3,8 @@ file it opens, whatever its size).
 
 Size tiers, as log-structured stores keep them: a sealed file of about ``seal_bytes`` is in
 tier 0, one of about ``FANOUT`` times that in tier 1, and so on. Once a tier holds
-``FANOUT`` files, a writer merges them into one of the next tier: their arrays are
-concatenated and regrouped (no line is parsed), written as a new sealed file (temporary
+``FANOUT`` files, a writer merges them into one of the next tier: their columns are
+concatenated and regrouped, their lines joined (no line is parsed), written as a new sealed file (temporary
 name, atomic rename), and the merged files are removed. Sealed files never change, so two
 writers merging the same files at once lose nothing: both copies are whole, and readers
 drop the rows of records they have seen (by key).
@@ -17,7 +17,6 @@ drop the rows of records they have seen (by key).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -53,7 +52,7 @@ def due(seg_dir: pathlib.Path, seal_bytes: int, limit: int) -> list[pathlib.Path
     try:
         with os.scandir(seg_dir) as it:
             for entry in it:
-                if entry.name.endswith(sealed.SUFFIX) and not entry.name.startswith("."):
+                if sealed.is_sealed(entry.name) and not entry.name.startswith("."):
                     st = entry.stat(follow_symlinks=False)
                     if stat.S_ISREG(st.st_mode):
                         tiers.setdefault(tier(st.st_size, seal_bytes), []).append((entry.name, st.st_size))
@@ -67,7 +66,7 @@ def due(seg_dir: pathlib.Path, seal_bytes: int, limit: int) -> list[pathlib.Path
 
 
 def combine(parts: list) -> dict:
-    """The arrays of one sealed file holding ``parts`` ([(Columns, lines)]), each record once."""
+    """What one sealed file holding ``parts`` ([(Columns, lines)]) holds, each record once."""
     codes: dict[tuple, int] = {}
     groups, fields, group_of = [], {}, []
     for cols, _ in parts:
@@ -88,11 +87,9 @@ def combine(parts: list) -> dict:
     first = np.sort(sealed.unique_keys(keys)[1])          # a record in two files: once
     group_of, rows, keys = group_of[first], rows[first], keys[first]
     order = np.lexsort((rows["time"], group_of))
-    meta = {"version": sealed.VERSION, "groups": groups, "fields": fields}
-    return {"rows": rows[order], "keys": keys[order],
+    return {"groups": groups, "fields": fields, "rows": rows[order], "keys": keys[order],
             "bounds": np.searchsorted(group_of[order], np.arange(len(groups) + 1)).astype(np.int64),
-            "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
-            "lines": np.concatenate([lines for _, lines in parts])}
+            "lines": b"".join(lines for _, lines in parts)}
 
 
 def merge(seg_dir: pathlib.Path, paths: list[pathlib.Path]) -> pathlib.Path | None:

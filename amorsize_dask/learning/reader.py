@@ -1,8 +1,8 @@
 """Reading a training directory: every segment merged, each read only past where it was.
 
-A :class:`SegmentReader` lists ``segments/*.jsonl`` and the sealed ``segments/*.npz``
-(never following a symlink), reads each segment only past the offset it reached before
-and each sealed file once, and either merges all records (deduplicated by id, oldest
+A :class:`SegmentReader` lists ``segments/*.jsonl`` — appendable segments and sealed files
+(``*.sealed.jsonl``) — never following a symlink, reads each segment only past the offset
+it reached before and each sealed file once, and either merges all records (deduplicated by id, oldest
 first) or, ``compact``, hands each new record out once — a sealed file's as columns
 (:class:`~amorsize_dask.learning.sealed.Columns`), without parsing a line — and keeps
 only an 8-byte key per record seen. A damaged sealed file is skipped with a warning and
@@ -42,8 +42,8 @@ SEGMENTS = "segments"
 SKIP_REASONS = ("torn", "not-json", "too-long", "invalid", "future-schema",
                 "oversized-file", "not-regular-file", "unreadable", "corrupt-sealed")
 # A sealed file may be this many times amorsize.store.max-segment-bytes before it is
-# skipped as oversized: it holds its records' lines plus ~90 bytes of columns per record
-# (a line is ~620 bytes), and a reader loads only the columns.
+# skipped as oversized: it holds its records' lines plus ~105 bytes of columns (base64 of
+# 78 bytes) per record (a line is ~620 bytes), and a reader loads only the columns.
 SEALED_SIZE_FACTOR = 16
 
 
@@ -52,8 +52,7 @@ def sealed_limit(max_segment: int) -> int:
     return max_segment * SEALED_SIZE_FACTOR // 2
 
 
-def is_sealed(name: str) -> bool:
-    return name.endswith(sealed.SUFFIX)
+is_sealed = sealed.is_sealed
 
 
 def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -175,8 +174,8 @@ class SegmentReader:
         changed = False
         new_columns: list[sealed.Columns] = []
         for entry in self._entries(self.path / SEGMENTS, skips):
-            if not entry.name.endswith((".jsonl", sealed.SUFFIX)) or entry.name.startswith("."):
-                continue                      # only segments/*.jsonl and *.npz are ever opened
+            if not entry.name.endswith(".jsonl") or entry.name.startswith("."):
+                continue                      # only segments/*.jsonl (sealed ones too) are ever opened
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:

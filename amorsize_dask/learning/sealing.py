@@ -76,7 +76,8 @@ def seal_settled(seg_dir: pathlib.Path, *, settled, max_line: int, seal_bytes: i
     try:
         with os.scandir(seg_dir) as it:
             for entry in it:
-                if entry.name.endswith(".jsonl") and not entry.name.startswith("."):
+                if entry.name.endswith(".jsonl") and not sealed.is_sealed(entry.name) \
+                        and not entry.name.startswith("."):
                     st = entry.stat(follow_symlinks=False)
                     if stat.S_ISREG(st.st_mode) and settled(entry.name, st.st_mtime):
                         names.append(entry.name)

@@ -10,8 +10,9 @@ Readers remember per segment how far they read it: a refresh costs only the byte
 appended since. A ``compact`` store (the learner's) keeps no records, only the ids it
 handed out (:meth:`TrainingStore.read_new_columns`). A writer whose segment reaches
 ``amorsize.store.seal-bytes`` closes it and *seals* it: rewrites it as a sealed file
-(:mod:`amorsize_dask.learning.sealed`: the same lines plus the model's columns, which a
-reader loads without parsing) by atomic rename, then removes the segment if unchanged.
+(:mod:`amorsize_dask.learning.sealed`: a header line of the model's columns, which a
+reader loads without parsing a record line, then the same lines) by atomic rename, then
+removes the segment if unchanged.
 Growth is bounded without anyone running ``prune``: past ``amorsize.store.max-bytes`` a
 writer prunes the directory itself, by the same rules (settled segments only, compaction
 into sealed files by atomic rename, removal only of files unchanged since read).

@@ -257,7 +257,7 @@ def fault_path_strings(work_dir) -> Outcome:
     store.settle_seconds = 0
     store.prune(keep_per_workload=2)
     new = files_under(work_dir) - before
-    strays = sorted(p for p in new if not (p.startswith("a/b/train/segments/") and p.endswith((".jsonl", ".npz"))))
+    strays = sorted(p for p in new if not (p.startswith("a/b/train/segments/") and p.endswith(".jsonl")))
     problems = [f"files created: {strays}"] if strays else []
     if os.path.exists("/tmp/amorsize-pwned") or (work_dir / "pwned").exists():
         problems.append("a file named by a record was created")
@@ -325,6 +325,6 @@ def fault_permissions(work_dir, umask: int) -> Outcome:
            if p.stat().st_mode & umask]
     o.extra = {"files": len(created)}
     problems = [f"modes wider than the umask allows: {bad}"] if bad else []
-    if not any(p.suffix in (".jsonl", ".npz") for p in created) or not any(p.suffix == ".json" for p in created):
+    if not any(p.suffix == ".jsonl" for p in created) or not any(p.suffix == ".json" for p in created):
         problems.append("expected a segment and an overheads file to check")
     return o.check(problems, f"{len(created)} paths checked")

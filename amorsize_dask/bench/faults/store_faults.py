@@ -14,6 +14,7 @@ import threading
 import time
 
 from ... import mapping
+from ...learning.sealed import is_sealed
 from ...learning.store import TrainingStore
 from .outcome import (START_DEADLINE, FaultSkipped, Outcome, captured_warnings, fake_record, files_under,
                       ours, plant, record_line, run_child, skipped_count, tmpfs, wait_until)
@@ -83,8 +84,8 @@ def fault_writer_killed(work_dir, min_lines: int = 2000) -> Outcome:
     proc = mp_context().Process(target=_append_forever, args=(str(path),))
     proc.start()
 
-    def lines():
-        return sum(f.read_bytes().count(b"\n") for f in (path / "segments").glob("*.jsonl")) \
+    def lines():  # a sealed file's header line is no record
+        return sum(f.read_bytes().count(b"\n") - is_sealed(f.name) for f in (path / "segments").glob("*.jsonl")) \
             if (path / "segments").is_dir() else 0
 
     problems = []
