@@ -105,3 +105,29 @@ def test_a_profile_is_rebuilt_from_a_records_features():
     again = cost_model.profile_from_features(prof.features(1000))
     assert dataclasses.replace(again, n_sampled=30, sample_seconds=0.01) == prof
     assert cost_model.profile_from_features({"n_items": 10}) is None
+
+
+# A LocalCluster of 2 workers x 1 thread on this 2-core machine, as calibration measured it
+# (~/.cache/amorsize_dask/overheads, start method "dask").
+CLUSTER = Overheads(start_seconds=0.0, task_seconds=2.1e-3, item_seconds=1.28e-6, bytes_per_second=2e8,
+                    thread_task_seconds=0.0, start_method="dask", measured_at=0.0)
+
+
+def test_a_tiny_job_on_a_cluster_runs_as_few_tasks():
+    """bench --cluster, family tiny (25,000 items of 1 us): one task took 0.055 s, ten on two
+    workers 0.075 s — the client's work does not overlap the workers' makespan."""
+    tiny = profile(item_seconds=1e-6, item_cv=0.5, bytes_in=5, bytes_out=5)  # as sampled on a worker
+    ranked = rank(tiny, 25_000, CLUSTER, cores=2,
+                  pool_warm=True, engines=("dask",))
+    best = ranked[0]
+    assert math.ceil(25_000 / best.chunksize) <= 2, best
+    ten = predict_one(tiny, 25_000, CLUSTER, ("dask", 2, 2_500), cores=2)
+    assert ten > best.seconds
+
+
+def test_dear_items_on_a_cluster_run_one_task_each():
+    """bench --cluster, family heavy (24 items of ~80 ms): both workers busy with tasks of
+    a few items (Client.map: one each)."""
+    best = rank(profile(item_seconds=0.08), 24, CLUSTER, cores=2, pool_warm=True, engines=("dask",))[0]
+    assert (best.engine, best.n_workers) == ("dask", 2) and best.chunksize <= 3
+    assert best.seconds < 24 * 0.08 / 2 * 1.2

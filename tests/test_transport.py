@@ -28,3 +28,20 @@ def test_unpicklable_result_and_item_labels():
     err = transport.unpicklable_result(4, "generator: TypeError: cannot pickle")
     assert isinstance(err, TypeError) and "item 4" in str(err) and "return plain data" in str(err)
     assert transport.items_label(0, 1) == "item 0" and transport.items_label(5, 9) == "items 5..8"
+
+
+def test_a_dask_task_carries_small_items_as_bytes_and_large_ones_as_they_are():
+    import numpy as np
+
+    from amorsize_dask.engines.chunks import run_packed_chunk
+    from amorsize_dask.engines.transport import PACK_MAX_BYTES, items_for_task
+
+    small = list(range(25_000))
+    sent = items_for_task(small, 0)
+    assert isinstance(sent, bytes) and run_packed_chunk(abs, sent, 0).results == small
+    arrays = [np.full(131_072, float(i)) for i in range(9)]  # 9 MB: numpy's buffers go out of band
+    sent = items_for_task(arrays, 0)
+    assert isinstance(sent, list) and len(sent) == 9
+    assert run_packed_chunk(float.__abs__, items_for_task([-1.5] * 3, 0), 0).results == [1.5] * 3
+    strings = ["x" * 1000] * (PACK_MAX_BYTES // 900)  # many small items, large in all
+    assert isinstance(items_for_task(strings, 0), list)

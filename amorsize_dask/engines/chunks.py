@@ -21,7 +21,7 @@ from typing import Any
 
 import cloudpickle
 
-__all__ = ["Failure", "ChunkResult", "run_chunk", "make_failure", "dump_chunk_result", "identity"]
+__all__ = ["Failure", "ChunkResult", "run_chunk", "run_packed_chunk", "make_failure", "dump_chunk_result", "identity"]
 
 
 @dataclass
@@ -69,6 +69,16 @@ def run_chunk(func, chunk, first_index: int, portable_only: bool = True) -> Chun
                 failure=make_failure(exc, first_index + offset, portable_only=portable_only),
             )
     return ChunkResult(first_index, results, time.perf_counter() - t0)
+
+
+def run_packed_chunk(func, packed, first_index: int) -> ChunkResult:
+    """:func:`run_chunk` of a Dask task's items: one cloudpickle bytes object, or a list
+    (:func:`~amorsize_dask.engines.transport.items_for_task` chose).
+
+    >>> run_packed_chunk(abs, cloudpickle.dumps([-1, -2]), 0).results, run_packed_chunk(abs, [-3], 2).results
+    ([1, 2], [3])
+    """
+    return run_chunk(func, cloudpickle.loads(packed) if isinstance(packed, bytes) else packed, first_index)
 
 
 def make_failure(exc: BaseException, index: int, *, portable_only: bool = False) -> Failure:

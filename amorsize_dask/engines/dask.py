@@ -4,7 +4,8 @@ Task keys are ``amorsize-<function>-<run id>-<chunk index>``: the scheduler plug
 amorsize's tasks apart by the ``amorsize-`` prefix, and Dask's own per-prefix statistics
 (``key_split``: work stealing, occupancy, adaptive scaling, the dashboard) see one
 prefix per function, as with ``Client.map``. Each task runs
-:func:`~amorsize_dask.engines.chunks.run_chunk` on its worker, which measures its own
+:func:`~amorsize_dask.engines.chunks.run_packed_chunk` on its worker (small items travel as one
+cloudpickle bytes object: :func:`~amorsize_dask.engines.transport.items_for_task`), which measures its own
 compute seconds there. A worker that dies mid-run costs nothing: the scheduler runs its
 tasks again elsewhere (``distributed.scheduler.allowed-failures``); chunks whose futures
 are cancelled (``client.restart()``, a scheduler lost and reconnected) are submitted
@@ -19,7 +20,8 @@ from ..cluster.keys import KEY_PREFIX, key_name, new_run_id, parse_task_key, sam
 from ..errors import LostTasksError
 from ..target.context import off_the_worker_pool
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
-from .chunks import run_chunk
+from . import transport
+from .chunks import run_packed_chunk
 
 # Rounds of re-submitting chunks whose futures were cancelled under the run (a restart
 # cancels every future once; more rounds mean the cluster keeps going away).
@@ -66,7 +68,8 @@ class DaskEngine(Engine):
             # Items travel inside the graph on purpose: one trip, no scatter round trip.
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
             futures = self.client.map(
-                run_chunk, [func] * len(bounds), [items[lo:hi] for lo, hi in bounds],
+                run_packed_chunk, [func] * len(bounds),
+                [transport.items_for_task(items[lo:hi], first_index + lo) for lo, hi in bounds],
                 [first_index + lo for lo, _ in bounds], key=keys, pure=False, workers=workers,
             )
         index = {fut.key: b for fut, b in zip(futures, bounds)}
@@ -82,7 +85,7 @@ class DaskEngine(Engine):
                 finished = [f for f in done if f.status == "finished"]
                 for fut in done:
                     if fut.status == "error":
-                        fut.result()  # raises the task's error (not func's: run_chunk caught those)
+                        fut.result()  # raises the task's error (not func's: run_packed_chunk caught those)
                 # Cancelled meanwhile (a restart): skipped, their result None, lost like the others.
                 got = self._gather(finished)
                 for fut in finished:

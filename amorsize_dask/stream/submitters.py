@@ -17,7 +17,8 @@ import uuid
 from concurrent.futures.process import BrokenProcessPool
 
 from ..engines import get_engine, shared_engine
-from ..engines.chunks import run_chunk
+from ..engines import transport
+from ..engines.chunks import run_chunk, run_packed_chunk
 from ..errors import WorkerLostError
 from ..target.workload import function_name
 
@@ -115,7 +116,8 @@ class DaskSubmitter:
 
     def submit(self, chunk, first):
         self._count += 1
-        return self.client.submit(run_chunk, self.call, chunk, first, key=f"{self._prefix}-{self._count}", pure=False)
+        return self.client.submit(run_packed_chunk, self.call, transport.items_for_task(chunk, first), first,
+                                  key=f"{self._prefix}-{self._count}", pure=False)
 
     def result(self, handle, chunk, first):
         from distributed.client import FutureCancelledError
