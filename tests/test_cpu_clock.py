@@ -3,6 +3,7 @@
 
 import multiprocessing
 import os
+import threading
 import time
 
 import pytest
@@ -42,16 +43,40 @@ def busy_machine():
 
 def test_a_spinning_thread_reads_as_computing_on_a_busy_machine(busy_machine):
     with ThreadClock() as clock:
-        _spin(0.2)
-        wall, cpu, runnable = clock.elapsed()
-        assert clock.cpu_ratio() > 0.8, (wall, cpu, runnable)
+        with clock.span():
+            _spin(0.2)
+        assert clock.cpu_ratio() > 0.8, (clock.wall, clock.cpu, clock.queued)
 
 
 def test_a_sleeping_thread_reads_as_waiting_on_a_busy_machine(busy_machine):
     with ThreadClock() as clock:
         for _ in range(20):
-            time.sleep(0.005)
+            with clock.span():
+                time.sleep(0.005)
         assert clock.cpu_ratio() < 0.2
+
+
+def test_only_the_timed_spans_count():
+    """Between spans the thread may wait for the GIL (another thread of the process holds
+    it): that is not the function's time."""
+    stop = threading.Event()
+
+    def busy():  # holds the GIL whenever this thread lets it go
+        while not stop.is_set():
+            pass
+
+    other = threading.Thread(target=busy, daemon=True)
+    other.start()
+    try:
+        with ThreadClock() as clock:
+            for _ in range(5):
+                with clock.span():
+                    _spin(0.002)
+                time.sleep(0.005)  # outside the spans: neither counted nor computing
+            assert clock.cpu_ratio() > 0.5, (clock.wall, clock.cpu, clock.queued)
+    finally:
+        stop.set()
+        other.join()
 
 
 def test_the_sampler_takes_pure_python_for_computing_on_a_busy_machine(busy_machine):
@@ -68,5 +93,6 @@ def test_a_closed_clock_still_reads_cpu_over_wall():
     clock = ThreadClock()
     clock.close()
     clock.close()  # twice is fine
-    _spin(0.01)
+    with clock.span():
+        _spin(0.01)
     assert 0 < clock.cpu_ratio() <= 64.0

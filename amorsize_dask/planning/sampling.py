@@ -58,8 +58,8 @@ _FREE_PROBE_SCALE = 2
 class Profile:
     """What the sample measured; every field is a measurement, none a guess.
 
-    ``cpu_ratio`` is this thread's CPU time over wall time while sampling (≈1 computing,
-    ≈0 waiting; the thread's, and less the time it waited for a core: :mod:`.cpu_clock`);
+    ``cpu_ratio`` is this thread's CPU time over wall time in the sampled calls (≈1
+    computing, ≈0 waiting; less the time it waited for a core: :mod:`.cpu_clock`);
     ``thread_speedup`` is the speedup of two threads over one on the next items
     (≈2 when the function releases the GIL), None when not measured; ``thread_failure``
     is the exception those items raised on threads only (then they ran again serially).
@@ -182,7 +182,8 @@ class _Timing:
 
     def timed(self, n: int) -> float:
         """Run the next ``n`` items here as one batch; their seconds per item."""
-        per_item = _timed_serially(self.func, self.items, len(self.results), n, self.results)
+        with self.clock.span():
+            per_item = _timed_serially(self.func, self.items, len(self.results), n, self.results)
         self.per_item.append(per_item)
         self.batch_sizes.append(n)
         return per_item

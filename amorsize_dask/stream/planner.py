@@ -127,7 +127,7 @@ class StreamPlanner:
         """The first items, here, in batches of 1, 2, 4, ... until :data:`SAMPLE_SECONDS`
         of them are timed (one item at a time cost a 1 us item twice its own time)."""
         results, items, compute, batch = [], [], 0.0, 1
-        with ThreadClock() as clock:  # CPU over compute time, less waits for a core
+        with ThreadClock() as clock:  # CPU over the chunks' wall time, less waits for a core
             while compute < SAMPLE_SECONDS:
                 t_read = time.perf_counter()
                 chunk = list(itertools.islice(source, batch))
@@ -135,16 +135,15 @@ class StreamPlanner:
                 if not chunk:
                     break
                 items += chunk
-                out = run_chunk(self.call, chunk, len(results))
+                with clock.span():
+                    out = run_chunk(self.call, chunk, len(results))
                 compute += out.compute_seconds
                 results += out.results
                 if out.failure is not None:
                     return ChunkResult(0, results, compute, out.failure), items
                 if out.compute_seconds < SAMPLE_BATCH_SECONDS:
                     batch = min(2 * batch, MAX_CHUNK_ITEMS)
-            wall, cpu, runnable = clock.elapsed()
-        computing = compute - (wall - runnable)
-        self._cpu_ratio = min(cpu / computing, 1.0) if computing > 0 else 1.0
+            self._cpu_ratio = min(clock.cpu_ratio(), 1.0)
         return ChunkResult(0, results, compute), items
 
     def _sample_on_worker(self, source):
