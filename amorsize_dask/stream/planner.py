@@ -143,7 +143,7 @@ class StreamPlanner:
                     return ChunkResult(0, results, compute, out.failure), items
                 if out.compute_seconds < SAMPLE_BATCH_SECONDS:
                     batch = min(2 * batch, MAX_CHUNK_ITEMS)
-            self._cpu_ratio = min(clock.cpu_ratio(), 1.0)
+            self._cpu_ratio = clock.cpu_ratio()
         return ChunkResult(0, results, compute), items
 
     def _sample_on_worker(self, source):
