@@ -102,11 +102,26 @@ def test_failure_in_the_sampling_task_keeps_type_and_names_item(client, tmp_path
 
 SCRIPT = """
 import os
+from dataclasses import dataclass
 from distributed import Client, LocalCluster, WorkerPlugin
 import amorsize_dask as ad
 
 class OnlyHere(Exception):
     pass
+
+@dataclass
+class Point:  # items and results of a class of the script's own, on the workers
+    x: int
+
+class Seven(Exception):
+    pass
+
+def shift(p):
+    if os.environ.get("SCRIPT_MARKER") != "1":
+        raise OnlyHere(f"ran in the client on {{p}}")
+    if p.x == 7:
+        raise Seven(p.x)
+    return Point(p.x + 1)
 
 class Mark(WorkerPlugin):
     def setup(self, worker):
@@ -123,6 +138,14 @@ def main():
         c.register_plugin(Mark())
         assert ad.map(func, range(3)) == [1, 2, 3]
         assert ad.map(func, range(500), engine="dask") == list(range(1, 501))
+        got = ad.map(shift, [Point(i) for i in range(10, 3010)], engine="dask")  # small items: packed
+        assert got == [Point(i + 1) for i in range(10, 3010)] and all(type(p) is Point for p in got)
+        try:
+            ad.map(shift, [Point(i) for i in range(3000)], engine="dask")
+        except Seven as exc:  # the script's own exception class, as Client.map raises it
+            assert exc.args == (7,)
+        else:
+            raise AssertionError("Seven was not raised")
         print("ok")
 
 {call}

@@ -73,12 +73,15 @@ def run_chunk(func, chunk, first_index: int, portable_only: bool = True) -> Chun
 
 def run_packed_chunk(func, packed, first_index: int) -> ChunkResult:
     """:func:`run_chunk` of a Dask task's items: one cloudpickle bytes object, or a list
-    (:func:`~amorsize_dask.engines.transport.items_for_task` chose).
+    (:func:`~amorsize_dask.engines.transport.items_for_task` chose). The exception of a
+    failed item is kept if cloudpickle carries it (distributed falls back to cloudpickle
+    for a class of the caller's script, which then comes back as that very class).
 
     >>> run_packed_chunk(abs, cloudpickle.dumps([-1, -2]), 0).results, run_packed_chunk(abs, [-3], 2).results
     ([1, 2], [3])
     """
-    return run_chunk(func, cloudpickle.loads(packed) if isinstance(packed, bytes) else packed, first_index)
+    items = cloudpickle.loads(packed) if isinstance(packed, bytes) else packed
+    return _portable(run_chunk(func, items, first_index, portable_only=False))
 
 
 def make_failure(exc: BaseException, index: int, *, portable_only: bool = False) -> Failure:
@@ -105,8 +108,7 @@ def dump_chunk_result(out: ChunkResult) -> bytes:
     >>> back.results, [index for index, _ in back.untravelled]
     ([1, None], [5])
     """
-    if out.failure is not None and out.failure.exception is not None and not _round_trips(out.failure.exception):
-        out = replace(out, failure=replace(out.failure, exception=None))  # the caller gets an ItemError
+    out = _portable(out)
     try:
         return cloudpickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
@@ -119,6 +121,14 @@ def dump_chunk_result(out: ChunkResult) -> bytes:
             results[offset] = None
             untravelled.append((out.first_index + offset, f"{type(value).__name__}: {type(exc).__name__}: {exc}"))
     return cloudpickle.dumps(replace(out, results=results, untravelled=untravelled), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _portable(out: ChunkResult) -> ChunkResult:
+    """``out`` without its failure's exception if cloudpickle cannot carry it back (the
+    caller then gets an ``ItemError`` naming it)."""
+    if out.failure is not None and out.failure.exception is not None and not _round_trips(out.failure.exception):
+        return replace(out, failure=replace(out.failure, exception=None))
+    return out
 
 
 def _round_trips(exc: BaseException) -> bool:
