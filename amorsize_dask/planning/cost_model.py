@@ -100,19 +100,25 @@ def serial_seconds(profile: Profile, n_items: int) -> float:
     return n_items * profile.item_seconds
 
 
-def process_seconds(
-    profile: Profile, n_items: int, overheads: Overheads, *, n_workers: int, chunksize: int, cores: int, pool_warm: bool
-) -> float:
+def _pool_parts(profile: Profile, n_items: int, overheads: Overheads, n_workers: int, chunksize: int,
+                cores: int) -> tuple[float, float, float]:
+    """(the workers' makespan, the caller's serial work, its transfer seconds per item) of
+    ``n_items`` in tasks of ``chunksize`` on ``n_workers`` (at most ``cores``) workers."""
     t = profile.item_seconds
     n_tasks = math.ceil(n_items / chunksize)
     w = max(1, min(n_workers, cores))
-    compute = n_items * t
-    makespan = max(compute / w, waves_seconds(n_items, chunksize, w, t))
+    makespan = max(n_items * t / w, waves_seconds(n_items, chunksize, w, t))
     if n_tasks > 1:
         makespan += t * profile.item_cv * math.sqrt(chunksize)
     per_item_transfer = overheads.item_seconds + (profile.bytes_in + profile.bytes_out) / overheads.bytes_per_second
-    parent = n_tasks * overheads.task_seconds + n_items * per_item_transfer
-    shared_cpu = (compute + parent) / cores
+    return makespan, n_tasks * overheads.task_seconds + n_items * per_item_transfer, per_item_transfer
+
+
+def process_seconds(
+    profile: Profile, n_items: int, overheads: Overheads, *, n_workers: int, chunksize: int, cores: int, pool_warm: bool
+) -> float:
+    makespan, parent, per_item_transfer = _pool_parts(profile, n_items, overheads, n_workers, chunksize, cores)
+    shared_cpu = (n_items * profile.item_seconds + parent) / cores
     start = 0.0 if pool_warm else overheads.start_seconds
     # Pipeline fill: the first chunk travels before any worker computes, the last one after.
     fill = overheads.task_seconds + min(chunksize, n_items) * per_item_transfer
@@ -122,14 +128,8 @@ def process_seconds(
 def dask_seconds(profile: Profile, n_items: int, overheads: Overheads, *, n_workers: int, chunksize: int,
                  cores: int) -> float:
     """A running cluster of ``cores`` threads: the client's work, then the workers' makespan."""
-    t = profile.item_seconds
-    n_tasks = math.ceil(n_items / chunksize)
-    w = max(1, min(n_workers, cores))
-    makespan = max(n_items * t / w, waves_seconds(n_items, chunksize, w, t))
-    if n_tasks > 1:
-        makespan += t * profile.item_cv * math.sqrt(chunksize)
-    per_item_transfer = overheads.item_seconds + (profile.bytes_in + profile.bytes_out) / overheads.bytes_per_second
-    return n_tasks * overheads.task_seconds + n_items * per_item_transfer + makespan
+    makespan, client, _ = _pool_parts(profile, n_items, overheads, n_workers, chunksize, cores)
+    return client + makespan
 
 
 def thread_seconds(
@@ -269,8 +269,8 @@ def rank(
         if "dask" in space.engines:
             out += _pool_candidates(profile, n_items, overheads, space, limits, cores=cores, pool_warm=None)
             if not (space.n_workers or space.chunksize):  # one task on one worker: the cluster's "serial"
-                secs = dask_seconds(profile, n_items, overheads, n_workers=1, chunksize=n_items, cores=cores)
-                out.append(Candidate("dask", 1, n_items, secs))
+                out.append(Candidate("dask", 1, n_items, predict_one(profile, n_items, overheads, ("dask", 1, n_items),
+                                                                     cores=cores)))
     # Threads cannot beat serial unless some of the item time overlaps: skip their grid
     # then, unless threads were asked for.
     overlaps = parallel_fractions(profile)[0] > 0 or "serial" not in space.engines
@@ -311,11 +311,7 @@ def _pool_candidates(profile: Profile, n_items: int, overheads: Overheads, space
         for c in sizes:
             if in_flight(w) * c * per_item_bytes > limits.memory_bytes:
                 continue
-            if pool_warm is None:
-                secs = dask_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores)
-            else:
-                secs = process_seconds(profile, n_items, overheads, n_workers=w, chunksize=c, cores=cores,
-                                       pool_warm=pool_warm)
+            secs = predict_one(profile, n_items, overheads, (engine, w, c), cores=cores, pool_warm=bool(pool_warm))
             out.append(Candidate(engine, w, c, secs))
     return out
 
