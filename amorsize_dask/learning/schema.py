@@ -89,7 +89,7 @@ def _fast_id(value: Any) -> bool:
         return False
     if value in _VALID_IDS:
         return True
-    if not HEX16.fullmatch(value):
+    if not _hex16(value):
         return False
     _remember(_VALID_IDS, value)
     return True
