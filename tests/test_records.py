@@ -219,3 +219,58 @@ def test_the_fast_path_never_takes_a_feature_the_full_path_refuses(bad, where):
     except RecordError:
         full = None
     assert (fast is None or full is not None) and (fast is None or json.dumps(fast) == json.dumps(full))
+
+
+# -- the shape of a written line must never admit what the full path refuses ---------------
+def _written_and_full(line: bytes):
+    """(written_clean's answer, full_clean's record or None) for one line."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return False, None
+    if type(obj) is not dict or not isinstance(obj.get("features"), dict) or "wall_seconds" not in obj:
+        return False, None
+    try:
+        full = records.full_clean(obj)
+    except RecordError:
+        full = None
+    return schema.written_clean(line, obj), full
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(TRICKY)), max_size=3))
+def test_a_line_of_the_written_shape_is_one_the_full_path_keeps_as_it_is(mutations):
+    rec = validate_record(good(id="00000000000000ff"))  # in the order writers write
+    for path, value in mutations:
+        target = rec
+        for key in path[:-1]:
+            if not isinstance(target.get(key), dict):
+                break
+            target = target[key]
+        else:
+            target[path[-1]] = value
+    line = json.dumps(rec, separators=(",", ":")).encode()  # NaN/Infinity too: a hostile writer
+    written, full = _written_and_full(line)
+    if written:
+        assert full is not None and json.dumps(full) == json.dumps(json.loads(line))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 10_000), st.binary(max_size=4), st.integers(0, 4))
+def test_no_byte_edit_of_a_written_line_sneaks_past_the_shape(at, inserted, removed):
+    line = records.encode_line(validate_record(good(id="00000000000000ff")))[:-1]
+    at %= len(line)
+    edited = line[:at] + inserted + line[at + removed:]
+    written, full = _written_and_full(edited)
+    if written:
+        assert full is not None and json.dumps(full) == json.dumps(json.loads(edited))
+
+
+def test_what_writers_write_has_the_written_shape():
+    """Else reading a directory silently loses its fast path (bench --store)."""
+    from amorsize_dask.learning.records import decode_line, encode_line, rounded
+    for rec in (good(), good(predicted_seconds=None, time=-3.5e-7), good(fingerprint_fields={}),
+                good(features={"n_items": 1, "big": 2.5e80, "small": 1e-9}, id="0123456789abcdef")):
+        line = encode_line(rounded(validate_record(rec)))[:-1]
+        assert schema.written_clean(line, json.loads(line)), line
+        assert decode_line(line) == validate_record(json.loads(line))

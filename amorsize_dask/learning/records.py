@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .schema import (ENGINES, HEX16, MAX_FIELDS, MAX_INT, MAX_KEY_CHARS, MAX_STR_CHARS,  # noqa: F401 (re-exported)
-                     SCHEMA_VERSION, SOURCES, fast_clean)
+                     SCHEMA_VERSION, SOURCES, fast_clean, written_clean)
 
 __all__ = ["SCHEMA_VERSION", "ENGINES", "SOURCES", "MAX_INT", "RecordError", "FutureSchemaError",
            "NotJSONError", "encode_line", "decode_line", "validate_record", "full_clean", "MeasuredRun", "make_record",
@@ -91,6 +91,8 @@ def decode_line(line: bytes) -> dict:
             obj = _DECODER.decode(text)      # the full path decides (and explains)
     except (ValueError, RecursionError) as exc:  # RecursionError: [[[[... bombs
         raise NotJSONError(f"not a JSON line: {_show(str(exc))}") from None
+    if type(obj) is dict and written_clean(line, obj):
+        return obj
     try:
         clean = fast_clean(obj, owned=True) if type(obj) is dict else None  # just decoded: ours
         return clean if clean is not None else full_clean(obj)
