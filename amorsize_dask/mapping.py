@@ -97,7 +97,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     rest = items[plan.n_sampled : len(items) - plan.n_speculated]
     run_id = target.start_run(func, planned) if learn else ""
     if len(rest) or planned.speculation is not None:
-        engine_kwargs = _engine_kwargs(plan, engine, run_id)
+        engine_kwargs = _engine_kwargs(plan, engine, run_id, target)
         bar = make_progress(progress, len(items))
         try:
             if bar is not None:
@@ -137,13 +137,15 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     return MapOutcome(results, plan, wall, compute)
 
 
-def _engine_kwargs(plan: Plan, engine: str, run_id: str) -> dict:
-    """Engine-specific arguments: the dask engine's run id; under ``engine="auto"``, the
-    process engine runs here what cannot be pickled instead of raising (a fixed
-    ``engine="processes"`` raises a TypeError naming it), and the thread engine re-runs
-    serially what failed only on threads (an error seen only there is not the user's)."""
-    if plan.engine == "dask" and run_id:
-        return {"run_id": run_id}
+def _engine_kwargs(plan: Plan, engine: str, run_id: str, target: Target) -> dict:
+    """Engine-specific arguments: the dask engine's run id and the cluster's shape the plan
+    saw (not asked again: one scheduler RPC, ~1.5 ms of a ~25 ms warm 1,000-item call);
+    under ``engine="auto"``, the process engine runs here what cannot be pickled instead of
+    raising (a fixed ``engine="processes"`` raises a TypeError naming it), and the thread
+    engine re-runs serially what failed only on threads (an error seen only there is not
+    the user's)."""
+    if plan.engine == "dask":
+        return {"run_id": run_id or None, "worker_threads": target.worker_threads}
     if plan.engine == "processes" and engine == "auto":
         return {"local_fallback": True}
     if plan.engine == "threads" and engine == "auto":

@@ -45,10 +45,13 @@ class DaskEngine(Engine):
             )
         self.client = client
 
-    def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, run_id=None):
+    def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, run_id=None,
+            worker_threads=None):
+        """``worker_threads``: the cluster's {worker address: threads} as the plan saw it (asked
+        from the scheduler when None)."""
         run_id = run_id or new_run_id()
         bounds = chunk_bounds(len(items), chunksize)
-        workers = restricted_workers(self.client, n_workers)
+        workers = restricted_workers(self.client, n_workers, worker_threads)
         done_chunks: dict = {}
         todo = list(bounds)
         with off_the_worker_pool():  # inside a task: free its thread while the chunks run
@@ -153,19 +156,21 @@ def _reachable(client) -> bool:
     return getattr(client, "status", "running") == "running"
 
 
-def restricted_workers(client, n_threads: int | None) -> list[str] | None:
+def restricted_workers(client, n_threads: int | None, nthreads: dict | None = None) -> list[str] | None:
     """Worker addresses whose threads add up to ``n_threads`` (fewest workers, most threads
     first), or None for no restriction (every worker is needed, or the shape is unknown).
 
     ``n_workers`` of a dask plan counts worker threads (the cluster's cores), so with one
-    thread per worker it is the number of workers.
+    thread per worker it is the number of workers. ``nthreads``: ``client.nthreads()`` as
+    the caller knows it (asked when None: one scheduler RPC).
     """
     if not n_threads:
         return None
-    try:
-        nthreads = client.nthreads()
-    except Exception:
-        return None
+    if nthreads is None:
+        try:
+            nthreads = client.nthreads()
+        except Exception:
+            return None
     if sum(nthreads.values()) <= n_threads:
         return None
     chosen, total = [], 0

@@ -47,6 +47,8 @@ class Target:
     function: str = ""  # the function's name, for humans (and the scheduler's records)
     # On a cluster: may func run in this process (sampling, tiny jobs)? Opt-in only.
     allow_local: bool = False
+    # The cluster's {worker address: threads} when this target was made (None: this machine).
+    worker_threads: dict | None = None
     # Run ids whose record the cluster's scheduler plugin writes (not this client).
     _plugin_runs: set = field(default_factory=set, repr=False, compare=False)
 
@@ -82,6 +84,7 @@ class Target:
             client=client,
             function=function_name(func),
             allow_local=bool(config.get("cluster.allow-local") if allow_local is None else allow_local),
+            worker_threads={address: int(w.get("nthreads", 1)) for address, w in workers.items()},
         )
 
     def auto_engines(self) -> tuple[str, ...]:
