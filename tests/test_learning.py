@@ -79,6 +79,20 @@ def test_model_scales_balance_bound_chunks():
     assert p.chunksize == 24
 
 
+def test_a_run_whose_first_items_were_sampled_is_learned_as_its_number_of_tasks(tmp_path):
+    """1,000 items, 1 sampled on a worker, the other 999 as one task: the next call of
+    1,000 items is one task, not a chunk of 999 and a chunk of 1."""
+    from amorsize_dask.learning.records import make_record
+    rec = make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16, function="f",
+                      features={"n_items": 1000, "n_sampled": 1, "item_seconds": 1e-6}, engine="dask",
+                      n_workers=1, chunksize=999, source="sample", wall_seconds=0.02, compute_seconds=0.001)
+    obs = [model.Observation(*model.fields_of_record(rec))] * 2
+    assert obs[0].chunksize == 1000
+    assert model.predict(obs, 1000, cores=2, explore=False).chunksize == 1000
+    sampled_13 = dict(rec, features={"n_items": 10_000, "n_sampled": 13}, plan=dict(rec["plan"], chunksize=250))
+    assert model.fields_of_record(sampled_13)[5] == 250  # 40 tasks of the rest: 40 of all
+
+
 def test_exploration_is_bounded():
     rng = random.Random(1)
     obs = [_obs(1000, "processes", 2, 50, 0.5, t) for t in range(3)]

@@ -112,11 +112,14 @@ def fields_of_record(rec: dict) -> tuple | None:
                    - float(features.get("one_time_seconds", 0.0)))
     if n_run <= 0:
         return None
+    # The plan's chunks covered the rest: as many tasks over all n items (1,000 items of which
+    # 1 sampled ran as 1 task of 999; carried as chunksize 999 it would plan 2 tasks for 1,000).
+    chunksize = plan["chunksize"] if n_run == n else math.ceil(n / math.ceil(n_run / plan["chunksize"]))
     nbytes = None
     if "bytes_in" in features and "bytes_out" in features:
         nbytes = float(features["bytes_in"]) + float(features["bytes_out"])
     cpu = features.get("cpu_ratio")
-    return (rec["workload"], n, rec["compute_seconds"] / n, plan["engine"], plan["n_workers"], plan["chunksize"],
+    return (rec["workload"], n, rec["compute_seconds"] / n, plan["engine"], plan["n_workers"], chunksize,
             max(run_seconds, 1e-9) * n / n_run, rec["time"], plan["source"], nbytes,
             None if cpu is None else float(cpu), rec.get("predicted_seconds"))
 
