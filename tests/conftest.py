@@ -1,5 +1,6 @@
 """Test isolation: a private cache dir (machine overheads) and training dir per session;
-the shared ``client`` fixture (a real two-worker cluster per test module); ``busy_machine`` and ``very_busy_machine``."""
+the shared ``client`` fixture (a real two-worker cluster per test module); machines made
+busy (``busy_machine``, ``very_busy_machine``)."""
 
 import os
 
