@@ -361,7 +361,11 @@ def test_an_unmeasured_neighbour_the_cost_model_finds_much_faster_is_tried_next(
 
 SKEWED_TAIL_SCRIPT = '''
 import sys, time
+import dask
+from amorsize_dask.engines import shared_engine
 from amorsize_dask.mapping import run_map
+from amorsize_dask.planning import overheads
+from amorsize_dask.target.target import Target
 
 def spin(x):
     end = time.perf_counter() + (0.02 if x % 40 == 39 else 1e-4)  # every 40th item dear
@@ -370,8 +374,18 @@ def spin(x):
     return x
 
 if __name__ == "__main__":
-    # The process pool started once (a cold start is not what this test is about).
-    run_map(abs, range(8), engine="processes", n_workers=2, chunksize=4, learn=False)
+    dask.config.set({"amorsize.start-method": "forkserver"})
+    # This machine's overheads measured here (or read from the cache), as a longer call
+    # would have asked: the cost model judges the unmeasured neighbour with them. The
+    # first call alone (~40 ms of work as sampled) is too short to ask for a calibration.
+    Target.local(spin).overheads(measure_now=True)
+    overheads.run_later()
+    assert overheads.join_background(120)
+    # The pool the calibration started is stopped: on a warm pool processes win even the
+    # sampled cheap items (~21 ms against 40 ms serial), and the first call would never be
+    # the serial run this test is about. Cold, a forkserver pool's start (~90 ms here)
+    # costs more than it could save, so the sample's plan is serial.
+    shared_engine().shutdown()
     for _ in range(3):
         out = run_map(spin, range(400), training_dir=sys.argv[1])
         assert out.results == list(range(400))
