@@ -17,6 +17,7 @@ from . import validation
 from .target.context import current_worker
 from .engines.base import raise_failure
 from .engines.chunks import run_chunk
+from .engines.transport import WholeList
 from .cluster.keys import new_run_id
 from .learning.learner import get_learner
 from .mapping import as_sequence, plan_call, target_for
@@ -105,7 +106,26 @@ def _measured(func, bag: db.Bag, plan: Plan, planned, target, learn: bool) -> db
             _subscribe(target.client)
     # dask.bag passes no partition_info: each partition gets its number from a bag of them.
     numbers = db.from_sequence(range(bag.npartitions), npartitions=bag.npartitions)
-    return bag.map_partitions(_run_partition, numbers, func, info, token=f"amorsize-{run_id}")
+    mapped = bag.map_partitions(_run_partition, numbers, func, info, token=f"amorsize-{run_id}")
+    return _WholeBag(mapped.dask, mapped.name, mapped.npartitions)
+
+
+class _WholeBag(db.Bag):
+    """A Bag whose computed list travels from a Dask worker to the client as one pickle
+    (see :class:`~amorsize_dask.engines.transport.WholeList`); it arrives as the plain list
+    ``dask.bag``'s own ``compute()`` returns."""
+
+    def __dask_postcompute__(self):
+        return _finalize_whole, ()
+
+
+def _finalize_whole(results):
+    return _whole(db.core.finalize(results))
+
+
+def _whole(out):
+    """``out`` as a :class:`WholeList` when it leaves a Dask worker (elsewhere as it is)."""
+    return WholeList(out) if type(out) is list and current_worker() is not None else out
 
 
 def _run_partition(part, number, func, info):
@@ -122,7 +142,7 @@ def _run_partition(part, number, func, info):
             reports = gather_fragments(info["pending"], info["run_id"], info["n_parts"])
             if reports is not None:
                 record_run(info, reports)
-    return out.results
+    return _whole(out.results)  # to the task that gathers the partitions: one pickle, not one per item
 
 
 def record_run(info: dict, reports: list[dict]) -> bool:

@@ -1,5 +1,6 @@
 """Test isolation: a private cache dir (machine overheads) and training dir per session;
-the shared ``client`` fixture (a real two-worker cluster per test module)."""
+the shared ``client`` fixture (a real two-worker cluster per test module); machines made
+busy (``busy_machine``, ``very_busy_machine``)."""
 
 import os
 
@@ -30,3 +31,23 @@ def client():
 
     with local_cluster() as cluster, Client(cluster) as c:
         yield c
+
+
+
+@pytest.fixture
+def busy_machine():
+    """One more busy process than there are cores: every thread waits for a core."""
+    from tests.helpers.load import busy_processes, cores
+
+    with busy_processes(cores() + 1):
+        yield
+
+
+@pytest.fixture
+def very_busy_machine():
+    """Four times as many busy processes as cores, plus one: a computing thread gets a
+    fifth of a core (calibrating then read a task cost 3-4x the quiet machine's)."""
+    from tests.helpers.load import busy_processes, cores
+
+    with busy_processes(4 * cores() + 1):
+        yield

@@ -131,7 +131,7 @@ def test_bag_over_read_text_keeps_partitions_and_computes_nothing_when_built(cli
     assert not log.exists()  # building it ran nothing
     assert b.npartitions == 8
     got = b.compute() if on_cluster else b.compute(scheduler="threads")
-    assert got == _expected(pattern)
+    assert got == _expected(pattern) and type(got) is list  # as dask.bag's own compute() returns
     assert len(read_calls(log)) == 400  # each line once
     recs = _wait_for_records(tmp_path / "store", 1)
     assert recs == 1
@@ -167,3 +167,13 @@ def test_bag_of_unknown_size_is_planned_next_time_from_its_own_partitions(client
     newest = max(TrainingStore(store).records(), key=lambda r: r["time"])
     assert newest["plan"]["source"] == "model", newest["plan"]
     assert newest["features"]["n_items"] == 400
+
+
+def test_a_bag_of_small_results_leaves_the_workers_whole_and_arrives_as_plain_lists(client, tmp_path):
+    """distributed sends a list item by item; ours go as one pickle and arrive as lists."""
+    b = ad.bag.map(dict, db.from_sequence([[("i", i)] for i in range(2000)], npartitions=4), client=client,
+                   training_dir=tmp_path)
+    got = b.compute()
+    assert got == [{"i": i} for i in range(2000)] and type(got) is list
+    part = client.compute(b.to_delayed()[1]).result()
+    assert part == [{"i": i} for i in range(500, 1000)] and type(part) is list

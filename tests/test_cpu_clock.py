@@ -1,12 +1,8 @@
 """A computing function reads as computing while other processes compete for the cores
 (CI failed on a loaded machine where CPU/wall misread functions; see planning/cpu_clock.py)."""
 
-import multiprocessing
-import os
 import threading
 import time
-
-import pytest
 
 from amorsize_dask.planning.cpu_clock import ThreadClock
 from amorsize_dask.planning.sampling import sample_items
@@ -16,29 +12,6 @@ def _spin(seconds):
     end = time.thread_time() + seconds
     while time.thread_time() < end:
         pass
-
-
-def _busy(stop):
-    while not stop.is_set():
-        pass
-
-
-@pytest.fixture
-def busy_machine():
-    """One more busy process than there are cores: every thread waits for a core."""
-    ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
-    procs = [ctx.Process(target=_busy, args=(stop,), daemon=True) for _ in range((os.cpu_count() or 2) + 1)]
-    for p in procs:
-        p.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
 
 
 def test_a_spinning_thread_reads_as_computing_on_a_busy_machine(busy_machine):

@@ -79,6 +79,20 @@ def test_model_scales_balance_bound_chunks():
     assert p.chunksize == 24
 
 
+def test_a_run_whose_first_items_were_sampled_is_learned_as_its_number_of_tasks(tmp_path):
+    """1,000 items, 1 sampled on a worker, the other 999 as one task: the next call of
+    1,000 items is one task, not a chunk of 999 and a chunk of 1."""
+    from amorsize_dask.learning.records import make_record
+    rec = make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16, function="f",
+                      features={"n_items": 1000, "n_sampled": 1, "item_seconds": 1e-6}, engine="dask",
+                      n_workers=1, chunksize=999, source="sample", wall_seconds=0.02, compute_seconds=0.001)
+    obs = [model.Observation(*model.fields_of_record(rec))] * 2
+    assert obs[0].chunksize == 1000
+    assert model.predict(obs, 1000, cores=2, explore=False).chunksize == 1000
+    sampled_13 = dict(rec, features={"n_items": 10_000, "n_sampled": 13}, plan=dict(rec["plan"], chunksize=250))
+    assert model.fields_of_record(sampled_13)[5] == 250  # 40 tasks of the rest: 40 of all
+
+
 def test_exploration_is_bounded():
     rng = random.Random(1)
     obs = [_obs(1000, "processes", 2, 50, 0.5, t) for t in range(3)]
@@ -347,7 +361,11 @@ def test_an_unmeasured_neighbour_the_cost_model_finds_much_faster_is_tried_next(
 
 SKEWED_TAIL_SCRIPT = '''
 import sys, time
+import dask
+from amorsize_dask.engines import shared_engine
 from amorsize_dask.mapping import run_map
+from amorsize_dask.planning import overheads
+from amorsize_dask.target.target import Target
 
 def spin(x):
     end = time.perf_counter() + (0.02 if x % 40 == 39 else 1e-4)  # every 40th item dear
@@ -356,8 +374,18 @@ def spin(x):
     return x
 
 if __name__ == "__main__":
-    # The process pool started once (a cold start is not what this test is about).
-    run_map(abs, range(8), engine="processes", n_workers=2, chunksize=4, learn=False)
+    dask.config.set({"amorsize.start-method": "forkserver"})
+    # This machine's overheads measured here (or read from the cache), as a longer call
+    # would have asked: the cost model judges the unmeasured neighbour with them. The
+    # first call alone (~40 ms of work as sampled) is too short to ask for a calibration.
+    Target.local(spin).overheads(measure_now=True)
+    overheads.run_later()
+    assert overheads.join_background(120)
+    # The pool the calibration started is stopped: on a warm pool processes win even the
+    # sampled cheap items (~21 ms against 40 ms serial), and the first call would never be
+    # the serial run this test is about. Cold, a forkserver pool's start (~90 ms here)
+    # costs more than it could save, so the sample's plan is serial.
+    shared_engine().shutdown()
     for _ in range(3):
         out = run_map(spin, range(400), training_dir=sys.argv[1])
         assert out.results == list(range(400))

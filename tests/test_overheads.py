@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import threading
 import time
 import uuid
 
@@ -59,7 +60,7 @@ def test_get_measures_once_caches_json_and_reads_it_back(cache_home):
 
 def test_a_cache_written_before_keyword_only_fields_still_reads(cache_home):
     fid = fresh_id()
-    stored = {**FIGURES, "measured_at": time.time(), "estimated": False}
+    stored = {**FIGURES, "measured_at": time.time(), "estimated": False, "provisional": False}
     overheads.cache_path(fid).parent.mkdir(parents=True)
     overheads.cache_path(fid).write_text(json.dumps(stored))
     assert overheads.cached(fid) == Overheads(**stored)
@@ -70,10 +71,12 @@ def test_a_cache_written_before_keyword_only_fields_still_reads(cache_home):
     {"bytes_per_second": 0.0},   # would divide by zero
     {"measured_at": 0.0},        # older than the maximum age: measure again
     {"estimated": None},         # a field missing (written by another version)
+    {"provisional": None},       # written before busy measurements were told apart: it may be one
+    {"provisional": True, "measured_at": time.time() - overheads.PROVISIONAL_MAX_AGE_SECONDS - 60},
 ])
 def test_bad_or_stale_caches_are_ignored(cache_home, change):
     fid = fresh_id()
-    stored = {**FIGURES, "measured_at": time.time(), "estimated": False, **change}
+    stored = {**FIGURES, "measured_at": time.time(), "estimated": False, "provisional": False, **change}
     stored = {k: v for k, v in stored.items() if v is not None}
     overheads.cache_path(fid).parent.mkdir(parents=True)
     overheads.cache_path(fid).write_text(json.dumps(stored))
@@ -106,3 +109,80 @@ def test_measure_later_runs_once_per_id_after_the_call(cache_home):
     assert measure.calls == 1
     assert overheads.cached(fid).task_seconds == FIGURES["task_seconds"]
     assert overheads.run_later() is None    # nothing left to do
+
+
+def _read_back_aged(fid, seconds):
+    """The figures cached for ``fid``, read back (by a new id) as if measured ``seconds`` ago."""
+    other = fresh_id()
+    stored = {**json.loads(overheads.cache_path(fid).read_text()), "measured_at": time.time() - seconds}
+    overheads.cache_path(other).write_text(json.dumps(stored))
+    return overheads.cached(other)
+
+
+def _calibrate(fid):
+    """Measure this machine's overheads now, as the background calibration does."""
+    from amorsize_dask.engines import get_engine, shared_engine
+
+    return overheads.get(fid, lambda: overheads.measure_local(shared_engine(), get_engine("threads"), 2))
+
+
+def _lifetime(fid) -> str:
+    """How long the cached figures of ``fid`` are kept: "an hour" or "30 days"."""
+    hours, days = 3600, 24 * 3600
+    assert _read_back_aged(fid, 60) is not None
+    if _read_back_aged(fid, hours + 60) is None:
+        return "an hour"
+    assert _read_back_aged(fid, 29 * days) is not None and _read_back_aged(fid, 31 * days) is None
+    return "30 days"
+
+
+def test_figures_measured_undisturbed_are_kept_for_30_days(cache_home):
+    fid = fresh_id()
+    assert not overheads.get(fid, Measure()).provisional
+    assert _lifetime(fid) == "30 days"
+
+
+def test_a_calibration_on_a_busy_machine_is_kept_for_an_hour_only(cache_home, very_busy_machine):
+    """Four times as many busy processes as cores: the calibrating thread waited for a
+    core longer than it ran, and its figures (a task cost 3-4x) describe that moment, not
+    the machine."""
+    fid = fresh_id()
+    found = _calibrate(fid)
+    assert found.provisional and json.loads(overheads.cache_path(fid).read_text())["provisional"]
+    assert _lifetime(fid) == "an hour"
+
+
+def test_a_calibration_beside_a_computing_thread_of_this_process_is_kept_for_an_hour_only(cache_home):
+    """Another thread of the process holds the GIL (a user's next call while the
+    calibration runs in the background): a task cost of ~2.5 ms instead of ~0.2 ms."""
+    stop = threading.Event()
+
+    def compute():
+        while not stop.is_set():
+            pass
+
+    other = threading.Thread(target=compute, daemon=True)
+    other.start()
+    try:
+        found = _calibrate(fresh_id())
+    finally:
+        stop.set()
+        other.join()
+    assert found.provisional
+
+
+def test_a_long_running_process_measures_provisional_figures_again_after_an_hour(cache_home):
+    fid, measure = fresh_id(), Measure()
+    old = time.time() - overheads.PROVISIONAL_MAX_AGE_SECONDS - 60
+    overheads.get(fid, lambda: dataclasses.replace(measure(), provisional=True, measured_at=old))
+    assert overheads.cached(fid) is None      # memoised in this process, yet stale
+    assert overheads.get(fid, measure).measured_at > old
+    assert measure.calls == 2
+
+
+def test_a_plan_says_its_figures_were_measured_on_a_busy_machine():
+    from amorsize_dask.planning.planner import describe_overheads
+
+    o = Overheads(**FIGURES, measured_at=time.time())
+    assert "busy" not in describe_overheads(o, 2)
+    assert "measured while the machine was busy" in describe_overheads(dataclasses.replace(o, provisional=True), 2)

@@ -274,3 +274,37 @@ def test_what_writers_write_has_the_written_shape():
         line = encode_line(rounded(validate_record(rec)))[:-1]
         assert schema.written_clean(line, json.loads(line)), line
         assert decode_line(line) == validate_record(json.loads(line))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 10_000), st.binary(max_size=3)), max_size=8))
+def test_lines_decoded_together_are_the_records_decode_line_finds_alone(edits):
+    """Each line either comes back as decode_line's record or as None (left to decode_line)."""
+    good_line = records.encode_line(validate_record(good(id="00000000000000ff")))[:-1]
+    lines = []
+    for kind, at, inserted in edits:
+        if kind == 0:
+            lines.append(good_line)
+        elif kind == 1:
+            at %= len(good_line)
+            lines.append(good_line[:at] + inserted + good_line[at + 1:])
+        elif kind == 2:
+            lines.append(good_line.replace(b'"n_items":2000', b'"n_items":02000'))  # the shape, not JSON
+        else:
+            lines.append(inserted)
+    for line, got in zip(lines, records.decode_written(lines)):
+        try:
+            alone = records.decode_line(line)
+        except RecordError:
+            alone = None
+        if got is not None:
+            assert alone is not None and json.dumps(got) == json.dumps(alone)
+
+
+def test_a_bad_line_among_written_ones_costs_only_itself(tmp_path):
+    from amorsize_dask.learning.segments import Segment
+    good_line = records.encode_line(validate_record(good(id="00000000000000ff")))
+    zero = good_line.replace(b'"n_items":2000', b'"n_items":02000')   # the written shape, not JSON
+    seg = Segment(0)
+    seg.read_lines(good_line + zero + good_line + b"not json\n", 65536)
+    assert len(seg.records) == 2 and seg.skipped["not-json"] == 2

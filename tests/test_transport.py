@@ -45,3 +45,18 @@ def test_a_dask_task_carries_small_items_as_bytes_and_large_ones_as_they_are():
     assert run_packed_chunk(float.__abs__, items_for_task([-1.5] * 3, 0), 0).results == [1.5] * 3
     strings = ["x" * 1000] * (PACK_MAX_BYTES // 900)  # many small items, large in all
     assert isinstance(items_for_task(strings, 0), list)
+
+
+def test_a_whole_list_leaves_a_worker_as_one_pickle_and_arrives_as_a_plain_list():
+    from distributed.protocol import deserialize, serialize
+    from distributed.protocol.serialize import Serialize
+
+    from amorsize_dask.engines.transport import WholeList
+
+    data = [{"id": i, "tags": ["a", "b"]} for i in range(1000)]
+    header, frames = serialize(Serialize(data))  # what a worker does with a task's result
+    assert header.get("is-collection")           # a plain list: item by item (why WholeList exists)
+    header, frames = serialize(Serialize(WholeList(data)))
+    assert not header.get("is-collection")
+    back = deserialize(header, frames)
+    assert back == data and type(back) is list

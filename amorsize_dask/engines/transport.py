@@ -20,7 +20,7 @@ import cloudpickle
 from ..target.workload import function_name
 
 __all__ = ["dump_function", "function_travels", "dump_items", "items_for_task", "PACK_MAX_BYTES", "load_outcome",
-           "unpicklable_items", "unpicklable_result", "items_label"]
+           "unpicklable_items", "unpicklable_result", "items_label", "WholeList"]
 
 _REMEDY = "use engine='threads' or engine='serial'"
 
@@ -43,6 +43,27 @@ def function_travels(func) -> bool:
     except TypeError:
         return False
     return True
+
+
+class WholeList(list):
+    """A list that ``distributed`` sends as one pickle and that arrives as a plain list.
+
+    distributed serializes a task's result that is exactly a ``list`` element by element
+    (``serialize(..., iterate_collection=True)`` for every piece of data it sends): 80,000
+    small dicts took 1.9 s to serialize that way and 0.08 s as one pickle (distributed
+    2026.8; bench --cluster family bag-read-text). Pickle still sends large buffers of its
+    elements (numpy arrays) out of band.
+
+    >>> import pickle
+    >>> back = pickle.loads(pickle.dumps(WholeList([1, {"a": 2}])))
+    >>> back, type(back) is list
+    ([1, {'a': 2}], True)
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return list, (list(self),)
 
 
 def dump_items(chunk, first_index: int) -> bytes:

@@ -93,6 +93,24 @@ class Observation:
     predicted_seconds: float | None = None  # what the plan predicted for the run
 
 
+def _chunksize_over_all(chunksize: int, n_run: int, n: int) -> int:
+    """The chunksize that runs all ``n`` items in as many tasks as ``chunksize`` ran the
+    ``n_run`` the plan covered (the rest were sampled first), when one does; else as it was.
+
+    1,000 items of which 1 was sampled ran as 1 task of 999: carried as chunksize 999, it
+    would plan 2 tasks for 1,000. 5 of 6 items as 5 tasks of 1: no chunksize makes 5 tasks
+    of 6 items (2 makes 3, which halves the parallelism of 2 workers), so 1 stays.
+
+    >>> _chunksize_over_all(999, 999, 1000), _chunksize_over_all(1, 5, 6), _chunksize_over_all(250, 9987, 10_000)
+    (1000, 1, 250)
+    """
+    if n_run == n:
+        return chunksize
+    tasks = math.ceil(n_run / chunksize)
+    over_all = math.ceil(n / tasks)
+    return over_all if math.ceil(n / over_all) == tasks else chunksize
+
+
 def fields_of_record(rec: dict) -> tuple | None:
     """The :class:`Observation` fields of a record, in order (None: nothing to learn from):
     ``Observation(*fields_of_record(rec))``.
@@ -112,11 +130,12 @@ def fields_of_record(rec: dict) -> tuple | None:
                    - float(features.get("one_time_seconds", 0.0)))
     if n_run <= 0:
         return None
+    chunksize = _chunksize_over_all(plan["chunksize"], n_run, n)
     nbytes = None
     if "bytes_in" in features and "bytes_out" in features:
         nbytes = float(features["bytes_in"]) + float(features["bytes_out"])
     cpu = features.get("cpu_ratio")
-    return (rec["workload"], n, rec["compute_seconds"] / n, plan["engine"], plan["n_workers"], plan["chunksize"],
+    return (rec["workload"], n, rec["compute_seconds"] / n, plan["engine"], plan["n_workers"], chunksize,
             max(run_seconds, 1e-9) * n / n_run, rec["time"], plan["source"], nbytes,
             None if cpu is None else float(cpu), rec.get("predicted_seconds"))
 

@@ -34,7 +34,7 @@ from amorsize_dask.learning import sealed
 from amorsize_dask.learning.segments import O_READ, Segment, real_directory
 
 __all__ = ["SEGMENTS", "SKIP_REASONS", "SEALED_SIZE_FACTOR", "SegmentReader", "identity", "seen_key",
-           "is_sealed", "sealed_limit"]
+           "is_sealed", "sealed_limit", "MAX_SEALED_LINE_BYTES"]
 
 logger = logging.getLogger("amorsize_dask")
 
@@ -47,9 +47,22 @@ SKIP_REASONS = ("torn", "not-json", "too-long", "invalid", "future-schema",
 SEALED_SIZE_FACTOR = 16
 
 
+# ... and at most this many bytes of lines, whatever max-segment-bytes says: a reader parses
+# a sealed file's header in one json.loads call, which holds the GIL (~1 ns per byte of
+# header, ~105 bytes per record). A file of 64 MiB of lines (110,000 records, an 11.5 MB
+# header) took 11-13 ms; one of the 512 MiB the factor allows would take ~100 ms, and the
+# scheduler plugin's event loop may wait no longer than 20 ms for the GIL (issue 13).
+MAX_SEALED_LINE_BYTES = 64 << 20
+
+
 def sealed_limit(max_segment: int) -> int:
-    """Bytes of lines a writer puts in one sealed file: half of what a reader accepts."""
-    return max_segment * SEALED_SIZE_FACTOR // 2
+    """Bytes of lines a writer puts in one sealed file (merged ones too): half of what a
+    reader accepts, at most :data:`MAX_SEALED_LINE_BYTES`.
+
+    >>> sealed_limit(1 << 20) >> 20, sealed_limit(64 << 20) >> 20
+    (8, 64)
+    """
+    return min(max_segment * SEALED_SIZE_FACTOR // 2, MAX_SEALED_LINE_BYTES)
 
 
 is_sealed = sealed.is_sealed

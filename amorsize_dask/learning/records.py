@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .schema import (ENGINES, HEX16, MAX_FIELDS, MAX_INT, MAX_KEY_CHARS, MAX_STR_CHARS,  # noqa: F401 (re-exported)
-                     SCHEMA_VERSION, SOURCES, fast_clean, written_clean)
+                     SCHEMA_VERSION, SOURCES, fast_clean, written_clean, written_rest, written_shape)
 
 __all__ = ["SCHEMA_VERSION", "ENGINES", "SOURCES", "MAX_INT", "RecordError", "FutureSchemaError",
-           "NotJSONError", "encode_line", "decode_line", "validate_record", "full_clean", "MeasuredRun", "make_record",
+           "NotJSONError", "encode_line", "decode_line", "decode_written", "validate_record", "full_clean",
+           "MeasuredRun", "make_record",
            "SIGNIFICANT_DIGITS", "rounded"]
 
 _REPR = reprlib.Repr()
@@ -98,6 +99,36 @@ def decode_line(line: bytes) -> dict:
         return clean if clean is not None else full_clean(obj)
     except RecursionError:
         raise RecordError("record nested too deeply") from None
+
+
+def decode_written(lines: list[bytes]) -> list[dict | None]:
+    """The clean records of those ``lines`` that have the shape this version writes, parsed
+    together as one JSON array (one C call: ~1 us a line less than :func:`decode_line`'s,
+    bench --store); None for every other line (:func:`decode_line` decides it).
+
+    A line of the written shape is one JSON object, so the array's elements are the lines'.
+
+    >>> line = encode_line(make_record(fingerprint="0" * 16, fingerprint_fields={}, workload="1" * 16,
+    ...     function="f", features={"n_items": 1}, engine="serial", n_workers=1, chunksize=1,
+    ...     source="default", wall_seconds=0.5, compute_seconds=0.4, time=1.5))[:-1]
+    >>> [r and r["time"] for r in decode_written([line, b"[1]", line])]
+    [1.5, None, 1.5]
+    """
+    shaped = [written_shape(line) for line in lines]
+    picked = [line for line, ok in zip(lines, shaped) if ok]
+    if not picked:
+        return [None] * len(lines)
+    try:
+        parsed, end = _SCAN((b"[" + b",".join(picked) + b"]").decode("ascii"), 0)
+    except (ValueError, StopIteration, RecursionError):  # e.g. a leading zero the shape allows
+        return [None] * len(lines)
+    if len(parsed) != len(picked):
+        return [None] * len(lines)
+    found, out = iter(parsed), []
+    for ok in shaped:
+        rec = next(found) if ok else None
+        out.append(rec if rec is not None and written_rest(rec) else None)
+    return out
 
 
 def _show(value: Any) -> str:

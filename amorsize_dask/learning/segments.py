@@ -26,7 +26,7 @@ import secrets
 import socket
 import stat
 
-from amorsize_dask.learning.records import FutureSchemaError, NotJSONError, RecordError, decode_line
+from amorsize_dask.learning.records import FutureSchemaError, NotJSONError, RecordError, decode_line, decode_written
 
 __all__ = ["O_COMMON", "O_READ", "OPEN_SEGMENTS", "hostname", "new_segment_name", "real_directory", "Segment"]
 
@@ -103,17 +103,19 @@ class Segment:
             if not data:
                 break                         # truncated meanwhile
             base, at, start = at, at + len(data), 0
+            lines = []
             while (nl := data.find(b"\n", start)) >= 0:
                 if long_line or len(pending) + nl - start > max_line:
                     self.skipped["too-long"] += 1
                     long_line = False
                 elif pending:
-                    self._add(bytes(pending + data[start:nl]))
+                    lines.append(bytes(pending + data[start:nl]))
                 else:
-                    self._add(data[start:nl])
+                    lines.append(data[start:nl])
                 pending.clear()
                 start = nl + 1
                 pos = base + start
+            self._add_all(lines)
             if not long_line:
                 if len(pending) + len(data) - start > max_line:
                     long_line = True
@@ -126,10 +128,20 @@ class Segment:
     def read_lines(self, data: bytes, max_line: int) -> None:
         """Consume whole lines held in memory (a sealed file's); a last line without its
         newline is taken too (the file was written whole)."""
+        lines = []
         for line in data.split(b"\n"):
             if len(line) > max_line:
                 self.skipped["too-long"] += 1
             elif line:
+                lines.append(line)
+        self._add_all(lines)
+
+    def _add_all(self, lines: list[bytes]) -> None:
+        """Add the records of ``lines``, in order: those this version wrote parsed together."""
+        for line, record in zip(lines, decode_written(lines)):
+            if record is not None:
+                self.records.append(record)
+            else:
                 self._add(line)
 
     def _add(self, line: bytes) -> None:

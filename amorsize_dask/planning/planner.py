@@ -286,6 +286,7 @@ def describe_overheads(o: Overheads, cores: int) -> str:
         + (f", thread task {format_seconds(o.thread_task_seconds)}" if o.thread_task_seconds else "")
         + (" (estimated: not measured here yet; measured after this call, in the background)"
            if o.estimated else "")
+        + (" (measured while the machine was busy: measured again after an hour)" if o.provisional else "")
     )
 
 
