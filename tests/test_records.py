@@ -175,10 +175,8 @@ PATHS = [("schema",), ("time",), ("fingerprint",), ("workload",), ("function",),
          ("plan", "chunksize"), ("plan", "source"), ("features", "y" * 65)]
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(TRICKY)), max_size=3))
-def test_fast_path_agrees_with_full_path(mutations):
-    rec = good()
+def _mutated(rec: dict, mutations) -> dict:
+    """``rec`` with each (path, value) set where the path leads through dicts."""
     for path, value in mutations:
         target = rec
         for key in path[:-1]:
@@ -187,6 +185,13 @@ def test_fast_path_agrees_with_full_path(mutations):
             target = target[key]
         else:
             target[path[-1]] = value
+    return rec
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(TRICKY)), max_size=3))
+def test_fast_path_agrees_with_full_path(mutations):
+    rec = _mutated(good(), mutations)
     fast = schema.fast_clean(rec)
     try:
         full = records.full_clean(rec)
@@ -240,15 +245,7 @@ def _written_and_full(line: bytes):
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(TRICKY)), max_size=3))
 def test_a_line_of_the_written_shape_is_one_the_full_path_keeps_as_it_is(mutations):
-    rec = validate_record(good(id="00000000000000ff"))  # in the order writers write
-    for path, value in mutations:
-        target = rec
-        for key in path[:-1]:
-            if not isinstance(target.get(key), dict):
-                break
-            target = target[key]
-        else:
-            target[path[-1]] = value
+    rec = _mutated(validate_record(good(id="00000000000000ff")), mutations)  # in the order writers write
     line = json.dumps(rec, separators=(",", ":")).encode()  # NaN/Infinity too: a hostile writer
     written, full = _written_and_full(line)
     if written:
