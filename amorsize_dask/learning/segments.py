@@ -32,6 +32,9 @@ __all__ = ["O_COMMON", "O_READ", "OPEN_SEGMENTS", "hostname", "new_segment_name"
 
 # Bytes per read(): memory stays below this plus max-line-bytes whatever a file holds.
 _BLOCK = 1 << 20
+# Lines parsed as one JSON array at most (~2.5 MB of ~620-byte lines: one read block's
+# worth; the array's text is a copy of them).
+_PARSED_TOGETHER = 4096
 O_COMMON = (getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
              | getattr(os, "O_BINARY", 0))
 # O_NOFOLLOW: never follow a symlink; O_NONBLOCK: never hang on a FIFO.
@@ -137,12 +140,16 @@ class Segment:
         self._add_all(lines)
 
     def _add_all(self, lines: list[bytes]) -> None:
-        """Add the records of ``lines``, in order: those this version wrote parsed together."""
-        for line, record in zip(lines, decode_written(lines)):
-            if record is not None:
-                self.records.append(record)
-            else:
-                self._add(line)
+        """Add the records of ``lines``, in order: those this version wrote parsed together,
+        :data:`_PARSED_TOGETHER` lines at a time (a sealed file's 64 MiB of lines are not
+        joined and decoded into copies of themselves at once)."""
+        for start in range(0, len(lines), _PARSED_TOGETHER):
+            batch = lines[start: start + _PARSED_TOGETHER]
+            for line, record in zip(batch, decode_written(batch)):
+                if record is not None:
+                    self.records.append(record)
+                else:
+                    self._add(line)
 
     def _add(self, line: bytes) -> None:
         try:
