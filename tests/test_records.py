@@ -305,3 +305,12 @@ def test_a_bad_line_among_written_ones_costs_only_itself(tmp_path):
     seg = Segment(0)
     seg.read_lines(good_line + zero + good_line + b"not json\n", 65536)
     assert len(seg.records) == 2 and seg.skipped["not-json"] == 2
+
+
+def test_more_lines_than_are_parsed_together_are_all_read_in_order():
+    from amorsize_dask.learning import segments
+    lines = [records.encode_line(validate_record(good(id=f"{i:016x}"))) for i in range(segments._PARSED_TOGETHER + 3)]
+    seg = segments.Segment(0)
+    seg.read_lines(b"".join(lines[:10]) + b"{bad\n" + b"".join(lines[10:]), 65536)
+    assert [r["id"] for r in seg.records] == [f"{i:016x}" for i in range(len(lines))]
+    assert seg.skipped["not-json"] == 1
