@@ -56,18 +56,16 @@ def run_chunk(func, chunk, first_index: int, portable_only: bool = True) -> Chun
 
     ``portable_only``: see :func:`make_failure` (False: the exception is kept as raised).
     """
-    results = []
+    results: list = []
     t0 = time.perf_counter()
-    for offset, item in enumerate(chunk):
-        try:
-            results.append(func(item))
-        except Exception as exc:
-            return ChunkResult(
-                first_index,
-                results,
-                time.perf_counter() - t0,
-                failure=make_failure(exc, first_index + offset, portable_only=portable_only),
-            )
+    try:
+        # The loop runs in C, as a list comprehension's would (a Python loop with a try per
+        # item costs ~5% more on ~1 us items); extend appends as map yields, so an exception
+        # leaves exactly the results before the failing item.
+        results.extend(map(func, chunk))
+    except Exception as exc:
+        failure = make_failure(exc, first_index + len(results), portable_only=portable_only)
+        return ChunkResult(first_index, results, time.perf_counter() - t0, failure=failure)
     return ChunkResult(first_index, results, time.perf_counter() - t0)
 
 
