@@ -184,7 +184,7 @@ def _mutated(rec: dict, mutations) -> dict:
                 break
             target = target[key]
         else:
-            target[path[-1]] = value
+            target[path[-1]] = copy.deepcopy(value)  # TRICKY holds dicts: never share them
     return rec
 
 
