@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .schema import (ENGINES, HEX16, MAX_FIELDS, MAX_INT, MAX_KEY_CHARS, MAX_STR_CHARS,  # noqa: F401 (re-exported)
-                     SCHEMA_VERSION, SOURCES, fast_clean, written_clean, written_rest, written_shape)
+                     SCHEMA_VERSION, SOURCES, fast_clean, written_rest, written_shape)
 
 __all__ = ["SCHEMA_VERSION", "ENGINES", "SOURCES", "MAX_INT", "RecordError", "FutureSchemaError",
            "NotJSONError", "encode_line", "decode_line", "decode_written", "validate_record", "full_clean",
@@ -92,8 +92,6 @@ def decode_line(line: bytes) -> dict:
             obj = _DECODER.decode(text)      # the full path decides (and explains)
     except (ValueError, RecursionError) as exc:  # RecursionError: [[[[... bombs
         raise NotJSONError(f"not a JSON line: {_show(str(exc))}") from None
-    if type(obj) is dict and written_clean(line, obj):
-        return obj
     try:
         clean = fast_clean(obj, owned=True) if type(obj) is dict else None  # just decoded: ours
         return clean if clean is not None else full_clean(obj)
@@ -115,20 +113,35 @@ def decode_written(lines: list[bytes]) -> list[dict | None]:
     [1.5, None, 1.5]
     """
     shaped = [written_shape(line) for line in lines]
-    picked = [line for line, ok in zip(lines, shaped) if ok]
-    if not picked:
-        return [None] * len(lines)
-    try:
-        parsed, end = _SCAN((b"[" + b",".join(picked) + b"]").decode("ascii"), 0)
-    except (ValueError, StopIteration, RecursionError):  # e.g. a leading zero the shape allows
-        return [None] * len(lines)
-    if len(parsed) != len(picked):
-        return [None] * len(lines)
-    found, out = iter(parsed), []
+    found = iter(_parse_together([line for line, ok in zip(lines, shaped) if ok]))
+    out = []
     for ok in shaped:
         rec = next(found) if ok else None
         out.append(rec if rec is not None and written_rest(rec) else None)
     return out
+
+
+def _parse_together(lines: list[bytes]) -> list:
+    """The objects of ``lines`` (each one JSON object by its shape) as one JSON array; line
+    by line, None for one that is not JSON, when the array is not (a leading zero the shape
+    allows)."""
+    if not lines:
+        return []
+    try:
+        parsed, _ = _SCAN((b"[" + b",".join(lines) + b"]").decode("ascii"), 0)
+        if len(parsed) == len(lines):
+            return parsed
+    except (ValueError, StopIteration, RecursionError):
+        pass
+    return [_parse_one(line.decode("ascii")) for line in lines]
+
+
+def _parse_one(text: str) -> Any:
+    try:
+        obj, end = _SCAN(text, 0)
+    except (ValueError, StopIteration, RecursionError):
+        return None
+    return obj if end == len(text) else None
 
 
 def _show(value: Any) -> str:

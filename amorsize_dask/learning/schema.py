@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "ENGINES", "SOURCES", "MAX_FIELDS", "MAX_KEY_CHARS", "MAX_STR_CHARS",
-           "MAX_INT", "HEX16", "fast_clean", "written_shape", "written_rest", "written_clean"]
+           "MAX_INT", "HEX16", "fast_clean", "written_shape", "written_rest"]
 
 SCHEMA_VERSION = 1
 ENGINES = frozenset({"serial", "threads", "processes", "dask"})
@@ -60,7 +60,11 @@ _WRITTEN_LINE = _line_pattern()
 
 def written_shape(line: bytes) -> bool:
     """Has ``line`` the exact shape of a record this version writes (:func:`_line_pattern`)?
-    Such a line is one JSON object; decoded, it is clean if :func:`written_rest` says so."""
+    Such a line is one JSON object; decoded, it is clean if :func:`written_rest` says so.
+
+    >>> written_shape(b'{"schema":1}')
+    False
+    """
     return _WRITTEN_LINE.fullmatch(line) is not None
 
 
@@ -68,16 +72,6 @@ def written_rest(record: dict) -> bool:
     """The checks beyond a written line's shape: ``n_items`` an int, a wall time above 0."""
     return type(record["features"].get("n_items")) is int and record["wall_seconds"] > 0
 
-
-def written_clean(line: bytes, record: Any) -> bool:
-    """Is ``record``, decoded from exactly ``line``, clean as it is? True for a line of the
-    written shape that passes :func:`written_rest`; False leaves the decision to
-    :func:`fast_clean`.
-
-    >>> written_clean(b'{"schema":1}', {"schema": 1})
-    False
-    """
-    return written_shape(line) and written_rest(record)
 
 _INF = math.inf
 
