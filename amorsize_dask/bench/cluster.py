@@ -7,9 +7,10 @@ On a LocalCluster of 2 worker processes × 1 thread (started once, not timed), p
 - ``bag default``: ``dask.bag.from_sequence(items).map(func).compute()``;
 - the **oracle**: the fastest of one task on one worker (``Client.submit`` of a serial loop
   over all items), ``from_sequence(items, npartitions=k).map(func)`` over k in 1..256, and
-  ``Client.map`` when it was timed on every item, all in the same run. In-process serial (the "serial" column) is shown for reference
-  only: on a cluster ``func`` runs on the workers unless the user opts in (issue 11), so
-  no plan of ours may run it there by default, and the oracle does not either;
+  ``Client.map`` when it was timed on every item, all in the same run. In-process serial
+  (the "serial" column) is shown for reference only: on a cluster ``func`` runs on the
+  workers unless the user opts in (issue 11), so no plan of ours may run it there by
+  default, and the oracle does not either;
 - families of real Dask usage (a text Bag, a worker-only function):
   :mod:`amorsize_dask.bench.cluster_families`;
 - ours cold (fresh training directory) and warm (third run on it).

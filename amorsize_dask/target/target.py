@@ -76,15 +76,16 @@ class Target:
                 f"the cluster behind {client!r} has no workers; wait for them "
                 "(client.wait_for_workers(n)) or use engine='processes' on this machine"
             )
+        threads = {address: int(w.get("nthreads", 1)) for address, w in workers.items()}
         return cls(
             fingerprint=cluster_fingerprint(workers),
             workload=workload_key(func),
             learner=get_learner(training_dir),
-            cores=sum(int(w.get("nthreads", 1)) for w in workers.values()),
+            cores=sum(threads.values()),
             client=client,
             function=function_name(func),
             allow_local=bool(config.get("cluster.allow-local") if allow_local is None else allow_local),
-            worker_threads={address: int(w.get("nthreads", 1)) for address, w in workers.items()},
+            worker_threads=threads,
         )
 
     def auto_engines(self) -> tuple[str, ...]:
