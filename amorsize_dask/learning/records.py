@@ -34,8 +34,7 @@ from .schema import (ENGINES, HEX16, MAX_FIELDS, MAX_INT, MAX_KEY_CHARS, MAX_STR
 
 __all__ = ["SCHEMA_VERSION", "ENGINES", "SOURCES", "MAX_INT", "RecordError", "FutureSchemaError",
            "NotJSONError", "encode_line", "decode_line", "decode_written", "validate_record", "full_clean",
-           "MeasuredRun", "make_record",
-           "SIGNIFICANT_DIGITS", "rounded"]
+           "MeasuredRun", "make_record", "SIGNIFICANT_DIGITS", "rounded"]
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 80
@@ -122,26 +121,16 @@ def decode_written(lines: list[bytes]) -> list[dict | None]:
 
 
 def _parse_together(lines: list[bytes]) -> list:
-    """The objects of ``lines`` (each one JSON object by its shape) as one JSON array; line
-    by line, None for one that is not JSON, when the array is not (a leading zero the shape
-    allows)."""
+    """The objects of ``lines`` (each one JSON object by its shape) as one JSON array; all
+    None when the array is not JSON (a leading zero the shape allows: decode_line then
+    decides each line, as it decides the lines of any other shape)."""
     if not lines:
         return []
     try:
         parsed, _ = _SCAN((b"[" + b",".join(lines) + b"]").decode("ascii"), 0)
-        if len(parsed) == len(lines):
-            return parsed
     except (ValueError, StopIteration, RecursionError):
-        pass
-    return [_parse_one(line.decode("ascii")) for line in lines]
-
-
-def _parse_one(text: str) -> Any:
-    try:
-        obj, end = _SCAN(text, 0)
-    except (ValueError, StopIteration, RecursionError):
-        return None
-    return obj if end == len(text) else None
+        return [None] * len(lines)
+    return parsed if len(parsed) == len(lines) else [None] * len(lines)
 
 
 def _show(value: Any) -> str:
