@@ -39,7 +39,8 @@ from . import process_worker, transport
 from .base import Engine, RunResult, chunk_bounds
 from .chunks import ChunkResult
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
-from .worker_start import AUTO, caller_state, forkserver_preload, module_stamp, resolve_start_method, slim_context
+from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamp, resolve_start_method,
+                           slim_context)
 
 __all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
 
@@ -166,7 +167,8 @@ class ProcessEngine(Engine):
         # Start every worker now (workers are otherwise spawned on demand), so start-up
         # is paid here and measured once.
         try:
-            list(pool.map(process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
+            with heap_frozen(method):  # the workers fork in this map
+                list(pool.map(process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
         except (BrokenProcessPool, threading.BrokenBarrierError, OSError) as exc:
             pool.shutdown(wait=True, cancel_futures=True)
             raise WorkerStartError(exc) from exc
