@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
-import statistics
 import threading
 import time
 from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-import cloudpickle
-
 from ..engines.threads import ThreadPool
 from ..settings import Settings, current
-from . import thread_safety
+from . import pickled, sample_stats, thread_safety
 from .cpu_clock import ThreadClock
 from ..errors import reraise_with_item
 
@@ -33,9 +29,6 @@ __all__ = ["COMPUTING_CPU_RATIO", "Profile", "Sample", "sample_items", "ThreadPr
 # Batches of items timed together when items are too fast for one perf_counter reading
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items).
 _MIN_BATCH_SECONDS = 50e-6
-# Bytes a pickled numpy array takes beyond its buffer (dtype, shape, class): ~150 measured
-# with pickle protocol 5 for 1-D float64 arrays; an estimate within 1% for arrays > 16 KB.
-_NUMPY_PICKLE_HEADER = 160
 COMPUTING_CPU_RATIO = 0.8  # and above, a function computes (pure Python reads 0.98-1.02 quiet)
 # Below this CPU/wall ratio a function waits and is not probed (it cost bench family io-wait
 # 5%): a 2 ms sleep reads 0.01-0.12 on a 2-core VM (30-150 us CPU per wake-up; CI: 0.119).
@@ -52,6 +45,9 @@ _PROBE_FRACTION = 0.05
 # 1.26x) read 1.04-1.85x with 2 x 24 items and 1.15-1.36x with 2 x 48; pure-Python items
 # read 0.98-1.13x (9 probes each through _probe_threads, session 2 of this project).
 _FREE_PROBE_SCALE = 2
+# Items still warming up may take up to this many times the budget: pandas-groupby's
+# first call sampled 2 items (3.4 ms, 1.1 ms) of a ~0.4 ms steady time, and chose processes.
+_WARM_UP_BUDGET_SCALE = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +71,7 @@ class Profile:
     thread_speedup: float | None
     sample_seconds: float
     thread_failure: str | None = None
+    pickle_seconds: float = 0.0  # pickling and unpickling an item and its result (:mod:`.pickled`)
 
     def features(self, n_items: int) -> dict:
         """The workload features stored with a record."""
@@ -134,7 +131,8 @@ def sample_items(
     settings = current(settings)
     timing = _Timing(func, items, n_total, settings, parallelism)
     timing.run_serially(on_estimate)
-    bytes_in, bytes_out, picklable = _pickled_sizes(items, timing.results, settings.pickle_items)
+    travel = pickled.measure(items, timing.results, settings.pickle_items)
+    bytes_in, bytes_out, picklable = travel.bytes_in, travel.bytes_out, travel.picklable
     thread_speedup = thread_failure = None
     if probe and len(timing.results) < timing.n_avail:
         free = lambda: probe_is_free is not None and (  # noqa: E731
@@ -151,6 +149,7 @@ def sample_items(
         thread_speedup=thread_speedup,
         sample_seconds=time.perf_counter() - timing.wall_start,
         thread_failure=thread_failure,
+        pickle_seconds=travel.seconds,
     )
     return Sample(profile=profile, results=timing.results)
 
@@ -170,11 +169,14 @@ class _Timing:
 
     @property
     def mean(self) -> float:
-        return _weighted_mean(self.per_item, self.batch_sizes)
+        kept = sample_stats.steady(self.per_item)
+        return sample_stats.weighted_mean(kept, self.batch_sizes[len(self.batch_sizes) - len(kept):])
 
     @property
     def cv(self) -> float:
-        return _coefficient_of_variation(self.per_item, self.batch_sizes, self.mean)
+        kept = sample_stats.steady(self.per_item)
+        return sample_stats.coefficient_of_variation(kept, self.batch_sizes[len(self.batch_sizes) - len(kept):],
+                                                     self.mean)
 
     def budget(self, cpu_ratio: float) -> float:
         s = self.settings
@@ -198,11 +200,24 @@ class _Timing:
                 spent, ratio = time.perf_counter() - self.wall_start, self.clock.cpu_ratio()
                 if on_estimate is not None:
                     on_estimate(self.mean, ratio)
-                if spent >= self.budget(ratio) or spent >= self.settings.max_seconds:
-                    break  # a dear first item is evidence enough
+                if self._spent_enough(spent, ratio):
+                    break
                 if elapsed < _MIN_BATCH_SECONDS:
                     batch *= 2
             self.wall, self.ratio = time.perf_counter() - self.wall_start, self.clock.cpu_ratio()
+
+    def _spent_enough(self, spent: float, ratio: float) -> bool:
+        """The budget is spent (a dear first item is evidence enough), unless the items are
+        still warming up: then up to twice the budget (:mod:`.sample_stats`). Warm-up time
+        does not count: any plan pays it."""
+        if spent >= self.settings.max_seconds:
+            return True
+        n_warm = len(self.per_item) - len(sample_stats.steady(self.per_item))
+        spent -= sum(t * s for t, s in zip(self.per_item[:n_warm], self.batch_sizes))
+        budget = self.budget(ratio)
+        if spent >= _WARM_UP_BUDGET_SCALE * budget:
+            return True
+        return spent >= budget and not sample_stats.warming(self.per_item, self.batch_sizes)
 
     def probe(self, free) -> tuple[float | None, str | None]:
         """Run the next items on two threads, if worth it: (speedup, failure)."""
@@ -351,50 +366,3 @@ def _probe_on(pool, func, items, first, n, serial_item_seconds, computing) -> Th
     if computing and elapsed > 0:
         speedup = min(speedup, max((a_cpu + b_cpu) / elapsed, 1.0))
     return ThreadProbe(min(speedup, 2.0), a + b)
-
-
-def _pickled_sizes(items, results, n_items: int) -> tuple[float, float, bool]:
-    """Mean pickled bytes of ``n_items`` items and of their results at most; False if any
-    won't pickle."""
-    k = min(n_items, len(results))
-    if k == 0:
-        return 0.0, 0.0, True
-    sizes_in, sizes_out = [], []
-    try:
-        for i in range(k):
-            sizes_in.append(_pickled_size(items[i]))
-            sizes_out.append(_pickled_size(results[i]))
-    except Exception:
-        return 0.0, 0.0, False
-    return statistics.fmean(sizes_in), statistics.fmean(sizes_out), True
-
-
-def _pickled_size(obj) -> int:
-    """Pickled bytes of ``obj``; a numpy array's are its buffer plus a header (no copy made)."""
-    nbytes = getattr(obj, "nbytes", None)
-    if isinstance(nbytes, int) and type(obj).__module__ == "numpy" and getattr(obj, "dtype", None) is not None:
-        if obj.dtype.hasobject:
-            return len(_dumps(obj))
-        return nbytes + _NUMPY_PICKLE_HEADER
-    return len(_dumps(obj))
-
-
-def _dumps(obj) -> bytes:
-    try:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        return cloudpickle.dumps(obj)
-
-
-def _weighted_mean(per_item, sizes) -> float:
-    total = sum(sizes)
-    return sum(t * s for t, s in zip(per_item, sizes)) / total if total else 0.0
-
-
-def _coefficient_of_variation(per_item, sizes, mean) -> float:
-    """Spread of per-item time; batches of s items are scaled back by sqrt(s)."""
-    if len(per_item) < 2 or mean <= 0:
-        return 0.0
-    deviations = [((t - mean) ** 2) * s for t, s in zip(per_item, sizes)]
-    variance = sum(deviations) / (len(per_item) - 1)
-    return math.sqrt(variance) / mean
