@@ -131,3 +131,18 @@ def test_dear_items_on_a_cluster_run_one_task_each():
     best = rank(profile(item_seconds=0.08), 24, CLUSTER, cores=2, pool_warm=True, engines=("dask",))[0]
     assert (best.engine, best.n_workers) == ("dask", 2) and best.chunksize <= 3
     assert best.seconds < 24 * 0.08 / 2 * 1.2
+
+
+def test_objects_that_pickle_slower_than_their_bytes_travel_cost_their_pickling():
+    # 32 KiB per item (a 2,000-row DataFrame) moves in 66 us at the calibrated bandwidth,
+    # but pickling and unpickling it took ~0.4 ms: with that, two processes no longer pay.
+    by_bytes = profile(item_seconds=0.4e-3, bytes_in=32_000, bytes_out=200)
+    by_pickling = dataclasses.replace(by_bytes, pickle_seconds=0.4e-3)
+    fast = predict_one(by_bytes, 200, MEASURED, ("processes", 2, 10), cores=2)
+    slow = predict_one(by_pickling, 200, MEASURED, ("processes", 2, 10), cores=2)
+    assert slow > fast + 200 * 0.3e-3 / 2  # the pickling, shared by the caller and its 2 workers
+    assert rank(by_pickling, 200, MEASURED, cores=2, pool_warm=True, engines=("serial", "processes"))[0].engine \
+        == "serial"
+    # Bytes that cost more to move than to pickle still cost their bytes.
+    big = dataclasses.replace(by_bytes, bytes_in=50e6, pickle_seconds=1e-6)
+    assert predict_one(big, 10, MEASURED, ("processes", 2, 5), cores=2) >= 10 * 50e6 / MEASURED.bytes_per_second

@@ -14,12 +14,9 @@ budget as in-process) and sends back the profile and the results, which are kept
 
 from __future__ import annotations
 
-import pickle
-
-import cloudpickle
-
 from ..settings import Settings
 from ..engines.chunks import make_failure
+from ..planning import pickled
 from ..planning.sampling import Sample, sample_items
 from ..target.context import off_the_worker_pool
 
@@ -50,16 +47,10 @@ def head_size(items, *, max_items: int, max_bytes: int) -> int:
 
 
 def _pickled_size(obj) -> int:
-    nbytes = getattr(obj, "nbytes", None)
-    if isinstance(nbytes, int) and type(obj).__module__ == "numpy":
-        return nbytes
     try:
-        return len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        return max(1, pickled.size(obj))
     except Exception:
-        try:
-            return len(cloudpickle.dumps(obj))
-        except Exception:
-            return 1  # it will fail to travel anyway, with dask's own error
+        return 1  # it will fail to travel anyway, with dask's own error
 
 
 def _sample_task(func, head, n_total: int, settings: Settings, parallelism):

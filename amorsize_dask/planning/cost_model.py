@@ -110,7 +110,9 @@ def _pool_parts(profile: Profile, n_items: int, overheads: Overheads, n_workers:
     makespan = max(n_items * t / w, waves_seconds(n_items, chunksize, w, t))
     if n_tasks > 1:
         makespan += t * profile.item_cv * math.sqrt(chunksize)
-    per_item_transfer = overheads.item_seconds + (profile.bytes_in + profile.bytes_out) / overheads.bytes_per_second
+    # Objects pickle slower than their bytes travel (a pandas DataFrame: ~2x): the larger of the two.
+    bandwidth_seconds = (profile.bytes_in + profile.bytes_out) / overheads.bytes_per_second
+    per_item_transfer = overheads.item_seconds + max(bandwidth_seconds, profile.pickle_seconds)
     return makespan, n_tasks * overheads.task_seconds + n_items * per_item_transfer, per_item_transfer
 
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import pickle
 import time
 from dataclasses import dataclass
 
 import cloudpickle
 
 from ..engines.chunks import ChunkResult, Failure, run_chunk
-from ..planning import cost_model
+from ..planning import cost_model, pickled
 from ..planning.cpu_clock import ThreadClock
 from ..planning.plan import Plan
 from ..planning.planner import Planned
@@ -160,10 +159,11 @@ class StreamPlanner:
 
     def _plan(self, items: list, sampled: ChunkResult) -> None:
         per_item = max(sampled.compute_seconds / max(len(items), 1), 1e-9)
-        bytes_in, bytes_out, picklable = _pickled_sizes(self.call, items[:3], sampled.results[:3])
+        travel = _travel(self.call, items[:3], sampled.results[:3])
+        bytes_in, bytes_out = travel.bytes_in, travel.bytes_out
         self.profile = Profile(n_sampled=len(items), item_seconds=per_item, item_cv=0.0, cpu_ratio=self._cpu_ratio,
-                               bytes_in=bytes_in, bytes_out=bytes_out, picklable=picklable, thread_speedup=None,
-                               sample_seconds=sampled.compute_seconds)
+                               bytes_in=bytes_in, bytes_out=bytes_out, picklable=travel.picklable, thread_speedup=None,
+                               sample_seconds=sampled.compute_seconds, pickle_seconds=travel.seconds)
         self.item_seconds = self._recent = per_item
         self.n_read = len(items)
         self._next_check = sampled.compute_seconds
@@ -256,12 +256,10 @@ class StreamPlanner:
                            compute_seconds=self.compute_seconds)
 
 
-def _pickled_sizes(call, items, results) -> tuple[float, float, bool]:
-    """Mean pickled bytes of a few items and results; False if they or ``call`` won't travel."""
+def _travel(call, items, results) -> pickled.Travel:
+    """What a few items and results cost to travel; not picklable if they or ``call`` won't travel."""
     try:
         cloudpickle.dumps(call)
-        sizes_in = [len(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)) for x in items]
-        sizes_out = [len(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)) for x in results]
     except Exception:
-        return 0.0, 0.0, False
-    return (sum(sizes_in) / max(len(sizes_in), 1), sum(sizes_out) / max(len(sizes_out), 1), True)
+        return pickled.Travel(0.0, 0.0, False)
+    return pickled.measure(items, results, len(items))
