@@ -163,7 +163,9 @@ def test_planner_asks_the_cost_model_whether_a_probe_is_free(tmp_path):
     from amorsize_dask.target.target import Target
 
     target = Target.local(_numpy_sum, str(tmp_path))
-    overheads.get(target.fingerprint.id, lambda: OVERHEADS)  # this machine's, if measured already
+    # This machine's, if measured already; else these, fresh (an old measured_at is stale:
+    # the test failed when run alone, before any other test had measured the machine).
+    overheads.get(target.fingerprint.id, lambda: dataclasses.replace(OVERHEADS, measured_at=time.time()))
     assert _no_process_plan_wins(target, 400, "threads")(1e-3, 40)  # threads asked for: always probe
     serial_wins = _no_process_plan_wins(target, 2000, "auto")
     assert serial_wins(50e-6, 2 << 20)  # payload: 1 MiB arrays, 50 us of work
