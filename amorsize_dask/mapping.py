@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -20,10 +21,10 @@ from . import inputs, validation
 from .target.context import active_client
 from .engines import get_engine, shared_engine
 from .errors import WorkerStartError, warn_once
-from .planning import overheads, thread_safety
+from .planning import overheads, overrun, thread_safety
 from .planning.plan import Plan
 from .progress import make_progress
-from .planning.planner import Planned, plan_items
+from .planning.planner import Planned, plan_items, plan_rest
 from .target.target import Target
 from .target.workload import function_name
 
@@ -97,25 +98,11 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     rest = items[plan.n_sampled : len(items) - plan.n_speculated]
     run_id = target.start_run(func, planned) if learn else ""
     if len(rest) or planned.speculation is not None:
-        engine_kwargs = _engine_kwargs(plan, engine, run_id, target)
         bar = make_progress(progress, len(items))
         try:
             if bar is not None:
                 bar.advance(len(results))
-            try:
-                run = get_engine(plan.engine, target.client).run(
-                    call, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled,
-                    progress=bar, **engine_kwargs,
-                )
-            except WorkerStartError as exc:
-                if engine != "auto":
-                    raise
-                warn_once(str(exc) + " — running serially instead")
-                plan = planned.plan = plan.replace(engine="serial", n_workers=1, chunksize=len(rest), n_tasks=1)
-                run = get_engine("serial").run(call, rest, first_index=plan.n_sampled, progress=bar)
-            if run.notes:  # the engine ran some items otherwise than planned: recorded with the plan
-                plan = planned.plan = plan.replace(reasons=plan.reasons + tuple(run.notes))
-                planned.ran_locally = True
+            run = _run_rest(call, rest, planned, target, engine, run_id, bar)
             results.extend(run.results)
             compute += run.compute_seconds
             _note_thread_failure(run, target, func)
@@ -134,7 +121,58 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
         target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id,
                       one_time_seconds=shared_engine().start_seconds_total - pool_starts)
     overheads.run_later()  # a calibration this call asked for, now that it is done
-    return MapOutcome(results, plan, wall, compute)
+    return MapOutcome(results, planned.plan, wall, compute)
+
+
+def _run_rest(call, rest, planned: Planned, target: Target, engine: str, run_id: str, bar):
+    """Run the items the sample left on the plan's engine (results, compute seconds). A
+    serial plan made from the sample is watched (:mod:`.planning.overrun`)."""
+    plan = planned.plan
+    if _watched(plan, planned, target, engine, len(rest)):
+        return _run_watched(call, rest, planned, target, engine, run_id, bar)
+    try:
+        run = get_engine(plan.engine, target.client).run(
+            call, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled,
+            progress=bar, **_engine_kwargs(plan, engine, run_id, target),
+        )
+    except WorkerStartError as exc:
+        if engine != "auto":
+            raise
+        warn_once(str(exc) + " — running serially instead")
+        plan = planned.plan = plan.replace(engine="serial", n_workers=1, chunksize=len(rest), n_tasks=1)
+        run = get_engine("serial").run(call, rest, first_index=plan.n_sampled, progress=bar)
+    if run.notes:  # the engine ran some items otherwise than planned: recorded with the plan
+        planned.plan = plan.replace(reasons=plan.reasons + tuple(run.notes))
+        planned.ran_locally = True
+    return run
+
+
+def _watched(plan: Plan, planned: Planned, target: Target, engine: str, n_rest: int) -> bool:
+    """Is this a serial plan the sample chose, here, that a longer run may show wrong?"""
+    return (engine == "auto" and target.client is None and plan.engine == "serial" and plan.source == "sample"
+            and planned.profile is not None and n_rest > 1)
+
+
+def _run_watched(call, rest, planned: Planned, target: Target, engine: str, run_id: str, bar) -> overrun.Watched:
+    """Serial, re-planned from the items it ran if it overruns its prediction (skewed items)."""
+    plan, prof = planned.plan, planned.profile
+
+    def replan(item_seconds: float, item_cv: float, n_left: int):
+        measured = dataclasses.replace(prof, item_seconds=item_seconds, item_cv=item_cv)
+        return plan_rest(call, measured, n_left, target, engine)
+
+    watched = overrun.run_watched(
+        call, rest, first_index=plan.n_sampled, expected_seconds=len(rest) * prof.item_seconds, replan=replan,
+        progress=bar, engine_kwargs=lambda cand: _engine_kwargs(plan.replace(engine=cand.engine), engine, run_id,
+                                                                target))
+    reasons = plan.reasons + tuple(watched.reasons) + watched.notes
+    cand = watched.replanned
+    if cand is not None:
+        plan = plan.replace(engine=cand.engine, n_workers=cand.n_workers, chunksize=cand.chunksize,
+                            n_tasks=math.ceil(len(rest) / cand.chunksize))
+    planned.plan = plan.replace(reasons=reasons)
+    planned.ran_locally = planned.ran_locally or bool(watched.notes)
+    return watched
 
 
 def _engine_kwargs(plan: Plan, engine: str, run_id: str, target: Target) -> dict:

@@ -216,6 +216,15 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
     return ranked, reasons
 
 
+def plan_rest(func, prof: Profile, n_rest: int, target, engine: str) -> tuple[cost_model.Candidate, list[str]]:
+    """The best configuration for ``n_rest`` items left, from a profile of the items run so
+    far (a serial plan that overran its prediction: :mod:`.overrun`), and why."""
+    nothing_early = _EarlyStart(None, None, n_rest)
+    ranked, reasons = _rank(func, prof, n_rest, target, engine, None, None, nothing_early)
+    best = choose(ranked, n_rest * prof.item_seconds, engine)
+    return best, reasons + [describe_choice(ranked, best, n_rest * prof.item_seconds)]
+
+
 def _no_process_plan_wins(target, n_items: int, engine: str):
     """``(item_seconds, bytes_per_item) -> bool``: would serial beat every process plan?
 
