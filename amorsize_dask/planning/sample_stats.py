@@ -22,26 +22,26 @@ from __future__ import annotations
 import math
 import statistics
 
-__all__ = ["steady", "warming", "weighted_mean", "coefficient_of_variation"]
+__all__ = ["WARM_UP_RATIO", "steady", "warming", "weighted_mean", "coefficient_of_variation"]
 
 # A leading batch dearer than this multiple of the median batch is warm-up. pandas-groupby's
 # second item (1.1 ms, ~1.8x the median of 5) kept at 2.0 read 0.6 ms/item and chose
 # processes (1.5x its serial time); pure-Python items' single timings spread ~10-20%.
-_WARM_UP_RATIO = 1.5
+WARM_UP_RATIO = 1.5
 
 
 def steady(per_item: list[float]) -> list[float]:
     """Per-item seconds of the batches after the warm-up (leading batches over 1.5x the median)."""
     if len(per_item) < 3:
         return per_item
-    limit = _WARM_UP_RATIO * statistics.median(per_item)
+    limit = WARM_UP_RATIO * statistics.median(per_item)
     first = next((i for i, t in enumerate(per_item) if t <= limit), 0)
     return per_item[first:]
 
 
 def warming(per_item: list[float], sizes: list[int]) -> bool:
     """Is the function still warming up: its last batch 1.5x under the mean so far?"""
-    return len(per_item) >= 2 and per_item[-1] * _WARM_UP_RATIO < weighted_mean(per_item, sizes)
+    return len(per_item) >= 2 and per_item[-1] * WARM_UP_RATIO < weighted_mean(per_item, sizes)
 
 
 def weighted_mean(per_item, sizes) -> float:

@@ -11,18 +11,14 @@ True
 from __future__ import annotations
 
 import math
-import os
-import threading
 import time
-from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ..engines.threads import ThreadPool
 from ..settings import Settings, current
 from . import pickled, sample_stats, thread_safety
 from .cpu_clock import ThreadClock
-from ..errors import reraise_with_item
+from .thread_probe import ThreadProbe, probe_threads, timed_serially
 
 __all__ = ["COMPUTING_CPU_RATIO", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
 
@@ -165,12 +161,14 @@ class _Timing:
         self.per_item: list[float] = []  # seconds per item of each timed batch
         self.batch_sizes: list[int] = []
         self.wall, self.ratio = 0.0, 1.0  # of the serial part (the probe's not counted)
+        self.warm_bound: float | None = None  # seconds per item the probe's threads read, when less
         self.wall_start, self.clock = time.perf_counter(), ThreadClock()
 
     @property
     def mean(self) -> float:
         kept = sample_stats.steady(self.per_item)
-        return sample_stats.weighted_mean(kept, self.batch_sizes[len(self.batch_sizes) - len(kept):])
+        mean = sample_stats.weighted_mean(kept, self.batch_sizes[len(self.batch_sizes) - len(kept):])
+        return mean if self.warm_bound is None else min(mean, self.warm_bound)
 
     @property
     def cv(self) -> float:
@@ -185,7 +183,7 @@ class _Timing:
     def timed(self, n: int) -> float:
         """Run the next ``n`` items here as one batch; their seconds per item."""
         with self.clock.span():
-            per_item = _timed_serially(self.func, self.items, len(self.results), n, self.results)
+            per_item = timed_serially(self.func, self.items, len(self.results), n, self.results)
         self.per_item.append(per_item)
         self.batch_sizes.append(n)
         return per_item
@@ -235,6 +233,10 @@ class _Timing:
         computing = self.ratio >= COMPUTING_CPU_RATIO
         found = probe_threads(self.func, self.items, len(self.results), probe_n, reference, computing=computing)
         self.results.extend(found.results)
+        if found.item_bound is not None and found.item_bound * sample_stats.WARM_UP_RATIO < reference:
+            # Even contended, items on the threads ran faster: the serial timings were warm-up.
+            self.warm_bound = found.item_bound
+            found = found.measured(found.item_bound, computing)
         return found.speedup, found.failure
 
 
@@ -263,106 +265,8 @@ def _probe_size(mean: float, cpu_ratio: float, n_total: int, n_left: int, remain
     return 0, False
 
 
-def _timed_serially(func, items, first: int, n: int, results: list) -> float:
-    """Run items[first:first+n] here, appending to ``results``; seconds per item."""
-    t0 = time.perf_counter()
-    for i in range(first, first + n):
-        try:
-            results.append(func(items[i]))
-        except Exception as exc:
-            reraise_with_item(exc, i, func)
-    return (time.perf_counter() - t0) / n
-
-
 def _budget(mean, n_total, cpu_ratio, fraction, max_seconds, parallelism) -> float:
     cores, threads = parallelism
     waits = cpu_ratio < 0.5
     best_case = mean * n_total / max(1, threads if waits else cores)
     return min(max_seconds, fraction * best_case)
-
-
-_probe_pool: ThreadPool | None = None
-# One probe at a time in a process: concurrent probes would share its two threads and
-# time each other. A call that finds it busy (another thread's call, or a map nested in
-# a probed function) does without a probe rather than wait.
-_probe_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ThreadProbe:
-    """What running some items on two threads showed: ``speedup`` of two threads over one
-    (None when not measured); ``results``, the items' results in order; ``failure``,
-    ``"Type: message"`` of an exception raised only on threads (the items then re-ran
-    serially: these are the serial results)."""
-
-    speedup: float | None
-    results: list
-    failure: str | None = None
-
-
-def probe_threads(func, items, first: int, n: int, serial_item_seconds: float, *,
-                  computing: bool = False) -> ThreadProbe:
-    """Run items[first:first+n] as two halves on two threads (see :class:`ThreadProbe`).
-    Speedup: the items' serial time (``serial_item_seconds`` each) over the probe's wall
-    time; if ``computing``, at most both threads' CPU time over it (a thread waiting for
-    the GIL spends none: pure Python reads ~1x even when skewed items fool the reference).
-    An exception on a thread is not the user's error: every probed item is re-run here,
-    in order, so that an item that fails serially too raises as ``builtins.map`` would.
-
-    >>> probe_threads(abs, [-1, -2, -3, -4], 0, 4, 1e-3).results
-    [1, 2, 3, 4]
-    """
-    if not _probe_lock.acquire(blocking=False):
-        return ThreadProbe(None, [])
-    try:
-        return _probe_on(_started_probe_pool(), func, items, first, n, serial_item_seconds, computing)
-    finally:
-        _probe_lock.release()
-
-
-def _forget_probe_pool() -> None:  # in a forked child: the parent's probe threads are not here
-    global _probe_pool, _probe_lock
-    _probe_pool, _probe_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_probe_pool)
-
-
-def _started_probe_pool() -> ThreadPool:
-    """The probe's two threads, both started (a thread started during the probe would be
-    timed as the function). Called with ``_probe_lock`` held."""
-    global _probe_pool
-    if _probe_pool is None:
-        pool = ThreadPool(2, thread_name_prefix="amorsize-probe")
-        barrier = threading.Barrier(2)
-        for f in [pool.submit(barrier.wait, 5.0) for _ in range(2)]:
-            f.result()
-        _probe_pool = pool
-    return _probe_pool
-
-
-def _probe_on(pool, func, items, first, n, serial_item_seconds, computing) -> ThreadProbe:
-    half = n // 2
-
-    def run(lo, hi):
-        out = []
-        start, cpu_start = time.perf_counter(), time.thread_time()
-        for i in range(lo, hi):
-            out.append(func(items[i]))
-        return out, start, time.perf_counter(), time.thread_time() - cpu_start
-
-    futures = [pool.submit(run, first, first + half), pool.submit(run, first + half, first + n)]
-    try:
-        (a, a_start, a_stop, a_cpu), (b, b_start, b_stop, b_cpu) = [f.result() for f in futures]
-    except Exception as exc:
-        wait(futures)  # both halves done before the items run again here
-        results: list = []
-        _timed_serially(func, items, first, n, results)
-        return ThreadProbe(None, results, f"{type(exc).__name__}: {exc}"[:200])
-    # Timed inside the threads: hand-over to and from the pool is not the function's.
-    elapsed = max(a_stop, b_stop) - min(a_start, b_start)
-    speedup = (serial_item_seconds * n) / elapsed if elapsed > 0 else 1.0
-    if computing and elapsed > 0:
-        speedup = min(speedup, max((a_cpu + b_cpu) / elapsed, 1.0))
-    return ThreadProbe(min(speedup, 2.0), a + b)
