@@ -175,3 +175,24 @@ def test_bench_oracle_runs_one_task_on_one_worker(client):
     assert MARKER not in os.environ
     seconds = one_task_on_one_worker(client, worker_only, list(range(20)))
     assert 0 < seconds < float("inf")
+
+
+def test_bench_times_our_warm_call_in_turn_with_client_map(client, tmp_path):
+    from amorsize_dask.bench.cluster import WARM_REPEATS, _warm_beside_client_map
+
+    calls = []
+    real = ad.mapping.run_map
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    import amorsize_dask.bench.cluster as bench_cluster
+
+    bench_cluster.run_map, saved = counted, bench_cluster.run_map
+    try:
+        ours, client_map, scaled = _warm_beside_client_map(client, abs, [-1, -2, -3], str(tmp_path), cap=30.0)
+    finally:
+        bench_cluster.run_map = saved
+    assert ours.results == [1, 2, 3] and not scaled and 0 < client_map < 30
+    assert len(calls) == WARM_REPEATS  # short: the median of several, in turn
