@@ -36,6 +36,12 @@ _MIN_PROBE_SECONDS = 0.5e-3
 # bench family "heavy" (24 x 60 ms) spent two items' time probing with one core idle:
 # 1.19x the oracle instead of ~1.05x; "payload" (400 x 40 us) would need 6% to be probed.
 _PROBE_FRACTION = 0.05
+# Computing items shorter than this gain nothing on two threads even when they release the
+# GIL: sha256 of 2-8 KB (2.2-7.2 us) ran 0.68-0.95x, np.sort of 1,000 floats (7.2 us)
+# 0.47x; 16 KB (14 us) 1.27x and np.sort of 4,000 (39 us) 1.31x (2 threads, chunks of
+# 1,000, medians of 5, this 2-core machine, session 7). The probe's hand-off then costs
+# bench --fresh family tiny (1 us items) 1-5 ms of a ~95 ms first call.
+_NO_THREAD_GAIN_BELOW_SECONDS = 10e-6
 # A free probe (serial is the only other plan) is this many times longer, after a serial
 # reference as long. Against such a reference, bench family "payload" (two threads truly
 # 1.26x) read 1.04-1.85x with 2 x 24 items and 1.15-1.36x with 2 x 48; pure-Python items
@@ -253,6 +259,8 @@ def _probe_size(mean: float, cpu_ratio: float, n_total: int, n_left: int, remain
     """
     if cpu_ratio < _PURE_WAIT_CPU_RATIO:
         return 0, False
+    if cpu_ratio >= COMPUTING_CPU_RATIO and mean < _NO_THREAD_GAIN_BELOW_SECONDS:
+        return 0, False  # even released, the GIL's hand-offs eat what a second thread adds
     # Two items per thread at least for a waiting function (its probe costs ~1 item's
     # wall per item per thread): one item each is too easily out of step.
     per_thread = max(2 if cpu_ratio < 0.5 else 1, math.ceil(_MIN_PROBE_SECONDS / max(mean, 1e-9)))
