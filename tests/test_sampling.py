@@ -139,9 +139,11 @@ class WarmingUp:
 
 def test_warm_up_calls_are_not_read_as_the_items_cost():
     func = WarmingUp(4e-3, 0.3e-3, n_warm=2)
-    s = sample_items(func, list(range(300)), 300, probe=False)
+    # A budget of ~60 items' time quiet: a machine 5x busy (wall time per item 5x) leaves ~10.
+    s = sample_items(func, list(range(300)), 300, probe=False,
+                     settings=Settings.from_config().replace(budget_fraction=0.2))
     assert s.profile.item_seconds < 0.6e-3, s.profile  # counted as items: >= 0.8 ms
-    assert s.profile.n_sampled >= 5  # the sample went on past the warm-up calls
+    assert s.profile.n_sampled >= 4  # past the two warm-up calls
     assert s.results == list(range(s.profile.n_sampled))
 
 
