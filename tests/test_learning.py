@@ -398,3 +398,19 @@ def test_a_skewed_tail_the_sample_missed_is_run_in_parallel_by_the_next_call(tmp
     if plans[0][0] == "serial":  # the sampled items were all cheap (a quiet machine: always)
         assert plans[1] == ["processes", "model", "1"], plans  # tried at once, on the cost model's word
     assert plans[2][0] == "processes", plans
+
+
+def test_one_task_per_worker_is_a_neighbour_the_model_can_converge_to():
+    """bench --cluster's heavy: 6 uniform items of ~70 ms on 2 workers ran fastest as 2
+    tasks of 3 (0.240 s), not one item per task (0.254 s) or 3 tasks of 2 (~0.27 s)."""
+    assert ("dask", 2, 3) in exploration.neighbours(("dask", 2, 1), 6, cores=2, max_threads=64, engines=("dask",))
+    truth = {("dask", 2, 1): 0.254, ("dask", 2, 2): 0.272, ("dask", 2, 3): 0.240}
+    rng = random.Random(3)
+    obs = [_obs(6, "dask", 2, 1, truth[("dask", 2, 1)])]
+    for i in range(20):
+        p = model.predict(obs, 6, cores=2, explore=rng, engines=("dask",),
+                          settings=Settings.from_config().replace(explore_probability=0.1))
+        cfg = (p.engine, p.n_workers, p.chunksize)
+        obs.append(_obs(6, *cfg, truth.get(cfg, 1.0), t=i + 1))
+    final = model.predict(obs, 6, cores=2, explore=False, engines=("dask",))
+    assert (final.engine, final.n_workers, final.chunksize) == ("dask", 2, 3)

@@ -29,10 +29,16 @@ PROMISING_FACTOR = 1.6
 def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
                engines: tuple[str, ...] = ("threads", "processes")) -> list[tuple]:
     """Configurations one step from ``cfg``: chunksize ×2 / ÷2 (while every worker gets a
-    task), workers ±1 (threads ×2 / ÷2), and across the serial / parallel line.
+    task), one wave (a task per worker: the fewest hand-offs, for items as uniform as the
+    cost model needs to keep it within ``explore-max-slowdown``), workers ±1 (threads ×2 /
+    ÷2), and across the serial / parallel line.
+
+    bench --cluster's heavy (6 items of ~70 ms, 2 workers) ran 2x1 (one item per task:
+    ``planner.min-tasks-per-worker``) in 0.254 s and 2x3 in 0.240 s (medians of 6 in turn;
+    ``Client.map`` 0.250 s); chunksize steps from 1 reach 2, never 3.
 
     >>> neighbours(("processes", 2, 10), 100, cores=2, max_threads=64)
-    [('serial', 1, 100), ('processes', 2, 20), ('processes', 2, 5)]
+    [('serial', 1, 100), ('processes', 2, 20), ('processes', 2, 5), ('processes', 2, 50)]
     >>> neighbours(("threads", 2, 50), 100, cores=2, max_threads=2)
     [('serial', 1, 100), ('threads', 2, 25)]
     """
@@ -47,10 +53,12 @@ def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
             out.append(("dask", cores, math.ceil(n_items / (4 * cores))))
         return out
     out = [("serial", 1, n_items)]
-    for c in (chunksize * 2, chunksize // 2):
+    one_wave = math.ceil(n_items / workers)
+    for c in (chunksize * 2, chunksize // 2, one_wave):
         # Fewer tasks than workers leaves workers idle: never a step towards the best.
-        if 1 <= c <= n_items and c != chunksize and math.ceil(n_items / c) >= workers:
-            out.append((engine, workers, c))
+        step = (engine, workers, c)
+        if 1 <= c <= n_items and c != chunksize and math.ceil(n_items / c) >= workers and step not in out:
+            out.append(step)
     if engine == "processes":
         for w in (workers - 1, workers + 1):
             if 2 <= w <= cores:
