@@ -73,7 +73,7 @@ def test_bag_of_many_partitions_is_recorded_once(tmp_path, scheduler):
     items = list(range(2000))
     _trained_on_many_tasks(tmp_path, items)
     b = ad.bag.map(spin, items, training_dir=tmp_path)
-    assert b.npartitions > 2
+    assert b.npartitions >= 2  # the model's plan, or a neighbour it explores (one wave: a task per worker)
     with dask.config.set(num_workers=2):
         assert b.compute(scheduler=scheduler) == [spin(x) for x in items]
     recs = TrainingStore(tmp_path).records()

@@ -194,7 +194,7 @@ def test_cost_per_item_that_changes_between_runs_is_noticed_and_replanned(tmp_pa
     # The process pool started once (a cold start is not what this test is about).
     run_map(abs, range(8), engine="processes", n_workers=2, chunksize=4, learn=False)
     first = run_map(busy, [0.0] * 400, training_dir=store)
-    assert first.plan.engine == "serial"
+    assert first.plan.engine == "serial", first.plan.explain()
     plans = [run_map(busy, [0.003] * 400, training_dir=store).plan for _ in range(3)]
     assert plans[-1].engine != "serial", [p.explain() for p in plans]
     assert plans[1].source == "sample"  # the drifted run was noticed: sampled again

@@ -109,3 +109,22 @@ def test_a_script_whose_dear_items_come_late_gets_them_run_in_parallel(tmp_path)
     why = "\n".join(out["reasons"])
     assert "serial overran its prediction" in why, why
     assert out["engine"] == "processes", why  # ~30 x 20 ms left: two processes halve it
+
+
+def test_one_stall_is_not_read_as_the_items_cost():
+    # 400 items of ~nothing, one of which stalls 80 ms (a descheduled thread, a collection):
+    # past the deadline, the rest is planned from the items' own rate, not the stall's.
+    asked = []
+
+    def func(x):
+        if x == 200:
+            time.sleep(0.08)
+        return x
+
+    def replan(item_seconds, item_cv, n_left):
+        asked.append(item_seconds)
+        return Candidate("serial", 1, n_left, 0.0), []
+
+    done = run_watched(func, list(range(400)), first_index=0, expected_seconds=1e-4, replan=replan)
+    assert done.results == list(range(400))
+    assert asked and max(asked) < 1e-4, asked  # the stall alone would read 80 ms / 200 items = 0.4 ms
