@@ -5,8 +5,9 @@ The sample times the first items. When later items cost more (a skewed tail: ben
 sampled), the plan is serial for a job that two processes would halve: 2.0x the oracle
 on its first call. So a serial plan runs in pieces and looks at the clock between them.
 Once it has run ``OVERRUN_FACTOR`` times longer than predicted, the items done so far are a
-far larger sample than the first one: the items left are planned again from their mean,
-and run on that plan. Results stay in order; each item runs once.
+far larger sample than the first one: the items left are planned again from their rate
+(less the slowest piece: one stall is not the items' cost; or the rate since the last
+look, when higher), and run on that plan. Results stay in order; each item runs once.
 
 >>> from amorsize_dask.planning.cost_model import Candidate
 >>> never = lambda item_seconds, item_cv, n_left: (Candidate("serial", 1, n_left, 0.0), [])
