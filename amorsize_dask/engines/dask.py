@@ -97,8 +97,12 @@ class DaskEngine(Engine):
                 if done is None:  # nothing finished for a while and the scheduler is gone
                     lost += [index[f.key] for f in pending]
                     break
-                lost += [index[f.key] for f in done if f.status == "cancelled"]
+                lost += [index[f.key] for f in done if f.status in ("cancelled", "lost")]
                 finished = [f for f in done if f.status == "finished"]
+                # Done when waited for, pending again now: its worker died with its result in
+                # memory, and the scheduler computes it again (a clean-clone CI run dropped
+                # such a chunk: KeyError in assemble, test_killed_worker_loses_no_items).
+                pending |= {f for f in done if f.status == "pending"}
                 for fut in done:
                     if fut.status == "error":
                         fut.result()  # raises the task's error (not func's: run_packed_chunk caught those)
