@@ -112,8 +112,7 @@ def _rate(per_piece: list, sizes: list, first: int) -> float:
     pieces = list(zip(per_piece[first:], sizes[first:]))
     if len(pieces) >= 3:
         pieces.remove(max(pieces, key=lambda p: p[0] * p[1]))
-    total = sum(s for _, s in pieces)
-    return sum(t * s for t, s in pieces) / total if total else 0.0
+    return sample_stats.weighted_mean([t for t, _ in pieces], [s for _, s in pieces])
 
 
 def _rest_on(done: Watched, cand: Candidate, func, items, lo: int, first_index: int, progress, kwargs) -> Watched:

@@ -170,17 +170,19 @@ class _Timing:
         self.warm_bound: float | None = None  # seconds per item the probe's threads read, when less
         self.wall_start, self.clock = time.perf_counter(), ThreadClock()
 
+    def _steady(self) -> tuple[list[float], list[int]]:
+        """The batches after the warm-up: their seconds per item and sizes (:mod:`.sample_stats`)."""
+        kept = sample_stats.steady(self.per_item)
+        return kept, self.batch_sizes[len(self.batch_sizes) - len(kept):]
+
     @property
     def mean(self) -> float:
-        kept = sample_stats.steady(self.per_item)
-        mean = sample_stats.weighted_mean(kept, self.batch_sizes[len(self.batch_sizes) - len(kept):])
+        mean = sample_stats.weighted_mean(*self._steady())
         return mean if self.warm_bound is None else min(mean, self.warm_bound)
 
     @property
     def cv(self) -> float:
-        kept = sample_stats.steady(self.per_item)
-        return sample_stats.coefficient_of_variation(kept, self.batch_sizes[len(self.batch_sizes) - len(kept):],
-                                                     self.mean)
+        return sample_stats.coefficient_of_variation(*self._steady(), self.mean)
 
     def budget(self, cpu_ratio: float) -> float:
         s = self.settings
@@ -216,7 +218,7 @@ class _Timing:
         does not count: any plan pays it."""
         if spent >= self.settings.max_seconds:
             return True
-        n_warm = len(self.per_item) - len(sample_stats.steady(self.per_item))
+        n_warm = len(self.per_item) - len(self._steady()[0])
         spent -= sum(t * s for t, s in zip(self.per_item[:n_warm], self.batch_sizes))
         budget = self.budget(ratio)
         if spent >= _WARM_UP_BUDGET_SCALE * budget:
