@@ -5,6 +5,7 @@ cost model's business); the whole path runs as a user's script whose dear items 
 after the sampled ones.
 """
 
+import os
 import threading
 import time
 
@@ -86,25 +87,35 @@ def test_a_failing_item_is_named_by_its_index_in_the_whole_call():
 
 SKEWED_HEAD = """
 import json, time
+from dataclasses import dataclass
 from amorsize_dask.mapping import run_map
 
-def func(x):
-    dear = x >= 100 and x % 3 == 0  # after the sampled items, and spread, as bench family skew-tail
-    end = time.perf_counter() + (0.02 if dear else 30e-6)
-    while time.perf_counter() < end:
-        pass
-    return x * 3
+@dataclass
+class Reading:  # the script's own class, in the items and in the results
+    value: int
+
+class Skewed:  # and its own callable class, as the function
+    def __call__(self, reading):
+        x = reading.value
+        dear = x >= 100 and x % 3 == 0  # after the sampled items, and spread, as bench family skew-tail
+        end = time.perf_counter() + (0.02 if dear else 30e-6)
+        while time.perf_counter() < end:
+            pass
+        return Reading(x * 3)
 """
 
 SKEWED_MAIN = """
-outcome = run_map(func, list(range(200)))
-print(json.dumps(dict(ok=outcome.results == [x * 3 for x in range(200)], engine=outcome.plan.engine,
+outcome = run_map(Skewed(), [Reading(x) for x in range(200)])
+print(json.dumps(dict(ok=outcome.results == [Reading(x * 3) for x in range(200)], engine=outcome.plan.engine,
                       reasons=list(outcome.plan.reasons))))
 """
 
 
-def test_a_script_whose_dear_items_come_late_gets_them_run_in_parallel(tmp_path):
-    out, _ = run_script(tmp_path, SKEWED_HEAD, SKEWED_MAIN, guard=True)
+@pytest.mark.parametrize("guard", [True, False], ids=["guarded", "unguarded"])
+def test_a_script_whose_dear_items_come_late_gets_them_run_in_parallel(tmp_path, guard):
+    # Its own training directory: a run recorded by the other case would be the model's plan.
+    env = dict(os.environ, DASK_AMORSIZE__TRAINING_DIR=str(tmp_path / "training"))
+    out, _ = run_script(tmp_path, SKEWED_HEAD, SKEWED_MAIN, guard=guard, env=env)
     assert out["ok"]
     why = "\n".join(out["reasons"])
     assert "serial overran its prediction" in why, why
