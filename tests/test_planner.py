@@ -86,6 +86,23 @@ def test_cold_pool_pays_start_up():
     assert cold == pytest.approx(warm + OVERHEADS.start_seconds)
 
 
+@pytest.mark.parametrize("item_seconds, n, small, large, measured", [
+    (0.13e-3, 600, 1, 32, 0.098),   # 141.0 ms at 1 item per task, 42.6 ms at 32
+    (1.3e-3, 200, 1, 8, 0.032),     # 170.5 ms, 138.3 ms
+])
+def test_small_tasks_cost_what_a_busy_pool_measured(item_seconds, n, small, large, measured):
+    # A chunk-size sweep of pure-Python items on a warm 2-worker fork pool (task_seconds
+    # calibrated at 114 us): each task added 165-200 us to the run beside computing
+    # workers. Without cost_model.BUSY_TASK_FACTOR the model predicted a third of it.
+    oh = dataclasses.replace(OVERHEADS, task_seconds=114e-6)
+    prof = profile(item_seconds=item_seconds, item_cv=0.05)
+
+    def secs(c):
+        return cost_model.process_seconds(prof, n, oh, n_workers=2, chunksize=c, cores=2, pool_warm=True)
+
+    assert 0.6 * measured <= secs(small) - secs(large) <= 1.5 * measured
+
+
 def test_coarse_chunks_are_penalised_by_waves():
     # 24 heavy items on 2 workers: 2 chunks of 12 beats 3 chunks of 8 (2 waves).
     prof = profile(item_seconds=0.08, item_cv=0.0)

@@ -7,7 +7,8 @@ machine's measured :class:`~amorsize_dask.planning.overheads.Overheads`. The mod
 - processes on ``w`` workers, tasks of ``c`` items (``k = ceil(n/c)`` tasks):
   the workers' makespan ``max(n·t/w', ceil(k/w')·n·t/k)`` (``w' = min(w, cores)``) plus a
   skew tail ``t·cv·√c``; the parent's serial work ``k·task + n·item + n·bytes/bandwidth``;
-  and all CPU work shared by the cores. Wall time is the largest of the three, plus the
+  and all CPU work shared by the cores, where each task's hand-offs cost
+  ``BUSY_TASK_FACTOR·task`` beside computing workers. Wall time is the largest of the three, plus the
   pipeline fill (one chunk's trip), plus pool start-up when the pool is not running yet.
 - threads on ``w`` threads: the GIL-bound part of each item runs one at a time; the part
   that waits scales with ``w``, the part that computes without the GIL with ``min(w, cores)``
@@ -41,7 +42,7 @@ from .overheads import Overheads
 from .sampling import COMPUTING_CPU_RATIO, Profile
 
 __all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
-           "process_seconds", "dask_seconds", "thread_seconds", "predict_one", "profile_from_features",
+           "process_seconds", "BUSY_TASK_FACTOR", "dask_seconds", "thread_seconds", "predict_one", "profile_from_features",
            "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "parallel_fractions", "Space", "Limits", "rank"]
 
 
@@ -116,11 +117,24 @@ def _pool_parts(profile: Profile, n_items: int, overheads: Overheads, n_workers:
     return makespan, n_tasks * overheads.task_seconds + n_items * per_item_transfer, per_item_transfer
 
 
+# With every core computing items, a task costs the makespan this many times the
+# calibrated ``task_seconds`` over the cores. Calibration times no-op tasks, whose
+# hand-offs (the caller's submit, the pool's feeder thread, the worker's unpickling and
+# pickling) overlap on idle cores; beside computing workers they take CPU from the items.
+# Measured: pure-Python items of 0.13 ms (600) and 1.3 ms (200) on a warm 2-worker fork
+# pool, chunk sizes 1-32: each task added 165-200 us to the run (task_seconds 114 us; the
+# shared-CPU term without this factor: 57 us). bench --fresh skew-tail's re-planned rest
+# (300 items, 1 in 40 300x dearer) ran 2x2 in ~240 ms and 2x10 in ~206 ms.
+BUSY_TASK_FACTOR = 3.0
+
+
 def process_seconds(
     profile: Profile, n_items: int, overheads: Overheads, *, n_workers: int, chunksize: int, cores: int, pool_warm: bool
 ) -> float:
     makespan, parent, per_item_transfer = _pool_parts(profile, n_items, overheads, n_workers, chunksize, cores)
-    shared_cpu = (n_items * profile.item_seconds + parent) / cores
+    n_tasks = math.ceil(n_items / chunksize)
+    hand_offs = (BUSY_TASK_FACTOR - 1) * n_tasks * overheads.task_seconds  # beyond the parent's own share
+    shared_cpu = (n_items * profile.item_seconds + parent + hand_offs) / cores
     start = 0.0 if pool_warm else overheads.start_seconds
     # Pipeline fill: the first chunk travels before any worker computes, the last one after.
     fill = overheads.task_seconds + min(chunksize, n_items) * per_item_transfer
