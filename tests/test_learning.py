@@ -414,3 +414,28 @@ def test_one_task_per_worker_is_a_neighbour_the_model_can_converge_to():
         obs.append(_obs(6, *cfg, truth.get(cfg, 1.0), t=i + 1))
     final = model.predict(obs, 6, cores=2, explore=False, engines=("dask",))
     assert (final.engine, final.n_workers, final.chunksize) == ("dask", 2, 3)
+
+
+class _NeverAtRandom(random.Random):
+    """An ``explore`` rng whose draws never fall under an exploration probability."""
+
+    def random(self):
+        return 0.999
+
+
+def test_a_short_job_tries_the_neighbour_that_would_save_more_than_a_pool_start():
+    """bench --fresh short-cpu: 200 items of 0.27 ms, 53 ms serial, ~30 ms on a running
+    pool of 2. Its second call should try processes (paying the pool's start once), not
+    stay serial until a random draw: the cost model predicts a 23 ms saving per call."""
+    obs = [_obs(200, "serial", 1, 200, 0.053)]
+
+    def estimate(cfg):
+        return 0.053 if cfg[0] == "serial" else (0.030 if cfg[0] == "processes" else 0.052)
+
+    p = model.predict(obs, 200, cores=2, explore=_NeverAtRandom(), estimate=estimate)
+    assert (p.engine, p.explored) == ("processes", True), p
+    # A saving under a pool's start is left to the random draws.
+    tiny = [_obs(200, "serial", 1, 200, 0.025)]
+    p = model.predict(tiny, 200, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: 0.025 if cfg[0] == "serial"
+                      else 0.012)
+    assert (p.engine, p.explored) == ("serial", False), p

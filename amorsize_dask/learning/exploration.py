@@ -17,13 +17,19 @@ import math
 
 from ..settings import Settings
 
-__all__ = ["PROMISING_FACTOR", "neighbours", "promising", "pick", "spent"]
+__all__ = ["PROMISING_FACTOR", "PROMISING_MIN_SAVING_SECONDS", "neighbours", "promising", "pick", "spent"]
 
 # An unmeasured neighbour that the cost model predicts this much faster than the best
 # measured configuration is tried next, once: the margin of the model's regression guard
 # (model.REGRESSION_FACTOR: beyond the 1.43x run-to-run noise of a process run), the
 # other way round.
 PROMISING_FACTOR = 1.6
+# ... and saves at least this much per call: what an exploring call may pay once to start
+# a process pool (a forked pool of 2: 10-14 ms, bench --fresh's pool start line, sessions
+# 7-8; planning.overheads.ESTIMATED_FORK_START_SECONDS rounds it to 20 ms). bench --fresh
+# short-cpu (200 x 0.27 ms: 53 ms serial, ~30 ms on a running pool) was never tried on
+# processes by its second call while this gate asked for 0.2 s of work.
+PROMISING_MIN_SAVING_SECONDS = 0.02
 
 
 def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
@@ -80,8 +86,8 @@ def promising(best_cfg: tuple, measured: dict, n_items: int, *, cores: int, sett
     """The unmeasured neighbour of ``best_cfg`` that ``estimate`` (the cost model, fed
     with what this workload's runs measured) predicts :data:`PROMISING_FACTOR` times
     faster, both than its own estimate of ``best_cfg`` and than what ``best_cfg``
-    measured (``measured``: configuration -> predicted seconds from measured runs); None
-    if there is none, or no cost model. (A cost model too pessimistic about the best — a
+    measured (``measured``: configuration -> predicted seconds from measured runs), and
+    :data:`PROMISING_MIN_SAVING_SECONDS` faster; None if there is none, or no cost model. (A cost model too pessimistic about the best — a
     thread plan it rates slow that measured fast — does not make a neighbour promising.)
 
     The first plan came from a few sampled items; when the whole run measured a cost they
@@ -92,12 +98,16 @@ def promising(best_cfg: tuple, measured: dict, n_items: int, *, cores: int, sett
     >>> promising(("serial", 1, 400), {("serial", 1, 400): 1.6}, 400, cores=2, settings=s, engines=("processes",),
     ...           estimate=lambda cfg: 1.6 if cfg[0] == "serial" else 0.85)
     ('processes', 2, 50)
+    >>> promising(("serial", 1, 400), {("serial", 1, 400): 0.03}, 400, cores=2, settings=s, engines=("processes",),
+    ...           estimate=lambda cfg: 0.03 if cfg[0] == "serial" else 0.015) is None  # saves 15 ms: no
+    True
     """
     options = _untried(best_cfg, measured, n_items, cores, settings, engines)
     if estimate is None or not options:
         return None
     seconds, cfg = min((estimate(c), c) for c in options)
-    return cfg if seconds * PROMISING_FACTOR <= min(estimate(best_cfg), measured[best_cfg]) else None
+    best = min(estimate(best_cfg), measured[best_cfg])
+    return cfg if seconds * PROMISING_FACTOR <= best and best - seconds >= PROMISING_MIN_SAVING_SECONDS else None
 
 
 def pick(best_cfg: tuple, measured: set, n_items: int, *, rng, cores: int, settings: Settings,

@@ -316,10 +316,8 @@ def predict(
     best = Prediction(*best_cfg, predicted[best_cfg], round(confidence, 3), len(nearest))
     if explore is False or exploration.spent(observations) > settings.explore_budget:
         return best
-    tried = None
-    if predicted[best_cfg] >= DRIFT_MIN_SECONDS:  # enough work for a misjudged plan to matter
-        tried = exploration.promising(best_cfg, predicted, n_items, cores=cores, settings=settings, engines=engines,
-                                      estimate=estimate)
+    tried = exploration.promising(best_cfg, predicted, n_items, cores=cores, settings=settings, engines=engines,
+                                  estimate=estimate)
     rng = random if explore is True else explore
     # Explore often while evidence is thin (1/(observations+1)), never less than the floor.
     if tried is None and rng.random() < max(settings.explore_probability, 1.0 / (len(observations) + 1)):
