@@ -434,8 +434,18 @@ def test_a_short_job_tries_the_neighbour_that_would_save_more_than_a_pool_start(
 
     p = model.predict(obs, 200, cores=2, explore=_NeverAtRandom(), estimate=estimate)
     assert (p.engine, p.explored) == ("processes", True), p
-    # A saving under a pool's start is left to the random draws.
-    tiny = [_obs(200, "serial", 1, 200, 0.025)]
+    # A saving under a pool's start is left to the random draws (two runs: no longer certain).
+    tiny = [_obs(200, "serial", 1, 200, 0.025), _obs(200, "serial", 1, 200, 0.025, t=1.0)]
     p = model.predict(tiny, 200, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: 0.025 if cfg[0] == "serial"
                       else 0.012)
     assert (p.engine, p.explored) == ("serial", False), p
+
+
+def test_a_second_call_tries_a_neighbour_the_cost_model_vouches_for():
+    """One measured run is thin evidence: the next call explores (amorsize.yaml: the
+    chance is 1/observations). bench --fresh payload: its first call ran serially (a
+    noisy probe), and the third call stayed serial at 1.33x two threads."""
+    obs = [_obs(400, "serial", 1, 400, 0.047)]
+    p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: 0.047 if cfg[0] != "processes"
+                      else 1.0)
+    assert (p.engine, p.explored) == ("threads", True), p
