@@ -22,12 +22,15 @@ from __future__ import annotations
 import math
 import statistics
 
-__all__ = ["WARM_UP_RATIO", "steady", "warming", "weighted_mean", "coefficient_of_variation"]
+__all__ = ["WARM_UP_RATIO", "NOISE_RATIO", "steady", "warming", "decaying", "weighted_mean", "coefficient_of_variation"]
 
 # A leading batch dearer than this multiple of the median batch is warm-up. pandas-groupby's
 # second item (1.1 ms, ~1.8x the median of 5) kept at 2.0 read 0.6 ms/item and chose
 # processes (1.5x its serial time); pure-Python items' single timings spread ~10-20%.
 WARM_UP_RATIO = 1.5
+# Single timings of the same pure-Python item spread ~10-20% (above); a batch dearer than
+# the one before by more than this is a rise in the items' cost, not noise.
+NOISE_RATIO = 1.25
 
 
 def steady(per_item: list[float]) -> list[float]:
@@ -42,6 +45,18 @@ def steady(per_item: list[float]) -> list[float]:
 def warming(per_item: list[float], sizes: list[int]) -> bool:
     """Is the function still warming up: its last batch 1.5x under the mean so far?"""
     return len(per_item) >= 2 and per_item[-1] * WARM_UP_RATIO < weighted_mean(per_item, sizes)
+
+
+def decaying(per_item: list[float], sizes: list[int]) -> bool:
+    """Did the sample end warming up: its last batch 1.5x under the mean, and no batch
+    dearer than the one before beyond timing noise? (A dear item among cheap ones is a
+    rise, then a fall: the items' own spread, not warm-up.)
+
+    >>> decaying([2.0, 0.7, 0.5, 0.45], [1, 1, 1, 1]), decaying([0.1, 0.1, 4.0, 0.1], [1, 1, 1, 1])
+    (True, False)
+    """
+    rises = any(b > NOISE_RATIO * a for a, b in zip(per_item, per_item[1:]))
+    return warming(per_item, sizes) and not rises
 
 
 def weighted_mean(per_item, sizes) -> float:
