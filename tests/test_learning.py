@@ -449,3 +449,17 @@ def test_a_second_call_tries_a_neighbour_the_cost_model_vouches_for():
     p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: 0.047 if cfg[0] != "processes"
                       else 1.0)
     assert (p.engine, p.explored) == ("threads", True), p
+
+
+def test_no_exploration_of_another_engine_predicted_slower_than_the_best_measured():
+    """bench --fresh big-inputs: two threads ran 0.18 s, serial ~0.36 s; the first call's
+    thread probe (a fresh process) read no gain, so the cost model rates threads and
+    serial alike. Serial must not be explored on the model's word against what threads
+    measured (a third call ran 2.4x the oracle)."""
+    obs = [_obs(100, "threads", 2, 13, 0.18), _obs(100, "threads", 2, 13, 0.18, t=1.0)]
+    tried = set()
+    for seed in range(30):
+        p = model.predict(obs, 100, cores=2, explore=random.Random(seed), estimate=lambda cfg: 0.36,
+                          settings=Settings.from_config().replace(explore_probability=1.0))
+        tried.add(p.engine)
+    assert tried == {"threads"}, tried

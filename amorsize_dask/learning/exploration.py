@@ -110,17 +110,32 @@ def promising(best_cfg: tuple, measured: dict, n_items: int, *, cores: int, sett
     return cfg if seconds * PROMISING_FACTOR <= best and best - seconds >= PROMISING_MIN_SAVING_SECONDS else None
 
 
-def pick(best_cfg: tuple, measured: set, n_items: int, *, rng, cores: int, settings: Settings,
+def pick(best_cfg: tuple, measured: dict, n_items: int, *, rng, cores: int, settings: Settings,
          engines: tuple[str, ...], estimate) -> tuple | None:
     """A random unmeasured neighbour the cost model predicts within
     ``settings.explore_max_slowdown`` of ``best_cfg`` (without a cost model to vouch for
-    it, only a chunk size step: a small risk); None if there is none."""
+    it, only a chunk size step: a small risk); None if there is none. ``measured``:
+    configuration -> predicted seconds from measured runs.
+
+    A neighbour on another engine must also be predicted within it of what ``best_cfg``
+    measured: the cost model may misjudge a whole engine. bench --fresh big-inputs ran
+    twice as fast on two threads as serially, where a fresh process's thread probe read
+    no gain; rating both alike, the model explored serial on a third call (2.4x).
+
+    >>> import random
+    >>> s = Settings.from_config()
+    >>> pick(("threads", 2, 13), {("threads", 2, 13): 0.18}, 100, rng=random.Random(0), cores=2, settings=s,
+    ...      engines=("threads",), estimate=lambda cfg: 0.36)[0]  # serial predicted 0.36 s: not tried
+    'threads'
+    """
     options = _untried(best_cfg, measured, n_items, cores, settings, engines)
     if estimate is None:
         options = [cfg for cfg in options if cfg[:2] == best_cfg[:2]]
     else:
         reference = estimate(best_cfg)
-        options = [cfg for cfg in options if estimate(cfg) <= settings.explore_max_slowdown * reference]
+        across = min(reference, measured[best_cfg])  # for another engine
+        options = [cfg for cfg in options
+                   if estimate(cfg) <= settings.explore_max_slowdown * (reference if cfg[0] == best_cfg[0] else across)]
     return rng.choice(options) if options else None
 
 

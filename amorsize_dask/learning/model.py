@@ -324,7 +324,7 @@ def predict(
     # bench --fresh payload's third call stayed serial (1.33x the oracle's two threads)
     # when its second call, at 1/(observations+1), drew no exploration.
     if tried is None and rng.random() < max(settings.explore_probability, 1.0 / len(observations)):
-        tried = exploration.pick(best_cfg, set(predicted), n_items, rng=rng, cores=cores, settings=settings,
+        tried = exploration.pick(best_cfg, predicted, n_items, rng=rng, cores=cores, settings=settings,
                                  engines=engines, estimate=estimate)
     if tried is None:
         return best
