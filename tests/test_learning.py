@@ -463,3 +463,13 @@ def test_no_exploration_of_another_engine_predicted_slower_than_the_best_measure
                           settings=Settings.from_config().replace(explore_probability=1.0))
         tried.add(p.engine)
     assert tried == {"threads"}, tried
+
+
+def test_a_serial_best_still_explores_threads_when_its_sample_was_inflated():
+    """The other way round: a first call's features inflated by warm-up make every
+    estimate pessimistic (serial 0.40 s predicted, 0.30 s measured). Threads, rated like
+    serial, are still tried from a serial best (bench --fresh big-inputs and payload)."""
+    obs = [_obs(100, "serial", 1, 100, 0.30)]
+    p = model.predict(obs, 100, cores=2, explore=_NeverAtRandom(),
+                      estimate=lambda cfg: 10.0 if cfg[0] == "processes" else 0.40)
+    assert (p.engine, p.explored) == ("threads", True), p

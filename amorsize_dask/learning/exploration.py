@@ -117,10 +117,13 @@ def pick(best_cfg: tuple, measured: dict, n_items: int, *, rng, cores: int, sett
     it, only a chunk size step: a small risk); None if there is none. ``measured``:
     configuration -> predicted seconds from measured runs.
 
-    A neighbour on another engine must also be predicted within it of what ``best_cfg``
-    measured: the cost model may misjudge a whole engine. bench --fresh big-inputs ran
+    Serial, a neighbour of every parallel plan, must also be predicted within it of what
+    ``best_cfg`` measured: its estimate is the cost model's plainest (items x seconds per
+    item), while a parallel one may misjudge a whole engine. bench --fresh big-inputs ran
     twice as fast on two threads as serially, where a fresh process's thread probe read
-    no gain; rating both alike, the model explored serial on a third call (2.4x).
+    no gain; rating both alike, the model explored serial on a third call (2.4x). (Against
+    what a serial best measured, every estimate of a sample inflated by warm-up would
+    look slow: parallel neighbours keep the estimate of the best as their reference.)
 
     >>> import random
     >>> s = Settings.from_config()
@@ -133,9 +136,9 @@ def pick(best_cfg: tuple, measured: dict, n_items: int, *, rng, cores: int, sett
         options = [cfg for cfg in options if cfg[:2] == best_cfg[:2]]
     else:
         reference = estimate(best_cfg)
-        across = min(reference, measured[best_cfg])  # for another engine
+        to_serial = min(reference, measured[best_cfg])
         options = [cfg for cfg in options
-                   if estimate(cfg) <= settings.explore_max_slowdown * (reference if cfg[0] == best_cfg[0] else across)]
+                   if estimate(cfg) <= settings.explore_max_slowdown * (to_serial if cfg[0] == "serial" else reference)]
     return rng.choice(options) if options else None
 
 
