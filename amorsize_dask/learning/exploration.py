@@ -87,8 +87,9 @@ def promising(best_cfg: tuple, measured: dict, n_items: int, *, cores: int, sett
     with what this workload's runs measured) predicts :data:`PROMISING_FACTOR` times
     faster, both than its own estimate of ``best_cfg`` and than what ``best_cfg``
     measured (``measured``: configuration -> predicted seconds from measured runs), and
-    :data:`PROMISING_MIN_SAVING_SECONDS` faster; None if there is none, or no cost model. (A cost model too pessimistic about the best — a
-    thread plan it rates slow that measured fast — does not make a neighbour promising.)
+    :data:`PROMISING_MIN_SAVING_SECONDS` faster; None if there is none, or no cost model.
+    (A cost model too pessimistic about the best — a thread plan it rates slow that
+    measured fast — does not make a neighbour promising.)
 
     The first plan came from a few sampled items; when the whole run measured a cost they
     did not show (a skewed tail: 0.1 ms items, every 40th 30 ms), its configuration is

@@ -8,8 +8,9 @@ machine's measured :class:`~amorsize_dask.planning.overheads.Overheads`. The mod
   the workers' makespan ``max(n·t/w', ceil(k/w')·n·t/k)`` (``w' = min(w, cores)``) plus a
   skew tail ``t·cv·√c``; the parent's serial work ``k·task + n·item + n·bytes/bandwidth``;
   and all CPU work shared by the cores, where each task's hand-offs cost
-  ``BUSY_TASK_FACTOR·task`` beside computing workers. Wall time is the largest of the three, plus the
-  pipeline fill (one chunk's trip), plus pool start-up when the pool is not running yet.
+  ``BUSY_TASK_FACTOR·task`` beside computing workers. Wall time is the largest of the
+  three, plus the pipeline fill (one chunk's trip), plus pool start-up when the pool is
+  not running yet.
 - threads on ``w`` threads: the GIL-bound part of each item runs one at a time; the part
   that waits scales with ``w``, the part that computes without the GIL with ``min(w, cores)``
   (split by the measured CPU/wall ratio and two-thread speedup); plus ``k·thread_task``.
@@ -42,8 +43,8 @@ from .overheads import Overheads
 from .sampling import COMPUTING_CPU_RATIO, Profile
 
 __all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
-           "process_seconds", "BUSY_TASK_FACTOR", "dask_seconds", "thread_seconds", "predict_one", "profile_from_features",
-           "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "parallel_fractions", "Space", "Limits", "rank"]
+           "process_seconds", "BUSY_TASK_FACTOR", "dask_seconds", "thread_seconds", "predict_one",
+           "profile_from_features", "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "parallel_fractions", "Space", "Limits", "rank"]
 
 
 @dataclass(frozen=True)

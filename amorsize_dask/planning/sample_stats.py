@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 import statistics
 
-__all__ = ["WARM_UP_RATIO", "NOISE_RATIO", "steady", "warming", "decaying", "weighted_mean", "coefficient_of_variation"]
+__all__ = ["WARM_UP_RATIO", "NOISE_RATIO", "steady", "warming", "decaying", "weighted_mean",
+           "coefficient_of_variation"]
 
 # A leading batch dearer than this multiple of the median batch is warm-up. pandas-groupby's
 # second item (1.1 ms, ~1.8x the median of 5) kept at 2.0 read 0.6 ms/item and chose
