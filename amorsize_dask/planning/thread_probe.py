@@ -36,7 +36,6 @@ def timed_serially(func, items, first: int, n: int, results: list) -> float:
     return (time.perf_counter() - t0) / n
 
 
-
 _probe_pool: ThreadPool | None = None
 # One probe at a time in a process: concurrent probes would share its two threads and
 # time each other. A call that finds it busy (another thread's call, or a map nested in
@@ -78,7 +77,6 @@ def probe_threads(func, items, first: int, n: int, serial_item_seconds: float, *
     the GIL spends none: pure Python reads ~1x even when skewed items fool the reference).
     An exception on a thread is not the user's error: every probed item is re-run here,
     in order, so that an item that fails serially too raises as ``builtins.map`` would.
-
     """
     if not _probe_lock.acquire(blocking=False):
         return ThreadProbe(None, [])
