@@ -105,9 +105,12 @@ class Skewed:  # and its own callable class, as the function
 """
 
 SKEWED_MAIN = """
-outcome = run_map(Skewed(), [Reading(x) for x in range(200)])
-print(json.dumps(dict(ok=outcome.results == [Reading(x * 3) for x in range(200)], engine=outcome.plan.engine,
-                      reasons=list(outcome.plan.reasons))))
+items, expected = [Reading(x) for x in range(200)], [Reading(x * 3) for x in range(200)]
+outcome = run_map(Skewed(), items)
+again = run_map(Skewed(), items)  # the model's plan, exploring a neighbour while it has one run
+print(json.dumps(dict(ok=outcome.results == expected, engine=outcome.plan.engine,
+                      reasons=list(outcome.plan.reasons), again_ok=again.results == expected,
+                      again_source=again.plan.source)))
 """
 
 
@@ -120,6 +123,8 @@ def test_a_script_whose_dear_items_come_late_gets_them_run_in_parallel(tmp_path,
     why = "\n".join(out["reasons"])
     assert "serial overran its prediction" in why, why
     assert out["engine"] == "processes", why  # ~30 x 20 ms left: two processes halve it
+    # The second call plans from the first one's record, on the script's own classes too.
+    assert out["again_ok"] and out["again_source"] == "model", out
 
 
 def test_one_stall_is_not_read_as_the_items_cost():
