@@ -15,6 +15,14 @@ import os
 import pathlib
 from typing import Any
 
+# numpy (the training store's arrays) loads before dask, here where every public function
+# first imports dask: once loaded, OpenBLAS's threads spin on a core for ~40 ms. Loaded
+# after dask, as the imports fell before, that spin ran inside a script's first call: 64
+# threads started in 26-55 ms instead of 9 ms, and bench --fresh io-wait's thread run took
+# 72-82 ms instead of 50-55 ms (/tmp scripts, fresh processes, session 9). Before dask's
+# import (~140 ms), the spin overlaps it.
+import numpy  # noqa: F401
+
 import dask.config
 import dask.utils
 import yaml
