@@ -20,6 +20,8 @@ from typing import Callable, Iterable
 from . import inputs, validation
 from .target.context import active_client
 from .engines import get_engine, shared_engine
+# The process engine loads with map, not inside a script's first call (~3 ms of it).
+from .engines import processes  # noqa: F401
 from .errors import WorkerStartError, warn_once
 from .planning import overheads, overrun, thread_safety
 from .planning.plan import Plan

@@ -29,6 +29,7 @@ from ..learning.learner import Learner, get_learner
 from ..planning.plan import Plan, format_seconds
 from .workload import function_name, workload_key
 from ..cluster import client as plugin_client
+from ..cluster.keys import new_run_id, sample_key
 
 logger = logging.getLogger("amorsize_dask")
 
@@ -122,7 +123,6 @@ class Target:
     def sample_on_worker(self, func, items, n_total: int, parallelism):
         """The planner's sample, timed in a first task on one of the cluster's workers."""
         from ..cluster.sampling import sample_on_worker
-        from ..cluster.keys import sample_key
 
         return sample_on_worker(self.client, func, items, n_total, parallelism=parallelism, key=sample_key(func))
 
@@ -200,8 +200,6 @@ class Target:
         A dask run on a cluster whose scheduler runs the amorsize plugin is registered with
         it: the plugin then writes the run's record from the tasks it sees finish.
         """
-        from ..cluster.keys import new_run_id
-
         run_id = new_run_id()
         plan = planned.plan
         n_rest = plan.n_items - plan.n_sampled
