@@ -455,7 +455,7 @@ def test_no_exploration_of_another_engine_predicted_slower_than_the_best_measure
     """bench --fresh big-inputs: two threads ran 0.18 s, serial ~0.36 s; the first call's
     thread probe (a fresh process) read no gain, so the cost model rates threads and
     serial alike. Serial must not be explored on the model's word against what threads
-    measured (a third call ran 2.4x the oracle)."""
+    measured (a third call ran 2.4x the oracle), nor processes, rated alike too."""
     obs = [_obs(100, "threads", 2, 13, 0.18), _obs(100, "threads", 2, 13, 0.18, t=1.0)]
     tried = set()
     for seed in range(30):
@@ -473,3 +473,21 @@ def test_a_serial_best_still_explores_threads_when_its_sample_was_inflated():
     p = model.predict(obs, 100, cores=2, explore=_NeverAtRandom(),
                       estimate=lambda cfg: 10.0 if cfg[0] == "processes" else 0.40)
     assert (p.engine, p.explored) == ("threads", True), p
+
+
+def test_a_process_best_explores_threads_the_cost_model_rates_alike():
+    """Threads were reachable from a process plan only through serial. bench --fresh
+    numpy-nogil (np.sort, the GIL released): the first call's sample chose processes
+    (threads predicted 2% slower), and no later call ever measured threads, which ran
+    it 1.3-1.6x faster than the process plan the warm call kept."""
+    obs = [_obs(400, "processes", 2, 33, 0.25)]
+    rated = {("processes", 2, 33): 0.25, ("threads", 2, 33): 0.255}  # every other neighbour: 0.3
+    p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: rated.get(cfg, 0.3))
+    assert ((p.engine, p.n_workers, p.chunksize), p.explored) == (("threads", 2, 33), True), p
+
+
+def test_a_thread_best_explores_processes_the_cost_model_rates_alike():
+    obs = [_obs(400, "threads", 8, 50, 0.25)]
+    rated = {("threads", 8, 50): 0.25, ("processes", 2, 50): 0.255}
+    p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: rated.get(cfg, 0.3))
+    assert ((p.engine, p.n_workers, p.chunksize), p.explored) == (("processes", 2, 50), True), p

@@ -37,16 +37,19 @@ def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
     """Configurations one step from ``cfg``: chunksize ×2 / ÷2 (while every worker gets a
     task), one wave (a task per worker: the fewest hand-offs, for items as uniform as the
     cost model needs to keep it within ``explore-max-slowdown``), workers ±1 (threads ×2 /
-    ÷2), and across the serial / parallel line.
+    ÷2), across the serial / parallel line, and across the thread / process line (the
+    same chunks). Without that last step threads were out of reach of a process plan:
+    bench --fresh numpy-nogil (np.sort, the GIL released) kept the processes its first
+    sample chose, 1.3-1.6x slower than threads, call after call.
 
     bench --cluster's heavy (6 items of ~70 ms, 2 workers) ran 2x1 (one item per task:
     ``planner.min-tasks-per-worker``) in 0.254 s and 2x3 in 0.240 s (medians of 6 in turn;
     ``Client.map`` 0.250 s); chunksize steps from 1 reach 2, never 3.
 
     >>> neighbours(("processes", 2, 10), 100, cores=2, max_threads=64)
-    [('serial', 1, 100), ('processes', 2, 20), ('processes', 2, 5), ('processes', 2, 50)]
+    [('serial', 1, 100), ('processes', 2, 20), ('processes', 2, 5), ('processes', 2, 50), ('threads', 2, 10)]
     >>> neighbours(("threads", 2, 50), 100, cores=2, max_threads=2)
-    [('serial', 1, 100), ('threads', 2, 25)]
+    [('serial', 1, 100), ('threads', 2, 25), ('processes', 2, 50)]
     """
     engine, workers, chunksize = cfg
     if engine == "serial":
@@ -69,10 +72,14 @@ def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
         for w in (workers - 1, workers + 1):
             if 2 <= w <= cores:
                 out.append((engine, w, chunksize))
+        if "threads" in engines:
+            out.append(("threads", workers, chunksize))
     elif engine == "threads":
         for w in (workers // 2, workers * 2):
             if 2 <= w <= max_threads and w != workers:
                 out.append((engine, w, chunksize))
+        if "processes" in engines and cores >= 2:
+            out.append(("processes", max(2, min(workers, cores)), chunksize))
     return out
 
 
@@ -118,13 +125,13 @@ def pick(best_cfg: tuple, measured: dict, n_items: int, *, rng, cores: int, sett
     it, only a chunk size step: a small risk); None if there is none. ``measured``:
     configuration -> predicted seconds from measured runs.
 
-    Serial, a neighbour of every parallel plan, must also be predicted within it of what
-    ``best_cfg`` measured: its estimate is the cost model's plainest (items x seconds per
-    item), while a parallel one may misjudge a whole engine. bench --fresh big-inputs ran
-    twice as fast on two threads as serially, where a fresh process's thread probe read
-    no gain; rating both alike, the model explored serial on a third call (2.4x). (Against
-    what a serial best measured, every estimate of a sample inflated by warm-up would
-    look slow: parallel neighbours keep the estimate of the best as their reference.)
+    Another engine than a parallel ``best_cfg``'s (serial, or threads from processes and
+    back) must also be predicted within it of what ``best_cfg`` measured: the cost model
+    may misjudge a whole engine. bench --fresh big-inputs ran twice as fast on two threads
+    as serially, where a fresh process's thread probe read no gain; rating both alike,
+    the model explored serial on a third call (2.4x). (Against what a serial best
+    measured, every estimate of a sample inflated by warm-up would look slow: a serial
+    best's parallel neighbours keep the estimate of the best as their reference.)
 
     >>> import random
     >>> s = Settings.from_config()
@@ -137,9 +144,9 @@ def pick(best_cfg: tuple, measured: dict, n_items: int, *, rng, cores: int, sett
         options = [cfg for cfg in options if cfg[:2] == best_cfg[:2]]
     else:
         reference = estimate(best_cfg)
-        to_serial = min(reference, measured[best_cfg])
-        options = [cfg for cfg in options
-                   if estimate(cfg) <= settings.explore_max_slowdown * (to_serial if cfg[0] == "serial" else reference)]
+        measured_reference = min(reference, measured[best_cfg])
+        options = [cfg for cfg in options if estimate(cfg) <= settings.explore_max_slowdown * (
+            measured_reference if best_cfg[0] != "serial" and cfg[0] != best_cfg[0] else reference)]
     return rng.choice(options) if options else None
 
 
