@@ -245,31 +245,3 @@ def test_cpu_count_honours_affinity():
     code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from amorsize_dask.target import machine; print(machine.cpu_count())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "1", out.stderr
-
-
-# This 2-core machine's figures with a fork pool (amorsize-dask bench --fresh, session 9).
-FORK_OVERHEADS = Overheads(start_seconds=0.02, task_seconds=91.5e-6, item_seconds=0.3e-6,
-                           bytes_per_second=348 * 2**20, thread_task_seconds=18.8e-6, start_method="fork",
-                           measured_at=0.0)
-
-
-@pytest.mark.parametrize("item_seconds, warm_up, engine", [
-    (0.528e-3, True, "serial"),  # processes 1.21x at the sampled cost, 1.02x at 1/1.5 of it
-    (0.528e-3, False, "processes"),
-    (1.5e-3, True, "processes"),  # 1.63x, and still 1.5x at 1/1.5 of the cost
-])
-def test_a_parallel_plan_from_a_sample_still_warming_up_must_win_past_the_warm_up(item_seconds, warm_up, engine):
-    """bench --fresh pandas-groupby: the first call sampled 0.53 ms/item (the first four
-    items 1.6, 0.6, 0.4, 0.5 ms; ~0.26 ms steady), and processes, predicted 1.10x faster,
-    ran 91 ms against serial's 54. A sample that dropped warm-up batches overstates the
-    items, which flatters a parallel plan (serial pays every item, workers half each)."""
-    from amorsize_dask.planning.planner import choose, past_warm_up
-
-    prof = profile(item_seconds=item_seconds, bytes_in=32.1 * 1024, bytes_out=203, thread_speedup=0.45,
-                   item_cv=0.19, warm_up=warm_up)
-    rank = lambda p: cost_model.rank(p, 194, FORK_OVERHEADS, cores=2, pool_warm=False)  # noqa: E731
-    first = choose(rank(prof), 194 * item_seconds, "auto")
-    assert first.engine == "processes"
-    kept, why = past_warm_up(first, prof, 194, "auto", rank)
-    assert kept.engine == engine, why
-    assert (why is not None) == (engine == "serial")

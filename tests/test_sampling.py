@@ -145,14 +145,6 @@ def test_warm_up_calls_are_not_read_as_the_items_cost():
     assert s.profile.item_seconds < 0.6e-3, s.profile  # counted as items: >= 0.8 ms
     assert s.profile.n_sampled >= 4  # past the two warm-up calls
     assert s.results == list(range(s.profile.n_sampled))
-    assert s.profile.warm_up  # the planner asks a parallel plan to win past it
-
-
-def test_uniform_items_are_not_warm_up():
-    # Items of 30 ms: a busy machine's preemption (~10 ms) is no warm-up beside them.
-    s = sample_items(WarmingUp(30e-3, 30e-3, n_warm=0), list(range(20)), 20, probe=False,
-                     settings=Settings.from_config().replace(budget_fraction=1.0, max_seconds=5.0))
-    assert s.profile.n_sampled >= 3 and not s.profile.warm_up, s.profile
 
 
 def test_a_sample_that_ends_while_items_still_get_cheaper_plans_on_the_latest():

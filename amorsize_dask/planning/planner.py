@@ -22,7 +22,7 @@ from .. import config
 from ..engines.transport import function_travels
 from . import cost_model
 from ..target import machine
-from . import sample_stats, thread_safety
+from . import thread_safety
 from .overheads import Overheads
 from .plan import Plan, format_bytes, format_seconds
 from .sampling import Profile, Sample, sample_items
@@ -159,9 +159,6 @@ def _from_sample(func, sample: Sample, n: int, target, engine, n_workers, chunks
     reasons += why
     best = choose(ranked, serial_rest, engine)
     reasons.append(describe_choice(ranked, best, serial_rest))
-    best, held = past_warm_up(best, prof, n_rest, engine, lambda p: _rank(
-        func, p, n_rest, target, engine, n_workers, chunksize, early)[0])
-    reasons += [held] if held else []
     plan = Plan(
         engine=best.engine, n_workers=best.n_workers, chunksize=best.chunksize,
         n_tasks=math.ceil(n_rest / best.chunksize), source="sample", confidence=confidence(prof),
@@ -248,31 +245,6 @@ def _no_process_plan_wins(target, n_items: int, engine: str):
         return choose(ranked, n_items * item_seconds, "auto").engine == "serial"
 
     return serial_wins
-
-
-def past_warm_up(best: cost_model.Candidate, prof: Profile, n_rest: int, engine: str,
-                 rank: Callable[[Profile], list]) -> tuple[cost_model.Candidate, str | None]:
-    """``best``, or serial when the sample warmed up and no parallel plan would beat serial
-    by the margin with items :data:`~.sample_stats.WARM_UP_RATIO` times cheaper than
-    sampled (``rank``: the candidates for a profile, fastest first); and why, if serial.
-
-    A sample that is still warming up overstates what the items cost, and that flatters
-    a parallel plan: serial pays for every item, each worker for its share. bench --fresh
-    pandas-groupby's first call sampled 0.53 ms/item (its first four items 1.6, 0.6, 0.4,
-    0.5 ms; ~0.26 ms steady) and ran on processes, predicted 1.10x faster: 91 ms against
-    54 ms serially. A serial plan that was wrong is re-planned by the serial watch
-    (:mod:`.overrun`); a process plan pays its pool and transfers whatever it saves.
-    """
-    if engine != "auto" or best.engine == "serial" or not prof.warm_up:
-        return best, None
-    cheaper = dataclasses.replace(prof, item_seconds=prof.item_seconds / sample_stats.WARM_UP_RATIO)
-    ranked = rank(cheaper)
-    serial = next((c for c in ranked if c.engine == "serial"), None)
-    if serial is None or choose(ranked, serial.seconds, engine).engine != "serial":
-        return best, None
-    return (cost_model.Candidate("serial", 1, n_rest, n_rest * prof.item_seconds),
-            f"serial: the first items warmed up (left out of the mean), and at 1/{sample_stats.WARM_UP_RATIO:g} "
-            f"of the sampled cost no parallel plan beats serial by the margin")
 
 
 def choose(ranked: list[cost_model.Candidate], serial_rest: float, engine: str) -> cost_model.Candidate:

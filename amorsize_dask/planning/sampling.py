@@ -74,9 +74,6 @@ class Profile:
     sample_seconds: float
     thread_failure: str | None = None
     pickle_seconds: float = 0.0  # pickling and unpickling an item and its result (:mod:`.pickled`)
-    # The first items cost more than the rest (left out of ``item_seconds``): the items
-    # may get cheaper still after the sample (:func:`..planner.past_warm_up`).
-    warm_up: bool = False
 
     def features(self, n_items: int) -> dict:
         """The workload features stored with a record."""
@@ -155,7 +152,6 @@ def sample_items(
         sample_seconds=time.perf_counter() - timing.wall_start,
         thread_failure=thread_failure,
         pickle_seconds=travel.seconds,
-        warm_up=timing.warmed_up,
     )
     return Sample(profile=profile, results=timing.results)
 
@@ -196,11 +192,6 @@ class _Timing:
         if sample_stats.decaying(self.per_item, self.batch_sizes):
             return min(mean, self.per_item[-1])
         return mean
-
-    @property
-    def warmed_up(self) -> bool:
-        """Were the first batches warm-up: left out of the mean, or slower than the probe's threads?"""
-        return self.warm_bound is not None or len(self._steady()[0]) < len(self.per_item)
 
     @property
     def cv(self) -> float:
