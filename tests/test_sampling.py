@@ -181,3 +181,48 @@ def test_a_dear_item_among_cheap_ones_is_not_warm_up():
         budget_fraction=100.0, max_seconds=5.0))  # a budget for all twelve
     assert s.profile.n_sampled == 12
     assert s.profile.item_seconds > 0.6e-3  # the two dear items count: mean 0.75 ms
+
+
+class SlowTogether:
+    """1 ms alone; 30 ms while another thread runs it too: a function that two threads
+    slow down far beyond taking turns (bench --fresh alloc's first call read two threads
+    at 0.11x once: its 6 probe items took ~13 ms instead of 1.4)."""
+
+    def __init__(self):
+        self.lock, self.running = threading.Lock(), 0
+
+    def __call__(self, x):
+        with self.lock:
+            self.running += 1
+        try:
+            time.sleep(1e-3)
+            with self.lock:
+                together = self.running > 1
+            if together:
+                time.sleep(30e-3)
+            return x
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_a_probe_that_runs_far_slower_than_serial_stops_and_the_rest_runs_here():
+    func = SlowTogether()
+    t0 = time.perf_counter()
+    probe = probe_threads(func, list(range(30)), 0, 20, 1e-3)
+    elapsed = time.perf_counter() - t0
+    assert probe.results == list(range(20))
+    # Run to the end on two threads: ~10 x 31 ms. Stopped after the first items (<= 2x the
+    # items' serial time, then at most one item in flight per thread): the rest serially.
+    assert elapsed < 0.15, elapsed
+    assert probe.speedup is not None and probe.speedup < 0.5, probe
+
+
+def _dear_from_10(x):
+    time.sleep(30e-3 if x >= 10 else 1e-3)
+    return x
+
+
+def test_a_probe_where_one_thread_stops_and_the_other_ends_keeps_every_item_in_order():
+    probe = probe_threads(_dear_from_10, list(range(20)), 0, 20, 1e-3)
+    assert probe.results == list(range(20))
