@@ -187,8 +187,8 @@ def test_numpy_loads_before_dask_so_its_thread_spin_overlaps_the_imports(tmp_pat
 
 def test_a_first_call_imports_nothing_of_the_package(tmp_path):
     """What a first local call uses loads with ``amorsize_dask.mapping``, not inside the
-    call: a module imported there is timed in a script's first call (~3 ms of a ~50 ms
-    job for the process engine and its pool's multiprocessing modules)."""
+    call: a module imported there is timed in a script's first call (the process engine
+    and the run-id helpers: ~3 ms of a ~50 ms job)."""
     script = tmp_path / "imports.py"
     script.write_text(textwrap.dedent("""
         import sys, time
