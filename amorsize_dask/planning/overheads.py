@@ -89,10 +89,12 @@ class Overheads:
 # first pool start of a fresh script with slim workers (97-117 ms, session 3), each
 # rounded towards "parallel costs more" so that an estimate never invents a speedup.
 ESTIMATED_START_SECONDS = 0.15
-# A forked pool's start (2 workers): 14 ms (median of 5 fresh scripts, quiet) to 17 ms
-# (loaded) on this machine, the pool start line of ``amorsize-dask bench --fresh``
-# (session 4), rounded up.
-ESTIMATED_FORK_START_SECONDS = 0.02
+# A forked pool's start (2 workers), the first start line of ``amorsize-dask bench
+# --fresh`` (median of 5 fresh scripts) on this machine: 14-17 ms in session 4, 15, 12
+# and 13 ms in sessions 6-8, 9-10 ms in session 9; ~11.5 ms timed in a script after
+# importing the package. Rounded up. At 20 ms, bench --fresh short-cpu's first call
+# rated processes 1.03x serial and ran serially (~53 ms; ~44 ms on processes).
+ESTIMATED_FORK_START_SECONDS = 0.015
 ESTIMATED_TASK_SECONDS = 2e-4
 ESTIMATED_ITEM_SECONDS = 3e-7
 ESTIMATED_BYTES_PER_SECOND = 1.5e8
