@@ -226,3 +226,12 @@ def _dear_from_10(x):
 def test_a_probe_where_one_thread_stops_and_the_other_ends_keeps_every_item_in_order():
     probe = probe_threads(_dear_from_10, list(range(20)), 0, 20, 1e-3)
     assert probe.results == list(range(20))
+
+
+def test_a_probe_runs_two_items_per_thread_at_least():
+    """One 4 ms item per thread read two threads at 1.02x once in a fresh process (bench
+    --fresh big-inputs: a thread's first item grows its heap), 1.8x in other runs."""
+    from amorsize_dask.planning.sampling import _probe_size
+
+    assert _probe_size(4e-3, 1.0, 100, 99, 1.0, free=lambda: False) == (4, False)
+    assert _probe_size(4e-3, 0.3, 100, 99, 1.0, free=lambda: False) == (4, False)  # waiting: as before

@@ -276,9 +276,11 @@ def _probe_size(mean: float, cpu_ratio: float, n_total: int, n_left: int, remain
         return 0, False
     if cpu_ratio >= COMPUTING_CPU_RATIO and mean < _NO_THREAD_GAIN_BELOW_SECONDS:
         return 0, False  # even released, the GIL's hand-offs eat what a second thread adds
-    # Two items per thread at least for a waiting function (its probe costs ~1 item's
-    # wall per item per thread): one item each is too easily out of step.
-    per_thread = max(2 if cpu_ratio < 0.5 else 1, math.ceil(_MIN_PROBE_SECONDS / max(mean, 1e-9)))
+    # Two items per thread at least: one item each is too easily out of step, for a
+    # waiting function (its probe costs ~1 item's wall per item per thread) and for a
+    # thread's first item in a fresh process (its heap grows: bench --fresh big-inputs,
+    # np.median of 2 MB, read two threads at 1.02x once, 1.82-1.83x in other runs).
+    per_thread = max(2, math.ceil(_MIN_PROBE_SECONDS / max(mean, 1e-9)))
     longer = _FREE_PROBE_SCALE * per_thread
     if 4 * longer <= n_left and free():
         return 2 * longer, True
