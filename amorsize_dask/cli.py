@@ -229,9 +229,14 @@ def prune(directory, keep):
 @click.option("--store", "store_records", type=click.IntRange(min=1), default=None, metavar="N",
               help="The training directory with N records: first load, refresh after foreign appends, "
                    "memory per record, prune (a few seconds for N=10000, minutes for 1,000,000).")
+@click.option("--against", "against_rev", default=None, metavar="REV",
+              help="With --fresh: our first call at commit REV beside this checkout's, N fresh interpreters "
+                   "each, interleaved (medians in ms and their ratio; families: all unless named).")
+@click.option("--runs", type=click.IntRange(min=1), default=7, show_default=True, metavar="N",
+              help="Rounds per family for --against.")
 @_plot_option("grouped bars per family (ours, oracle, Pool.map, joblib; log seconds)")
 @click.argument("families", nargs=-1, metavar="[FAMILY]...")
-def bench(quick, suite_name, store_records, plot_path, families):
+def bench(quick, suite_name, store_records, against_rev, runs, plot_path, families):
     """Benchmark: ours (cold) vs the oracle grid search vs Pool.map and joblib defaults.
 
     For each workload family, times amorsize_dask.map with no training data (sampling
@@ -256,6 +261,17 @@ def bench(quick, suite_name, store_records, plot_path, families):
         raise click.BadParameter(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} "
                                  f"{', '.join(map(repr, unknown))}; choose from "
                                  f"{', '.join(known)}", param_hint="FAMILY")
+    if against_rev is not None:
+        if suite_name != "fresh" or quick or plot_path is not None:
+            raise click.BadParameter("--against REV goes with --fresh alone (no --quick, --plot)",
+                                     param_hint="--against")
+        from .bench.against import run as run_against
+
+        try:
+            run_against(against_rev, families=list(families) or list(known), runs=runs, out=click.echo)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--against") from exc
+        return
     if plot_path is not None:
         if suite_name:
             raise click.BadParameter("--plot draws the default suite only", param_hint="--plot")

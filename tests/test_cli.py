@@ -260,6 +260,9 @@ def test_plan_finds_modules_in_the_current_directory(tmp_path):
     (["bench", "no-such-family"], 2, "unknown family 'no-such-family'; choose from tiny, cpu-1ms"),
     (["bench", "--plot", "/no/such/dir/out.png", "tiny"], 2, "directory /no/such/dir does not exist"),
     (["nosuchcommand"], 2, "No such command 'nosuchcommand'"),
+    (["bench", "--against", "HEAD", "tiny"], 2, "--against REV goes with --fresh alone"),
+    (["bench", "--fresh", "--against", "no-such-rev-xyz", "tiny"], 2,
+     "--against 'no-such-rev-xyz': git archive failed"),
 ])
 def test_bad_arguments(args, code, message):
     result = run_cli(*args)
@@ -343,3 +346,15 @@ def test_oracle_times_a_thread_configuration_without_a_limit():
         assert oracle.time_config(Config("threads", 2, 1), time.sleep, [0.05] * 4, 0.01) == math.inf  # cut
     finally:
         oracle.close()
+
+
+def test_bench_against_a_commit_times_both_sides_in_fresh_interpreters():
+    """``bench --fresh --against REV``: our first call at REV (a ``git archive`` of it) and in
+    this checkout, interleaved in fresh interpreters, with serial beside them."""
+    result = subprocess_cli("bench", "--fresh", "--against", "HEAD", "--runs", "1", "short-cpu")
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| family"))
+    assert "before ms" in header and "after/before" in header
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| short-cpu"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "1" and all(float(c) > 0 for c in cells[2:6]), row

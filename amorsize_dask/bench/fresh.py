@@ -180,17 +180,17 @@ def run(*, quick: bool = False, families=None, repeat: int = 3, out=print) -> li
 
 
 def _family(family: str, tmp: str, scale: float, repeat: int) -> dict:
-    oracle = _child(tmp, family, "oracle", scale)
+    oracle = run_script(tmp, family, "oracle", scale)
     config = (oracle["engine"], oracle["n_workers"], oracle["chunksize"])
     row = {"family": family, "oracle": oracle["seconds"], "serial_in_oracle": oracle["serial"],
            "oracle_config": "serial" if config[0] == "serial" else f"{config[0]} {config[1]}x{config[2]}"}
     for tool in FIRST_CALL_TOOLS:
-        runs = [_child(tmp, family, tool, scale) for _ in range(repeat)]
+        runs = [run_script(tmp, family, tool, scale) for _ in range(repeat)]
         runs = [r for r in runs if r is not None]
         row[tool] = statistics.median(r["seconds"] for r in runs) if runs else None
         if tool == "ours":
             row["ours_plan"] = runs[-1].get("plan", "?")
-    warm = [_child(tmp, family, "warm", scale, config) for _ in range(repeat)]
+    warm = [run_script(tmp, family, "warm", scale, config) for _ in range(repeat)]
     row["warm"] = min(w["seconds"] for w in warm)
     row["warm_paired"] = statistics.median(w["seconds"] / w["paired"] for w in warm)
     row["warm_plan"] = warm[-1]["plan"]
@@ -206,13 +206,17 @@ def _user_environment(**extra) -> dict:
     return {**env, **extra}
 
 
-def _child(tmp: str, family: str, tool: str, scale: float, config=None) -> dict | None:
-    """Run one script in a fresh interpreter with an empty training directory."""
+def run_script(tmp: str, family: str, tool: str, scale: float, config=None,
+               pythonpath: str | None = None) -> dict | None:
+    """Run one script in a fresh interpreter with an empty training directory (importing
+    the package from ``pythonpath`` first, when given: :mod:`.against`)."""
     script = os.path.join(tmp, f"{family}-{tool}.py")
     with open(script, "w") as fh:
         fh.write(script_for(family, tool, scale, config))
     training = tempfile.mkdtemp(dir=tmp, prefix="training-")
     env = _user_environment(DASK_AMORSIZE__TRAINING_DIR=training)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([pythonpath] + [p for p in [env.get("PYTHONPATH")] if p])
     done = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env, timeout=1800, cwd=tmp)
     if done.returncode != 0:
         if tool == "joblib" and "No module named 'joblib'" in done.stderr:
