@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from .target.workload import function_name
 
-__all__ = ["ItemError", "WorkerLostError", "WorkerStartError", "reraise_with_item", "warn_once"]
+__all__ = ["ItemError", "WorkerLostError", "WorkerStartError", "reraise_with_item", "warn_once", "warn_running_serially"]
 
 
 class ItemError(RuntimeError):
@@ -60,6 +60,11 @@ def warn_once(message: str, stacklevel: int = 3) -> None:
     _WARNED.add(message)
     logging.getLogger("amorsize_dask").warning(message)
     warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+
+
+def warn_running_serially(exc: "WorkerStartError") -> None:
+    """The one warning when workers cannot start and ``engine="auto"`` runs the items here."""
+    warn_once(f"{exc} — running serially instead", stacklevel=4)
 
 
 class LostTasksError(RuntimeError):

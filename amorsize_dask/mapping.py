@@ -22,7 +22,7 @@ from .target.context import active_client
 from .engines import get_engine, shared_engine
 # The process engine loads with map, not inside a script's first call (~3 ms of it).
 from .engines import processes  # noqa: F401
-from .errors import WorkerStartError, warn_once
+from .errors import WorkerStartError, warn_once, warn_running_serially
 from .planning import overheads, overrun, thread_safety
 from .planning.plan import Plan
 from .progress import make_progress
@@ -140,7 +140,7 @@ def _run_rest(call, rest, planned: Planned, target: Target, engine: str, run_id:
     except WorkerStartError as exc:
         if engine != "auto":
             raise
-        warn_once(str(exc) + " — running serially instead")
+        warn_running_serially(exc)
         plan = planned.plan = plan.replace(engine="serial", n_workers=1, chunksize=len(rest), n_tasks=1)
         run = get_engine("serial").run(call, rest, first_index=plan.n_sampled, progress=bar)
     if run.notes:  # the engine ran some items otherwise than planned: recorded with the plan

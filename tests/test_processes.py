@@ -1,5 +1,6 @@
 """The process engine leaves nothing running: after errors, Ctrl-C, or exit."""
 
+import json
 import os
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
 
 def _alive(pids):
@@ -184,3 +186,55 @@ def test_a_forked_worker_starts_its_own_threads_for_a_nested_map(tmp_path):
     out, method = _run_slim(tmp_path, "auto", FORKED_NESTED_SCRIPT)
     assert method == "fork"  # the idle pool threads of the parent did not rule the fork out
     assert out == [sum(2 * i for i in range(x)) for x in range(6)]
+
+
+_FEW_FILES = textwrap.dedent("""
+    import json, os, resource, sys, time, warnings
+    from amorsize_dask.mapping import run_map
+
+    def spin(x):  # cheap first items, then dear ones: a serial plan overruns and re-plans
+        end = time.perf_counter() + (20e-3 if x >= 40 else 0.1e-3)
+        while time.perf_counter() < end:
+            pass
+        return x
+
+    if __name__ == "__main__":
+        extra, engine = int(sys.argv[1]), sys.argv[2]
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + extra, hard))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                outcome = run_map(spin, list(range(100)), engine=engine, learn=False)
+                report = dict(ok=outcome.results == list(range(100)), plan=outcome.plan.explain())
+            except Exception as exc:
+                report = dict(error=type(exc).__name__, message=str(exc))
+        report["warnings"] = [str(w.message) for w in caught]
+        print(json.dumps(report), flush=True)
+""")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+@pytest.mark.parametrize("extra_files", [6, 8, 10, 11])
+def test_workers_that_cannot_start_for_lack_of_files_fail_cleanly_and_leave_nothing_behind(tmp_path, extra_files):
+    """A few file descriptors short, a pool fails at different points of its start (its
+    queues' locks; a worker's pipes). engine="processes": a WorkerStartError naming the
+    cause; "auto": the results, serially, with a warning. Either way the script exits at
+    once: a worker that did start no longer waits 60 s at the start barrier for its peer
+    (the interpreter's exit joined it)."""
+    script = tmp_path / "few_files.py"
+    script.write_text(_FEW_FILES)
+    for engine in ("processes", "auto"):
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, str(script), str(extra_files), engine], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path)
+        elapsed = time.perf_counter() - t0
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert elapsed < 30, (engine, elapsed, report)
+        if engine == "processes":
+            assert report.get("ok") or report.get("error") == "WorkerStartError", report
+        else:
+            assert report.get("ok"), report
+            if "failed to start" in report["plan"]:
+                assert any("failed to start" in w for w in report["warnings"]), report

@@ -159,17 +159,24 @@ class ProcessEngine(Engine):
         ctx = slim_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(forkserver_preload(process_worker.__name__))
-        barrier = ctx.Barrier(n_workers)
-        pool = ProcessPoolExecutor(
-            n_workers, mp_context=ctx, initializer=process_worker.initialize_worker,
-            initargs=(barrier, dict(os.environ)),
-        )
+        try:  # the barrier and the executor's queues need file descriptors too
+            barrier = ctx.Barrier(n_workers)
+            pool = ProcessPoolExecutor(
+                n_workers, mp_context=ctx, initializer=process_worker.initialize_worker,
+                initargs=(barrier, dict(os.environ)),
+            )
+        except OSError as exc:
+            raise WorkerStartError(exc) from exc
         # Start every worker now (workers are otherwise spawned on demand), so start-up
         # is paid here and measured once.
         try:
             with heap_frozen(method):  # the workers fork in this map
                 list(pool.map(process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
         except (BrokenProcessPool, threading.BrokenBarrierError, OSError) as exc:
+            # A worker that did start would wait at the barrier for its missing peers
+            # (60 s), and the interpreter's exit would wait for it.
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
             raise WorkerStartError(exc) from exc
         self.last_start_seconds = time.perf_counter() - t0

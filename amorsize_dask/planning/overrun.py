@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 from ..engines import get_engine
 from ..engines.base import raise_failure
 from ..engines.chunks import run_chunk
-from ..errors import WorkerStartError
+from ..errors import WorkerStartError, warn_running_serially
 from . import sample_stats
 from .cost_model import Candidate
 from .plan import format_seconds
@@ -121,6 +121,7 @@ def _rest_on(done: Watched, cand: Candidate, func, items, lo: int, first_index: 
         run = get_engine(cand.engine).run(func, items[lo:], n_workers=cand.n_workers, chunksize=cand.chunksize,
                                           first_index=first_index + lo, progress=progress, **kwargs)
     except WorkerStartError as exc:
+        warn_running_serially(exc)
         done.reasons.append(f"{exc}: the rest ran serially")
         run = get_engine("serial").run(func, items[lo:], first_index=first_index + lo, progress=progress)
         cand = None
