@@ -60,6 +60,11 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+def _processes_of(executor: ProcessPoolExecutor) -> list:
+    """The worker processes an executor has started so far."""
+    return list((getattr(executor, "_processes", None) or {}).values())
+
+
 class _Pool:
     """One executor of ``size`` workers, the caller state it started under, the files of
     the modules its workers imported, and how many runs are using it right now."""
@@ -67,7 +72,7 @@ class _Pool:
     def __init__(self, executor: ProcessPoolExecutor, size: int, state: tuple):
         self.executor = executor
         # Kept here: the executor forgets its processes once shut down without waiting.
-        self.processes = list((getattr(executor, "_processes", None) or {}).values())
+        self.processes = _processes_of(executor)
         self.size = size
         self.state = state
         self.stamps: dict[str, tuple] = {}
@@ -175,7 +180,7 @@ class ProcessEngine(Engine):
         except (BrokenProcessPool, threading.BrokenBarrierError, OSError) as exc:
             # A worker that did start would wait at the barrier for its missing peers
             # (60 s), and the interpreter's exit would wait for it.
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
+            for process in _processes_of(pool):
                 process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
             raise WorkerStartError(exc) from exc
