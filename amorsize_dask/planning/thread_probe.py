@@ -62,7 +62,7 @@ class ThreadProbe:
     item_bound: float | None = None  # seconds per item of the faster thread: at most an item's own
     elapsed: float = 0.0  # wall seconds of the two threads' items
     cpu_seconds: float = 0.0  # CPU seconds of both threads
-    n_threaded: int | None = None  # items the threads ran (None: all; the rest ran here after)
+    n_threaded: int = 0  # items the threads ran (a probe stopped at its deadline ran the rest here)
 
     def measured(self, serial_item_seconds: float, computing: bool) -> "ThreadProbe":
         """This probe with its speedup over items of ``serial_item_seconds`` each: their
@@ -70,8 +70,7 @@ class ThreadProbe:
         threads' CPU time over it (a thread waiting for the GIL spends none)."""
         if self.elapsed <= 0:
             return dataclasses.replace(self, speedup=1.0)
-        n = len(self.results) if self.n_threaded is None else self.n_threaded
-        speedup = serial_item_seconds * n / self.elapsed
+        speedup = serial_item_seconds * self.n_threaded / self.elapsed
         if computing:
             speedup = min(speedup, max(self.cpu_seconds / self.elapsed, 1.0))
         return dataclasses.replace(self, speedup=min(speedup, 2.0))
@@ -142,7 +141,7 @@ def _probe_on(pool, func, items, first, n, serial_item_seconds, computing) -> Th
     bound = min((a_stop - a_start) / max(len(a), 1), (b_stop - b_start) / max(len(b), 1)) if half else None
     n_threaded = len(a) + len(b)
     # A thread stopped at the deadline: the items it left run here, in order.
-    results = a
+    results = list(a)
     _left_here(func, items, first + len(a), first + half, results)
     results += b
     _left_here(func, items, first + half + len(b), first + n, results)
