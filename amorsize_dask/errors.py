@@ -18,7 +18,8 @@ from typing import NoReturn
 
 from .target.workload import function_name
 
-__all__ = ["ItemError", "WorkerLostError", "WorkerStartError", "reraise_with_item", "warn_once", "warn_running_serially"]
+__all__ = ["ItemError", "WorkerLostError", "WorkerStartError", "reraise_with_item", "warn_once",
+           "warn_running_serially"]
 
 
 class ItemError(RuntimeError):

@@ -26,9 +26,9 @@ __all__ = ["PROMISING_FACTOR", "PROMISING_MIN_SAVING_SECONDS", "neighbours", "pr
 PROMISING_FACTOR = 1.6
 # ... and saves at least this much per call: what an exploring call may pay once to start
 # a process pool (a forked pool of 2: 9-14 ms, bench --fresh's pool start line, sessions
-# 7-9), rounded up. bench --fresh
-# short-cpu (200 x 0.27 ms: 53 ms serial, ~30 ms on a running pool) was never tried on
-# processes by its second call while this gate asked for 0.2 s of work.
+# 7-9), rounded up. bench --fresh short-cpu (200 x 0.27 ms: 53 ms serial, ~30 ms on a
+# running pool) was never tried on processes by its second call while this gate asked
+# for 0.2 s of work.
 PROMISING_MIN_SAVING_SECONDS = 0.02
 
 

@@ -44,7 +44,8 @@ from .sampling import COMPUTING_CPU_RATIO, Profile
 
 __all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
            "process_seconds", "BUSY_TASK_FACTOR", "dask_seconds", "thread_seconds", "predict_one",
-           "profile_from_features", "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "parallel_fractions", "Space", "Limits", "rank"]
+           "profile_from_features", "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "parallel_fractions", "Space",
+           "Limits", "rank"]
 
 
 @dataclass(frozen=True)
