@@ -186,3 +186,17 @@ def test_a_plan_says_its_figures_were_measured_on_a_busy_machine():
     o = Overheads(**FIGURES, measured_at=time.time())
     assert "busy" not in describe_overheads(o, 2)
     assert "measured while the machine was busy" in describe_overheads(dataclasses.replace(o, provisional=True), 2)
+
+
+def test_a_pool_start_costed_by_another_methods_estimate_says_it_is_estimated():
+    """The cached figures come from a background calibration, which cannot fork (it runs on
+    a thread): a plan that will fork costs the start by the fork estimate, and says so."""
+    from amorsize_dask.planning.planner import describe_overheads
+
+    measured = Overheads(**FIGURES, measured_at=time.time())  # forkserver, measured
+    assert "(estimated)" not in describe_overheads(measured, 2)
+    forked = overheads.for_start_method(measured, "fork")
+    assert forked.start_seconds == overheads.ESTIMATED_FORK_START_SECONDS
+    text = describe_overheads(forked, 2)
+    assert "fork pool start 15 ms (estimated)" in text, text
+    assert forked.task_seconds == measured.task_seconds and not forked.estimated  # the rest is measured

@@ -80,6 +80,7 @@ class Overheads:
     measured_at: float
     estimated: bool = False  # True: :func:`estimate`'s figures, not measured on this machine yet
     provisional: bool = False  # True: measured while the machine was busy (kept for an hour)
+    start_estimated: bool = False  # True: the pool start is another method's estimate (:func:`for_start_method`)
 
 
 # Local figures for a machine not measured yet, so that calibrating is never on the
@@ -130,7 +131,10 @@ def cached(fingerprint_id: str) -> Overheads | None:
         if len(text) > _MAX_CACHE_BYTES:
             return None
         data = json.loads(text)
-        found = Overheads(**{k.name: data[k.name] for k in dataclasses.fields(Overheads)})
+        # Every field but the start's mark, which only :func:`for_start_method` sets after
+        # reading (a file without it was written before it existed).
+        found = Overheads(**{k.name: data[k.name] for k in dataclasses.fields(Overheads)
+                             if k.name != "start_estimated"})
         numbers = [v for v in dataclasses.astuple(found) if isinstance(v, float)]
         if not all(math.isfinite(v) and v >= 0 for v in numbers) or found.bytes_per_second <= 0:
             return None
@@ -259,19 +263,21 @@ def _estimated_start_seconds(start_method: str) -> float:
 
 def for_start_method(found: Overheads, start_method: str) -> Overheads:
     """``found`` with the pool start of ``start_method``: the figures were measured with
-    the method the calibrating pool used (fork or forkserver, under ``auto``); a pool
-    started now with another is costed by that method's estimate.
+    the method the calibrating pool used (the background calibration runs on a thread,
+    so it never forks); a pool started now with another is costed by that method's
+    estimate, marked ``start_estimated``.
 
     >>> forked = dataclasses.replace(estimate("fork"), estimated=False)
-    >>> for_start_method(forked, "forkserver").start_seconds == ESTIMATED_START_SECONDS
-    True
+    >>> other = for_start_method(forked, "forkserver")
+    >>> other.start_seconds == ESTIMATED_START_SECONDS, other.start_estimated
+    (True, True)
     >>> for_start_method(forked, "fork") is forked
     True
     """
     if found.start_method in (start_method, "dask"):
         return found
     return dataclasses.replace(found, start_seconds=_estimated_start_seconds(start_method),
-                               start_method=start_method)
+                               start_method=start_method, start_estimated=True)
 
 
 def measure_later(fingerprint_id: str, measure) -> None:

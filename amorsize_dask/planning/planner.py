@@ -287,7 +287,8 @@ def describe_overheads(o: Overheads, cores: int) -> str:
     if o.start_method == "dask":
         head = f"cluster: {cores} worker threads; "
     else:
-        head = f"machine: {cores} usable cores; {o.start_method} pool start {format_seconds(o.start_seconds)}, "
+        start = format_seconds(o.start_seconds) + (" (estimated)" if o.start_estimated and not o.estimated else "")
+        head = f"machine: {cores} usable cores; {o.start_method} pool start {start}, "
     return (
         head
         + f"task round trip {format_seconds(o.task_seconds)}, "
