@@ -16,7 +16,6 @@ True
 from __future__ import annotations
 
 import pickle
-import statistics
 import time
 from dataclasses import dataclass
 
@@ -48,28 +47,33 @@ def measure(items, results, n_items: int) -> Travel:
     if k == 0:
         return Travel(0.0, 0.0, True)
     try:
-        sizes_in = [size(items[i]) for i in range(k)]
-        sizes_out = [size(results[i]) for i in range(k)]
-        seconds = _round_trip_seconds([items[i] for i in range(k)] + [results[i] for i in range(k)]) / k
+        bytes_in, seconds_in = _chunk_travel([items[i] for i in range(k)])
+        bytes_out, seconds_out = _chunk_travel([results[i] for i in range(k)])
     except Exception:
         return Travel(0.0, 0.0, False)
-    return Travel(statistics.fmean(sizes_in), statistics.fmean(sizes_out), True, seconds)
+    return Travel(bytes_in / k, bytes_out / k, True, (seconds_in + seconds_out) / k)
 
 
-def _round_trip_seconds(objs: list) -> float:
-    """Seconds to pickle and unpickle ``objs`` together, as a chunk travels, beyond those of
-    an empty list: what each costs, not the calls' own (a small int timed alone read ~2 us,
-    ~100x its share of a chunk's pickle, and ruled out processes for bench family tiny).
-    numpy arrays count nothing: their bytes are their cost."""
-    objs = [o for o in objs if _array_bytes(o) is None]
-    if not objs:
-        return 0.0
+def _chunk_travel(objs: list) -> tuple[int, float]:
+    """(pickled bytes, seconds to pickle and unpickle) of ``objs`` as a chunk travels: one
+    pickle of them together, beyond an empty list's. Timed beyond the calls' own: a small
+    int timed alone read ~2 us, ~100x its share of a chunk's pickle, and ruled out
+    processes for bench family tiny. numpy arrays are counted, not pickled: their bytes
+    are their cost. Each object is pickled once (pickling them one by one for their sizes
+    as well cost pandas-groupby's first call ~0.4 ms more, session 10)."""
+    arrays = [_array_bytes(o) for o in objs]
+    others = [o for o, nbytes in zip(objs, arrays) if nbytes is None]
+    counted = sum(nbytes for nbytes in arrays if nbytes is not None)
+    if not others:
+        return counted, 0.0
     t0 = time.perf_counter()
-    pickle.loads(dumps([]))
+    empty = dumps([])
+    pickle.loads(empty)
     t1 = time.perf_counter()
-    pickle.loads(dumps(objs))
+    data = dumps(others)
+    pickle.loads(data)
     t2 = time.perf_counter()
-    return max(0.0, (t2 - t1) - (t1 - t0))
+    return counted + len(data) - len(empty), max(0.0, (t2 - t1) - (t1 - t0))
 
 
 def size(obj) -> int:
