@@ -3,6 +3,7 @@ and the process exits promptly even while the calibration still runs (issue 12).
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -211,3 +212,33 @@ def test_a_first_call_imports_nothing_of_the_package(tmp_path):
                           cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [], done.stdout
+
+
+def test_bench_fresh_times_the_oracles_configuration_as_a_first_call(tmp_path):
+    """``bench --fresh``'s oracle-first: the oracle's configuration on our engines in a fresh
+    interpreter, planning nothing, with the engines' modules loaded before the clock starts
+    (a first draft let ``get_engine`` import the process engine inside the timed call: 178 ms
+    for short-cpu instead of ~40)."""
+    from amorsize_dask.bench.fresh import render, script_for
+
+    for config in [("serial", 1, 50), ("threads", 2, 5), ("processes", 2, 5)]:
+        text = script_for("short-cpu", "oracle-first", 0.05, config)
+        assert repr(config) in text and "run_map" not in text
+        indent = re.search(r"^( *)t0 = time.perf_counter", text, re.M).group(1)
+        text = text.replace("t0 = time.perf_counter()",
+                            "before = set(sys.modules)\n" + indent + "t0 = time.perf_counter()")
+        text = text.replace("seconds = time.perf_counter() - t0", "seconds = time.perf_counter() - t0\n" + indent
+                            + "extra['loaded'] = sorted(m for m in set(sys.modules) - before if 'amorsize' in m)")
+        script = tmp_path / "oracle_first.py"
+        script.write_text(text)
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path, env={**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "t")})
+        assert done.returncode == 0, done.stderr
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        assert found["seconds"] > 0 and found["loaded"] == [], (config, found)
+    row = dict(family="short-cpu", oracle=0.02, oracle_config="processes 2x5", serial=0.04, Pool=0.05, joblib=None,
+               ours=0.045, **{"ours-noguard": 0.046, "oracle-first": 0.03}, ours_plan="processes 2x5",
+               warm_paired=1.0, warm=0.021, warm_plan="processes 2x5")
+    text = render([row])
+    assert "oracle-first: geometric mean 1.500" in text
+    assert "ours over oracle-first (what planning costs a first call): geometric mean 1.500" in text

@@ -12,7 +12,10 @@ items are not), with an empty training directory and this machine's overheads ca
 - ``warm``: our third call in one process (same training directory), each paired with
   the oracle's configuration timed right after it in that process;
 - ``oracle``: the fastest of a grid of pre-started fork pools, threads and serial
-  (:class:`.local.Oracle`), best of its finalists' timings.
+  (:class:`.local.Oracle`), best of its finalists' timings;
+- ``oracle-first``: the oracle's configuration as a first call, on our engines, planning
+  nothing (no sample, no probe, no record): what a first call that knew the answer
+  costs in a fresh interpreter. Ours over it is what planning costs.
 
 Ratios are over the oracle; "paired" warm figures are the median of per-run ratios,
 "strict" the best warm time over the oracle's best.
@@ -31,7 +34,7 @@ import textwrap
 from .fresh_families import FAMILIES
 from .timing import format_table, geometric_mean
 
-FIRST_CALL_TOOLS = ("serial", "Pool", "joblib", "ours", "ours-noguard")
+FIRST_CALL_TOOLS = ("serial", "Pool", "joblib", "ours", "ours-noguard", "oracle-first")
 
 _HEADER = '''
 import json, os, sys, time
@@ -50,6 +53,15 @@ _CALLS = {
              "outcome = run_map(func, items)\nout = outcome.results"),
 }
 _CALLS["ours-noguard"] = _CALLS["ours"]
+# The oracle's configuration (``config``), nothing planned: the engine ours would run it on.
+# Its imports are ours (the engines' modules too): only the run is timed.
+_CALLS["oracle-first"] = ("import amorsize_dask.mapping\n"
+                          "from amorsize_dask.engines import get_engine, processes, threads  # noqa: F401", """\
+engine, n_workers, chunksize = {config!r}
+if engine == "serial":
+    out = [func(x) for x in items]
+else:
+    out = get_engine(engine).run(func, items, n_workers=n_workers, chunksize=chunksize, first_index=0).results""")
 
 _TIMED = '''
 {imports}
@@ -112,6 +124,8 @@ def script_for(family: str, tool: str, scale: float, config=None) -> str:
     if tool == "warm":
         return head + _WARM.format(items=fam.items, config=tuple(config))
     imports, call = _CALLS[tool]
+    if tool == "oracle-first":
+        call = call.format(config=tuple(config))
     body = f"items = {fam.items}\n" + _TIMED.format(imports=imports, call=call)
     if tool == "ours-noguard":
         return head + body
@@ -185,7 +199,7 @@ def _family(family: str, tmp: str, scale: float, repeat: int) -> dict:
     row = {"family": family, "oracle": oracle["seconds"], "serial_in_oracle": oracle["serial"],
            "oracle_config": "serial" if config[0] == "serial" else f"{config[0]} {config[1]}x{config[2]}"}
     for tool in FIRST_CALL_TOOLS:
-        runs = [run_script(tmp, family, tool, scale) for _ in range(repeat)]
+        runs = [run_script(tmp, family, tool, scale, config) for _ in range(repeat)]
         runs = [r for r in runs if r is not None]
         row[tool] = statistics.median(r["seconds"] for r in runs) if runs else None
         if tool == "ours":
@@ -233,16 +247,21 @@ def render(rows: list[dict]) -> str:
         return "-" if value is None else f"{value:.2f}"
 
     headers = ["family", "oracle s", "oracle config", "serial", "Pool", "joblib", "ours", "ours-noguard",
-               "our plan", "warm paired", "warm strict", "warm plan"]
+               "oracle-first", "our plan", "warm paired", "warm strict", "warm plan"]
     table = [[r["family"], f"{r['oracle']:.3f}", r["oracle_config"], *(cell(ratio(r, t)) for t in FIRST_CALL_TOOLS),
               r["ours_plan"], cell(r["warm_paired"]), cell(ratio(r, "warm")), r["warm_plan"]] for r in rows]
     lines = [format_table(headers, table), "",
              "first calls in fresh interpreters over the warm oracle (median of runs); warm: our third call "
-             "in one process, paired with the oracle's configuration right after it, and strict (best/best)."]
+             "in one process, paired with the oracle's configuration right after it, and strict (best/best); "
+             "oracle-first: the oracle's configuration as a first call, planning nothing."]
     for tool in FIRST_CALL_TOOLS:
         values = [ratio(r, tool) for r in rows if r.get(tool) is not None]
         if values:
             lines.append(f"{tool}: geometric mean {geometric_mean(values):.3f}, worst {max(values):.2f}")
+    planning = [r["ours"] / r["oracle-first"] for r in rows if r.get("oracle-first")]
+    if planning:
+        lines.append(f"ours over oracle-first (what planning costs a first call): geometric mean "
+                     f"{geometric_mean(planning):.3f}, worst {max(planning):.2f}")
     lines.append(f"warm paired: geometric mean {geometric_mean([r['warm_paired'] for r in rows]):.3f}, "
                  f"worst {max(r['warm_paired'] for r in rows):.2f}; warm strict: geometric mean "
                  f"{geometric_mean([ratio(r, 'warm') for r in rows]):.3f}")
