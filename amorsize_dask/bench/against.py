@@ -35,6 +35,12 @@ _HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 def run(rev: str, *, families: list[str], runs: int = 7, out: Callable[[str], None] = print) -> list[dict]:
     """Time our first call at ``rev`` and in this checkout on each family; print the table."""
+    from .local import calibrate
+
+    # As bench --fresh: this machine's overheads cached first. Without them every first call
+    # plans on estimates and its calibration, started after the call, dies with the script:
+    # short jobs all ran serially (session 10, after the cache was cleared).
+    out(f"calibration (cached per machine; not part of any timing): {calibrate():.2f} s")
     with tempfile.TemporaryDirectory(prefix="amorsize-against-") as tmp:
         before = _package_at(rev, os.path.join(tmp, "before"))
         rows = []
