@@ -50,6 +50,14 @@ _FREE_PROBE_SCALE = 2
 # Items still warming up may take up to this many times the budget: pandas-groupby's
 # first call sampled 2 items (3.4 ms, 1.1 ms) of a ~0.4 ms steady time, and chose processes.
 _WARM_UP_BUDGET_SCALE = 2
+# ... and so may a computing function's sample that saw a warm-up and has fewer batches
+# than this after it: a noisy one among two looks like the end of it. bench --fresh
+# pandas-groupby (steady ~0.25 ms) sampled 1.46, 0.40, 0.56 ms once in 5-10 runs, read
+# 0.48 ms/item and ran on processes: 80-97 ms against ~60 serially (session 10). Without
+# a warm-up seen, one dear first item stays evidence enough (big-inputs: 12.7 ms, then
+# ~3.5; a second item changed which probe it ran, and one run in three went serial). A
+# wait is not sampled on: its threads overlap whatever it costs.
+_MIN_STEADY_BATCHES = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,16 +235,19 @@ class _Timing:
 
     def _spent_enough(self, spent: float, ratio: float) -> bool:
         """The budget is spent (a dear first item is evidence enough), unless the items are
-        still warming up: then up to twice the budget (:mod:`.sample_stats`). Warm-up time
-        does not count: any plan pays it."""
+        still warming up or a computing function has few batches past its warm-up: then up
+        to twice the budget (:mod:`.sample_stats`). Warm-up time does not count: any plan
+        pays it."""
         if spent >= self.settings.max_seconds:
             return True
-        n_warm = len(self.per_item) - len(self._steady()[0])
+        n_steady = len(self._steady()[0])
+        n_warm = len(self.per_item) - n_steady
         spent -= sum(t * s for t, s in zip(self.per_item[:n_warm], self.batch_sizes))
         budget = self.budget(ratio)
         if spent >= _WARM_UP_BUDGET_SCALE * budget:
             return True
-        return spent >= budget and not sample_stats.warming(self.per_item, self.batch_sizes)
+        few = n_warm > 0 and n_steady < _MIN_STEADY_BATCHES and ratio >= COMPUTING_CPU_RATIO
+        return spent >= budget and not (few or sample_stats.warming(self.per_item, self.batch_sizes))
 
     def probe(self, free) -> tuple[float | None, str | None]:
         """Run the next items on two threads, if worth it: (speedup, failure)."""
