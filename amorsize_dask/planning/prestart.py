@@ -6,7 +6,8 @@ sample's figures predict enough serial work for a pool to be worth it, the pool 
 a background thread and the sampling goes on; if the plan is not ``processes`` after all,
 the pool is stopped again (it was started for nothing). Only a function that computes is
 bet on: one that waits is for threads, and a pool starting beside the two-thread probe
-would spoil its reading (a 2 ms sleep read 1.15x on two threads instead of ~2x).
+would spoil its reading (a 2 ms sleep read 1.15x on two threads instead of ~2x); the
+probe of a function that computes waits for the start (:meth:`PoolPrestart.wait`).
 A pool that will fork (no other thread busy: :func:`..engines.worker_start.fork_is_safe`)
 is not started early: it starts in ~15 ms after the plan, and a start on another thread
 would have to use the forkserver.
@@ -63,6 +64,14 @@ class PoolPrestart:
         if self._thread is None and item_seconds * self.n_items >= PRESTART_ABOVE_SECONDS:
             self._thread = threading.Thread(target=self._start, name="amorsize-pool-start", daemon=True)
             self._thread.start()
+
+    def wait(self) -> None:
+        """Until the pool started, if it is starting. The two-thread probe waits here: a
+        start beside it takes a core (forkserver: ~65 ms on this 2-core machine), and bench
+        --fresh big-inputs' probe read two threads at 1.00x instead of ~1.9x, then ran on
+        processes at 2-3x the oracle. A process plan needs the pool anyway."""
+        if self._thread is not None:
+            self._thread.join()
 
     def _start(self) -> None:
         try:

@@ -118,6 +118,7 @@ def sample_items(
     parallelism: tuple[int, int] = (1, 1),
     probe_is_free: Callable[[float, float], bool] | None = None,
     on_estimate: Callable[[float, float], None] | None = None,
+    before_probe: Callable[[], None] | None = None,
 ) -> Sample:
     """Time ``func`` on the first items of ``items`` until the budget is spent.
 
@@ -136,7 +137,9 @@ def sample_items(
 
     ``on_estimate(item_seconds, cpu_ratio)`` is told the mean seconds per item and the
     CPU/wall ratio so far after every batch (the planner may start the process pool
-    meanwhile: :mod:`.prestart`).
+    meanwhile: :mod:`.prestart`); ``before_probe()`` is called before the probe runs (the
+    planner waits there for a pool it started: a start beside the probe takes a core from
+    it).
     """
     settings = current(settings)
     timing = _Timing(func, items, n_total, settings, parallelism)
@@ -147,7 +150,7 @@ def sample_items(
     if probe and len(timing.results) < timing.n_avail:
         free = lambda: probe_is_free is not None and (  # noqa: E731
             not picklable or probe_is_free(timing.settled, bytes_in + bytes_out))
-        thread_speedup, thread_failure = timing.probe(free)
+        thread_speedup, thread_failure = timing.probe(free, before_probe)
     profile = Profile(
         n_sampled=len(timing.results),
         item_seconds=timing.settled,
@@ -249,19 +252,21 @@ class _Timing:
         few = n_warm > 0 and n_steady < _MIN_STEADY_BATCHES and ratio >= COMPUTING_CPU_RATIO
         return spent >= budget and not (few or sample_stats.warming(self.per_item, self.batch_sizes))
 
-    def probe(self, free) -> tuple[float | None, str | None]:
+    def probe(self, free, before_probe=None) -> tuple[float | None, str | None]:
         """Run the next items on two threads, if worth it: (speedup, failure)."""
         mean = self.mean
         probe_n, is_free = _probe_size(mean, self.ratio, self.n_total, self.n_avail - len(self.results),
                                        self.budget(self.ratio) - self.wall, free=free)
+        if not probe_n:
+            return None, None
+        if before_probe is not None:
+            before_probe()
         reference = mean
         if is_free:
             # A free probe alone decides threads vs serial, and two threads run a GIL-bound
             # function ~1.2x slower than one: its serial reference is as many items timed
             # just before it, not the sample's mean (inflated by its first, dearer items).
             reference = self.timed(probe_n)
-        if not probe_n:
-            return None, None
         computing = self.ratio >= COMPUTING_CPU_RATIO
         found = probe_threads(self.func, self.items, len(self.results), probe_n, reference, computing=computing)
         self.results.extend(found.results)
