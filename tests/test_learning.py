@@ -491,3 +491,12 @@ def test_a_thread_best_explores_processes_the_cost_model_rates_alike():
     rated = {("threads", 8, 50): 0.25, ("processes", 2, 50): 0.255}
     p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: rated.get(cfg, 0.3))
     assert ((p.engine, p.n_workers, p.chunksize), p.explored) == (("processes", 2, 50), True), p
+
+
+def test_more_threads_than_tasks_is_not_a_neighbour():
+    """bench --fresh big-inputs (100 items on threads 2x50: two tasks) explored threads 4x50
+    and 8x50 on its second and third calls: idle threads, nothing to learn."""
+    steps = exploration.neighbours(("threads", 2, 50), 100, cores=2, max_threads=64)
+    assert not [s for s in steps if s[0] == "threads" and s[1] > -(-100 // s[2])], steps
+    assert ("threads", 4, 25) not in steps and ("threads", 2, 25) in steps
+    assert ("threads", 4, 10) in exploration.neighbours(("threads", 2, 10), 100, cores=2, max_threads=64)

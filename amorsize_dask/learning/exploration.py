@@ -76,7 +76,8 @@ def neighbours(cfg: tuple, n_items: int, *, cores: int, max_threads: int,
             out.append(("threads", workers, chunksize))
     elif engine == "threads":
         for w in (workers // 2, workers * 2):
-            if 2 <= w <= max_threads and w != workers:
+            # More threads than tasks idle (big-inputs, 100 items in 2 tasks, tried 4 and 8).
+            if 2 <= w <= min(max_threads, math.ceil(n_items / chunksize)) and w != workers:
                 out.append((engine, w, chunksize))
         if "processes" in engines and cores >= 2:
             out.append(("processes", max(2, min(workers, cores)), chunksize))
