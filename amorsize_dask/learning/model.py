@@ -17,7 +17,7 @@ did not predict: the learner then lets the planner sample again.
 
 It explores (:mod:`.exploration`): an unmeasured neighbour of the best configuration
 that the cost model predicts much faster is tried at once; otherwise, now and then
-(probability ``1/(observations+1)``, at least ``amorsize.model.explore-probability``), one
+(probability ``1/observations``, at least ``amorsize.model.explore-probability``), one
 it predicts within ``explore-max-slowdown`` of the best; always within ``explore-budget``.
 
 >>> obs = [Observation("w", 1000, 1e-3, "processes", 2, 50, 0.6, 0.0),
