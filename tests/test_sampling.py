@@ -71,13 +71,39 @@ def test_pickled_sizes_are_measured_and_unpicklable_results_noticed():
     assert (none.profile.bytes_in, none.profile.bytes_out, none.profile.picklable) == (0.0, 0.0, True)
 
 
+class Starting:
+    """A pool start the sample reports to (as :class:`~amorsize_dask.planning.prestart.PoolPrestart`)."""
+
+    def __init__(self):
+        self.seen, self.waited = [], 0
+
+    def on_estimate(self, item_seconds, cpu_ratio):
+        self.seen.append((item_seconds, cpu_ratio))
+
+    def wait(self):
+        self.waited += 1
+
+
 def test_the_estimate_is_reported_after_each_batch():
-    seen = []
-    s = sample_items(abs, list(range(5000)), 5000, probe=False,
-                     on_estimate=lambda item_seconds, cpu_ratio: seen.append((item_seconds, cpu_ratio)))
+    start = Starting()
+    s = sample_items(abs, list(range(5000)), 5000, probe=False, pool_start=start)
+    seen = start.seen
+    assert start.waited == 0  # no probe: nothing to wait for
     assert seen and all(t > 0 for t, _ in seen)
     assert seen[-1][0] == s.profile.item_seconds   # the last report is the figure the plan uses
     assert len(seen) <= s.profile.n_sampled
+
+
+def test_the_probe_waits_for_a_starting_pool_first():
+    def spin(x):
+        end = time.perf_counter() + 1e-3
+        while time.perf_counter() < end:
+            pass
+        return x
+
+    start = Starting()
+    s = sample_items(spin, list(range(400)), 400, pool_start=start)
+    assert s.profile.thread_speedup is not None and start.waited == 1
 
 
 def test_a_probe_on_threads_keeps_order_and_reruns_thread_only_failures():

@@ -136,8 +136,7 @@ def _sample(func, items, target, engine: str, early: _EarlyStart) -> Sample:
     probe = target.client is None and engine in ("auto", "threads") and not _known_unsafe(target, engine)
     return sample_items(func, front, n, parallelism=parallelism, probe=probe,
                         probe_is_free=_no_process_plan_wins(target, early.n_front, engine) if probe else None,
-                        on_estimate=early.prestart.on_estimate if early.prestart is not None else None,
-                        before_probe=early.prestart.wait if early.prestart is not None else None)
+                        pool_start=early.prestart)
 
 
 def _known_unsafe(target, engine: str) -> bool:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from ..settings import Settings, current
 from . import pickled, sample_stats, thread_safety
 from .cpu_clock import ThreadClock
 from .thread_probe import ThreadProbe, probe_threads, timed_serially
 
-__all__ = ["COMPUTING_CPU_RATIO", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
+__all__ = ["COMPUTING_CPU_RATIO", "PoolStart", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
 
 # Batches of items timed together when items are too fast for one perf_counter reading
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items).
@@ -100,6 +100,16 @@ class Profile:
         return out
 
 
+class PoolStart(Protocol):
+    """A process pool that may start while the sample runs (:class:`.prestart.PoolPrestart`):
+    told the estimate after every batch, and waited for before the two-thread probe (a
+    start beside the probe takes a core from it)."""
+
+    def on_estimate(self, item_seconds: float, cpu_ratio: float) -> None: ...
+
+    def wait(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Sample:
     """The profile and the results of the sampled items (in order)."""
@@ -117,8 +127,7 @@ def sample_items(
     settings: Settings | None = None,
     parallelism: tuple[int, int] = (1, 1),
     probe_is_free: Callable[[float, float], bool] | None = None,
-    on_estimate: Callable[[float, float], None] | None = None,
-    before_probe: Callable[[], None] | None = None,
+    pool_start: PoolStart | None = None,
 ) -> Sample:
     """Time ``func`` on the first items of ``items`` until the budget is spent.
 
@@ -135,22 +144,20 @@ def sample_items(
     to two threads (then a longer one runs, after a serial reference as long, whenever
     half the items left cover both: see :func:`_probe_size`).
 
-    ``on_estimate(item_seconds, cpu_ratio)`` is told the mean seconds per item and the
-    CPU/wall ratio so far after every batch (the planner may start the process pool
-    meanwhile: :mod:`.prestart`); ``before_probe()`` is called before the probe runs (the
-    planner waits there for a pool it started: a start beside the probe takes a core from
-    it).
+    ``pool_start.on_estimate(item_seconds, cpu_ratio)`` is told the mean seconds per item
+    and the CPU/wall ratio so far after every batch (the planner may start the process
+    pool meanwhile: :mod:`.prestart`); ``pool_start.wait()`` is called before the probe runs.
     """
     settings = current(settings)
     timing = _Timing(func, items, n_total, settings, parallelism)
-    timing.run_serially(on_estimate)
+    timing.run_serially(pool_start.on_estimate if pool_start is not None else None)
     travel = pickled.measure(items, timing.results, settings.pickle_items)
     bytes_in, bytes_out, picklable = travel.bytes_in, travel.bytes_out, travel.picklable
     thread_speedup = thread_failure = None
     if probe and len(timing.results) < timing.n_avail:
         free = lambda: probe_is_free is not None and (  # noqa: E731
             not picklable or probe_is_free(timing.settled, bytes_in + bytes_out))
-        thread_speedup, thread_failure = timing.probe(free, before_probe)
+        thread_speedup, thread_failure = timing.probe(free, pool_start.wait if pool_start is not None else None)
     profile = Profile(
         n_sampled=len(timing.results),
         item_seconds=timing.settled,
