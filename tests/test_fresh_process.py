@@ -266,3 +266,13 @@ def test_bench_fresh_times_the_oracles_configuration_as_a_first_call(tmp_path):
     text = render([row])
     assert "oracle-first: geometric mean 1.500" in text
     assert "ours over oracle-first (what planning costs a first call): geometric mean 1.500" in text
+
+
+def test_bench_fresh_warm_calls_run_before_the_oracles_pools_exist():
+    """The warm figure is a user's third call: the oracle's pools (threads alive: no fork)
+    start after our calls, or our pools would use the forkserver as no script's do."""
+    from amorsize_dask.bench.fresh import script_for
+
+    text = script_for("short-cpu", "warm", 0.05, ("processes", 2, 5))
+    assert text.index("outcome = run_map(func, items)") < text.index("oracle = Oracle(cpu_count())")
+    assert text.index("ad.map(func, items)") < text.index("oracle = Oracle(")
