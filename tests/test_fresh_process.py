@@ -266,6 +266,7 @@ def test_bench_fresh_times_the_oracles_configuration_as_a_first_call(tmp_path):
     text = render([row])
     assert "oracle-first: geometric mean 1.500" in text
     assert "ours over oracle-first (what planning costs a first call): geometric mean 1.500" in text
+    assert "best first call measured (of serial, Pool, oracle-first, per family): geometric mean 1.500" in text
 
 
 def test_bench_fresh_warm_calls_run_before_the_oracles_pools_exist():
