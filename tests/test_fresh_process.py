@@ -277,3 +277,62 @@ def test_bench_fresh_warm_calls_run_before_the_oracles_pools_exist():
     text = script_for("short-cpu", "warm", 0.05, ("processes", 2, 5))
     assert text.index("outcome = run_map(func, items)") < text.index("oracle = Oracle(cpu_count())")
     assert text.index("ad.map(func, items)") < text.index("oracle = Oracle(")
+
+
+CTRL_C_WHILE_STARTING = textwrap.dedent("""
+    import hashlib, json, os, signal, threading
+    import psutil
+    from amorsize_dask.engines import shared_engine
+    from amorsize_dask.mapping import run_map
+    from amorsize_dask.planning import overheads, prestart
+    from amorsize_dask.target.target import Target
+
+    _BLOCK = bytes(range(256)) * 8192
+
+    def sha(x):  # ~1.3 ms in C with the GIL released: the pool starts while sampling
+        return hashlib.sha256(_BLOCK).hexdigest()[:8] + str(x)
+
+    # Ctrl-C exactly while the probe waits for the starting pool.
+    waits, _wait = [], prestart.PoolPrestart.wait
+    def wait(self):
+        starting = self._thread is not None and self._thread.is_alive()
+        waits.append({"starting": starting, "children": [p.pid for p in psutil.Process().children(recursive=True)]})
+        threading.Timer(0.002, os.kill, (os.getpid(), signal.SIGINT)).start()  # inside the join
+        return _wait(self)
+    prestart.PoolPrestart.wait = wait
+
+    if __name__ == "__main__":
+        Target.local(sha).overheads(measure_now=True)
+        overheads.run_later()
+        assert overheads.join_background(120)
+        shared_engine().shutdown()
+        try:
+            run_map(sha, range(400))
+            print(json.dumps({"interrupted": False, "waits": waits}), flush=True)
+        except KeyboardInterrupt:
+            print(json.dumps({"interrupted": True, "waits": waits}), flush=True)
+            raise
+""")
+
+
+def test_ctrl_c_while_the_probe_waits_for_a_starting_pool_leaves_nothing_running(tmp_path):
+    """The probe waits for a pool starting on another thread (a forkserver start); Ctrl-C
+    as it waits (or just after: the start may be almost done by then) ends the script and
+    every process the start spawned."""
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_WHILE_STARTING)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training"),
+           "DASK_AMORSIZE__START_METHOD": "forkserver"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=env)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["interrupted"] and done.returncode != 0, (report, done.stderr[-2000:])
+    (waited,) = report["waits"]
+    assert waited["starting"], "the pool had started before the probe: nothing was waited for"
+    gone = []
+    for pid in waited["children"]:
+        try:
+            gone.append(psutil.Process(pid).wait(timeout=15) is not None or True)
+        except psutil.NoSuchProcess:
+            gone.append(True)
+    assert all(gone)
