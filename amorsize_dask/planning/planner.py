@@ -106,6 +106,12 @@ class _EarlyStart:
     def pool_started(self, n_workers: int) -> bool:
         return self.prestart is not None and self.prestart.started and n_workers == self.prestart.n_workers
 
+    def costed(self, overheads: Overheads, n_workers: int) -> Overheads:
+        """``overheads`` with the start a prestarted pool has left (none once it is up)."""
+        if not self.pool_started(n_workers):
+            return overheads
+        return dataclasses.replace(overheads, start_seconds=self.prestart.start_left(overheads.start_seconds))
+
     def abandon(self) -> None:
         if self.spec is not None:
             self.spec.cancel()
@@ -201,8 +207,8 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
         reasons.append("the function cannot be pickled: processes ruled out")
     workers = n_workers or target.cores
     ranked = cost_model.rank(
-        prof, n_rest, overheads, cores=target.cores,
-        pool_warm=target.pool_warm(workers) or early.pool_started(workers),
+        prof, n_rest, early.costed(overheads, workers), cores=target.cores,
+        pool_warm=target.pool_warm(workers),
         engines=engines, n_workers=n_workers, chunksize=chunksize,
         max_threads=config.get("planner.max-threads"),
         memory_limit=machine.available_memory() * config.get("planner.memory-fraction"),

@@ -20,6 +20,7 @@ False
 from __future__ import annotations
 
 import threading
+import time
 
 from ..engines import shared_engine
 from .sampling import COMPUTING_CPU_RATIO
@@ -39,6 +40,7 @@ class PoolPrestart:
         self.n_workers = n_workers
         self.n_items = n_items
         self._thread: threading.Thread | None = None
+        self._started_at = 0.0
 
     @classmethod
     def for_call(cls, target, engine: str, n_items: int) -> "PoolPrestart | None":
@@ -63,7 +65,16 @@ class PoolPrestart:
             return
         if self._thread is None and item_seconds * self.n_items >= PRESTART_ABOVE_SECONDS:
             self._thread = threading.Thread(target=self._start, name="amorsize-pool-start", daemon=True)
+            self._started_at = time.perf_counter()
             self._thread.start()
+
+    def start_left(self, start_seconds: float) -> float:
+        """What is left of a start of ``start_seconds`` begun meanwhile (0 once it is done).
+        A plan that counted a starting pool as running chose it for bench --fresh tiny with
+        the forkserver (~70 ms of work serially) and waited for its start: 120 ms."""
+        if self._thread is None or not self._thread.is_alive():
+            return 0.0
+        return max(0.0, start_seconds - (time.perf_counter() - self._started_at))
 
     def wait(self) -> None:
         """Until the pool started, if it is starting. The two-thread probe waits here: a
