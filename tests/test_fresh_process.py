@@ -145,15 +145,23 @@ PRESTART_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _prestart(tmp_path, func, start_method="forkserver"):
-    script = tmp_path / "prestart.py"
-    script.write_text(PRESTART_SCRIPT)
+def _run_reporting(tmp_path, text: str, *args, start_method="forkserver"):
+    """Run a script that prints a JSON report as its last line: (report, the finished process)."""
+    script = tmp_path / "script.py"
+    script.write_text(text)
     env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training"),
            "DASK_AMORSIZE__START_METHOD": start_method}
-    done = subprocess.run([sys.executable, str(script), func], capture_output=True, text=True, timeout=180,
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=180,
                           env=env, cwd=tmp_path)
+    lines = done.stdout.strip().splitlines()
+    assert lines, done.stderr
+    return json.loads(lines[-1]), done
+
+
+def _prestart(tmp_path, func, start_method="forkserver"):
+    report, done = _run_reporting(tmp_path, PRESTART_SCRIPT, func, start_method=start_method)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return report
 
 
 def test_the_pool_starts_while_sampling_when_the_work_may_pay_for_it(tmp_path):
@@ -319,13 +327,7 @@ def test_ctrl_c_while_the_probe_waits_for_a_starting_pool_leaves_nothing_running
     """The probe waits for a pool starting on another thread (a forkserver start); Ctrl-C
     as it waits (or just after: the start may be almost done by then) ends the script and
     every process the start spawned."""
-    script = tmp_path / "ctrl_c.py"
-    script.write_text(CTRL_C_WHILE_STARTING)
-    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training"),
-           "DASK_AMORSIZE__START_METHOD": "forkserver"}
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path, env=env)
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report, done = _run_reporting(tmp_path, CTRL_C_WHILE_STARTING)
     assert report["interrupted"] and done.returncode != 0, (report, done.stderr[-2000:])
     (waited,) = report["waits"]
     assert waited["starting"], "the pool had started before the probe: nothing was waited for"
@@ -366,12 +368,6 @@ def test_a_pool_still_starting_is_costed_by_the_start_it_has_left(tmp_path):
     ~70 ms serially. Its slow first items started the pool while sampling, the plan costed
     that pool as running (no start) and ran on it: 120 ms, the start's ~65 ms included.
     A pool that has begun starting is costed by what is left of its start."""
-    script = tmp_path / "still_starting.py"
-    script.write_text(STILL_STARTING)
-    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training"),
-           "DASK_AMORSIZE__START_METHOD": "forkserver"}
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
-                          cwd=tmp_path, env=env)
+    report, done = _run_reporting(tmp_path, STILL_STARTING)
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["engine"] == "serial", report["plan"]
