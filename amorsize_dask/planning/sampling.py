@@ -149,15 +149,15 @@ def sample_items(
     pool meanwhile: :mod:`.prestart`); ``pool_start.wait()`` is called before the probe runs.
     """
     settings = current(settings)
-    timing = _Timing(func, items, n_total, settings, parallelism)
-    timing.run_serially(pool_start.on_estimate if pool_start is not None else None)
+    timing = _Timing(func, items, n_total, settings, parallelism, pool_start)
+    timing.run_serially()
     travel = pickled.measure(items, timing.results, settings.pickle_items)
     bytes_in, bytes_out, picklable = travel.bytes_in, travel.bytes_out, travel.picklable
     thread_speedup = thread_failure = None
     if probe and len(timing.results) < timing.n_avail:
         free = lambda: probe_is_free is not None and (  # noqa: E731
             not picklable or probe_is_free(timing.settled, bytes_in + bytes_out))
-        thread_speedup, thread_failure = timing.probe(free, pool_start.wait if pool_start is not None else None)
+        thread_speedup, thread_failure = timing.probe(free)
     profile = Profile(
         n_sampled=len(timing.results),
         item_seconds=timing.settled,
@@ -177,9 +177,10 @@ def sample_items(
 class _Timing:
     """The items timed so far: their results, and seconds per item of each batch."""
 
-    def __init__(self, func, items, n_total: int, settings: Settings, parallelism: tuple[int, int]):
+    def __init__(self, func, items, n_total: int, settings: Settings, parallelism: tuple[int, int],
+                 pool_start: PoolStart | None = None):
         self.func, self.items, self.n_total = func, items, n_total
-        self.settings, self.parallelism = settings, parallelism
+        self.settings, self.parallelism, self.pool_start = settings, parallelism, pool_start
         self.n_avail = min(len(items), n_total)
         self.results: list = []
         self.per_item: list[float] = []  # seconds per item of each timed batch
@@ -227,7 +228,7 @@ class _Timing:
         self.batch_sizes.append(n)
         return per_item
 
-    def run_serially(self, on_estimate) -> None:
+    def run_serially(self) -> None:
         """Time batches (doubling while too fast to read) until the budget is spent."""
         batch = 1
         with self.clock:
@@ -235,8 +236,8 @@ class _Timing:
                 size = min(batch, len(self.items) - len(self.results))
                 elapsed = self.timed(size) * size
                 spent, ratio = time.perf_counter() - self.wall_start, self.clock.cpu_ratio()
-                if on_estimate is not None:
-                    on_estimate(self.settled, ratio)
+                if self.pool_start is not None:
+                    self.pool_start.on_estimate(self.settled, ratio)
                 if self._spent_enough(spent, ratio):
                     break
                 if elapsed < _MIN_BATCH_SECONDS:
@@ -259,15 +260,15 @@ class _Timing:
         few = n_warm > 0 and n_steady < _MIN_STEADY_BATCHES and ratio >= COMPUTING_CPU_RATIO
         return spent >= budget and not (few or sample_stats.warming(self.per_item, self.batch_sizes))
 
-    def probe(self, free, before_probe=None) -> tuple[float | None, str | None]:
+    def probe(self, free) -> tuple[float | None, str | None]:
         """Run the next items on two threads, if worth it: (speedup, failure)."""
         mean = self.mean
         probe_n, is_free = _probe_size(mean, self.ratio, self.n_total, self.n_avail - len(self.results),
                                        self.budget(self.ratio) - self.wall, free=free)
         if not probe_n:
             return None, None
-        if before_probe is not None:
-            before_probe()
+        if self.pool_start is not None:
+            self.pool_start.wait()
         reference = mean
         if is_free:
             # A free probe alone decides threads vs serial, and two threads run a GIL-bound
