@@ -103,12 +103,10 @@ class _EarlyStart:
         prestart = PoolPrestart.for_call(target, engine, len(items)) if spec is None else None
         return cls(spec, prestart, len(items))
 
-    def pool_started(self, n_workers: int) -> bool:
-        return self.prestart is not None and self.prestart.started and n_workers == self.prestart.n_workers
-
     def costed(self, overheads: Overheads, n_workers: int) -> Overheads:
-        """``overheads`` with the start a prestarted pool has left (none once it is up)."""
-        if not self.pool_started(n_workers):
+        """``overheads`` with the start a prestarted pool of ``n_workers`` has left (none once
+        it is up)."""
+        if self.prestart is None or not self.prestart.started or n_workers != self.prestart.n_workers:
             return overheads
         return dataclasses.replace(overheads, start_seconds=self.prestart.start_left(overheads.start_seconds))
 
