@@ -251,8 +251,8 @@ def render(rows: list[dict]) -> str:
     def cell(value):
         return "-" if value is None else f"{value:.2f}"
 
-    headers = ["family", "oracle s", "oracle config", "serial", "Pool", "joblib", "ours", "ours-noguard",
-               "oracle-first", "our plan", "warm paired", "warm strict", "warm plan"]
+    headers = ["family", "oracle s", "oracle config", *FIRST_CALL_TOOLS, "our plan", "warm paired", "warm strict",
+               "warm plan"]
     table = [[r["family"], f"{r['oracle']:.3f}", r["oracle_config"], *(cell(ratio(r, t)) for t in FIRST_CALL_TOOLS),
               r["ours_plan"], cell(r["warm_paired"]), cell(ratio(r, "warm")), r["warm_plan"]] for r in rows]
     lines = [format_table(headers, table), "",
