@@ -254,9 +254,7 @@ def plan_call(func, items, target: "Target", *, engine, n_workers, chunksize, ex
     t0 = time.perf_counter()
     learned = None
     if engine != "serial" and n_workers is None and chunksize is None and len(items):
-        learned = target.learned_plan(len(items), explore=explore)
-        if learned is not None and learned.explored and engine not in ("auto", learned.engine):
-            learned = target.learned_plan(len(items), explore=False)  # explore within the engine only
+        learned = target.learned_plan(len(items), explore=explore, engine=engine)
         if learned is not None and engine not in ("auto", learned.engine):
             learned = None  # the model's best is another engine than the one asked for: sample
         if learned is not None and not _threads_allowed(target, learned):

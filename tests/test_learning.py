@@ -7,10 +7,12 @@ import warnings
 import pytest
 
 import amorsize_dask as ad
+from amorsize_dask.engines import get_engine, shared_engine
 from amorsize_dask.learning import exploration, model
 from amorsize_dask.learning.learner import get_learner
-from amorsize_dask.mapping import run_map
+from amorsize_dask.mapping import plan_call, run_map
 from amorsize_dask.learning.store import TrainingStore
+from amorsize_dask.planning import overheads
 from amorsize_dask.settings import Settings
 from tests.helpers.funcs import CallLog, read_calls, spin
 
@@ -47,6 +49,29 @@ def test_a_fixed_engine_learns_only_from_its_own_runs(tmp_path):
     assert other.source == "sample" and other.engine == "processes"  # no processes run measured yet
     fixed = run_map(spin, range(300), training_dir=tmp_path, engine="threads", n_workers=2, chunksize=7).plan
     assert (fixed.source, fixed.n_workers, fixed.chunksize) == ("default", 2, 7)
+
+
+def test_a_fixed_engine_does_not_explore_from_another_engine_s_best(tmp_path):
+    # CI flake (session 11): three thread runs, then engine="processes" was planned by
+    # the model — an exploration of processes from the threads best, never measured.
+    from amorsize_dask.target.target import Target
+
+    target = Target.local(spin, tmp_path)
+    # The cost model vets explorations: it needs this machine's overheads measured.
+    overheads.get(target.fingerprint.id, lambda: overheads.measure_local(shared_engine(), get_engine("threads"), 2))
+    features = {"n_items": 300, "n_sampled": 0, "item_seconds": 2e-3, "cpu_ratio": 1.0, "item_cv": 0.0,
+                "bytes_in": 12.0, "bytes_out": 13.0}
+    for _ in range(3):  # two threads as slow as serial: processes are promising (exploration.promising)
+        get_learner(tmp_path).record(
+            fingerprint=target.fingerprint.id, fingerprint_fields=target.fingerprint.as_dict(),
+            workload=target.workload, function="spin", features=features, engine="threads", n_workers=2,
+            chunksize=150, source="model", wall_seconds=0.6, compute_seconds=0.6)
+    explored = target.learned_plan(300)
+    assert (explored.engine, explored.explored) == ("processes", True)  # what auto would try next
+    fixed = plan_call(spin, list(range(300)), target, engine="processes", n_workers=None, chunksize=None).plan
+    assert fixed.source == "sample", fixed.explain()
+    threads = plan_call(spin, list(range(300)), target, engine="threads", n_workers=None, chunksize=None).plan
+    assert (threads.source, threads.engine) == ("model", "threads")
 
 
 def _obs(n, engine, w, c, seconds, t=0.0):

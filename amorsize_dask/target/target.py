@@ -149,14 +149,16 @@ class Target:
 
         return overheads.get(fp, lambda: overheads.measure_cluster(DaskEngine(self.client), self.cores))
 
-    def learned_plan(self, n_items: int, explore: bool = True) -> Plan | None:
+    def learned_plan(self, n_items: int, explore: bool = True, engine: str = "auto") -> Plan | None:
         """A ``source="model"`` plan when the model is confident, else None (then: sample).
 
         On a cluster whose scheduler runs the amorsize plugin, the plugin's model answers.
+        An exploration is kept only where ``func`` may run and, for an ``engine`` the caller
+        fixed, only from a best measured on that engine to another configuration of it.
         """
         pred = self._any_prediction(n_items, explore)
-        if pred is not None and pred.explored and pred.engine not in self.auto_engines():
-            pred = self._any_prediction(n_items, False)  # explore only where func may run
+        if pred is not None and pred.explored and not self._may_explore(pred, engine):
+            pred = self._any_prediction(n_items, False)
         if pred is not None and pred.engine not in self.auto_engines():
             return None  # measured runs in this process (opted in then), not allowed now: sample
         if pred is None or pred.confidence < config.get("model.min-confidence"):
@@ -184,6 +186,12 @@ class Target:
             explored=pred.explored,
             reasons=tuple(reasons),
         )
+
+    def _may_explore(self, pred, engine: str) -> bool:
+        if pred.engine not in self.auto_engines():
+            return False
+        best_engine = (pred.best_config or (pred.engine,))[0]
+        return engine == "auto" or pred.engine == best_engine == engine
 
     def _any_prediction(self, n_items: int, explore: bool):
         pred = self._plugin_prediction(n_items, explore)
