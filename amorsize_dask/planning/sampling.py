@@ -23,7 +23,8 @@ from .thread_probe import ThreadProbe, probe_threads, timed_serially
 __all__ = ["COMPUTING_CPU_RATIO", "PoolStart", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
 
 # Batches of items timed together when items are too fast for one perf_counter reading
-# to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items).
+# to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items); the sample
+# goes on until one batch took this long (a script's first call of a 1 us method read 3-11 us).
 _MIN_BATCH_SECONDS = 50e-6
 COMPUTING_CPU_RATIO = 0.8  # and above, a function computes (pure Python reads 0.98-1.02 quiet)
 # Below this CPU/wall ratio a function waits and is not probed (it cost bench family io-wait
@@ -248,9 +249,12 @@ class _Timing:
         """The budget is spent (a dear first item is evidence enough), unless the items are
         still warming up or a computing function has few batches past its warm-up: then up
         to twice the budget (:mod:`.sample_stats`). Warm-up time does not count: any plan
-        pays it."""
+        pays it. Nor is it spent before one batch was long enough to read: a cheap job's
+        budget is smaller than one first call (its results are kept: sampling on is free)."""
         if spent >= self.settings.max_seconds:
             return True
+        if all(t * s < _MIN_BATCH_SECONDS for t, s in zip(self.per_item, self.batch_sizes)):
+            return False
         n_steady = len(self._steady()[0])
         n_warm = len(self.per_item) - n_steady
         spent -= sum(t * s for t, s in zip(self.per_item[:n_warm], self.batch_sizes))
