@@ -47,10 +47,11 @@ def age_segments(directory: pathlib.Path, seconds: float = 3600) -> None:
 
 @pytest.fixture(scope="module")
 def training_dir(tmp_path_factory):
-    """A training directory with 3 runs of ``square`` and 2 of ``spin``."""
+    """A training directory with 3 runs of ``square`` and 2 of ``spin`` (20,000 items: a few
+    thousand of ``square`` may all be computed while sampling, and such a run predicts nothing)."""
     path = tmp_path_factory.mktemp("training")
     for func in (square, square, square, spin, spin):
-        assert amorsize_dask.map(func, range(200), training_dir=path) == [func(x) for x in range(200)]
+        assert amorsize_dask.map(func, range(20000), training_dir=path) == [func(x) for x in range(20000)]
     return path
 
 
@@ -125,7 +126,7 @@ def test_stats_accuracy_matches_the_records(training_dir):
 
     records = TrainingStore(training_dir).records()
     errors = [abs(r["predicted_seconds"] - r["wall_seconds"]) / r["wall_seconds"]
-              for r in records if r["predicted_seconds"] is not None
+              for r in records if r["predicted_seconds"]  # 0: every item computed while sampling
               and r["plan"]["source"] == "sample"]
     n, median, p90 = report.prediction_accuracy(records)["sample"]
     assert n == len(errors)

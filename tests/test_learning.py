@@ -218,7 +218,9 @@ def test_cost_per_item_that_changes_between_runs_is_noticed_and_replanned(tmp_pa
     store = tmp_path / "store"
     # The process pool started once (a cold start is not what this test is about).
     run_map(abs, range(8), engine="processes", n_workers=2, chunksize=4, learn=False)
-    first = run_map(busy, [0.0] * 400, training_dir=store)
+    # 5 us items: 400 of 0 us would all be computed while sampling, and the model would
+    # have no serial plan to repeat.
+    first = run_map(busy, [5e-6] * 400, training_dir=store)
     assert first.plan.engine == "serial", first.plan.explain()
     plans = [run_map(busy, [0.003] * 400, training_dir=store).plan for _ in range(3)]
     assert plans[-1].engine != "serial", [p.explain() for p in plans]

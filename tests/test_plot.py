@@ -74,7 +74,7 @@ def test_plot_bench_of_nothing_is_an_error(tmp_path):
 
 def test_plot_predictions_of_real_records(tmp_path):
     for _ in range(3):
-        amorsize_dask.map(square, range(200), training_dir=tmp_path / "t")
+        amorsize_dask.map(square, range(20000), training_dir=tmp_path / "t")  # 200 are all sampled
     records = TrainingStore(tmp_path / "t").records()
     assert prediction_pairs(records)
     out = plot_predictions(records, tmp_path / "pred.png")
