@@ -168,7 +168,7 @@ class ProcessEngine(Engine):
             barrier = ctx.Barrier(n_workers)
             pool = ProcessPoolExecutor(
                 n_workers, mp_context=ctx, initializer=process_worker.initialize_worker,
-                initargs=(barrier, dict(os.environ)),
+                initargs=(barrier, dict(os.environ), config.get_bytes("worker-heap-pad")),
             )
         except OSError as exc:
             raise WorkerStartError(exc) from exc

@@ -60,3 +60,21 @@ class DieOnce:
             open(self.marker, "w").close()
             os._exit(1)
         return x * 10
+
+
+def heap_top_after_freeing(nbytes):
+    """Allocate and free ``nbytes`` three times here; then the free bytes glibc keeps at
+    the top of this process's heap (``mallinfo2().keepcost``)."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+            "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    for _ in range(3):
+        block = bytearray(nbytes)
+        del block
+    return libc.mallinfo2().keepcost
