@@ -3,6 +3,7 @@
 faulted in again each time; the caller's own allocator is left alone."""
 
 import ctypes
+import json
 import os
 
 import dask
@@ -11,6 +12,7 @@ import pytest
 from amorsize_dask.engines.process_worker import keep_heap_pad
 from amorsize_dask.engines.processes import ProcessEngine
 from tests.helpers.funcs import heap_top_after_freeing
+from tests.helpers.scripts import run_script
 
 MIB = 1 << 20
 
@@ -41,11 +43,43 @@ def test_a_worker_keeps_the_configured_pad_at_its_heap_top():
     assert _heap_top_in_a_worker("4 MiB") >= 3.5 * MIB
 
 
-def test_a_pad_of_zero_leaves_the_allocator_alone():
-    assert _heap_top_in_a_worker(0) < 3 * MIB  # glibc's own: a few hundred KiB here
+SCRIPT = """
+import ctypes, json
+
+import amorsize_dask as ad
 
 
-def test_the_caller_s_allocator_is_not_changed():
-    ProcessEngine().shutdown()
-    assert heap_top_after_freeing(800_000) < 3 * MIB
+def heap_top_after_freeing(nbytes):
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+            "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    for _ in range(3):
+        block = bytearray(nbytes)
+        del block
+    return libc.mallinfo2().keepcost
+
+
+if __name__ == "__main__":
+    workers = ad.map(heap_top_after_freeing, [800_000] * 2, engine="processes", n_workers=2, chunksize=1)
+    print(json.dumps({"workers": workers, "caller": heap_top_after_freeing(800_000)}))
+"""
+
+
+def test_a_user_script_s_workers_get_the_pad_and_the_script_keeps_its_allocator(tmp_path):
+    done = run_script(tmp_path, SCRIPT)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert min(found["workers"]) >= 15 * MIB  # the function travelled by value from __main__
+    assert found["caller"] < 3 * MIB  # glibc's own in the script's process
     assert keep_heap_pad(0) is False
+
+
+def test_a_pad_of_zero_leaves_the_workers_allocator_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASK_AMORSIZE__WORKER_HEAP_PAD", "0")
+    done = run_script(tmp_path, SCRIPT)
+    assert done.returncode == 0, done.stderr
+    assert max(json.loads(done.stdout.strip().splitlines()[-1])["workers"]) < 3 * MIB  # glibc's own
