@@ -188,6 +188,7 @@ class Target:
         )
 
     def _may_explore(self, pred, engine: str) -> bool:
+        """May the exploration ``pred`` be tried for a call that asked for ``engine``?"""
         if pred.engine not in self.auto_engines():
             return False
         best_engine = (pred.best_config or (pred.engine,))[0]
