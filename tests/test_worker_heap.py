@@ -3,6 +3,7 @@
 faulted in again each time; the caller's own allocator is left alone."""
 
 import ctypes
+import inspect
 import json
 import os
 
@@ -43,25 +44,8 @@ def test_a_worker_keeps_the_configured_pad_at_its_heap_top():
     assert _heap_top_in_a_worker("4 MiB") >= 3.5 * MIB
 
 
-SCRIPT = """
-import ctypes, json
-
-import amorsize_dask as ad
-
-
-def heap_top_after_freeing(nbytes):
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-            "keepcost")]
-
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = MallInfo2
-    for _ in range(3):
-        block = bytearray(nbytes)
-        del block
-    return libc.mallinfo2().keepcost
-
+# A user's script: the helper's source, defined in its __main__ (it travels by value).
+SCRIPT = "import json\n\nimport amorsize_dask as ad\n\n\n" + inspect.getsource(heap_top_after_freeing) + """
 
 if __name__ == "__main__":
     workers = ad.map(heap_top_after_freeing, [800_000] * 2, engine="processes", n_workers=2, chunksize=1)
