@@ -275,6 +275,7 @@ def test_bench_fresh_times_the_oracles_configuration_as_a_first_call(tmp_path):
     assert "oracle-first: geometric mean 1.500" in text
     assert "ours over oracle-first (what planning costs a first call): geometric mean 1.500" in text
     assert "best first call measured (of serial, Pool, oracle-first, per family): geometric mean 1.500" in text
+    assert "warm paired: geometric mean 1.000, worst 1.00; warm strict: geometric mean 1.050, worst 1.05" in text
 
 
 def test_bench_fresh_warm_calls_run_before_the_oracles_pools_exist():
