@@ -44,6 +44,16 @@ def test_a_worker_keeps_the_configured_pad_at_its_heap_top():
     assert _heap_top_in_a_worker("4 MiB") >= 3.5 * MIB
 
 
+def test_a_negative_pad_is_an_error_naming_it():
+    engine = ProcessEngine()
+    try:
+        with dask.config.set({"amorsize.worker-heap-pad": -5}):
+            with pytest.raises(ValueError, match=r"worker-heap-pad=-5 is negative; use 0"):
+                engine.run(abs, [-1, -2], n_workers=2, chunksize=1)
+    finally:
+        engine.shutdown()
+
+
 # A user's script: the helper's source, defined in its __main__ (it travels by value).
 SCRIPT = "import json\n\nimport amorsize_dask as ad\n\n\n" + inspect.getsource(heap_top_after_freeing) + """
 

@@ -60,6 +60,15 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+def _heap_pad() -> int:
+    """``amorsize.worker-heap-pad`` in bytes (a ValueError naming a negative one)."""
+    pad = config.get_bytes("worker-heap-pad")
+    if pad < 0:
+        raise ValueError(f"dask config amorsize.worker-heap-pad={config.get('worker-heap-pad')!r} is negative; "
+                         "use 0 (glibc's default) or a size such as '16 MiB'")
+    return pad
+
+
 def _processes_of(executor: ProcessPoolExecutor) -> list:
     """The worker processes an executor has started so far."""
     return list((getattr(executor, "_processes", None) or {}).values())
@@ -168,7 +177,7 @@ class ProcessEngine(Engine):
             barrier = ctx.Barrier(n_workers)
             pool = ProcessPoolExecutor(
                 n_workers, mp_context=ctx, initializer=process_worker.initialize_worker,
-                initargs=(barrier, dict(os.environ), config.get_bytes("worker-heap-pad")),
+                initargs=(barrier, dict(os.environ), _heap_pad()),
             )
         except OSError as exc:
             raise WorkerStartError(exc) from exc
