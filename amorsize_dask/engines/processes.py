@@ -169,6 +169,7 @@ class ProcessEngine(Engine):
 
     def _start(self, n_workers: int) -> ProcessPoolExecutor:
         t0 = time.perf_counter()
+        heap_pad = _heap_pad()  # a bad setting fails before anything starts
         method = self.next_start_method()
         ctx = slim_context(method)
         if method == "forkserver":
@@ -177,7 +178,7 @@ class ProcessEngine(Engine):
             barrier = ctx.Barrier(n_workers)
             pool = ProcessPoolExecutor(
                 n_workers, mp_context=ctx, initializer=process_worker.initialize_worker,
-                initargs=(barrier, dict(os.environ), _heap_pad()),
+                initargs=(barrier, dict(os.environ), heap_pad),
             )
         except OSError as exc:
             raise WorkerStartError(exc) from exc
