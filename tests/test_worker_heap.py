@@ -5,12 +5,11 @@ faulted in again each time; the caller's own allocator is left alone."""
 import ctypes
 import inspect
 import json
-import os
 
 import dask
 import pytest
 
-from amorsize_dask.engines.process_worker import keep_heap_pad
+from amorsize_dask.engines.process_worker import _glibc, keep_heap_pad
 from amorsize_dask.engines.processes import ProcessEngine
 from tests.helpers.funcs import heap_top_after_freeing
 from tests.helpers.scripts import run_script
@@ -19,10 +18,7 @@ MIB = 1 << 20
 
 
 def _has_mallinfo2() -> bool:
-    try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc") and hasattr(ctypes.CDLL(None), "mallinfo2")
-    except (ValueError, OSError, AttributeError):
-        return False
+    return _glibc() and hasattr(ctypes.CDLL(None), "mallinfo2")
 
 
 pytestmark = pytest.mark.skipif(not _has_mallinfo2(), reason="glibc >= 2.33 (mallinfo2) only")

@@ -251,6 +251,9 @@ def render(rows: list[dict]) -> str:
     def cell(value):
         return "-" if value is None else f"{value:.2f}"
 
+    def spread(values):
+        return f"geometric mean {geometric_mean(values):.3f}, worst {max(values):.2f}"
+
     headers = ["family", "oracle s", "oracle config", *FIRST_CALL_TOOLS, "our plan", "warm paired", "warm strict",
                "warm plan"]
     table = [[r["family"], f"{r['oracle']:.3f}", r["oracle_config"], *(cell(ratio(r, t)) for t in FIRST_CALL_TOOLS),
@@ -262,11 +265,10 @@ def render(rows: list[dict]) -> str:
     for tool in FIRST_CALL_TOOLS:
         values = [ratio(r, tool) for r in rows if r.get(tool) is not None]
         if values:
-            lines.append(f"{tool}: geometric mean {geometric_mean(values):.3f}, worst {max(values):.2f}")
+            lines.append(f"{tool}: {spread(values)}")
     planning = [r["ours"] / r["oracle-first"] for r in rows if r.get("oracle-first")]
     if planning:
-        lines.append(f"ours over oracle-first (what planning costs a first call): geometric mean "
-                     f"{geometric_mean(planning):.3f}, worst {max(planning):.2f}")
+        lines.append(f"ours over oracle-first (what planning costs a first call): {spread(planning)}")
     # The warm oracle's configuration is not always the best first call (a pandas groupby:
     # processes warm, serial in a fresh interpreter): the best of the first calls measured.
     best_first = [min(r[t] for t in ("serial", "Pool", "oracle-first") if r.get(t) is not None) / r["oracle"]
@@ -274,10 +276,8 @@ def render(rows: list[dict]) -> str:
     if best_first:
         lines.append(f"best first call measured (of serial, Pool, oracle-first, per family): geometric mean "
                      f"{geometric_mean(best_first):.3f}")
-    strict = [ratio(r, "warm") for r in rows]
-    lines.append(f"warm paired: geometric mean {geometric_mean([r['warm_paired'] for r in rows]):.3f}, "
-                 f"worst {max(r['warm_paired'] for r in rows):.2f}; warm strict: geometric mean "
-                 f"{geometric_mean(strict):.3f}, worst {max(strict):.2f}")
+    lines.append(f"warm paired: {spread([r['warm_paired'] for r in rows])}; "
+                 f"warm strict: {spread([ratio(r, 'warm') for r in rows])}")
     for tool in ("ours", "ours-noguard"):
         behind = [r["family"] for r in rows if r.get(tool) is not None
                   and r[tool] > 1.10 * min(v for v in (r.get("serial"), r.get("Pool")) if v is not None)]
