@@ -269,13 +269,27 @@ def test_bench_fresh_times_the_oracles_configuration_as_a_first_call(tmp_path):
         found = json.loads(done.stdout.strip().splitlines()[-1])
         assert found["seconds"] > 0 and found["loaded"] == [], (config, found)
     row = dict(family="short-cpu", oracle=0.02, oracle_config="processes 2x5", serial=0.04, Pool=0.05, joblib=None,
-               ours=0.045, **{"ours-noguard": 0.046, "oracle-first": 0.03}, ours_plan="processes 2x5",
-               warm_paired=1.0, warm=0.021, warm_plan="processes 2x5")
+               ours=0.045, **{"ours-noguard": 0.046, "oracle-first": 0.03, "ours-again": 0.025},
+               ours_plan="processes 2x5", again_plan="processes 2x5", warm_paired=1.0, warm=0.021,
+               warm_plan="processes 2x5")
     text = render([row])
     assert "oracle-first: geometric mean 1.500" in text
     assert "ours over oracle-first (what planning costs a first call): geometric mean 1.500" in text
     assert "best first call measured (of serial, Pool, oracle-first, per family): geometric mean 1.500" in text
     assert "warm paired: geometric mean 1.000, worst 1.00; warm strict: geometric mean 1.050, worst 1.05" in text
+    assert "ours-again: geometric mean 1.250, worst 1.25" in text
+
+
+def test_bench_fresh_runs_the_script_again_with_the_records_its_first_run_left(tmp_path):
+    """``ours-again``: a user's later runs of a script, each in a new interpreter, plan from
+    what the first run recorded (the model), not from a new sample."""
+    from amorsize_dask.bench.fresh import run_script
+
+    training = str(tmp_path / "training")
+    first = run_script(str(tmp_path), "short-cpu", "ours", 0.25, training=training)
+    again = run_script(str(tmp_path), "short-cpu", "ours", 0.25, training=training)
+    fresh = run_script(str(tmp_path), "short-cpu", "ours", 0.25)
+    assert (first["source"], again["source"], fresh["source"]) == ("sample", "model", "sample")
 
 
 def test_bench_fresh_warm_calls_run_before_the_oracles_pools_exist():

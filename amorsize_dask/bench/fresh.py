@@ -9,6 +9,9 @@ items are not), with an empty training directory and this machine's overheads ca
 - ``joblib``: ``Parallel(n_jobs=-1)`` (workers' start included; skipped if not installed);
 - ``ours``: ``amorsize_dask.map`` under ``if __name__ == "__main__":``, and ``ours-noguard``
   in a script without the guard;
+- ``ours-again``: the guarded script run again, in a new interpreter, with the training
+  directory its first run left: a user's every later run of the script (not a first call:
+  a column of its own, beside the first calls);
 - ``warm``: our third call in one process (same training directory), each paired with
   the oracle's configuration timed right after it in that process (the oracle's pools
   start after our calls, which run as in a user's script);
@@ -36,6 +39,8 @@ from .fresh_families import FAMILIES
 from .timing import format_table, geometric_mean
 
 FIRST_CALL_TOOLS = ("serial", "Pool", "joblib", "ours", "ours-noguard", "oracle-first")
+# Fresh interpreters, but not first calls: the script run again with its first run's records.
+AGAIN = "ours-again"
 
 _HEADER = '''
 import json, os, sys, time
@@ -74,6 +79,7 @@ assert len(out) == len(items)
 if "outcome" in globals():
     plan = outcome.plan
     extra["plan"] = "serial" if plan.engine == "serial" else f"{{plan.engine}} {{plan.n_workers}}x{{plan.chunksize}}"
+    extra["source"] = plan.source
 print(json.dumps(dict(seconds=seconds, **extra)), flush=True)
 '''
 
@@ -204,11 +210,16 @@ def _family(family: str, tmp: str, scale: float, repeat: int) -> dict:
     row = {"family": family, "oracle": oracle["seconds"], "serial_in_oracle": oracle["serial"],
            "oracle_config": "serial" if config[0] == "serial" else f"{config[0]} {config[1]}x{config[2]}"}
     for tool in FIRST_CALL_TOOLS:
-        runs = [run_script(tmp, family, tool, scale, config) for _ in range(repeat)]
+        trainings = [tempfile.mkdtemp(dir=tmp, prefix="training-") for _ in range(repeat)]
+        runs = [run_script(tmp, family, tool, scale, config, training=training) for training in trainings]
         runs = [r for r in runs if r is not None]
         row[tool] = statistics.median(r["seconds"] for r in runs) if runs else None
         if tool == "ours":
             row["ours_plan"] = runs[-1].get("plan", "?")
+            # The same script again, each run with the records its first run left.
+            again = [run_script(tmp, family, "ours", scale, training=training) for training in trainings]
+            row[AGAIN] = statistics.median(r["seconds"] for r in again)
+            row["again_plan"] = again[-1].get("plan", "?")
     warm = [run_script(tmp, family, "warm", scale, config) for _ in range(repeat)]
     row["warm"] = min(w["seconds"] for w in warm)
     row["warm_paired"] = statistics.median(w["seconds"] / w["paired"] for w in warm)
@@ -226,13 +237,14 @@ def _user_environment(**extra) -> dict:
 
 
 def run_script(tmp: str, family: str, tool: str, scale: float, config=None,
-               pythonpath: str | None = None) -> dict | None:
-    """Run one script in a fresh interpreter with an empty training directory (importing
-    the package from ``pythonpath`` first, when given: :mod:`.against`)."""
+               pythonpath: str | None = None, training: str | None = None) -> dict | None:
+    """Run one script in a fresh interpreter with the training directory ``training`` (a
+    new, empty one when None), importing the package from ``pythonpath`` first, when given
+    (:mod:`.against`)."""
     script = os.path.join(tmp, f"{family}-{tool}.py")
     with open(script, "w") as fh:
         fh.write(script_for(family, tool, scale, config))
-    training = tempfile.mkdtemp(dir=tmp, prefix="training-")
+    training = training or tempfile.mkdtemp(dir=tmp, prefix="training-")
     env = _user_environment(DASK_AMORSIZE__TRAINING_DIR=training)
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([pythonpath] + [p for p in [env.get("PYTHONPATH")] if p])
@@ -254,15 +266,17 @@ def render(rows: list[dict]) -> str:
     def spread(values):
         return f"geometric mean {geometric_mean(values):.3f}, worst {max(values):.2f}"
 
-    headers = ["family", "oracle s", "oracle config", *FIRST_CALL_TOOLS, "our plan", "warm paired", "warm strict",
-               "warm plan"]
+    headers = ["family", "oracle s", "oracle config", *FIRST_CALL_TOOLS, "our plan", AGAIN, "again plan",
+               "warm paired", "warm strict", "warm plan"]
     table = [[r["family"], f"{r['oracle']:.3f}", r["oracle_config"], *(cell(ratio(r, t)) for t in FIRST_CALL_TOOLS),
-              r["ours_plan"], cell(r["warm_paired"]), cell(ratio(r, "warm")), r["warm_plan"]] for r in rows]
+              r["ours_plan"], cell(ratio(r, AGAIN)), r.get("again_plan", "-"), cell(r["warm_paired"]),
+              cell(ratio(r, "warm")), r["warm_plan"]] for r in rows]
     lines = [format_table(headers, table), "",
              "first calls in fresh interpreters over the warm oracle (median of runs); warm: our third call "
              "in one process, paired with the oracle's configuration right after it, and strict (best/best); "
-             "oracle-first: the oracle's configuration as a first call, planning nothing."]
-    for tool in FIRST_CALL_TOOLS:
+             "oracle-first: the oracle's configuration as a first call, planning nothing; "
+             f"{AGAIN}: the guarded script run again in a fresh interpreter, with its first run's records."]
+    for tool in (*FIRST_CALL_TOOLS, AGAIN):
         values = [ratio(r, tool) for r in rows if r.get(tool) is not None]
         if values:
             lines.append(f"{tool}: {spread(values)}")
@@ -278,7 +292,7 @@ def render(rows: list[dict]) -> str:
                      f"{geometric_mean(best_first):.3f}")
     lines.append(f"warm paired: {spread([r['warm_paired'] for r in rows])}; "
                  f"warm strict: {spread([ratio(r, 'warm') for r in rows])}")
-    for tool in ("ours", "ours-noguard"):
+    for tool in ("ours", "ours-noguard", AGAIN):
         behind = [r["family"] for r in rows if r.get(tool) is not None
                   and r[tool] > 1.10 * min(v for v in (r.get("serial"), r.get("Pool")) if v is not None)]
         lines.append(f"{tool} more than 10% behind the better of serial and Pool: {', '.join(behind) or 'none'}")
