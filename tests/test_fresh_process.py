@@ -67,6 +67,56 @@ def test_exit_right_after_the_first_call_leaves_nothing_running(tmp_path):
     assert not alive
 
 
+
+RUN_AGAIN_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from amorsize_dask.mapping import run_map
+    from amorsize_dask.planning import overheads
+    from amorsize_dask.target.target import Target
+
+    def spin(x):  # ~15 us of pure Python: 600 items are a ~9 ms job
+        total = 0
+        for i in range(400):
+            total += i * x
+        return total
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "measure":  # this machine's overheads, as an earlier, larger job measured them
+            Target.local(spin).overheads(measure_now=True)
+            overheads.run_later()
+            assert overheads.join_background(120)
+            sys.exit()
+        items = list(range(600))
+        outcome = run_map(spin, items)
+        assert outcome.results == [spin(x) for x in items]
+        plan = outcome.plan
+        print(json.dumps({"source": plan.source, "engine": plan.engine, "explored": plan.explored}), flush=True)
+""")
+
+
+def test_a_scripts_second_run_explores_what_the_cost_model_vouches_for(tmp_path):
+    """Each run of a script is a fresh process. Its second run plans from the first run's
+    record, and with one run measured the model tries a neighbour that the cost model
+    (the sampled features and the machine's overheads) predicts within
+    ``explore-max-slowdown`` of the best. In a fresh process the model used to find no
+    features (read before the training directory was) and stayed on its first plan run
+    after run: bench --fresh payload kept serial at 1.7x its two threads. A cold pool's
+    start is part of what trying processes would cost: a 9 ms job tries threads."""
+    script = tmp_path / "again.py"
+    script.write_text(RUN_AGAIN_SCRIPT)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    runs = []
+    for mode in ["measure", "run", "run"]:
+        done = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, timeout=180,
+                              env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        runs.append(done.stdout.strip().splitlines()[-1] if mode == "run" else None)
+    first, second = [json.loads(r) for r in runs[1:]]
+    assert (first["source"], first["engine"]) == ("sample", "serial"), first
+    assert (second["source"], second["explored"], second["engine"]) == ("model", True, "threads"), second
+
+
 POOL_START_SCRIPT = textwrap.dedent("""
     import json, sys
     import amorsize_dask as ad

@@ -24,6 +24,8 @@ def test_every_map_appends_one_measured_record(tmp_path):
     assert len(recs) == 1
     rec = recs[0]
     assert rec["features"]["n_items"] == 300
+    # What the sample measured, for the model's cost estimates (model.profile_from_features).
+    assert {"item_cv", "cpu_ratio", "bytes_in", "bytes_out", "pickle_seconds"} <= set(rec["features"]), rec
     assert rec["wall_seconds"] > 0 and rec["compute_seconds"] > 0
     assert rec["plan"]["source"] == "sample"
     assert rec["function"].endswith("spin")
@@ -59,13 +61,16 @@ def test_a_fixed_engine_does_not_explore_from_another_engine_s_best(tmp_path):
     target = Target.local(spin, tmp_path)
     # The cost model vets explorations: it needs this machine's overheads measured.
     overheads.get(target.fingerprint.id, lambda: overheads.measure_local(shared_engine(), get_engine("threads"), 2))
-    features = {"n_items": 300, "n_sampled": 0, "item_seconds": 2e-3, "cpu_ratio": 1.0, "item_cv": 0.0,
+    features = {"n_items": 300, "n_sampled": 0, "item_seconds": 2e-2, "cpu_ratio": 1.0, "item_cv": 0.0,
                 "bytes_in": 12.0, "bytes_out": 13.0}
-    for _ in range(3):  # two threads as slow as serial: processes are promising (exploration.promising)
+    # Two threads twice as slow as serial (6 s of items): processes are promising
+    # (exploration.promising), even with a cold pool's start (the overheads cached by an
+    # earlier test may hold a forkserver's, measured under load).
+    for _ in range(3):
         get_learner(tmp_path).record(
             fingerprint=target.fingerprint.id, fingerprint_fields=target.fingerprint.as_dict(),
             workload=target.workload, function="spin", features=features, engine="threads", n_workers=2,
-            chunksize=150, source="model", wall_seconds=0.6, compute_seconds=0.6)
+            chunksize=150, source="model", wall_seconds=12.0, compute_seconds=12.0)
     explored = target.learned_plan(300)
     assert (explored.engine, explored.explored) == ("processes", True)  # what auto would try next
     fixed = plan_call(spin, list(range(300)), target, engine="processes", n_workers=None, chunksize=None).plan
@@ -476,6 +481,26 @@ def test_a_second_call_tries_a_neighbour_the_cost_model_vouches_for():
     p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: 0.047 if cfg[0] != "processes"
                       else 1.0)
     assert (p.engine, p.explored) == ("threads", True), p
+
+
+
+def test_a_serial_best_does_not_explore_threads_its_probe_saw_contend():
+    """bench --fresh pandas-groupby: the first call's probe read two threads at 0.32-0.38x
+    one, and the plan was serial. Rated as fast as one thread, the script's second run
+    explored two threads at twice the serial time; the cost model now rates them 1/0.35
+    slower, and neither they nor processes (1 ms items: pickling dominates) are tried."""
+    from amorsize_dask.planning.cost_model import predict_one
+    from amorsize_dask.planning.overheads import Overheads
+    from amorsize_dask.planning.sampling import Profile
+
+    measured = Overheads(start_seconds=0.01, task_seconds=1.5e-4, item_seconds=1e-6, bytes_per_second=4e8,
+                         thread_task_seconds=1.6e-5, start_method="fork", measured_at=0.0)
+    sampled = Profile(n_sampled=9, item_seconds=2.5e-4, item_cv=0.1, cpu_ratio=1.0, bytes_in=32e3, bytes_out=200,
+                      picklable=True, thread_speedup=0.35, sample_seconds=0.009, pickle_seconds=3e-4)
+    obs = [_obs(200, "serial", 1, 200, 0.050)]
+    p = model.predict(obs, 200, cores=2, explore=_NeverAtRandom(),
+                      estimate=lambda cfg: predict_one(sampled, 200, measured, cfg, cores=2, pool_warm=False))
+    assert (p.engine, p.explored) == ("serial", False), p
 
 
 def test_no_exploration_of_another_engine_predicted_slower_than_the_best_measured():

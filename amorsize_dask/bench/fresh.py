@@ -10,8 +10,9 @@ items are not), with an empty training directory and this machine's overheads ca
 - ``ours``: ``amorsize_dask.map`` under ``if __name__ == "__main__":``, and ``ours-noguard``
   in a script without the guard;
 - ``ours-again``: the guarded script run again, in a new interpreter, with the training
-  directory its first run left: a user's every later run of the script (not a first call:
-  a column of its own, beside the first calls);
+  directory its first run left: a user's second run, planned by the model from one
+  measured run (with one run measured it tries a neighbour the cost model vouches for);
+  not a first call: a column of its own, beside the first calls;
 - ``warm``: our third call in one process (same training directory), each paired with
   the oracle's configuration timed right after it in that process (the oracle's pools
   start after our calls, which run as in a user's script);

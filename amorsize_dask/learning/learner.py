@@ -150,7 +150,13 @@ class Learner:
             return sum(g.nbytes() for g in self._groups.values())
 
     def features(self, fingerprint: str, workload: str) -> dict | None:
-        """The newest sampled features of this workload here (or None)."""
+        """The newest sampled features of this workload here (or None), as of this process's
+        latest read of the directory, which comes first if there was none: a script's call
+        asks before the model refreshes, and a fresh process had read nothing (its cost
+        model missing, the model never left its first plan: bench --fresh payload, serial
+        run after run at 1.7x two threads)."""
+        if not self._resumed:
+            self.refresh()
         group = self._groups.get((fingerprint, workload))
         return None if group is None else group.features
 

@@ -44,8 +44,8 @@ from .sampling import COMPUTING_CPU_RATIO, Profile
 
 __all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
            "process_seconds", "BUSY_TASK_FACTOR", "dask_seconds", "thread_seconds", "predict_one",
-           "profile_from_features", "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "parallel_fractions", "Space",
-           "Limits", "rank"]
+           "profile_from_features", "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "CONTENDED_BELOW", "thread_slowdown",
+           "parallel_fractions", "Space", "Limits", "rank"]
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def thread_seconds(
     serialized = compute * (1 - parallel)
     overlapped = compute * (waiting / n_workers + computing / max(1, min(n_workers, cores)))
     waves = math.ceil(n_tasks / n_workers) * compute / n_tasks * parallel
-    return serialized + max(overlapped, waves) + n_tasks * overheads.thread_task_seconds
+    return (serialized + max(overlapped, waves)) * thread_slowdown(profile) + n_tasks * overheads.thread_task_seconds
 
 
 def predict_one(profile: Profile, n_items: int, overheads: Overheads, config: tuple, *, cores: int,
@@ -191,6 +191,7 @@ def profile_from_features(features: dict) -> Profile | None:
         picklable=True,
         thread_speedup=features.get("thread_speedup"),
         sample_seconds=0.0,
+        pickle_seconds=float(features.get("pickle_seconds", 0.0)),
     )
 
 
@@ -200,6 +201,28 @@ def profile_from_features(features: dict) -> Profile | None:
 # machine, family "heavy" was planned on 16 threads once (its sample read as partly
 # waiting). Inside the bands a reading counts as noise.
 NO_SPEEDUP_BELOW = 1.25
+
+
+# Below this measured two-thread speedup, threads run the items slower than one thread
+# alone: they contend (a pandas groupby, whose C parts let go of the GIL and then wait to
+# get it back). bench --fresh pandas-groupby's probe read 0.32-0.38x in a fresh process,
+# pure-Python families 0.91-1.00x (short-cpu 0.94, big-results 0.91, skew-tail 0.92,
+# cpu-1ms 1.00: the sampled plans of one run, session 12). Rated as fast as one thread,
+# pandas-groupby's second run explored two threads: 2.44x the oracle, serial 1.19x.
+CONTENDED_BELOW = 0.8
+
+
+def thread_slowdown(profile: Profile) -> float:
+    """How many times longer threads take over the items than their work alone: one over
+    the measured speedup when the probe saw contention (below :data:`CONTENDED_BELOW`), else 1.
+
+    >>> p = Profile(n_sampled=4, item_seconds=1e-3, item_cv=0.0, cpu_ratio=1.0, bytes_in=0, bytes_out=0,
+    ...             picklable=True, thread_speedup=0.4, sample_seconds=0.0)
+    >>> thread_slowdown(p), thread_slowdown(dataclasses.replace(p, thread_speedup=0.9))
+    (2.5, 1.0)
+    """
+    s = profile.thread_speedup
+    return 1.0 / max(s, 1e-3) if s is not None and s < CONTENDED_BELOW else 1.0
 
 
 def parallel_fractions(profile: Profile) -> tuple[float, float]:

@@ -93,6 +93,7 @@ class Profile:
             "cpu_ratio": self.cpu_ratio,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
+            "pickle_seconds": self.pickle_seconds,
         }
         if self.thread_speedup is not None:
             out["thread_speedup"] = self.thread_speedup

@@ -200,8 +200,10 @@ class Target:
 
     def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
         """The model's prediction for this workload here, from this process's learner."""
+        warm = self.pool_warm(self.cores)
         return predict_here(self.learner, self.fingerprint, self.workload, n_items, cores=self.cores,
-                            explore=explore, engines=engines or self.auto_engines())
+                            explore=explore, engines=engines or self.auto_engines(), pool_warm=warm,
+                            measured=None if warm else self.overheads(measure_now=False))
 
     def start_run(self, func, planned) -> str:
         """A new run id for the tasks of this run (a cluster's plugin is told about it here).
@@ -248,7 +250,7 @@ class Target:
         }
         if planned.profile is not None:
             prof = planned.profile.features(n)
-            for key in ("item_cv", "cpu_ratio", "bytes_in", "bytes_out", "thread_speedup"):
+            for key in ("item_cv", "cpu_ratio", "bytes_in", "bytes_out", "thread_speedup", "pickle_seconds"):
                 if key in prof:
                     features[key] = prof[key]
         if planned.ran_locally:
