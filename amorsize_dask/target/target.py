@@ -200,10 +200,9 @@ class Target:
 
     def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
         """The model's prediction for this workload here, from this process's learner."""
-        warm = self.pool_warm(self.cores)
+        cold = None if self.pool_warm(self.cores) else self.overheads(measure_now=False)
         return predict_here(self.learner, self.fingerprint, self.workload, n_items, cores=self.cores,
-                            explore=explore, engines=engines or self.auto_engines(), pool_warm=warm,
-                            measured=None if warm else self.overheads(measure_now=False))
+                            explore=explore, engines=engines or self.auto_engines(), cold_pool=cold)
 
     def start_run(self, func, planned) -> str:
         """A new run id for the tasks of this run (a cluster's plugin is told about it here).
