@@ -216,7 +216,6 @@ def test_after_a_warm_up_a_noisy_item_is_not_read_as_its_end():
     assert s.results == list(range(s.profile.n_sampled))
 
 
-
 def test_a_cheap_job_is_sampled_until_a_batch_is_long_enough_to_read():
     """A 400-item map of ~1 us items whose first call costs ~20 us (a method's first call in
     a script read 3-11 us): its whole budget (2% of 0.4 ms over two cores) went to that one
@@ -239,6 +238,7 @@ def test_a_cheap_job_is_sampled_until_a_batch_is_long_enough_to_read():
     assert s.profile.n_sampled > 1, s.profile
     assert s.profile.item_seconds < 10e-6, s.profile  # ~1 us, not the first call's 20
     assert s.results == list(range(s.profile.n_sampled))
+
 
 def test_a_dear_item_among_cheap_ones_is_not_warm_up():
     seconds = [0.3e-3, 0.3e-3, 3e-3, 0.3e-3, 0.3e-3, 0.3e-3]

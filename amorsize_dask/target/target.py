@@ -248,10 +248,11 @@ class Target:
             "planning_seconds": plan.planning_seconds,
         }
         if planned.profile is not None:
-            prof = planned.profile.features(n)
-            for key in ("item_cv", "cpu_ratio", "bytes_in", "bytes_out", "thread_speedup", "pickle_seconds"):
-                if key in prof:
-                    features[key] = prof[key]
+            # All the sample measured (a list of names here once left the pickling time out),
+            # but n_items (above), item_seconds (the record's: over the whole run) and the
+            # thread-safety mark (below: this target decides it).
+            features.update({key: value for key, value in planned.profile.features(n).items()
+                             if key not in ("n_items", "item_seconds", thread_safety.FEATURE)})
         if planned.ran_locally:
             features["ran_locally"] = 1  # items that could not be pickled ran in the caller
         if self.client is None and not self.thread_safe():
