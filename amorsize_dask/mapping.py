@@ -132,10 +132,13 @@ def _run_rest(call, rest, planned: Planned, target: Target, engine: str, run_id:
     plan = planned.plan
     if _watched(plan, planned, target, engine, len(rest)):
         return _run_watched(call, rest, planned, target, engine, run_id, bar)
+    kwargs = _engine_kwargs(plan, engine, run_id, target)
+    if plan.engine == "processes" and planned.speculation is not None:
+        kwargs["func_bytes"] = planned.speculation.func_bytes  # pickled once for the call
     try:
         run = get_engine(plan.engine, target.client).run(
             call, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled,
-            progress=bar, **_engine_kwargs(plan, engine, run_id, target),
+            progress=bar, **kwargs,
         )
     except WorkerStartError as exc:
         if engine != "auto":

@@ -5,10 +5,11 @@ expression that builds the items), so that every tool runs it as users do: funct
 defined in ``__main__``, imports paid in the script. The suite's families
 (:mod:`.workloads`) come first, then families that vary what the suite does not: job
 length below 0.1 s and between 0.1 and 1 s, large results, large inputs, C code that
-releases the GIL, allocation, a skewed tail, pandas.
+releases the GIL, allocation, a skewed tail, pandas, a function that reads a large
+module-level table.
 
 >>> sorted(FAMILIES)[:3]
-['alloc', 'big-inputs', 'big-results']
+['alloc', 'big-global', 'big-inputs']
 >>> len(FAMILIES) >= 13
 True
 """
@@ -119,4 +120,14 @@ def func(frame):
     return frame.groupby("key")["value"].sum().to_dict()
 ''', "[pd.DataFrame({'key': np.arange(2_000) % 17, 'value': np.arange(2_000) * 1.0 + i}) "
      "for i in range(n(200))]", "200 pandas groupbys of 2k rows"),
+    "big-global": Family('''
+# A lookup table the script builds at its top (~30 MB): the function reads it as a global.
+TABLE = {i: str(i) * 3 for i in range(300_000)}
+
+def func(x):
+    acc = 0
+    for i in range(200):
+        acc += len(TABLE[(x * 31 + i) % 300_000])
+    return acc
+''', "list(range(n(2_000)))", "2k items reading a 300k-entry module-level dict"),
 }

@@ -21,6 +21,8 @@ from typing import Any
 
 import cloudpickle
 
+from .pickling import dumps
+
 __all__ = ["Failure", "ChunkResult", "run_chunk", "run_packed_chunk", "make_failure", "dump_chunk_result", "identity"]
 
 
@@ -98,42 +100,44 @@ def make_failure(exc: BaseException, index: int, *, portable_only: bool = False)
     return Failure(index, kept, type(exc).__qualname__, str(exc), text)
 
 
-def dump_chunk_result(out: ChunkResult) -> bytes:
+def dump_chunk_result(out: ChunkResult, *, by_name: bool = False) -> bytes:
     """``out`` as cloudpickle bytes; what cannot be pickled is left out and said so.
+    ``by_name``: the caller's ``__main__`` objects by name (:mod:`.pickling`).
 
     >>> import threading
     >>> back = cloudpickle.loads(dump_chunk_result(ChunkResult(4, [1, threading.Lock()], 0.0)))
     >>> back.results, [index for index, _ in back.untravelled]
     ([1, None], [5])
     """
-    out = _portable(out)
+    out = _portable(out, by_name)
     try:
-        return cloudpickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps(out, by_name=by_name)
     except Exception:
         pass
     results, untravelled = list(out.results), []
     for offset, value in enumerate(results):
         try:
-            cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            dumps(value, by_name=by_name)
         except Exception as exc:
             results[offset] = None
             untravelled.append((out.first_index + offset, f"{type(value).__name__}: {type(exc).__name__}: {exc}"))
-    return cloudpickle.dumps(replace(out, results=results, untravelled=untravelled), protocol=pickle.HIGHEST_PROTOCOL)
+    return dumps(replace(out, results=results, untravelled=untravelled), by_name=by_name)
 
 
-def _portable(out: ChunkResult) -> ChunkResult:
+def _portable(out: ChunkResult, by_name: bool = False) -> ChunkResult:
     """``out`` without its failure's exception if cloudpickle cannot carry it back (the
     caller then gets an ``ItemError`` naming it)."""
-    if out.failure is not None and out.failure.exception is not None and not _round_trips(out.failure.exception):
+    failure = out.failure
+    if failure is not None and failure.exception is not None and not _round_trips(failure.exception, by_name):
         return replace(out, failure=replace(out.failure, exception=None))
     return out
 
 
-def _round_trips(exc: BaseException) -> bool:
+def _round_trips(exc: BaseException, by_name: bool = False) -> bool:
     """True when ``exc`` can be pickled and unpickled (an exception class whose
     ``__init__`` takes other arguments than its ``args`` cannot)."""
     try:
-        cloudpickle.loads(cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+        cloudpickle.loads(dumps(exc, by_name=by_name))
     except Exception:
         return False
     return True

@@ -48,11 +48,12 @@ class ProcessJob:
     def submit_all(self, executor, todo, func_key, func_bytes) -> list:
         """Send the chunks of ``todo`` (into :attr:`futures`); those whose items cannot be
         pickled run here (with ``local_fallback``); the chunks left unsent when the pool
-        broke are returned."""
+        broke are returned. ``func_bytes`` None: the workers inherited the function
+        (``func_key`` is its token), and the caller's ``__main__`` objects go by name."""
         self.futures = futures = {}
         for k, (lo, hi) in enumerate(todo):
             try:
-                payload = transport.dump_items(self.items[lo:hi], self.first_index + lo)
+                payload = transport.dump_items(self.items[lo:hi], self.first_index + lo, by_name=func_bytes is None)
             except TypeError as exc:
                 if not self.local_fallback:
                     raise

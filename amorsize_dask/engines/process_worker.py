@@ -16,11 +16,16 @@ import cloudpickle
 
 from .chunks import dump_chunk_result, run_chunk
 
-__all__ = ["initialize_worker", "wait_for_peers", "run_pickled_chunk"]
+__all__ = ["initialize_worker", "wait_for_peers", "run_pickled_chunk", "INHERITED"]
 
 # Functions deserialized in this worker, newest last; a handful covers alternating maps.
 _FUNCTIONS: dict[bytes, object] = {}
 _MAX_FUNCTIONS = 8
+
+# The functions of the caller's runs in progress, by token (:meth:`ProcessEngine.run`
+# adds its own while it runs). A worker forked meanwhile holds them as the caller had
+# them then, with every global they read: its chunks send the token, not the function.
+INHERITED: dict[bytes, object] = {}
 
 
 _START_BARRIER = None
@@ -95,14 +100,18 @@ def wait_for_peers(timeout: float) -> int:
     return 0
 
 
-def run_pickled_chunk(func_key: bytes, func_bytes: bytes, chunk_bytes: bytes, first_index: int) -> bytes:
+def run_pickled_chunk(func_key: bytes, func_bytes: bytes | None, chunk_bytes: bytes, first_index: int) -> bytes:
     """Run a chunk; its outcome goes back as bytes pickled here, so that a value that
-    cannot be pickled is reported with its item index instead of breaking the pool."""
-    func = _FUNCTIONS.get(func_key)
+    cannot be pickled is reported with its item index instead of breaking the pool.
+    ``func_bytes`` None: the function is :data:`INHERITED` under ``func_key``."""
+    if func_bytes is None:
+        func = INHERITED[func_key]
+    else:
+        func = _FUNCTIONS.get(func_key)
     if func is None:
         func = cloudpickle.loads(func_bytes)
         if len(_FUNCTIONS) >= _MAX_FUNCTIONS:
             _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
         _FUNCTIONS[func_key] = func
     out = run_chunk(func, cloudpickle.loads(chunk_bytes), first_index, portable_only=False)
-    return dump_chunk_result(out)
+    return dump_chunk_result(out, by_name=func_bytes is None)

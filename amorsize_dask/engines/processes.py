@@ -38,6 +38,7 @@ from ..errors import WorkerStartError
 from . import process_worker, transport
 from .base import Engine, RunResult, chunk_bounds
 from .chunks import ChunkResult
+from .function_parcel import FunctionParcel
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
 from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamp, resolve_start_method,
                            slim_context)
@@ -78,8 +79,9 @@ class _Pool:
     """One executor of ``size`` workers, the caller state it started under, the files of
     the modules its workers imported, and how many runs are using it right now."""
 
-    def __init__(self, executor: ProcessPoolExecutor, size: int, state: tuple):
+    def __init__(self, executor: ProcessPoolExecutor, size: int, state: tuple, inherited: frozenset = frozenset()):
         self.executor = executor
+        self.inherited = inherited  # tokens of the functions its workers hold (forked while registered)
         # Kept here: the executor forgets its processes once shut down without waiting.
         self.processes = _processes_of(executor)
         self.size = size
@@ -143,18 +145,27 @@ class ProcessEngine(Engine):
                 for idle in list(self._pools.values()):
                     if idle.users == 0:
                         self._retire(idle)
-                entry = self._pools[n_workers] = _Pool(self._start(n_workers), n_workers, state)
+                executor, inherited = self._start(n_workers)
+                entry = self._pools[n_workers] = _Pool(executor, n_workers, state, inherited)
             if stamp is not None:
                 entry.stamps.setdefault(*stamp)
             return entry
 
-    def stop_if_idle(self, n_workers: int) -> None:
+    def stop_if_idle(self, n_workers: int, wait: bool = False) -> bool:
         """Stop the pool of ``n_workers`` unless a run is using it (a pool started for
-        nothing: its call ended up elsewhere)."""
+        nothing: its call ended up elsewhere); False when it did not. ``wait``: until its
+        workers and threads are gone (then the next pool may fork)."""
         with self._lock:
             entry = self._pools.get(n_workers)
-            if entry is not None and entry.users == 0:
+            if entry is None or entry.users:
+                return False
+            if not wait:
                 self._retire(entry)
+                return True
+            del self._pools[n_workers]
+            entry.retired = True
+        _stop(entry)
+        return True
 
     def _retire(self, entry: _Pool) -> None:
         """Take ``entry`` out of service; it stops now, or when its last user releases it."""
@@ -167,7 +178,8 @@ class ProcessEngine(Engine):
             self._draining = [e for e in self._draining if any(p.is_alive() for p in e.processes)] + [entry]
             entry.executor.shutdown(wait=False, cancel_futures=True)
 
-    def _start(self, n_workers: int) -> ProcessPoolExecutor:
+    def _start(self, n_workers: int) -> tuple[ProcessPoolExecutor, frozenset]:
+        """A started pool, and the tokens of the functions its workers inherited."""
         t0 = time.perf_counter()
         heap_pad = _heap_pad()  # a bad setting fails before anything starts
         method = self.next_start_method()
@@ -183,7 +195,9 @@ class ProcessEngine(Engine):
         except OSError as exc:
             raise WorkerStartError(exc) from exc
         # Start every worker now (workers are otherwise spawned on demand), so start-up
-        # is paid here and measured once.
+        # is paid here and measured once. Forked, they hold the runs' functions registered
+        # now (taken before the fork: a later registration is not theirs).
+        inherited = frozenset(process_worker.INHERITED) if method == "fork" else frozenset()
         try:
             with heap_frozen(method):  # the workers fork in this map
                 list(pool.map(process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
@@ -197,7 +211,7 @@ class ProcessEngine(Engine):
         self.last_start_seconds = time.perf_counter() - t0
         self.last_start_method = method
         self.start_seconds_total += self.last_start_seconds
-        return pool
+        return pool, inherited
 
     def _acquire(self, n_workers: int, func=None) -> _Pool:
         with self._lock:
@@ -227,12 +241,13 @@ class ProcessEngine(Engine):
         self.modules_sent.add(getattr(func, "__module__", None) or "")
         return payload
 
-    def submit(self, func, chunk, first_index: int, n_workers: int):
-        """Start one chunk on the pool now; :meth:`finish` its future later.
+    def submit(self, func, chunk, first_index: int, n_workers: int, func_bytes: bytes | None = None):
+        """Start one chunk on the pool now; :meth:`finish` its future later. ``func_bytes``:
+        ``func`` pickled already (:meth:`function_bytes`; else pickled here).
 
         Raises TypeError, naming the function or the item, when they cannot be pickled.
         """
-        func_bytes = self.function_bytes(func)
+        func_bytes = func_bytes or self.function_bytes(func)
         func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
         payload = transport.dump_items(chunk, first_index)
         return self._entry(n_workers, func).executor.submit(
@@ -257,27 +272,58 @@ class ProcessEngine(Engine):
         job.take(out, 0, len(chunk))
         return job.result([(0, len(chunk))])
 
-    def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, local_fallback=False):
+    def will_inherit(self, n_workers: int) -> bool:
+        """Would a run on ``n_workers`` now fork its pool, so that its workers hold the
+        function as it is (nothing of it pickled: :mod:`.function_parcel`)?"""
+        return not self.is_warm(n_workers) and self.next_start_method() == "fork"
+
+    def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, local_fallback=False,
+            func_bytes: bytes | None = None):
         """Run ``items`` in chunks on the pool; ``local_fallback``: what cannot be pickled
-        runs in this process (one warning) instead of raising a TypeError."""
-        job = ProcessJob(func, items, first_index, local_fallback, progress)
-        bounds = chunk_bounds(len(items), chunksize)
+        runs in this process (one warning) instead of raising a TypeError. ``func_bytes``:
+        ``func`` pickled already in this call (for a pool that does not inherit it)."""
+        with FunctionParcel(self, func, func_bytes) as parcel:
+            return self._run(parcel, ProcessJob(func, items, first_index, local_fallback, progress),
+                             chunk_bounds(len(items), chunksize), n_workers)
+
+    def _ready_to_send(self, parcel: FunctionParcel, n_workers: int) -> None:
+        """Make sure the function reaches the pool: inherited by a pool forked for the run,
+        else pickled (a TypeError names it). A function that cannot be pickled, or whose
+        pickle is large, is inherited by an idle pool forked again (as ``Pool().map`` with
+        fork would run it); when the pool is busy, or cannot fork, it is pickled."""
+        if self.will_inherit(n_workers):
+            return
         try:
-            func_bytes = self.function_bytes(func)
+            if not parcel.large:
+                parcel.pickled()  # and it may turn out large
+        except TypeError:
+            if self._fork_again(n_workers):
+                return
+            raise
+        if parcel.large and not self._fork_again(n_workers):
+            parcel.pickled()
+
+    def _fork_again(self, n_workers: int) -> bool:
+        """Stop the idle pool of ``n_workers``, so that the run forks one that inherits its
+        function; False when that pool is busy or a new one would not fork."""
+        return self.stop_if_idle(n_workers, wait=True) and self.will_inherit(n_workers)
+
+    def _run(self, parcel: FunctionParcel, job: ProcessJob, bounds: list, n_workers: int) -> RunResult:
+        try:
+            self._ready_to_send(parcel, n_workers)
         except TypeError as exc:
-            if not local_fallback:
+            if not job.local_fallback:
                 raise
             job.note(f"{exc}: every item ran in this process instead")
             for lo, hi in bounds:
                 job.run_here(lo, hi)
             return job.result(bounds)
-        func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
         todo = list(bounds)
         try:
             while todo:
-                entry = self._acquire(n_workers, func)
+                entry = self._acquire(n_workers, job.func)
                 try:
-                    todo = job.submit_all(entry.executor, todo, func_key, func_bytes)
+                    todo = job.submit_all(entry.executor, todo, *parcel.for_pool(entry))
                     for fut in as_completed(job.futures):
                         lo, hi = job.futures[fut]
                         try:

@@ -18,6 +18,7 @@ import pickle
 import cloudpickle
 
 from ..target.workload import function_name
+from .pickling import dumps
 
 __all__ = ["dump_function", "function_travels", "dump_items", "items_for_task", "PACK_MAX_BYTES", "load_outcome",
            "unpicklable_items", "unpicklable_result", "items_label", "WholeList"]
@@ -66,10 +67,11 @@ class WholeList(list):
         return list, (list(self),)
 
 
-def dump_items(chunk, first_index: int) -> bytes:
-    """The items of a chunk as cloudpickle bytes, or a TypeError naming the first that fails."""
+def dump_items(chunk, first_index: int, *, by_name: bool = False) -> bytes:
+    """The items of a chunk as cloudpickle bytes, or a TypeError naming the first that
+    fails. ``by_name``: for workers that inherited the function (:mod:`.pickling`)."""
     try:
-        return cloudpickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps(chunk, by_name=by_name)
     except Exception as cause:
         raise unpicklable_items(chunk, first_index, cause) from cause
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .. import config
+from ..engines import shared_engine
+from ..engines.function_parcel import FunctionParcel
 from ..engines.transport import function_travels
 from . import cost_model
 from ..target import machine
@@ -200,10 +202,10 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
         return [cost_model.Candidate("dask" if target.on_workers_only else "serial", 1, n_rest, serial_rest)], reasons
     reasons.append(describe_overheads(overheads, target.cores))
     engines = target.auto_engines() if engine == "auto" else (engine,)
-    if engine == "auto" and "processes" in engines and prof.picklable and not function_travels(func):
+    workers = n_workers or target.cores
+    if engine == "auto" and "processes" in engines and prof.picklable and not _reaches_workers(func, workers, early):
         prof = dataclasses.replace(prof, picklable=False)
         reasons.append("the function cannot be pickled: processes ruled out")
-    workers = n_workers or target.cores
     ranked = cost_model.rank(
         prof, n_rest, early.costed(overheads, workers), cores=target.cores,
         pool_warm=target.pool_warm(workers),
@@ -218,6 +220,14 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
             "pickled; use engine='threads' or engine='serial'"
         )
     return ranked, reasons
+
+
+def _reaches_workers(func, n_workers: int, early: "_EarlyStart") -> bool:
+    """Can ``func`` run on a pool of ``n_workers``? A pool forked for the run holds it as it
+    is (nothing of it pickled: :mod:`..engines.function_parcel`); a running one needs it
+    pickled (speculation did, if it started items; a large pickle is not made again)."""
+    return (early.spec is not None or shared_engine().will_inherit(n_workers)
+            or FunctionParcel.known_large(func) or function_travels(func))
 
 
 def plan_rest(func, prof: Profile, n_rest: int, target, engine: str) -> tuple[cost_model.Candidate, list[str]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 
 from ..engines import shared_engine
+from ..engines.function_parcel import FunctionParcel
 
 __all__ = ["MAX_ITEM_BYTES", "Speculation"]
 
@@ -35,8 +36,10 @@ MAX_ITEM_BYTES = 64 * 1024
 class Speculation:
     """Futures of the last items of a call, started before planning."""
 
-    def __init__(self, func, items, first_index: int, futures: list, n_workers: int, local_fallback: bool):
+    def __init__(self, func, items, first_index: int, futures: list, n_workers: int, local_fallback: bool,
+                 func_bytes: bytes):
         self.func = func
+        self.func_bytes = func_bytes  # pickled once for the call: its run on the pool sends these
         self.items = items
         self.first_index = first_index
         self.futures = futures
@@ -61,6 +64,8 @@ class Speculation:
         engine = shared_engine()
         if not engine.is_warm(n_workers):
             return None  # starting a pool is not speculation's to pay
+        if FunctionParcel.known_large(func):
+            return None  # its pickle would cost more than an idle core saves
         module = getattr(func, "__module__", None) or ""
         if module != "__main__" and module not in engine.modules_sent:
             return None  # the workers would import its module first: not worth waiting for
@@ -69,10 +74,11 @@ class Speculation:
         if any(_size_hint(x) > MAX_ITEM_BYTES for x in tail):
             return None
         try:
-            futures = [engine.submit(func, tail[i : i + 1], first + i, n_workers) for i in range(n_spec)]
+            func_bytes = engine.function_bytes(func)
+            futures = [engine.submit(func, tail[i : i + 1], first + i, n_workers, func_bytes) for i in range(n_spec)]
         except Exception:  # the function or an item does not travel: no speculation
             return None
-        return cls(func, items, first, futures, n_workers, local_fallback)
+        return cls(func, items, first, futures, n_workers, local_fallback, func_bytes)
 
     def results(self, progress=None) -> list:
         """The speculated items' results, in order; their failures are raised as any other."""

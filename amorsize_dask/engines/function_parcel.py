@@ -1,0 +1,97 @@
+"""How one run's function reaches the process pool's workers: inherited, or pickled once.
+
+cloudpickle sends a function of the caller's ``__main__`` by value, with every global it
+reads: a script whose function reads a 30 MB module-level table pickled the table for
+the planner's check, for the run, and sent it with every chunk; its first call took 7x
+its serial time where ``Pool().map`` (fork) took 0.7x (its workers read their own copy).
+So a run registers its function (:data:`.process_worker.INHERITED`) while it runs: a pool
+forked meanwhile holds it as the caller has it then, and its chunks send a token. A pool
+that was running before gets the function pickled, once per run: the caller's data may
+have changed since that pool forked (a notebook's table edited, a function redefined).
+A function whose pickle is large is remembered (:meth:`FunctionParcel.known_large`): the
+engine forks an idle pool again for it rather than pickle and send it (:mod:`.processes`).
+
+>>> from amorsize_dask.engines import shared_engine
+>>> with FunctionParcel(shared_engine(), abs) as parcel:
+...     parcel.token in process_worker.INHERITED
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import weakref
+
+from . import process_worker
+
+__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES"]
+
+_TOKENS = itertools.count()
+
+# A function whose pickle is larger than this is sent by forking an idle pool again: sent
+# with each of four chunks, 1 MiB takes ~18 ms at the calibrated 224 MiB/s to the workers,
+# more than a forked pool's start (10 ms; both from bench --fresh's pool start line and
+# calibration, session 13). bench --fresh big-global (a 30 MB table): warm calls pickled
+# it every call and ran at 2.5-4x serial.
+LARGE_PICKLE_BYTES = 1 << 20
+
+# Functions whose last pickle was larger than LARGE_PICKLE_BYTES (weakly: they may go).
+_LARGE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class FunctionParcel:
+    """One run's function, registered for the pools forked while it runs (a context
+    manager: the registration ends with the run)."""
+
+    def __init__(self, engine, func, func_bytes: bytes | None = None):
+        self.engine, self.func = engine, func
+        self.token = f"inherited-{os.getpid()}-{next(_TOKENS)}".encode()
+        self._bytes = func_bytes
+
+    def __enter__(self) -> "FunctionParcel":
+        process_worker.INHERITED[self.token] = self.func
+        return self
+
+    def __exit__(self, *exc) -> None:
+        process_worker.INHERITED.pop(self.token, None)
+
+    def pickled(self) -> bytes:
+        """The function as cloudpickle bytes, pickled at most once (a TypeError names it)."""
+        if self._bytes is None:
+            self._bytes = self.engine.function_bytes(self.func)
+            if len(self._bytes) > LARGE_PICKLE_BYTES:
+                _remember_large(self.func)
+        return self._bytes
+
+    @property
+    def large(self) -> bool:
+        """Is the pickle of the function large, now or the last time it was pickled?"""
+        if self._bytes is not None:
+            return len(self._bytes) > LARGE_PICKLE_BYTES
+        return FunctionParcel.known_large(self.func)
+
+    @staticmethod
+    def known_large(func) -> bool:
+        """Was ``func``'s last pickle larger than :data:`LARGE_PICKLE_BYTES`?"""
+        try:
+            return func in _LARGE
+        except TypeError:  # not weakly referable: never remembered
+            return False
+
+    def for_pool(self, entry) -> tuple[bytes, bytes | None]:
+        """``(key, bytes)`` for the chunks sent to the pool ``entry``: its workers' token
+        and None when they inherited the function, else its hash and its pickle."""
+        if self.token in entry.inherited:
+            self.engine.modules_sent.add(getattr(self.func, "__module__", None) or "")
+            return self.token, None
+        payload = self.pickled()
+        return hashlib.blake2b(payload, digest_size=16).digest(), payload
+
+
+def _remember_large(func) -> None:
+    try:
+        _LARGE[func] = True
+    except TypeError:
+        pass

@@ -1,0 +1,129 @@
+"""A script's function that reads module-level data (a lookup table, a loaded model).
+
+cloudpickle sends a function of ``__main__`` by value, with every global it reads: a
+30 MB table travelled with the function to every chunk, and the first call of such a
+script took 7x its serial time where ``Pool().map`` (fork: the workers read their own
+copy) took 0.7x. A pool forked for the call holds the function as the caller has it
+then, so nothing of it is pickled; a pool that was already running gets it by value, as
+it is now (the table may have changed since the workers forked).
+
+Each script counts how often its table is pickled (its ``__reduce__``).
+"""
+
+import os
+
+import pytest
+
+from tests.test_user_scripts import run_script
+
+HEAD = """
+import json, sys
+import amorsize_dask as ad
+from amorsize_dask.mapping import run_map
+
+ENGINE = sys.argv[1]
+SIZE = int(sys.argv[2]) if len(sys.argv) > 2 else 1000  # entries of the table (pickled ~11 B each)
+PICKLED = []
+
+class Table(dict):
+    '''A lookup table that counts how often it is pickled.'''
+    def __reduce__(self):
+        PICKLED.append(1)
+        return (Table, (dict(self),))
+
+TABLE = Table((i, i * i) for i in range(SIZE))
+
+def lookup(x):
+    acc = 0
+    for i in range(2000):
+        acc += i
+    return TABLE[x % 1000] + acc
+
+def run(func, items):
+    fixed = {} if ENGINE == "auto" else {"n_workers": 2, "chunksize": 10}
+    return run_map(func, items, engine=ENGINE, learn=False, **fixed)
+"""
+
+MAIN = """
+items = list(range(300))
+acc = sum(range(2000))
+out = {}
+first = run(lookup, items)
+out["first"] = [first.plan.engine, first.results == [x % 1000 * (x % 1000) + acc for x in items], len(PICKLED)]
+TABLE[7] = -acc  # the caller's data changes after the pool forked ...
+def lookup(x):  # ... and so does the function (a notebook cell run again)
+    acc = 1
+    for i in range(2000):
+        acc += i
+    return TABLE[x % 1000] + acc
+del PICKLED[:]
+again = run(lookup, items)
+expected = [(-acc if x % 1000 == 7 else x % 1000 * (x % 1000)) + acc + 1 for x in items]
+out["again"] = [again.plan.engine, again.results == expected, len(PICKLED)]
+TABLE[8] = 0
+del PICKLED[:]
+third = run(lookup, items)
+expected = [acc + 1 if x % 1000 == 8 else e for x, e in zip(items, expected)]
+out["third"] = [third.plan.engine, third.results == expected, len(PICKLED)]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("engine", ["processes", "auto"])
+def test_a_pool_forked_for_the_call_reads_the_script_s_data_unpickled(tmp_path, engine):
+    out, _ = run_script(tmp_path, HEAD, MAIN, force_processes=engine == "auto", args=[engine])
+    assert out["first"] == ["processes", True, 0], out  # planner and engine pickled nothing of it
+
+
+@pytest.mark.parametrize("engine", ["processes", "auto"])
+def test_a_running_pool_gets_the_function_and_its_data_as_they_are_now(tmp_path, engine):
+    out, _ = run_script(tmp_path, HEAD, MAIN, force_processes=engine == "auto", args=[engine])
+    engine_used, correct, pickled = out["again"]
+    assert (engine_used, correct) == ("processes", True), out
+    assert pickled == 1, out  # once for the whole call, not once per chunk or per check
+
+
+def test_a_large_function_is_pickled_once_then_inherited_by_a_pool_forked_again(tmp_path):
+    out, _ = run_script(tmp_path, HEAD, MAIN, args=["processes", 200_000])  # a table pickled > 1 MiB
+    assert out["first"] == ["processes", True, 0], out
+    assert out["again"] == ["processes", True, 1], out  # pickled, found large: the idle pool forks again
+    assert out["third"] == ["processes", True, 0], out  # remembered as large: not pickled again
+
+
+def test_the_forkserver_gets_the_function_by_value(tmp_path):
+    env = dict(os.environ, DASK_AMORSIZE__START_METHOD="forkserver")
+    out, _ = run_script(tmp_path, HEAD, MAIN, args=["processes"], env=env)
+    assert out["first"] == ["processes", True, 1], out
+    assert out["again"] == ["processes", True, 1], out
+    assert out["third"] == ["processes", True, 1], out
+
+
+LOCKED = """
+import json, sys, threading
+import amorsize_dask as ad
+from amorsize_dask.mapping import run_map
+from amorsize_dask.engines import shared_engine
+
+LOCK = threading.Lock()  # cannot be pickled: neither can a function that reads it
+
+def locked(x):
+    acc = 0
+    for i in range(2000):
+        acc += i
+    with LOCK:
+        return x * 2
+
+def run(items):
+    return run_map(locked, items, engine="processes", n_workers=2, chunksize=10, learn=False)
+
+out = {"first": run(list(range(100))).results == [2 * x for x in range(100)]}
+pool = shared_engine().pool(2)
+out["again"] = run(list(range(50))).results == [2 * x for x in range(50)]  # the running pool forks again
+out["forked_again"] = shared_engine().pool(2) is not pool
+print(json.dumps(out))
+"""
+
+
+def test_a_function_that_cannot_be_pickled_runs_on_forked_workers_as_pool_map_runs_it(tmp_path):
+    out, _ = run_script(tmp_path, LOCKED, "", guard=False)
+    assert out == {"first": True, "again": True, "forked_again": True}
