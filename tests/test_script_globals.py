@@ -127,3 +127,29 @@ print(json.dumps(out))
 def test_a_function_that_cannot_be_pickled_runs_on_forked_workers_as_pool_map_runs_it(tmp_path):
     out, _ = run_script(tmp_path, LOCKED, "", guard=False)
     assert out == {"first": True, "again": True, "forked_again": True}
+
+
+# --- on a Dask cluster: the function travels by value, once to each worker ---------------
+CLIENT_PICKLES: list = []
+
+
+class CountedTable(dict):
+    """A table that counts how often this process pickles it."""
+
+    def __reduce__(self):
+        CLIENT_PICKLES.append(1)
+        return (CountedTable, (dict(self),))
+
+
+def test_a_large_function_travels_to_each_cluster_worker_once(client):
+    import amorsize_dask as ad
+
+    table = CountedTable((i, i * i) for i in range(200_000))  # pickled: > 1 MiB
+
+    def lookup(x):  # a closure: cloudpickle sends it, and the table, by value
+        return table[x % 1000] + 1
+
+    del CLIENT_PICKLES[:]
+    out = ad.map(lookup, range(300), client=client, engine="dask", n_workers=2, chunksize=10, learn=False)
+    assert out == [x % 1000 * (x % 1000) + 1 for x in range(300)]
+    assert len(CLIENT_PICKLES) <= 2, len(CLIENT_PICKLES)  # not once per task (30 tasks)

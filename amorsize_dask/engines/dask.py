@@ -23,6 +23,7 @@ from ..target.context import off_the_worker_pool
 from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
 from . import transport
 from .chunks import run_packed_chunk
+from .function_parcel import pickles_large
 
 # Rounds of re-submitting chunks whose futures were cancelled under the run (a restart
 # cancels every future once; more rounds mean the cluster keeps going away).
@@ -80,11 +81,12 @@ class DaskEngine(Engine):
         Chunks are gathered as they finish, except the last wave (no more chunks than the
         plan's worker threads): those finish together and are gathered in one trip."""
         workers = placement.workers
+        shipped = self._shipped(func, len(bounds), workers)
         with warnings.catch_warnings():
             # Items travel inside the graph on purpose: one trip, no scatter round trip.
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
             futures = self.client.map(
-                run_packed_chunk, [func] * len(bounds),
+                run_packed_chunk, [shipped] * len(bounds),
                 [transport.items_for_task(items[lo:hi], first_index + lo) for lo, hi in bounds],
                 [first_index + lo for lo, _ in bounds], key=keys, pure=False, workers=workers,
             )
@@ -123,7 +125,18 @@ class DaskEngine(Engine):
         finally:
             for fut in futures:
                 fut.release()
+            if shipped is not func:
+                shipped.release()
         return sorted(lost)
+
+    def _shipped(self, func, n_tasks: int, workers: list | None):
+        """``func``, or, when its pickle is large, a future of it on each of ``workers`` (on
+        every worker when None): each task would otherwise carry it (a script's function
+        and the 30 MB table it reads: 0.7-1.5 s for 2,000 items of 23 us; ``Client.map``,
+        one task per item, filled its workers' memory)."""
+        if n_tasks < 2 or not pickles_large(func):
+            return func
+        return self.client.scatter(func, broadcast=True, hash=False, workers=workers)
 
     def _gather(self, finished: list) -> dict:
         """``{key: ChunkResult}`` of finished futures; those cancelled meanwhile, or all of

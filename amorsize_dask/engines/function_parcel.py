@@ -9,7 +9,8 @@ forked meanwhile holds it as the caller has it then, and its chunks send a token
 that was running before gets the function pickled, once per run: the caller's data may
 have changed since that pool forked (a notebook's table edited, a function redefined).
 A function whose pickle is large is remembered (:meth:`FunctionParcel.known_large`): the
-engine forks an idle pool again for it rather than pickle and send it (:mod:`.processes`).
+engine forks an idle pool again for it rather than pickle and send it (:mod:`.processes`);
+a Dask run sends it to each worker once, not with every task (:func:`pickles_large`).
 
 >>> from amorsize_dask.engines import shared_engine
 >>> with FunctionParcel(shared_engine(), abs) as parcel:
@@ -24,9 +25,9 @@ import itertools
 import os
 import weakref
 
-from . import process_worker
+from . import process_worker, transport
 
-__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES"]
+__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "pickles_large"]
 
 _TOKENS = itertools.count()
 
@@ -88,6 +89,21 @@ class FunctionParcel:
             return self.token, None
         payload = self.pickled()
         return hashlib.blake2b(payload, digest_size=16).digest(), payload
+
+
+def pickles_large(func) -> bool:
+    """Is ``func``'s pickle larger than :data:`LARGE_PICKLE_BYTES`? Pickled to find out
+    (a function that cannot be pickled is not), remembered when it is (a Dask run then
+    sends it to each worker once: :mod:`.dask`)."""
+    if FunctionParcel.known_large(func):
+        return True
+    try:
+        large = len(transport.dump_function(func)) > LARGE_PICKLE_BYTES
+    except TypeError:
+        return False
+    if large:
+        _remember_large(func)
+    return large
 
 
 def _remember_large(func) -> None:
