@@ -23,7 +23,8 @@ items are not), with an empty training directory and this machine's overheads ca
   costs in a fresh interpreter. Ours over it is what planning costs.
 
 Ratios are over the oracle; "paired" warm figures are the median of per-run ratios,
-"strict" the best warm time over the oracle's best.
+"strict" the best warm time over the oracle's best. A first call that takes over
+:data:`ONE_RUN_ABOVE_SECONDS` (and 50x the oracle) is not repeated.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from .fresh_families import FAMILIES
 from .timing import format_table, geometric_mean
 
 FIRST_CALL_TOOLS = ("serial", "Pool", "joblib", "ours", "ours-noguard", "oracle-first")
+# A tool whose first run takes longer than this (and 50x the oracle) is not run again: one
+# run tells that much (joblib on big-global: 176 s a run, against a 24 ms oracle).
+ONE_RUN_ABOVE_SECONDS = 10.0
 # Fresh interpreters, but not first calls: the script run again with its first run's records.
 AGAIN = "ours-again"
 
@@ -212,7 +216,12 @@ def _family(family: str, tmp: str, scale: float, repeat: int) -> dict:
            "oracle_config": "serial" if config[0] == "serial" else f"{config[0]} {config[1]}x{config[2]}"}
     for tool in FIRST_CALL_TOOLS:
         trainings = [tempfile.mkdtemp(dir=tmp, prefix="training-") for _ in range(repeat)]
-        runs = [run_script(tmp, family, tool, scale, config, training=training) for training in trainings]
+        runs = []
+        for training in trainings:
+            runs.append(run_script(tmp, family, tool, scale, config, training=training))
+            if runs[-1] is not None and runs[-1]["seconds"] > max(ONE_RUN_ABOVE_SECONDS, 50 * oracle["seconds"]):
+                break  # far behind (joblib sending big-global's table with every batch: 176 s)
+        trainings = trainings[:len(runs)]
         runs = [r for r in runs if r is not None]
         row[tool] = statistics.median(r["seconds"] for r in runs) if runs else None
         if tool == "ours":
