@@ -27,7 +27,7 @@ import weakref
 
 from . import process_worker, transport
 
-__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "pickles_large"]
+__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "pickles_large", "remember_if_large"]
 
 _TOKENS = itertools.count()
 
@@ -62,8 +62,6 @@ class FunctionParcel:
         """The function as cloudpickle bytes, pickled at most once (a TypeError names it)."""
         if self._bytes is None:
             self._bytes = self.engine.function_bytes(self.func)
-            if len(self._bytes) > LARGE_PICKLE_BYTES:
-                _remember_large(self.func)
         return self._bytes
 
     @property
@@ -98,16 +96,18 @@ def pickles_large(func) -> bool:
     if FunctionParcel.known_large(func):
         return True
     try:
-        large = len(transport.dump_function(func)) > LARGE_PICKLE_BYTES
+        return remember_if_large(func, transport.dump_function(func))
     except TypeError:
         return False
-    if large:
-        _remember_large(func)
-    return large
 
 
-def _remember_large(func) -> None:
+def remember_if_large(func, payload: bytes) -> bool:
+    """Is ``payload``, ``func``'s pickle, large? Remembered when it is (every pickle of a
+    function for the workers passes here)."""
+    if len(payload) <= LARGE_PICKLE_BYTES:
+        return False
     try:
         _LARGE[func] = True
-    except TypeError:
+    except TypeError:  # not weakly referable
         pass
+    return True

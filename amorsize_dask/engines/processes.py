@@ -38,7 +38,7 @@ from ..errors import WorkerStartError
 from . import process_worker, transport
 from .base import Engine, RunResult, chunk_bounds
 from .chunks import ChunkResult
-from .function_parcel import FunctionParcel
+from .function_parcel import FunctionParcel, remember_if_large
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
 from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamp, resolve_start_method,
                            slim_context)
@@ -236,8 +236,10 @@ class ProcessEngine(Engine):
         _stop(entry, kill=True)
 
     def function_bytes(self, func) -> bytes:
-        """``func`` as cloudpickle bytes (a TypeError naming it if it cannot travel)."""
+        """``func`` as cloudpickle bytes (a TypeError naming it if it cannot travel); a
+        large pickle is remembered (:func:`.function_parcel.remember_if_large`)."""
         payload = transport.dump_function(func)
+        remember_if_large(func, payload)
         self.modules_sent.add(getattr(func, "__module__", None) or "")
         return payload
 

@@ -3,12 +3,15 @@
 The function, the items, the results and the exceptions all travel as cloudpickle
 bytes: it pickles classes of the caller's ``__main__`` (a script, a notebook) by value,
 and a class sent from here comes back as the same class object, so ``isinstance`` and
-``except MyError`` behave as with ``builtins.map``.
+``except MyError`` behave as with ``builtins.map``. Workers that inherited the run's
+function by fork (:mod:`.function_parcel`) get ``__main__``'s classes by name instead
+(:mod:`.pickling`).
 
 >>> load_outcome(dump_items([1, 2], 0)) == [1, 2]
 True
->>> function_travels(lambda x: x), function_travels(__import__("threading").Lock().acquire)
-(True, False)
+>>> import cloudpickle
+>>> cloudpickle.loads(dump_function(lambda x: x + 1))(1)
+2
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import cloudpickle
 from ..target.workload import function_name
 from .pickling import dumps
 
-__all__ = ["dump_function", "function_travels", "dump_items", "items_for_task", "PACK_MAX_BYTES", "load_outcome",
+__all__ = ["dump_function", "dump_items", "items_for_task", "PACK_MAX_BYTES", "load_outcome",
            "unpicklable_items", "unpicklable_result", "items_label", "WholeList"]
 
 _REMEDY = "use engine='threads' or engine='serial'"
@@ -35,15 +38,6 @@ def dump_function(func) -> bytes:
             f"{function_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "
             f"{_REMEDY} (or make it picklable)"
         ) from exc
-
-
-def function_travels(func) -> bool:
-    """True when ``func`` can be sent to a worker process."""
-    try:
-        dump_function(func)
-    except TypeError:
-        return False
-    return True
 
 
 class WholeList(list):

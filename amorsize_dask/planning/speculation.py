@@ -75,6 +75,8 @@ class Speculation:
             return None
         try:
             func_bytes = engine.function_bytes(func)
+            if FunctionParcel.known_large(func):
+                return None  # found large now: the run forks the idle pool again for it
             futures = [engine.submit(func, tail[i : i + 1], first + i, n_workers, func_bytes) for i in range(n_spec)]
         except Exception:  # the function or an item does not travel: no speculation
             return None
