@@ -158,3 +158,38 @@ def test_a_large_function_travels_to_each_cluster_worker_once(client):
     out = ad.map(lookup, range(300), client=client, engine="dask", n_workers=2, chunksize=10, learn=False)
     assert out == [x % 1000 * (x % 1000) + 1 for x in range(300)]
     assert len(CLIENT_PICKLES) <= 2, len(CLIENT_PICKLES)  # not once per task (30 tasks)
+
+
+STREAM_MAIN = """
+import os
+from amorsize_dask.planning import overheads
+from amorsize_dask.engines import shared_engine
+items = list(range(3000))
+acc = sum(range(2000))
+
+def where(x):
+    return lookup(x), os.getpid()
+
+def stream():
+    out = list(ad.imap(where, items, engine="processes", n_workers=2, chunksize=10, learn=False))
+    return [value for value, _ in out], len({pid for _, pid in out} - {os.getpid()})
+
+values, workers = stream()
+out = {"first": [values == [x % 1000 * (x % 1000) + acc for x in items], workers, len(PICKLED)]}
+overheads.join_background()
+TABLE[7] = -acc
+shared_engine().pool(2)  # running before the stream starts
+del PICKLED[:]
+values, workers = stream()
+out["again"] = [values == [(-acc if x % 1000 == 7 else x % 1000 * (x % 1000)) + acc for x in items], workers,
+                len(PICKLED)]
+print(json.dumps(out))
+"""
+
+
+def test_a_stream_sends_its_function_once_not_with_every_chunk(tmp_path):
+    out, _ = run_script(tmp_path, HEAD, STREAM_MAIN, args=["processes"])
+    assert out["first"] == [True, 2, 0], out  # chunks on a pool forked for the stream: inherited
+    # A running pool: pickled for the stream planner's check and once for its chunks.
+    correct, workers, pickled = out["again"]
+    assert correct and workers == 2 and pickled <= 2, out

@@ -249,12 +249,26 @@ class ProcessEngine(Engine):
 
         Raises TypeError, naming the function or the item, when they cannot be pickled.
         """
-        func_bytes = func_bytes or self.function_bytes(func)
-        func_key = hashlib.blake2b(func_bytes, digest_size=16).digest()
-        payload = transport.dump_items(chunk, first_index)
-        return self._entry(n_workers, func).executor.submit(
-            process_worker.run_pickled_chunk, func_key, func_bytes, payload, first_index
-        )
+        return self.submit_parcel(FunctionParcel(self, func, func_bytes), chunk, first_index, n_workers)
+
+    def submit_parcel(self, parcel: FunctionParcel, chunk, first_index: int, n_workers: int):
+        """:meth:`submit` of the function of ``parcel``: by its token to a pool forked while
+        it was registered (a stream's, :mod:`..stream.submitters`), else pickled once."""
+        entry = self._entry(n_workers, parcel.func)
+        func_key, func_bytes = parcel.for_pool(entry)
+        payload = transport.dump_items(chunk, first_index, by_name=func_bytes is None)
+        return entry.executor.submit(process_worker.run_pickled_chunk, func_key, func_bytes, payload, first_index)
+
+    def open_parcel(self, func, n_workers: int) -> FunctionParcel:
+        """``func`` registered for a pool of ``n_workers`` forked from now on (the caller
+        closes it: ``parcel.__exit__``), ready to send (see :meth:`_ready_to_send`)."""
+        parcel = FunctionParcel(self, func).__enter__()
+        try:
+            self._ready_to_send(parcel, n_workers)
+        except BaseException:
+            parcel.__exit__()
+            raise
+        return parcel
 
     @staticmethod
     def finish(future) -> ChunkResult:
@@ -273,6 +287,18 @@ class ProcessEngine(Engine):
         job = ProcessJob(func, chunk, first_index, local_fallback, None)
         job.take(out, 0, len(chunk))
         return job.result([(0, len(chunk))])
+
+    def reaches(self, func, n_workers: int) -> bool:
+        """Can ``func`` run on a pool of ``n_workers``? One forked now inherits it (nothing of
+        it pickled: :mod:`.function_parcel`); a running one needs it pickled (a large pickle
+        is not made again, and one made here is remembered)."""
+        if self.will_inherit(n_workers) or FunctionParcel.known_large(func):
+            return True
+        try:
+            remember_if_large(func, transport.dump_function(func))
+        except TypeError:
+            return False
+        return True
 
     def will_inherit(self, n_workers: int) -> bool:
         """Would a run on ``n_workers`` now fork its pool, so that its workers hold the

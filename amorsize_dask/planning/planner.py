@@ -20,8 +20,6 @@ from typing import Callable, Sequence
 
 from .. import config
 from ..engines import shared_engine
-from ..engines import transport
-from ..engines.function_parcel import FunctionParcel, remember_if_large
 from . import cost_model
 from ..target import machine
 from . import thread_safety
@@ -223,17 +221,9 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
 
 
 def _reaches_workers(func, n_workers: int, early: "_EarlyStart") -> bool:
-    """Can ``func`` run on a pool of ``n_workers``? A pool forked for the run holds it as it
-    is (nothing of it pickled: :mod:`..engines.function_parcel`); a running one needs it
-    pickled (speculation did, if it started items; a large pickle is not made again, and
-    one made here is remembered)."""
-    if early.spec is not None or shared_engine().will_inherit(n_workers) or FunctionParcel.known_large(func):
-        return True
-    try:
-        remember_if_large(func, transport.dump_function(func))
-    except TypeError:
-        return False
-    return True
+    """Can ``func`` run on a pool of ``n_workers``? Speculation pickled it if it started
+    items; else :meth:`..engines.processes.ProcessEngine.reaches`."""
+    return early.spec is not None or shared_engine().reaches(func, n_workers)
 
 
 def plan_rest(func, prof: Profile, n_rest: int, target, engine: str) -> tuple[cost_model.Candidate, list[str]]:

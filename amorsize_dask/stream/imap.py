@@ -141,6 +141,7 @@ class _Pending:
     def follow_plan(self) -> None:
         """Move to the planner's engine when it changed (once nothing is in flight here)."""
         if self.planner.engine != self.engine and not self._tasks:
+            self.submitter.close()
             self.submitter = submitter_for(self.planner)
             self.engine, self.remote = self.planner.engine, self.submitter.remote
 
@@ -160,8 +161,12 @@ class _Pending:
         return self.submitter.result(handle, chunk, first)
 
     def cancel(self) -> None:
+        """Drop what is in flight; the stream is done with its submitter."""
         tasks, self._tasks = self._tasks, []
-        self.submitter.cancel([handle for _, _, handle in tasks])
+        try:
+            self.submitter.cancel([handle for _, _, handle in tasks])
+        finally:
+            self.submitter.close()
 
 
 class _ActiveClock:

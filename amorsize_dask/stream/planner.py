@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import cloudpickle
 
+from ..engines import shared_engine
 from ..engines.chunks import ChunkResult, Failure, run_chunk
 from ..planning import cost_model, pickled
 from ..planning.cpu_clock import ThreadClock
@@ -159,7 +160,7 @@ class StreamPlanner:
 
     def _plan(self, items: list, sampled: ChunkResult) -> None:
         per_item = max(sampled.compute_seconds / max(len(items), 1), 1e-9)
-        travel = _travel(self.call, items[:3], sampled.results[:3])
+        travel = _travel(self.call, items[:3], sampled.results[:3], None if self.client else self.n_workers)
         bytes_in, bytes_out = travel.bytes_in, travel.bytes_out
         self.profile = Profile(n_sampled=len(items), item_seconds=per_item, item_cv=0.0, cpu_ratio=self._cpu_ratio,
                                bytes_in=bytes_in, bytes_out=bytes_out, picklable=travel.picklable, thread_speedup=None,
@@ -256,10 +257,17 @@ class StreamPlanner:
                            compute_seconds=self.compute_seconds)
 
 
-def _travel(call, items, results) -> pickled.Travel:
-    """What a few items and results cost to travel; not picklable if they or ``call`` won't travel."""
-    try:
-        cloudpickle.dumps(call)
-    except Exception:
+def _travel(call, items, results, local_workers: int | None) -> pickled.Travel:
+    """What a few items and results cost to travel; not picklable if they or ``call`` won't
+    travel (to a pool of ``local_workers`` here, which may inherit it; else to a cluster)."""
+    if local_workers is not None:
+        travels = shared_engine().reaches(call, local_workers)
+    else:
+        try:
+            cloudpickle.dumps(call)
+            travels = True
+        except Exception:
+            travels = False
+    if not travels:
         return pickled.Travel(0.0, 0.0, False)
     return pickled.measure(items, results, len(items))
