@@ -129,7 +129,7 @@ def _portable(out: ChunkResult, by_name: bool = False) -> ChunkResult:
     caller then gets an ``ItemError`` naming it)."""
     failure = out.failure
     if failure is not None and failure.exception is not None and not _round_trips(failure.exception, by_name):
-        return replace(out, failure=replace(out.failure, exception=None))
+        return replace(out, failure=replace(failure, exception=None))
     return out
 
 

@@ -8,8 +8,8 @@ So a run registers its function (:data:`.process_worker.INHERITED`) while it run
 forked meanwhile holds it as the caller has it then, and its chunks send a token. A pool
 that was running before gets the function pickled, once per run: the caller's data may
 have changed since that pool forked (a notebook's table edited, a function redefined).
-A function whose pickle is large is remembered (:meth:`FunctionParcel.known_large`): the
-engine forks an idle pool again for it rather than pickle and send it (:mod:`.processes`);
+A function whose pickle is large is remembered (:meth:`FunctionParcel.known_large`): an
+idle pool forks again for it rather than pickle and send it (:meth:`FunctionParcel.make_ready`);
 a Dask run sends it to each worker once, not with every task (:func:`pickles_large`).
 
 >>> from amorsize_dask.engines import shared_engine
@@ -27,7 +27,7 @@ import weakref
 
 from . import process_worker, transport
 
-__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "pickles_large", "remember_if_large"]
+__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "pickles_large", "remember_if_large", "travels"]
 
 _TOKENS = itertools.count()
 
@@ -79,6 +79,41 @@ class FunctionParcel:
         except TypeError:  # not weakly referable: never remembered
             return False
 
+    @classmethod
+    def open(cls, engine, func, n_workers: int) -> "FunctionParcel":
+        """``func`` registered for the pools of ``n_workers`` forked from now on, ready to
+        send (:meth:`make_ready`); the caller closes it (``__exit__``): a stream's."""
+        parcel = cls(engine, func).__enter__()
+        try:
+            parcel.make_ready(n_workers)
+        except BaseException:
+            parcel.__exit__()
+            raise
+        return parcel
+
+    def make_ready(self, n_workers: int) -> None:
+        """Make sure the function reaches the engine's pool of ``n_workers``: inherited by a
+        pool forked for the run, else pickled (a TypeError names it). A function that cannot
+        be pickled, or whose pickle is large, is inherited by an idle pool forked again (as
+        ``Pool().map`` with fork would run it); when the pool is busy, or cannot fork, it is
+        pickled."""
+        if self.engine.will_inherit(n_workers):
+            return
+        try:
+            if not self.large:
+                self.pickled()  # and it may turn out large
+        except TypeError:
+            if self._fork_again(n_workers):
+                return
+            raise
+        if self.large and not self._fork_again(n_workers):
+            self.pickled()
+
+    def _fork_again(self, n_workers: int) -> bool:
+        """Stop the engine's idle pool of ``n_workers``, so that the run forks one that
+        inherits the function; False when that pool is busy or a new one would not fork."""
+        return self.engine.stop_if_idle(n_workers, wait=True) and self.engine.will_inherit(n_workers)
+
     def for_pool(self, entry) -> tuple[bytes, bytes | None]:
         """``(key, bytes)`` for the chunks sent to the pool ``entry``: its workers' token
         and None when they inherited the function, else its hash and its pickle."""
@@ -89,16 +124,28 @@ class FunctionParcel:
         return hashlib.blake2b(payload, digest_size=16).digest(), payload
 
 
+def travels(func) -> bool:
+    """Can ``func`` be pickled for the workers (a large pickle is not made again, and one
+    made here is remembered)?"""
+    return _checked(func)[0]
+
+
 def pickles_large(func) -> bool:
     """Is ``func``'s pickle larger than :data:`LARGE_PICKLE_BYTES`? Pickled to find out
     (a function that cannot be pickled is not), remembered when it is (a Dask run then
     sends it to each worker once: :mod:`.dask`)."""
+    return _checked(func)[1]
+
+
+def _checked(func) -> tuple[bool, bool]:
+    """(can ``func`` be pickled, is its pickle large): pickled unless known to be large."""
     if FunctionParcel.known_large(func):
-        return True
+        return True, True
     try:
-        return remember_if_large(func, transport.dump_function(func))
+        payload = transport.dump_function(func)
     except TypeError:
-        return False
+        return False, False
+    return True, remember_if_large(func, payload)
 
 
 def remember_if_large(func, payload: bytes) -> bool:

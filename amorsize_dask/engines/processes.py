@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import atexit
-import hashlib
 import multiprocessing
 import os
 import sys
@@ -38,7 +37,7 @@ from ..errors import WorkerStartError
 from . import process_worker, transport
 from .base import Engine, RunResult, chunk_bounds
 from .chunks import ChunkResult
-from .function_parcel import FunctionParcel, remember_if_large
+from .function_parcel import FunctionParcel, remember_if_large, travels
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
 from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamp, resolve_start_method,
                            slim_context)
@@ -259,17 +258,6 @@ class ProcessEngine(Engine):
         payload = transport.dump_items(chunk, first_index, by_name=func_bytes is None)
         return entry.executor.submit(process_worker.run_pickled_chunk, func_key, func_bytes, payload, first_index)
 
-    def open_parcel(self, func, n_workers: int) -> FunctionParcel:
-        """``func`` registered for a pool of ``n_workers`` forked from now on (the caller
-        closes it: ``parcel.__exit__``), ready to send (see :meth:`_ready_to_send`)."""
-        parcel = FunctionParcel(self, func).__enter__()
-        try:
-            self._ready_to_send(parcel, n_workers)
-        except BaseException:
-            parcel.__exit__()
-            raise
-        return parcel
-
     @staticmethod
     def finish(future) -> ChunkResult:
         """The chunk's outcome (results, compute time, failure) as the caller's own objects."""
@@ -290,15 +278,8 @@ class ProcessEngine(Engine):
 
     def reaches(self, func, n_workers: int) -> bool:
         """Can ``func`` run on a pool of ``n_workers``? One forked now inherits it (nothing of
-        it pickled: :mod:`.function_parcel`); a running one needs it pickled (a large pickle
-        is not made again, and one made here is remembered)."""
-        if self.will_inherit(n_workers) or FunctionParcel.known_large(func):
-            return True
-        try:
-            remember_if_large(func, transport.dump_function(func))
-        except TypeError:
-            return False
-        return True
+        it pickled: :mod:`.function_parcel`); a running one needs it pickled."""
+        return self.will_inherit(n_workers) or travels(func)
 
     def will_inherit(self, n_workers: int) -> bool:
         """Would a run on ``n_workers`` now fork its pool, so that its workers hold the
@@ -314,31 +295,9 @@ class ProcessEngine(Engine):
             return self._run(parcel, ProcessJob(func, items, first_index, local_fallback, progress),
                              chunk_bounds(len(items), chunksize), n_workers)
 
-    def _ready_to_send(self, parcel: FunctionParcel, n_workers: int) -> None:
-        """Make sure the function reaches the pool: inherited by a pool forked for the run,
-        else pickled (a TypeError names it). A function that cannot be pickled, or whose
-        pickle is large, is inherited by an idle pool forked again (as ``Pool().map`` with
-        fork would run it); when the pool is busy, or cannot fork, it is pickled."""
-        if self.will_inherit(n_workers):
-            return
-        try:
-            if not parcel.large:
-                parcel.pickled()  # and it may turn out large
-        except TypeError:
-            if self._fork_again(n_workers):
-                return
-            raise
-        if parcel.large and not self._fork_again(n_workers):
-            parcel.pickled()
-
-    def _fork_again(self, n_workers: int) -> bool:
-        """Stop the idle pool of ``n_workers``, so that the run forks one that inherits its
-        function; False when that pool is busy or a new one would not fork."""
-        return self.stop_if_idle(n_workers, wait=True) and self.will_inherit(n_workers)
-
     def _run(self, parcel: FunctionParcel, job: ProcessJob, bounds: list, n_workers: int) -> RunResult:
         try:
-            self._ready_to_send(parcel, n_workers)
+            parcel.make_ready(n_workers)
         except TypeError as exc:
             if not job.local_fallback:
                 raise

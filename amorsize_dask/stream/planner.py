@@ -26,9 +26,8 @@ import math
 import time
 from dataclasses import dataclass
 
-import cloudpickle
-
 from ..engines import shared_engine
+from ..engines.function_parcel import travels
 from ..engines.chunks import ChunkResult, Failure, run_chunk
 from ..planning import cost_model, pickled
 from ..planning.cpu_clock import ThreadClock
@@ -260,14 +259,7 @@ class StreamPlanner:
 def _travel(call, items, results, local_workers: int | None) -> pickled.Travel:
     """What a few items and results cost to travel; not picklable if they or ``call`` won't
     travel (to a pool of ``local_workers`` here, which may inherit it; else to a cluster)."""
-    if local_workers is not None:
-        travels = shared_engine().reaches(call, local_workers)
-    else:
-        try:
-            cloudpickle.dumps(call)
-            travels = True
-        except Exception:
-            travels = False
-    if not travels:
+    reaches = shared_engine().reaches(call, local_workers) if local_workers is not None else travels(call)
+    if not reaches:
         return pickled.Travel(0.0, 0.0, False)
     return pickled.measure(items, results, len(items))

@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ..engines import get_engine, shared_engine
 from ..engines import transport
+from ..engines.function_parcel import FunctionParcel
 from ..engines.chunks import run_chunk, run_packed_chunk
 from ..errors import WorkerLostError
 from ..target.workload import function_name
@@ -93,7 +94,7 @@ class ProcessSubmitter(_FuturesSubmitter):
         # The function as it is now, for the whole stream: inherited by a pool forked for
         # it, else pickled once (with each chunk, a script's 30 MB table ran a stream at
         # 2.6x its serial time).
-        self.parcel = self.engine.open_parcel(call, n_workers)
+        self.parcel = FunctionParcel.open(self.engine, call, n_workers)
 
     def submit(self, chunk, first):
         return self.engine.submit_parcel(self.parcel, chunk, first, self.n_workers)
