@@ -149,7 +149,7 @@ def script_for(family: str, tool: str, scale: float, config=None) -> str:
 
 
 _START = '''
-import json, time
+import json, statistics, time
 import amorsize_dask
 from amorsize_dask.engines import shared_engine
 try:
@@ -157,6 +157,16 @@ try:
 except ImportError:  # the layout before the folders (to measure an older checkout)
     from amorsize_dask.machine import cpu_count
 from amorsize_dask.planning import overheads
+
+def read_table():
+    t0 = time.perf_counter()
+    for key, value in TABLE.items():
+        pass
+    return time.perf_counter() - t0
+
+def read_table_in_worker(_):
+    return read_table()
+
 if __name__ == "__main__":
     engine, n = shared_engine(), cpu_count()
     t0 = time.perf_counter(); engine.pool(n); first = time.perf_counter() - t0
@@ -166,7 +176,20 @@ if __name__ == "__main__":
     engine.shutdown()
     from amorsize_dask.engines import get_engine
     t0 = time.perf_counter(); overheads.measure_local(engine, get_engine("threads"), n)
-    print(json.dumps(dict(first=first, again=again, calibration=time.perf_counter() - t0, method=method)))
+    calibration = time.perf_counter() - t0
+    engine.shutdown()
+    copy = None
+    try:  # a forked worker's first read of the caller's table, beyond the caller's own first read
+        from amorsize_dask.engines.fork_copy import copied_bytes
+    except ImportError:  # an older checkout
+        copied_bytes = None
+    TABLE = {i: str(i) * 3 for i in range(300_000)}  # bench --fresh big-global's
+    if copied_bytes is not None and engine.next_start_method() == "fork":
+        here = read_table()
+        there = list(engine.pool(n).map(read_table_in_worker, range(n)))
+        copy = (statistics.median(there) - here) / copied_bytes(read_table)
+    engine.shutdown()
+    print(json.dumps(dict(first=first, again=again, calibration=calibration, method=method, copy=copy)))
 '''
 
 
@@ -184,7 +207,8 @@ def start_figures(repeat: int = 5) -> dict:
                 raise RuntimeError(f"pool start figures failed:\n{done.stderr[-2000:]}")
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     figures = {key: statistics.median(r[key] for r in runs) for key in ("first", "again", "calibration")}
-    return {**figures, "method": runs[-1]["method"]}
+    copies = [r["copy"] for r in runs if r.get("copy") is not None]
+    return {**figures, "method": runs[-1]["method"], "copy": statistics.median(copies) if copies else None}
 
 
 def run(*, quick: bool = False, families=None, repeat: int = 3, out=print) -> list[dict]:
@@ -195,6 +219,9 @@ def run(*, quick: bool = False, families=None, repeat: int = 3, out=print) -> li
     out(f"process pool ({starts['method']}), fresh interpreter (median): first start {1e3 * starts['first']:.0f} ms, "
         f"restart {1e3 * starts['again']:.0f} ms; calibration {1e3 * starts['calibration']:.0f} ms "
         "(after the call, in the background)")
+    if starts["copy"] is not None:
+        out(f"fork copy (a forked worker's first read of the caller's objects, beyond the caller's own; "
+            f"big-global's table): {1e9 * starts['copy']:.2f} ns per estimated byte")
     out(f"calibration (cached per machine; not part of any timing): {calibrate():.2f} s")
     chosen = families or list(FAMILIES)
     scale, repeat = (0.25, 1) if quick else (1.0, repeat)

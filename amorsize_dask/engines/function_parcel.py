@@ -27,7 +27,7 @@ import weakref
 
 from . import process_worker, transport
 
-__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "pickles_large", "remember_if_large", "travels"]
+__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "forks_for", "pickles_large", "remember_if_large", "travels"]
 
 _TOKENS = itertools.count()
 
@@ -122,6 +122,20 @@ class FunctionParcel:
             return self.token, None
         payload = self.pickled()
         return hashlib.blake2b(payload, digest_size=16).digest(), payload
+
+
+def forks_for(engine, func, n_workers: int, *, find_out: bool = False) -> bool:
+    """Would a run of ``func`` on ``n_workers`` fork its pool (whose workers then copy the
+    pages of this process's objects they read: :mod:`.fork_copy`)? Yes when no pool of
+    them runs and the engine forks, or when ``func``'s pickle is large (an idle pool forks
+    again for it: :meth:`FunctionParcel.make_ready`): known, or with ``find_out``, pickled
+    to learn it (the run then does not pickle it again)."""
+    if engine.will_inherit(n_workers):
+        return True
+    # A running pool's own threads rule out a fork while it runs; stopped, it forks again as it did.
+    if not engine.is_warm(n_workers) or engine.last_start_method != "fork":
+        return False
+    return pickles_large(func) if find_out else FunctionParcel.known_large(func)
 
 
 def travels(func) -> bool:

@@ -1,0 +1,164 @@
+"""What a forked worker copies of the caller's memory when it runs a function.
+
+A forked worker shares the caller's pages until it writes to them, and reading a Python
+object writes its reference count (a dict lookup writes the key it compares, too): every
+page of the caller's objects that the function reads is copied, once in each worker. A
+script's function that reads a 30 MB module-level table spent 20-30 ms per worker on it
+before computing anything (bench --fresh big-global; its sample, timed in the caller,
+cannot see it). Array data is not copied (reading an array's buffer writes nothing), nor
+the inside of a long string; their headers are.
+
+:func:`copied_bytes` estimates it, cheaply: it walks what the function refers to (the
+globals its code names, its closure, a bound method's instance, a partial's arguments),
+and the elements of each container, sampling :data:`SAMPLED_ELEMENTS` of a long one.
+
+>>> TABLE = {i: str(i) * 3 for i in range(10_000)}
+>>> def lookup(x):
+...     return TABLE[x]
+>>> 600_000 < copied_bytes(lookup) < 1_200_000, copied_bytes(len)
+(True, 0)
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import mmap
+import sys
+import types
+from typing import Any
+
+__all__ = ["copied_bytes", "copy_seconds", "FORK_COPY_SECONDS_PER_BYTE", "SAMPLED_ELEMENTS"]
+
+# Seconds a forked worker spends per byte :func:`copied_bytes` estimates, reading them the
+# first time, beyond the caller's own first read: bench --fresh's "fork copy" line (big-
+# global's 300k-entry table, ~26 MB estimated, two workers): 0.89 and 0.93 ns/B on this
+# 2-core machine (session 14, medians of 3 fresh interpreters; ~24 ms per worker for the
+# table). Rounded up: an estimate that never invents a speedup.
+FORK_COPY_SECONDS_PER_BYTE = 1.0e-9
+
+# A long container's size is extrapolated from this many of its elements (the containers
+# in a sampled one from NESTED_SAMPLED_ELEMENTS): ~0.2 ms for big-global's 300k-entry
+# table instead of ~60 ms to walk it all, ~0.5 ms for a list of 10,000 lists of 100 floats.
+SAMPLED_ELEMENTS = 32
+NESTED_SAMPLED_ELEMENTS = 8
+# Levels of nested containers and called functions walked; deeper ones count their own size.
+MAX_DEPTH = 4
+_PAGE = mmap.PAGESIZE
+_SKIPPED = (types.ModuleType, type, types.BuiltinFunctionType, types.CodeType)
+_SEQUENCES = (list, tuple)
+_SETS = (set, frozenset)
+_BUFFERS = (str, bytes, bytearray, memoryview)
+
+
+def copied_bytes(func: Any) -> int:
+    """Estimated bytes of the caller's objects a forked worker copies as ``func`` reads them
+    (all of them, at most: a function that reads a few entries of a table copies fewer)."""
+    try:
+        return int(_Walk().callable(func, 0))
+    except Exception:  # an exotic callable or container must never fail the user's map
+        return 0
+
+
+def copy_seconds(func: Any) -> tuple[int, float]:
+    """(:func:`copied_bytes`, the seconds each forked worker spends copying them)."""
+    nbytes = copied_bytes(func)
+    return nbytes, nbytes * FORK_COPY_SECONDS_PER_BYTE
+
+
+class _Walk:
+    """One estimate: objects seen once (by id, held alive while walking)."""
+
+    def __init__(self):
+        self.seen: dict[int, Any] = {}
+
+    def _first_time(self, obj: Any) -> bool:
+        if id(obj) in self.seen:
+            return False
+        self.seen[id(obj)] = obj
+        return True
+
+    def callable(self, func: Any, depth: int) -> float:
+        if depth > MAX_DEPTH or not self._first_time(func):
+            return 0.0
+        if isinstance(func, types.FunctionType):
+            return self._function(func, depth)
+        if isinstance(func, types.MethodType):
+            return self.callable(func.__func__, depth) + self.value(func.__self__, depth + 1)
+        if isinstance(func, functools.partial):
+            args = list(func.args) + list((func.keywords or {}).values())
+            return self.callable(func.func, depth) + sum(self.value(a, depth + 1) for a in args)
+        call = getattr(type(func), "__call__", None)
+        if isinstance(call, types.FunctionType) and not isinstance(func, _SKIPPED):  # a callable instance
+            state = getattr(func, "__dict__", None)
+            return self.callable(call, depth) + (self.value(state, depth + 1) if isinstance(state, dict) else 0.0)
+        return 0.0
+
+    def _function(self, func: types.FunctionType, depth: int) -> float:
+        refs = []
+        names = _global_names(func.__code__)
+        refs += [func.__globals__[name] for name in names if name in func.__globals__]
+        for cell in func.__closure__ or ():
+            try:
+                refs.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                pass
+        refs += list(func.__defaults__ or ()) + list((func.__kwdefaults__ or {}).values())
+        return sum(self.callable(r, depth + 1) if callable(r) else self.value(r, depth + 1) for r in refs)
+
+    def value(self, obj: Any, depth: int, k: int = SAMPLED_ELEMENTS) -> float:
+        """Bytes of ``obj`` and what it holds that reading it copies; a container of more
+        than ``k`` elements is sampled (and its containers then by fewer)."""
+        if callable(obj):
+            return self.callable(obj, depth)
+        if isinstance(obj, _SKIPPED) or not self._first_time(obj):
+            return 0.0
+        package = (getattr(type(obj), "__module__", "") or "").split(".")[0]
+        if package == "pandas":  # never asked its size: a DataFrame's walks every string it holds
+            return _PAGE
+        own = sys.getsizeof(obj)
+        if isinstance(obj, _BUFFERS) or package == "numpy":
+            return min(own, _PAGE)  # the header's page at most: the buffer is only read
+        if depth >= MAX_DEPTH:
+            return own
+        if isinstance(obj, dict):
+            n, elements = 2 * len(obj), [e for pair in _ends(obj.items(), len(obj), k // 2) for e in pair]
+        elif isinstance(obj, _SEQUENCES):
+            n, elements = len(obj), _spread(obj, k)
+        elif isinstance(obj, _SETS):
+            n, elements = len(obj), list(itertools.islice(obj, k))
+        else:  # an instance: its attributes, as a dict's values
+            state = getattr(obj, "__dict__", None)
+            return own + (self.value(state, depth, k) if isinstance(state, dict) else 0.0)
+        # The container's own array is only read (its header's page is written): at most a page.
+        return min(own, _PAGE) + self._elements(elements, n, depth, k)
+
+    def _elements(self, elements: list, n: int, depth: int, k: int) -> float:
+        if not elements:
+            return 0.0
+        inner = k if len(elements) == n else NESTED_SAMPLED_ELEMENTS
+        return sum(self.value(e, depth + 1, inner) for e in elements) * n / len(elements)
+
+
+def _global_names(code: types.CodeType) -> set:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _ends(items, n: int, half: int) -> list:
+    """The first and the last ``half`` of a dict's ``n`` items (all when there are fewer):
+    a table built in order holds its small keys and values first."""
+    if n <= 2 * half:
+        return list(items)
+    return list(itertools.islice(items, half)) + list(itertools.islice(reversed(items), half))
+
+
+def _spread(seq, k: int) -> list:
+    """``k`` elements of ``seq`` evenly spread (all of them when there are fewer)."""
+    n = len(seq)
+    if n <= k:
+        return list(seq)
+    return [seq[i * n // k] for i in range(k)]
