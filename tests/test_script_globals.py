@@ -11,6 +11,7 @@ Each script counts how often its table is pickled (its ``__reduce__``).
 """
 
 import os
+import time
 
 import pytest
 
@@ -193,3 +194,23 @@ def test_a_stream_sends_its_function_once_not_with_every_chunk(tmp_path):
     # A running pool: pickled for the stream planner's check and once for its chunks.
     correct, workers, pickled = out["again"]
     assert correct and workers == 2 and pickled <= 2, out
+
+
+def test_a_large_function_streams_to_each_cluster_worker_once(client):
+    import amorsize_dask as ad
+
+    table = CountedTable((i, i * i) for i in range(200_000))  # pickled: > 1 MiB
+
+    def lookup(x):
+        return table[x % 1000] + 1
+
+    del CLIENT_PICKLES[:]
+    out = list(ad.imap(lookup, range(300), client=client, engine="dask", n_workers=2, chunksize=10, learn=False))
+    assert out == [x % 1000 * (x % 1000) + 1 for x in range(300)]
+    # The stream planner's check and its sample task, the size check, then once for every
+    # worker (a scatter): not with each of 30 chunks (63 pickles before).
+    assert len(CLIENT_PICKLES) <= 4, len(CLIENT_PICKLES)
+    deadline = time.monotonic() + 10  # releases reach the scheduler asynchronously
+    while any("lookup" in key or key.startswith("function-") for key in client.who_has()):
+        assert time.monotonic() < deadline, client.who_has()  # nothing of the stream stays on the cluster
+        time.sleep(0.05)

@@ -81,7 +81,7 @@ class DaskEngine(Engine):
         Chunks are gathered as they finish, except the last wave (no more chunks than the
         plan's worker threads): those finish together and are gathered in one trip."""
         workers = placement.workers
-        shipped = self._shipped(func, len(bounds), workers)
+        shipped = shipped_function(self.client, func, len(bounds), workers)
         with warnings.catch_warnings():
             # Items travel inside the graph on purpose: one trip, no scatter round trip.
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
@@ -129,15 +129,6 @@ class DaskEngine(Engine):
                 shipped.release()
         return sorted(lost)
 
-    def _shipped(self, func, n_tasks: int, workers: list | None):
-        """``func``, or, when its pickle is large, a future of it on each of ``workers`` (on
-        every worker when None): each task would otherwise carry it (a script's function
-        and the 30 MB table it reads: 0.7-1.5 s for 2,000 items of 23 us; ``Client.map``,
-        one task per item, filled its workers' memory)."""
-        if n_tasks < 2 or not pickles_large(func):
-            return func
-        return self.client.scatter(func, broadcast=True, hash=False, workers=workers)
-
     def _gather(self, finished: list) -> dict:
         """``{key: ChunkResult}`` of finished futures; those cancelled meanwhile, or all of
         them if the scheduler went away while they travelled, are missing (then lost)."""
@@ -168,6 +159,16 @@ class DaskEngine(Engine):
             except TimeoutError:
                 if not _reachable(self.client) or (workers and not _all_present(self.client, workers)):
                     return None, pending
+
+
+def shipped_function(client, func, n_tasks: int, workers: list | None = None):
+    """``func``, or, when its pickle is large, a future of it on each of ``workers`` (on
+    every worker when None; the caller releases it): each task would otherwise carry it (a
+    script's function and the 30 MB table it reads: 0.7-1.5 s for 2,000 items of 23 us;
+    ``Client.map``, one task per item, filled its workers' memory)."""
+    if n_tasks < 2 or not pickles_large(func):
+        return func
+    return client.scatter(func, broadcast=True, hash=False, workers=workers)
 
 
 def _all_present(client, workers: list) -> bool:

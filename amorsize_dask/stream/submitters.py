@@ -20,6 +20,7 @@ from ..engines import get_engine, shared_engine
 from ..engines import transport
 from ..engines.function_parcel import FunctionParcel
 from ..engines.chunks import run_chunk, run_packed_chunk
+from ..engines.dask import shipped_function
 from ..errors import WorkerLostError
 from ..target.workload import function_name
 
@@ -127,10 +128,13 @@ class DaskSubmitter:
         name = "".join(ch if ch.isalnum() else "_" for ch in function_name(func).rsplit(".", 1)[-1])
         self._prefix = f"amorsize-imap-{name}-{uuid.uuid4().hex[:8]}"
         self._count = 0
+        self._shipped = None  # the function, or a future of it on every worker: see submit
 
     def submit(self, chunk, first):
+        if self._shipped is None:  # a large function goes to each worker once, not with every chunk
+            self._shipped = shipped_function(self.client, self.call, n_tasks=2)
         self._count += 1
-        return self.client.submit(run_packed_chunk, self.call, transport.items_for_task(chunk, first), first,
+        return self.client.submit(run_packed_chunk, self._shipped, transport.items_for_task(chunk, first), first,
                                   key=f"{self._prefix}-{self._count}", pure=False)
 
     def result(self, handle, chunk, first):
@@ -160,7 +164,9 @@ class DaskSubmitter:
             self.client.cancel(list(handles))
 
     def close(self) -> None:
-        pass
+        shipped, self._shipped = self._shipped, None
+        if shipped is not None and shipped is not self.call:
+            shipped.release()
 
 
 def _first_done(futures) -> int:
