@@ -8,6 +8,7 @@ start; :func:`copied_bytes` estimates it from what the function refers to.
 """
 
 import functools
+import os
 import sys
 import time
 
@@ -158,3 +159,27 @@ def test_a_script_reading_a_small_table_is_not(tmp_path):
     out, _ = run_script(tmp_path, SCRIPT_HEAD, SCRIPT_MAIN, args=[100, "processes"])
     assert out["ok"]
     assert not any(_copy_reasons(r) for r in out["reasons"]), out["reasons"]
+
+
+MODEL_MAIN = """
+from amorsize_dask.engines import get_engine, shared_engine
+from amorsize_dask.planning import overheads
+from amorsize_dask.target.target import Target
+here = Target.local(lookup)  # this machine's overheads measured (once), and no pool left running
+overheads.get(here.fingerprint.id, lambda: overheads.measure_local(shared_engine(), get_engine("threads"), here.cores))
+shared_engine().shutdown()
+out = run_map(lookup, list(range(int(sys.argv[2]))), engine="auto")
+print(json.dumps({"ok": out.results == [lookup(x) for x in range(int(sys.argv[2]))],
+                  "plan": [out.plan.engine, out.plan.source, list(out.plan.reasons)]}))
+"""
+
+
+def test_the_model_does_not_explore_a_pool_whose_workers_would_copy_more_than_it_saves(tmp_path):
+    # ~80 MB of the caller's objects: ~80 ms of copying per worker, for ~100 ms of work.
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    plans = []
+    for _ in range(5):  # a script run again and again, each time a fresh process
+        out, _ = run_script(tmp_path, SCRIPT_HEAD, MODEL_MAIN, args=[1_000_000, 15_000], env=env)
+        assert out["ok"]
+        plans.append(out["plan"])
+    assert all(plan[0] != "processes" for plan in plans), plans

@@ -20,12 +20,11 @@ from typing import Callable, Sequence
 
 from .. import config
 from ..engines import shared_engine
-from ..engines.fork_copy import copy_seconds
-from ..engines.function_parcel import forks_for
 from . import cost_model
 from ..target import machine
 from . import thread_safety
 from .overheads import Overheads
+from .fork_cost import forked_start
 from .plan import Plan, format_bytes, format_seconds
 from .sampling import Profile, Sample, sample_items
 from .prestart import PRESTART_ABOVE_SECONDS, PoolPrestart
@@ -34,9 +33,6 @@ from .speculation import Speculation
 # Measuring overheads takes ~0.3 s once per machine or cluster shape (bench: calibrate);
 # it is worth it only when the serial remainder is this long, otherwise serial is kept.
 CALIBRATE_ABOVE_SECONDS = 0.2
-# A plan names the copying of the caller's objects by forked workers from this many
-# seconds: a tenth of a forked pool's start (~10 ms: bench --fresh's pool start line).
-NOTED_FORK_COPY_SECONDS = 0.001
 
 
 @dataclass
@@ -210,8 +206,10 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
         prof = dataclasses.replace(prof, picklable=False)
         reasons.append("the function cannot be pickled: processes ruled out")
     costed, pool_warm = early.costed(overheads, workers), target.pool_warm(workers)
-    if "processes" in engines and target.client is None:
-        costed, pool_warm = _with_fork_copy(func, costed, pool_warm, workers, reasons)
+    forked = forked_start(func, costed, workers, find_out=True) if "processes" in engines and not target.client else None
+    if forked is not None:  # the sample, timed here, did not pay what the pool's workers copy
+        costed, pool_warm = forked[0], False
+        reasons += [forked[1]] if forked[1] else []
     ranked = cost_model.rank(
         prof, n_rest, costed, cores=target.cores, pool_warm=pool_warm,
         engines=engines, n_workers=n_workers, chunksize=chunksize,
@@ -225,23 +223,6 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
             "pickled; use engine='threads' or engine='serial'"
         )
     return ranked, reasons
-
-
-def _with_fork_copy(func, overheads: Overheads, pool_warm: bool, n_workers: int,
-                    reasons: list) -> tuple[Overheads, bool]:
-    """The overheads and pool state (warm or not) of a process run that forks its pool: each
-    worker copies the pages of this process's objects the function reads
-    (:mod:`..engines.fork_copy`), which the sample, timed here, did not pay; counted with
-    the pool's start. Whether a running pool forks again for the function (its pickle is
-    large) is found out only when the copying would count."""
-    nbytes, seconds = copy_seconds(func)
-    if not forks_for(shared_engine(), func, n_workers, find_out=seconds >= NOTED_FORK_COPY_SECONDS):
-        return overheads, pool_warm
-    if seconds >= NOTED_FORK_COPY_SECONDS:
-        reasons.append(f"a forked worker copies ~{format_bytes(nbytes)} of this process's objects that the "
-                       f"function reads (~{format_seconds(seconds)}, counted with the pool's start)")
-    # A pool forks (for a large function an idle one forks again): its start, then the copying.
-    return dataclasses.replace(overheads, start_seconds=overheads.start_seconds + seconds), False
 
 
 def _reaches_workers(func, n_workers: int, early: "_EarlyStart") -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .. import config
 from ..planning import overheads, thread_safety
+from ..planning.fork_cost import forked_start
 from ..planning.prediction import predict_here
 from . import machine
 from ..engines import get_engine, shared_engine
@@ -52,6 +53,8 @@ class Target:
     worker_threads: dict | None = None
     # Run ids whose record the cluster's scheduler plugin writes (not this client).
     _plugin_runs: set = field(default_factory=set, repr=False, compare=False)
+    # This machine: the function, for what forking a pool for it costs (:meth:`prediction`).
+    _func: object = field(default=None, repr=False, compare=False)
 
     @classmethod
     def local(cls, func, training_dir=None) -> "Target":
@@ -61,6 +64,7 @@ class Target:
             workload=workload_key(func),
             learner=get_learner(training_dir),
             cores=machine.cpu_count(),
+            _func=func,
         )
 
     @classmethod
@@ -200,9 +204,18 @@ class Target:
 
     def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
         """The model's prediction for this workload here, from this process's learner."""
-        cold = None if self.pool_warm(self.cores) else self.overheads(measure_now=False)
+        cold = self._cold_pool()
         return predict_here(self.learner, self.fingerprint, self.workload, n_items, cores=self.cores,
                             explore=explore, engines=engines or self.auto_engines(), cold_pool=cold)
+
+    def _cold_pool(self) -> Overheads | None:
+        """The overheads of a process plan that starts (forks) its pool now, or None when it
+        would run on the pool running (or the cluster): see :func:`..planning.predict_here`."""
+        found = None if self.client is not None else self.overheads(measure_now=False)
+        forked = None if found is None else forked_start(self._func, found, self.cores, find_out=False)
+        if forked is not None:
+            return forked[0]
+        return None if self.pool_warm(self.cores) else found
 
     def start_run(self, func, planned) -> str:
         """A new run id for the tasks of this run (a cluster's plugin is told about it here).
