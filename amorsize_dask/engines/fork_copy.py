@@ -28,6 +28,8 @@ import sys
 import types
 from typing import Any
 
+from ..target.workload import attribute_values
+
 __all__ = ["copied_bytes", "copy_seconds", "FORK_COPY_SECONDS_PER_BYTE", "SAMPLED_ELEMENTS"]
 
 # Seconds a forked worker spends per byte :func:`copied_bytes` estimates, reading them the
@@ -90,8 +92,7 @@ class _Walk:
             return self.callable(func.func, depth) + sum(self.value(a, depth + 1) for a in args)
         call = getattr(type(func), "__call__", None)
         if isinstance(call, types.FunctionType) and not isinstance(func, _SKIPPED):  # a callable instance
-            state = getattr(func, "__dict__", None)
-            return self.callable(call, depth) + (self.value(state, depth + 1) if isinstance(state, dict) else 0.0)
+            return self.callable(call, depth) + self._attributes(func, depth + 1, SAMPLED_ELEMENTS)
         return 0.0
 
     def _function(self, func: types.FunctionType, depth: int) -> float:
@@ -127,11 +128,15 @@ class _Walk:
             n, elements = len(obj), _spread(obj, k)
         elif isinstance(obj, _SETS):
             n, elements = len(obj), list(itertools.islice(obj, k))
-        else:  # an instance: its attributes, as a dict's values
-            state = getattr(obj, "__dict__", None)
-            return own + (self.value(state, depth, k) if isinstance(state, dict) else 0.0)
+        else:  # an instance: its attributes
+            return own + self._attributes(obj, depth, k)
         # The container's own array is only read (its header's page is written): at most a page.
         return min(own, _PAGE) + self._elements(elements, n, depth, k)
+
+    def _attributes(self, obj: Any, depth: int, k: int) -> float:
+        """An instance's attributes (never its ``__dict__``: :func:`..target.workload.attribute_values`)."""
+        values = attribute_values(obj)
+        return self._elements(_spread(values, k), len(values), depth, k)
 
     def _elements(self, elements: list, n: int, depth: int, k: int) -> float:
         if not elements:
