@@ -6,7 +6,7 @@ defined in ``__main__``, imports paid in the script. The suite's families
 (:mod:`.workloads`) come first, then families that vary what the suite does not: job
 length below 0.1 s and between 0.1 and 1 s, large results, large inputs, C code that
 releases the GIL, allocation, a skewed tail, pandas, a function that reads a large
-module-level table.
+module-level table, a method of the script's object that holds a large index.
 
 >>> sorted(FAMILIES)[:3]
 ['alloc', 'big-global', 'big-inputs']
@@ -130,4 +130,21 @@ def func(x):
         acc += len(TABLE[(x * 31 + i) % 300_000])
     return acc
 ''', "list(range(n(2_000)))", "2k items reading a 300k-entry module-level dict"),
+    "big-instance": Family('''
+# A method of the script's own object, which holds a 200k-entry index (~15 MB): its
+# attributes must stay inline (asking for its __dict__ slows every later self.table) and
+# a forked worker copies the index's pages as it reads them.
+class Index:
+    def __init__(self, n):
+        self.table = {i: str(i) for i in range(n)}
+        self.size = n
+
+    def score(self, x):
+        acc = 0
+        for i in range(100):
+            acc += len(self.table[(x * 7 + i) % self.size])
+        return acc
+
+func = Index(200_000).score
+''', "list(range(n(3_000)))", "3k calls of a bound method of a 200k-entry index"),
 }
