@@ -183,3 +183,14 @@ def test_the_model_does_not_explore_a_pool_whose_workers_would_copy_more_than_it
         assert out["ok"]
         plans.append(out["plan"])
     assert all(plan[0] != "processes" for plan in plans), plans
+
+
+def test_a_wide_deep_object_graph_is_walked_within_a_budget():
+    from amorsize_dask.engines import fork_copy
+
+    # 32 x 32 x 32 small lists of 8 floats: 32k containers, none long enough to be sampled.
+    tree = [[[[float(i * j * k + m) for m in range(8)] for k in range(32)] for j in range(32)] for i in range(32)]
+    walk = fork_copy._Walk()
+    estimate = walk.callable(lambda x: tree[x], 0)
+    assert walk.visits <= fork_copy.MAX_VISITS
+    assert estimate > 0

@@ -46,6 +46,10 @@ SAMPLED_ELEMENTS = 32
 NESTED_SAMPLED_ELEMENTS = 8
 # Levels of nested containers and called functions walked; deeper ones count their own size.
 MAX_DEPTH = 4
+# Objects one estimate looks at, at most (~1-2 us each): 32-way containers nested four
+# deep would be a million. Past it, objects count nothing (an estimate, never a cost).
+# big-global's table takes ~35, a list of 10,000 lists of 100 floats ~290.
+MAX_VISITS = 4096
 _PAGE = mmap.PAGESIZE
 _SKIPPED = (types.ModuleType, type, types.BuiltinFunctionType, types.CodeType)
 _SEQUENCES = (list, tuple)
@@ -73,6 +77,7 @@ class _Walk:
 
     def __init__(self):
         self.seen: dict[int, Any] = {}
+        self.visits = 0
 
     def _first_time(self, obj: Any) -> bool:
         if id(obj) in self.seen:
@@ -112,8 +117,9 @@ class _Walk:
         than ``k`` elements is sampled (and its containers then by fewer)."""
         if callable(obj):
             return self.callable(obj, depth)
-        if isinstance(obj, _SKIPPED) or not self._first_time(obj):
+        if isinstance(obj, _SKIPPED) or self.visits >= MAX_VISITS or not self._first_time(obj):
             return 0.0
+        self.visits += 1
         package = (getattr(type(obj), "__module__", "") or "").split(".")[0]
         if package == "pandas":  # never asked its size: a DataFrame's walks every string it holds
             return _PAGE
