@@ -28,7 +28,7 @@ import sys
 import types
 from typing import Any
 
-from ..target.workload import attribute_values
+from ..target.workload import attribute_values, global_names
 
 __all__ = ["copied_bytes", "copy_seconds", "FORK_COPY_SECONDS_PER_BYTE", "SAMPLED_ELEMENTS"]
 
@@ -102,7 +102,7 @@ class _Walk:
 
     def _function(self, func: types.FunctionType, depth: int) -> float:
         refs = []
-        names = _global_names(func.__code__)
+        names = global_names(func.__code__)
         refs += [func.__globals__[name] for name in names if name in func.__globals__]
         for cell in func.__closure__ or ():
             try:
@@ -149,14 +149,6 @@ class _Walk:
             return 0.0
         inner = k if len(elements) == n else NESTED_SAMPLED_ELEMENTS
         return sum(self.value(e, depth + 1, inner) for e in elements) * n / len(elements)
-
-
-def _global_names(code: types.CodeType) -> set:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
 
 
 def _ends(items, n: int, half: int) -> list:

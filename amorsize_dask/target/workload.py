@@ -30,7 +30,7 @@ import types
 import weakref
 from typing import Any, Callable
 
-__all__ = ["attribute_values", "function_key", "function_name", "workload_key"]
+__all__ = ["attribute_values", "function_key", "function_name", "global_names", "workload_key"]
 
 # How many levels of called globals / captured functions enter a key. Deeper
 # functions are represented by their own code only.
@@ -162,7 +162,7 @@ def _describe_function(func: types.FunctionType, depth: int, stack: tuple) -> An
     stack = stack + (func,)
     globals_ = func.__globals__
     refs = []
-    for name in sorted(_global_names(code)):
+    for name in sorted(global_names(code)):
         if name in globals_:
             refs.append((name, _reference(globals_[name], depth + 1, stack)))
     cells = []
@@ -178,11 +178,17 @@ def _describe_function(func: types.FunctionType, depth: int, stack: tuple) -> An
     return ("function", _code(code), defaults, kwdefaults, cells, refs)
 
 
-def _global_names(code: types.CodeType) -> set:
+def global_names(code: types.CodeType) -> set:
+    """Names ``code`` and the code nested in it (comprehensions, lambdas) look up: its
+    globals among them.
+
+    >>> sorted(global_names((lambda x: [len(y) for y in TABLE[x]]).__code__))
+    ['TABLE', 'len']
+    """
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names |= _global_names(const)
+            names |= global_names(const)
     return names
 
 
