@@ -57,11 +57,13 @@ _SETS = (set, frozenset)
 _BUFFERS = (str, bytes, bytearray, memoryview)
 
 
-def copied_bytes(func: Any) -> int:
+def copied_bytes(func: Any, *, pickled_only: bool = False) -> int:
     """Estimated bytes of the caller's objects a forked worker copies as ``func`` reads them
-    (all of them, at most: a function that reads a few entries of a table copies fewer)."""
+    (all of them, at most: a function that reads a few entries of a table copies fewer).
+    ``pickled_only``: only those a pickle of ``func`` carries (cloudpickle sends a function
+    of an importable module by name, without what it reads)."""
     try:
-        return int(_Walk().callable(func, 0))
+        return int(_Walk(pickled_only).callable(func, 0))
     except Exception:  # an exotic callable or container must never fail the user's map
         return 0
 
@@ -75,9 +77,10 @@ def copy_seconds(func: Any) -> tuple[int, float]:
 class _Walk:
     """One estimate: objects seen once (by id, held alive while walking)."""
 
-    def __init__(self):
+    def __init__(self, pickled_only: bool = False):
         self.seen: dict[int, Any] = {}
         self.visits = 0
+        self.pickled_only = pickled_only
 
     def _first_time(self, obj: Any) -> bool:
         if id(obj) in self.seen:
@@ -89,7 +92,7 @@ class _Walk:
         if depth > MAX_DEPTH or not self._first_time(func):
             return 0.0
         if isinstance(func, types.FunctionType):
-            return self._function(func, depth)
+            return 0.0 if self.pickled_only and _importable(func) else self._function(func, depth)
         if isinstance(func, types.MethodType):
             return self.callable(func.__func__, depth) + self.value(func.__self__, depth + 1)
         if isinstance(func, functools.partial):
@@ -149,6 +152,17 @@ class _Walk:
             return 0.0
         inner = k if len(elements) == n else NESTED_SAMPLED_ELEMENTS
         return sum(self.value(e, depth + 1, inner) for e in elements) * n / len(elements)
+
+
+def _importable(func: types.FunctionType) -> bool:
+    """Is ``func`` its module's attribute of its qualified name (so pickled by name)?"""
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    if module is None or module.__name__ == "__main__":
+        return False
+    found: Any = module
+    for part in func.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is func
 
 
 def _ends(items, n: int, half: int) -> list:

@@ -26,8 +26,10 @@ import os
 import weakref
 
 from . import process_worker, transport
+from .fork_copy import copied_bytes
 
-__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "forks_for", "pickles_large", "remember_if_large", "travels"]
+__all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "LIKELY_LARGE_COPIED_BYTES", "forks_for", "likely_large",
+           "pickles_large", "remember_if_large", "travels"]
 
 _TOKENS = itertools.count()
 
@@ -37,6 +39,14 @@ _TOKENS = itertools.count()
 # calibration, session 13). bench --fresh big-global (a 30 MB table): warm calls pickled
 # it every call and ran at 2.5-4x serial.
 LARGE_PICKLE_BYTES = 1 << 20
+
+# A function whose pickle would carry this many bytes of the caller's objects (estimated:
+# :func:`.fork_copy.copied_bytes`) is taken as large without pickling it. Pickles carry
+# 0.15-0.28 of the bytes estimated (a script's tables of 100k-1M strings, ints, float
+# lists, tuples, dataclasses; session 14), so 8 MiB pickles to 1.2 MiB at least. A notebook
+# cell run again (a new function) pickled big-global's table to find it large: 76-138 ms
+# of planning per call, 9-10 ms without.
+LIKELY_LARGE_COPIED_BYTES = 8 << 20
 
 # Functions whose last pickle was larger than LARGE_PICKLE_BYTES (weakly: they may go).
 _LARGE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -66,10 +76,11 @@ class FunctionParcel:
 
     @property
     def large(self) -> bool:
-        """Is the pickle of the function large, now or the last time it was pickled?"""
+        """Is the pickle of the function large: now, the last time it was pickled, or by
+        the estimate of what it carries (:func:`likely_large`)?"""
         if self._bytes is not None:
             return len(self._bytes) > LARGE_PICKLE_BYTES
-        return FunctionParcel.known_large(self.func)
+        return likely_large(self.func)
 
     @staticmethod
     def known_large(func) -> bool:
@@ -138,6 +149,17 @@ def forks_for(engine, func, n_workers: int, *, find_out: bool = False) -> bool:
     return pickles_large(func) if find_out else FunctionParcel.known_large(func)
 
 
+def likely_large(func) -> bool:
+    """Is ``func`` known large, or would its pickle carry over :data:`LIKELY_LARGE_COPIED_BYTES`
+    of this process's objects (then remembered as large, without pickling it)?"""
+    if FunctionParcel.known_large(func):
+        return True
+    if copied_bytes(func, pickled_only=True) < LIKELY_LARGE_COPIED_BYTES:
+        return False
+    _remember_large(func)
+    return True
+
+
 def travels(func) -> bool:
     """Can ``func`` be pickled for the workers (a large pickle is not made again, and one
     made here is remembered)?"""
@@ -152,8 +174,10 @@ def pickles_large(func) -> bool:
 
 
 def _checked(func) -> tuple[bool, bool]:
-    """(can ``func`` be pickled, is its pickle large): pickled unless known to be large."""
-    if FunctionParcel.known_large(func):
+    """(can ``func`` be pickled, is its pickle large): pickled unless known or estimated to
+    be large (:func:`likely_large`; then taken as picklable: a pool forks again for it,
+    and where none can, the run's own pickle tells)."""
+    if likely_large(func):
         return True, True
     try:
         payload = transport.dump_function(func)
@@ -167,8 +191,12 @@ def remember_if_large(func, payload: bytes) -> bool:
     function for the workers passes here)."""
     if len(payload) <= LARGE_PICKLE_BYTES:
         return False
+    _remember_large(func)
+    return True
+
+
+def _remember_large(func) -> None:
     try:
         _LARGE[func] = True
     except TypeError:  # not weakly referable
         pass
-    return True

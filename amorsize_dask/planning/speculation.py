@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 
 from ..engines import shared_engine
-from ..engines.function_parcel import FunctionParcel
+from ..engines.function_parcel import FunctionParcel, likely_large
 
 __all__ = ["MAX_ITEM_BYTES", "Speculation"]
 
@@ -64,7 +64,7 @@ class Speculation:
         engine = shared_engine()
         if not engine.is_warm(n_workers):
             return None  # starting a pool is not speculation's to pay
-        if FunctionParcel.known_large(func):
+        if likely_large(func):
             return None  # its pickle would cost more than an idle core saves
         module = getattr(func, "__module__", None) or ""
         if module != "__main__" and module not in engine.modules_sent:
