@@ -50,6 +50,8 @@ MAX_DEPTH = 4
 # deep would be a million. Past it, objects count nothing (an estimate, never a cost).
 # big-global's table takes ~35, a list of 10,000 lists of 100 floats ~290.
 MAX_VISITS = 4096
+# Columns of a DataFrame looked at for Python objects (strings): wide frames are common.
+MAX_COLUMNS = 64
 _PAGE = mmap.PAGESIZE
 _SKIPPED = (types.ModuleType, type, types.BuiltinFunctionType, types.CodeType)
 _SEQUENCES = (list, tuple)
@@ -124,11 +126,11 @@ class _Walk:
             return 0.0
         self.visits += 1
         package = (getattr(type(obj), "__module__", "") or "").split(".")[0]
-        if package == "pandas":  # never asked its size: a DataFrame's walks every string it holds
-            return _PAGE
+        if package in ("numpy", "pandas"):
+            return self._arrays(obj, depth, k)
         own = sys.getsizeof(obj)
-        if isinstance(obj, _BUFFERS) or package == "numpy":
-            return min(own, _PAGE)  # the header's page at most: the buffer is only read
+        if isinstance(obj, _BUFFERS):
+            return min(own, _PAGE)  # the header's page at most: the text is only read
         if depth >= MAX_DEPTH:
             return own
         if isinstance(obj, dict):
@@ -142,6 +144,25 @@ class _Walk:
         # The container's own array is only read (its header's page is written): at most a page.
         return min(own, _PAGE) + self._elements(elements, n, depth, k)
 
+    def _arrays(self, obj: Any, depth: int, k: int) -> float:
+        """A numpy or pandas object: a header's page for each array (its data is only read),
+        and the Python objects an array of them holds (object dtype, pandas' python-backed
+        strings), which reading writes. A DataFrame or Series is never asked its size
+        (``__sizeof__`` walks every string it holds); a DataFrame's first :data:`MAX_COLUMNS`
+        columns are looked at."""
+        columns = [obj]
+        if hasattr(obj, "dtypes") and hasattr(obj, "columns"):  # a DataFrame
+            columns = [obj.iloc[:, i] for i, dtype in enumerate(obj.dtypes[:MAX_COLUMNS]) if _holds_objects(dtype)]
+        total = float(_PAGE)
+        for column in columns:
+            n = int(getattr(column, "size", 0) or 0)
+            if not n or depth >= MAX_DEPTH or not _holds_objects(getattr(column, "dtype", None)):
+                continue
+            positions = [i * n // k for i in range(min(n, k))]
+            flat = column.iloc if hasattr(column, "iloc") else column.flat
+            total += self._elements([flat[i] for i in positions], n, depth, k)
+        return total
+
     def _attributes(self, obj: Any, depth: int, k: int) -> float:
         """An instance's attributes (never its ``__dict__``: :func:`..target.workload.attribute_values`)."""
         values = attribute_values(obj)
@@ -152,6 +173,12 @@ class _Walk:
             return 0.0
         inner = k if len(elements) == n else NESTED_SAMPLED_ELEMENTS
         return sum(self.value(e, depth + 1, inner) for e in elements) * n / len(elements)
+
+
+def _holds_objects(dtype: Any) -> bool:
+    """Does an array of ``dtype`` hold Python objects (numpy's object dtype, pandas' strings
+    stored as Python ``str``)?"""
+    return bool(getattr(dtype, "hasobject", False)) or getattr(dtype, "storage", None) == "python"
 
 
 def _importable(func: types.FunctionType) -> bool:
