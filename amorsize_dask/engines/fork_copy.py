@@ -6,7 +6,8 @@ page of the caller's objects that the function reads is copied, once in each wor
 script's function that reads a 30 MB module-level table spent 20-30 ms per worker on it
 before computing anything (bench --fresh big-global; its sample, timed in the caller,
 cannot see it). Array data is not copied (reading an array's buffer writes nothing), nor
-the inside of a long string; their headers are.
+the inside of a long string; their headers are, and the Python objects an object array
+or a pandas column of strings holds.
 
 :func:`copied_bytes` estimates it, cheaply: it walks what the function refers to (the
 globals its code names, its closure, a bound method's instance, a partial's arguments),
@@ -34,9 +35,10 @@ __all__ = ["copied_bytes", "copy_seconds", "FORK_COPY_SECONDS_PER_BYTE", "SAMPLE
 
 # Seconds a forked worker spends per byte :func:`copied_bytes` estimates, reading them the
 # first time, beyond the caller's own first read: bench --fresh's "fork copy" line (big-
-# global's 300k-entry table, ~26 MB estimated, two workers): 0.89 and 0.93 ns/B on this
-# 2-core machine (session 14, medians of 3 fresh interpreters; ~24 ms per worker for the
-# table). Rounded up: an estimate that never invents a speedup.
+# global's 300k-entry table, ~26 MB estimated, two workers): 0.89-1.31 ns/B on this
+# 2-core machine over five runs (session 14, each the median of 3-5 fresh interpreters;
+# ~24 ms per worker for the table). An estimate that never invents a speedup would take
+# the top; 1.0 is what most runs read (a worker's copying overlaps its own computing).
 FORK_COPY_SECONDS_PER_BYTE = 1.0e-9
 
 # A long container's size is extrapolated from this many of its elements (the containers
