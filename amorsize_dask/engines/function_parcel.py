@@ -139,8 +139,9 @@ def forks_for(engine, func, n_workers: int, *, find_out: bool = False) -> bool:
     """Would a run of ``func`` on ``n_workers`` fork its pool (whose workers then copy the
     pages of this process's objects they read: :mod:`.fork_copy`)? Yes when no pool of
     them runs and the engine forks, or when ``func``'s pickle is large (an idle pool forks
-    again for it: :meth:`FunctionParcel.make_ready`): known, or with ``find_out``, pickled
-    to learn it (the run then does not pickle it again)."""
+    again for it: :meth:`FunctionParcel.make_ready`): known, or with ``find_out``,
+    estimated (:func:`likely_large`) or else pickled to learn it (the run then does not
+    pickle it again)."""
     if engine.will_inherit(n_workers):
         return True
     # A running pool's own threads rule out a fork while it runs; stopped, it forks again as it did.

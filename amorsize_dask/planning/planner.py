@@ -206,7 +206,8 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
         prof = dataclasses.replace(prof, picklable=False)
         reasons.append("the function cannot be pickled: processes ruled out")
     costed, pool_warm = early.costed(overheads, workers), target.pool_warm(workers)
-    forked = forked_start(func, costed, workers, find_out=True) if "processes" in engines and not target.client else None
+    local = "processes" in engines and target.client is None
+    forked = forked_start(func, costed, workers, find_out=True) if local else None
     if forked is not None:  # the sample, timed here, did not pay what the pool's workers copy
         costed, pool_warm = forked[0], False
         reasons += [forked[1]] if forked[1] else []
