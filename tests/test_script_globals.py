@@ -87,6 +87,13 @@ def test_a_running_pool_gets_the_function_and_its_data_as_they_are_now(tmp_path,
     assert pickled == 1, out  # once for the whole call, not once per chunk or per check
 
 
+def test_a_medium_table_whose_copying_is_costed_is_still_pickled_once_per_call(tmp_path):
+    # 30k entries: ~1.7 MB of objects (the plan costs the workers' copying), a ~0.3 MB pickle.
+    out, _ = run_script(tmp_path, HEAD, MAIN, force_processes=True, args=["auto", 30_000])
+    assert out["again"] == ["processes", True, 1], out  # not pickled again to learn it is not large
+    assert out["third"] == ["processes", True, 1], out
+
+
 @pytest.mark.parametrize("engine", ["processes", "auto"])
 def test_a_large_function_is_inherited_by_a_pool_forked_again_unpickled(tmp_path, engine):
     out, _ = run_script(tmp_path, HEAD, MAIN, force_processes=engine == "auto",

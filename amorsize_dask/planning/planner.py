@@ -202,12 +202,15 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
     reasons.append(describe_overheads(overheads, target.cores))
     engines = target.auto_engines() if engine == "auto" else (engine,)
     workers = n_workers or target.cores
-    if engine == "auto" and "processes" in engines and prof.picklable and not _reaches_workers(func, workers, early):
+    checked = engine == "auto" and "processes" in engines and prof.picklable
+    if checked and not _reaches_workers(func, workers, early):
         prof = dataclasses.replace(prof, picklable=False)
         reasons.append("the function cannot be pickled: processes ruled out")
     costed, pool_warm = early.costed(overheads, workers), target.pool_warm(workers)
     local = "processes" in engines and target.client is None
-    forked = forked_start(func, costed, workers, find_out=True) if local else None
+    # Checked, a function for a running pool was pickled already (by the check or by
+    # speculation), and a large one is known: it is not pickled again to find out.
+    forked = forked_start(func, costed, workers, find_out=not checked) if local else None
     if forked is not None:  # the sample, timed here, did not pay what the pool's workers copy
         costed, pool_warm = forked[0], False
         reasons += [forked[1]] if forked[1] else []
