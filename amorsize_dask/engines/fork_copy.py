@@ -30,6 +30,7 @@ import types
 from typing import Any
 
 from ..target.workload import attribute_values, global_names
+from .pickling import found_by_name
 
 __all__ = ["copied_bytes", "copy_seconds", "FORK_COPY_SECONDS_PER_BYTE", "SAMPLED_ELEMENTS"]
 
@@ -184,14 +185,9 @@ def _holds_objects(dtype: Any) -> bool:
 
 
 def _importable(func: types.FunctionType) -> bool:
-    """Is ``func`` its module's attribute of its qualified name (so pickled by name)?"""
-    module = sys.modules.get(getattr(func, "__module__", None) or "")
-    if module is None or module.__name__ == "__main__":
-        return False
-    found: Any = module
-    for part in func.__qualname__.split("."):
-        found = getattr(found, part, None)
-    return found is func
+    """Is ``func`` its module's attribute of its qualified name, outside ``__main__`` (so
+    cloudpickle sends it by name)?"""
+    return getattr(func, "__module__", None) != "__main__" and found_by_name(func)
 
 
 def _ends(items, n: int, half: int) -> list:

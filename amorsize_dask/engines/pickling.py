@@ -23,7 +23,7 @@ import types
 
 import cloudpickle
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "found_by_name"]
 
 
 def dumps(obj, *, by_name: bool = False) -> bytes:
@@ -45,9 +45,17 @@ class _MainByName(cloudpickle.Pickler):
 
 def _named_in_main(obj) -> bool:
     """Is ``obj`` what ``__main__`` holds under its qualified name here?"""
-    if getattr(obj, "__module__", None) != "__main__":
-        return False
-    found = sys.modules.get("__main__")
+    return getattr(obj, "__module__", None) == "__main__" and found_by_name(obj)
+
+
+def found_by_name(obj) -> bool:
+    """Is ``obj`` what its module holds under its qualified name (so that pickle can send
+    it by name)?
+
+    >>> found_by_name(dumps), found_by_name(lambda x: x)
+    (True, False)
+    """
+    found = sys.modules.get(getattr(obj, "__module__", None) or "")
     for part in getattr(obj, "__qualname__", "<>").split("."):
         found = getattr(found, part, None)
     return found is obj
