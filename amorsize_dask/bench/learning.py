@@ -200,8 +200,26 @@ def _synthetic_records(learner, n: int, keep: Target) -> None:
                        wall_seconds=rng.uniform(0.01, 5), compute_seconds=rng.uniform(0.01, 9))
 
 
+def _own_records(learner, n: int, keep: Target) -> None:
+    """``n`` earlier runs of ``keep``'s own workload (a script run daily for years, or a
+    loop of calls): every one of them is a neighbour the model scores."""
+    rng = random.Random(1)
+    now = time.time()
+    for i in range(n):
+        n_items = rng.choice([500, 1000, 2000, 4000])
+        compute = n_items * rng.uniform(0.9e-3, 1.1e-3)
+        learner.record(fingerprint=keep.fingerprint.id, fingerprint_fields=keep.fingerprint.as_dict(),
+                       workload=keep.workload, function="bench.cpu_1ms",
+                       features={"n_items": n_items, "item_seconds": compute / n_items, "bytes_in": 30.0,
+                                 "bytes_out": 30.0, "cpu_ratio": 1.0},
+                       engine="processes", n_workers=2, chunksize=rng.choice([25, 50, 100]),
+                       source=rng.choice(["model", "explore"]), wall_seconds=compute / rng.uniform(1.7, 1.9),
+                       compute_seconds=compute, time=now - n + i)
+
+
 def planning_overhead(out=print, calls: int = 50) -> dict:
-    """Median plan() milliseconds: cold (sampling), warm (model), warm with 10k / 100k records."""
+    """Median plan() milliseconds: cold (sampling), warm (model), warm with 1,000 runs of
+    the workload itself, and with 10k / 100k records of others."""
     items = list(range(2000))
     figures = {}
     with tempfile.TemporaryDirectory(prefix="amorsize-overhead-") as d:
@@ -214,6 +232,9 @@ def planning_overhead(out=print, calls: int = 50) -> dict:
         run_map(cpu_1ms, items, training_dir=d)
         run_map(cpu_1ms, items, training_dir=d)
         figures["warm (model), 2 records"] = (_median_plan(items, d, calls), None)
+    with tempfile.TemporaryDirectory(prefix="amorsize-overhead-") as d:
+        _own_records(get_learner(d), 1000, Target.local(cpu_1ms, d))
+        figures["warm (model), 1,000 runs of this workload"] = (_median_plan(items, d, calls), None)
     for n_records in (10_000, 100_000):
         with tempfile.TemporaryDirectory(prefix="amorsize-overhead-") as d:
             learner = get_learner(d)
