@@ -30,7 +30,7 @@ from ..mapping import run_map
 from ..target.target import Target
 from .local import Oracle, calibrate
 from .timing import format_table, geometric_mean
-from .workloads import cpu_1ms, suite
+from .workloads import cpu_1ms, suite, tiny
 
 
 def _warm_workers(func, items) -> None:
@@ -248,7 +248,28 @@ def planning_overhead(out=print, calls: int = 50) -> dict:
             snapshot.path_for(d).unlink(missing_ok=True)  # the host's cache keeps nothing of a temp dir
     rows = [[name, f"{ms * 1e3:.2f}", "-" if load is None else f"{load:.2f}"] for name, (ms, load) in figures.items()]
     out(format_table(["plan()", "median ms", "first load s"], rows))
+    out(_calls_in_a_loop())
     return figures
+
+
+def _calls_in_a_loop(calls: int = 1000, last: int = 20) -> str:
+    """A loop of ``map`` calls of a small job (500 x ``tiny``: ~0.5 ms serially), each
+    recording its run: the median of the first and of the last calls, beside serial."""
+    items = list(range(500))
+    times = []
+    with tempfile.TemporaryDirectory(prefix="amorsize-overhead-") as d:
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            run_map(tiny, items, training_dir=d)
+            times.append(time.perf_counter() - t0)
+    serial = []
+    for _ in range(last):
+        t0 = time.perf_counter()
+        [tiny(x) for x in items]
+        serial.append(time.perf_counter() - t0)
+    first = statistics.median(times[2:2 + last])
+    return (f"map() of 500 x tiny in a loop of {calls:,} calls: calls 3-{2 + last} {first * 1e3:.2f} ms, "
+            f"the last {last} {statistics.median(times[-last:]) * 1e3:.2f} ms (serial {statistics.median(serial) * 1e3:.2f} ms)")
 
 
 def _median_plan(items, training_dir, calls: int) -> float:
