@@ -6,7 +6,8 @@
   (sizes the model has not seen). The ``drift`` family changes its cost per item after
   run 1 (cheap items, then dear ones, the same function): the model must notice.
 - Planning overhead: median milliseconds of ``plan`` cold (sampling) and warm (model),
-  with 10,000 and 100,000 records in the training directory.
+  with 1,000 runs of the workload, 10,000 and 100,000 records of others, or 20,000
+  one-run workloads in the training directory; a loop of 1,000 small ``map`` calls.
 
 Run: ``amorsize-dask bench --learning`` / ``--overhead``.
 """
@@ -187,15 +188,15 @@ def _report(curves: dict, unseen: dict, runs: int, seeds: int, out) -> None:
             f"cold (run 1) {cold:.3f}; 3x items {big:.3f}")
 
 
-def _synthetic_records(learner, n: int, keep: Target) -> None:
-    """``n`` records over 100 other workloads and 10 other fingerprints, plus 8 of ``keep``'s."""
+def _synthetic_records(learner, n: int, keep: Target, workloads: int = 100) -> None:
+    """``n`` records over ``workloads`` other workloads and 10 other fingerprints."""
     rng = random.Random(0)
     fields = keep.fingerprint.as_dict()
     other_fps = [(f"{i:016x}", dict(fields, cores=2 + i)) for i in range(1, 11)]
     for i in range(n):
         fp, fp_fields = other_fps[i % 10]
-        learner.record(fingerprint=fp, fingerprint_fields=fp_fields, workload=f"{i % 100:016x}",
-                       function=f"bench.synthetic_{i % 100}", features={"n_items": rng.randint(10, 10**5)},
+        learner.record(fingerprint=fp, fingerprint_fields=fp_fields, workload=f"{i % workloads:016x}",
+                       function=f"bench.synthetic_{i % workloads}", features={"n_items": rng.randint(10, 10**5)},
                        engine="processes", n_workers=2, chunksize=rng.randint(1, 500), source="sample",
                        wall_seconds=rng.uniform(0.01, 5), compute_seconds=rng.uniform(0.01, 9))
 
@@ -219,7 +220,8 @@ def _own_records(learner, n: int, keep: Target) -> None:
 
 def planning_overhead(out=print, calls: int = 50) -> dict:
     """Median plan() milliseconds: cold (sampling), warm (model), warm with 1,000 runs of
-    the workload itself, and with 10k / 100k records of others."""
+    the workload itself, and with 10k / 100k records of others, or 20k one-run workloads;
+    what a new process pays to index the directory, the first on this host and the next."""
     items = list(range(2000))
     figures = {}
     with tempfile.TemporaryDirectory(prefix="amorsize-overhead-") as d:
@@ -228,26 +230,32 @@ def planning_overhead(out=print, calls: int = 50) -> dict:
             t0 = time.perf_counter()
             make_plan(cpu_1ms, items, training_dir=d)
             cold.append(time.perf_counter() - t0)
-        figures["cold (sampling)"] = (statistics.median(cold), None)
+        figures["cold (sampling)"] = (statistics.median(cold), None, None)
         run_map(cpu_1ms, items, training_dir=d)
         run_map(cpu_1ms, items, training_dir=d)
-        figures["warm (model), 2 records"] = (_median_plan(items, d, calls), None)
+        figures["warm (model), 2 records"] = (_median_plan(items, d, calls), None, None)
     with tempfile.TemporaryDirectory(prefix="amorsize-overhead-") as d:
         _own_records(get_learner(d), 1000, Target.local(cpu_1ms, d))
-        figures["warm (model), 1,000 runs of this workload"] = (_median_plan(items, d, calls), None)
-    for n_records in (10_000, 100_000):
+        figures["warm (model), 1,000 runs of this workload"] = (_median_plan(items, d, calls), None, None)
+    # Others' records: 100 workloads with many runs each, or one run each (a loop whose
+    # partial changed every call: each call a workload of its own).
+    for n_records, workloads in ((10_000, 100), (100_000, 100), (20_000, 20_000)):
         with tempfile.TemporaryDirectory(prefix="amorsize-overhead-") as d:
             learner = get_learner(d)
-            _synthetic_records(learner, n_records, Target.local(cpu_1ms, d))
+            _synthetic_records(learner, n_records, Target.local(cpu_1ms, d), workloads)
             run_map(cpu_1ms, items, training_dir=d)
             run_map(cpu_1ms, items, training_dir=d)
-            t0 = time.perf_counter()
-            Learner(d).refresh()  # what the first new process on this host pays once
-            load = time.perf_counter() - t0
-            figures[f"warm (model), {n_records:,} records"] = (_median_plan(items, d, calls), load)
+            loads = []
+            for _ in range(2):  # the first new process on this host, then the next one
+                t0 = time.perf_counter()
+                Learner(d).refresh()
+                loads.append(time.perf_counter() - t0)
+            label = f"{n_records:,} records" if workloads < n_records else f"{n_records:,} one-run workloads"
+            figures[f"warm (model), {label}"] = (_median_plan(items, d, calls), *loads)
             snapshot.path_for(d).unlink(missing_ok=True)  # the host's cache keeps nothing of a temp dir
-    rows = [[name, f"{ms * 1e3:.2f}", "-" if load is None else f"{load:.2f}"] for name, (ms, load) in figures.items()]
-    out(format_table(["plan()", "median ms", "first load s"], rows))
+    rows = [[name, f"{ms * 1e3:.2f}", *(f"{s:.3f}" if s is not None else "-" for s in loads)]
+            for name, (ms, *loads) in figures.items()]
+    out(format_table(["plan()", "median ms", "first load s", "next load s"], rows))
     out(_calls_in_a_loop())
     return figures
 
