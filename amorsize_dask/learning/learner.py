@@ -26,7 +26,7 @@ import numpy as np
 from .. import config
 from ..settings import Settings, current
 from . import model, snapshot
-from .index import Group
+from .index import Group, SavedGroup
 from .records import RecordError, make_record
 from .store import TrainingStore
 
@@ -108,11 +108,11 @@ class Learner:
         bounds = np.searchsorted(group_of[order], np.arange(len(codes) + 1)).tolist()
         for key, start, stop in zip(codes, bounds, bounds[1:]):
             if stop > start:
-                group = self._groups.get(key)
+                group = self._group(key)
                 if group is None:
                     group = self._groups[key] = Group(capacity)
                 group.extend(rows[order[max(start, stop - capacity): stop]])
-            group = self._groups.get(key)
+            group = self._group(key)
             if key in features and group is not None and features[key][0] >= group.features_time:
                 group.features_time, group.features = features[key]
         return n_rows
@@ -135,14 +135,23 @@ class Learner:
         return list(self._groups.items()), dict(self._fields)
 
     def restore_index(self, groups: dict, fields: dict) -> None:
+        """Resume from a snapshot's groups (:class:`~amorsize_dask.learning.index.SavedGroup`
+        until asked for) and fingerprints' fields."""
         self._groups, self._fields = groups, fields
+
+    def _group(self, key: tuple[str, str]) -> Group | None:
+        """The group of ``key`` (built now if the snapshot saved it), or None; under the lock."""
+        group = self._groups.get(key)
+        if type(group) is SavedGroup:
+            group = self._groups[key] = group.build()
+        return group
 
     def _index(self, rec: dict, capacity: int) -> Group | None:
         fields = model.fields_of_record(rec)
         if fields is None:
             return None
         key = (rec["fingerprint"], rec["workload"])
-        group = self._groups.get(key)
+        group = self._group(key)
         if group is None:
             group = self._groups[key] = Group(capacity)
         group.add(fields)
@@ -165,13 +174,15 @@ class Learner:
         ms on the two threads its second run now tries)."""
         if not self._resumed:
             self.refresh()
-        group = self._groups.get((fingerprint, workload))
+        with self._lock:
+            group = self._group((fingerprint, workload))
         return None if group is None else group.features
 
     def drifted(self, fingerprint: str, workload: str) -> bool:
         """Did this workload's newest model-planned run here measure an unpredicted cost?"""
         self.refresh()
-        group = self._groups.get((fingerprint, workload))
+        with self._lock:
+            group = self._group((fingerprint, workload))
         return group is not None and group.drifted
 
     def observations(self, fingerprint: str, workload: str) -> list[model.Observation]:
@@ -179,7 +190,7 @@ class Learner:
         unknown length by the newest one)."""
         self.refresh()
         with self._lock:
-            group = self._groups.get((fingerprint, workload))
+            group = self._group((fingerprint, workload))
             return [] if group is None else list(group.observations(workload))
 
     def predict(self, fingerprint: str, workload: str, n_items: int, *, cores: int, fields: dict | None = None,
@@ -198,7 +209,7 @@ class Learner:
         kwargs = dict(cores=cores, settings=settings, explore=explore, engines=engines,
                       estimate=estimate)
         with self._lock:  # another thread may be adding runs to these groups
-            own = self._groups.get((fingerprint, workload))
+            own = self._group((fingerprint, workload))
             if own is not None and own.drifted:
                 return None
             if own:
@@ -206,10 +217,10 @@ class Learner:
             elif not fields:
                 return None
             else:
+                others = [key for key in self._groups if key[1] == workload and key[0] != fingerprint]
                 borrowed = [
-                    (similarity(fields, self._fields.get(fp, {})), group.observations(workload))
-                    for (fp, wl), group in self._groups.items()
-                    if wl == workload and fp != fingerprint and len(group)
+                    (similarity(fields, self._fields.get(fp, {})), self._group((fp, wl)).observations(workload))
+                    for fp, wl in others if len(self._groups[(fp, wl)])
                 ]
         if own:
             return model.predict(observations, n_items, **kwargs)

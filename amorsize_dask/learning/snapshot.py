@@ -28,7 +28,7 @@ import pathlib
 import numpy as np
 
 from .. import config
-from .index import ROW, Group
+from .index import ROW, SavedGroup
 
 __all__ = ["VERSION", "EVERY_RECORDS", "path_for", "due", "save", "load"]
 
@@ -98,8 +98,9 @@ def load(learner, capacity: int) -> bool:
                                                   < len(meta["groups"]))):
             raise ValueError("not a snapshot of this directory")
         order = np.argsort(group_of, kind="stable")
-        bounds = np.searchsorted(group_of[order], np.arange(len(meta["groups"]) + 1))
-        groups = {(str(fp), str(wl)): Group.from_state(state, rows[order[bounds[i]:bounds[i + 1]]], capacity)
+        rows = rows[order]                    # each group's rows together: a slice (a view) each
+        bounds = np.searchsorted(group_of[order], np.arange(len(meta["groups"]) + 1)).tolist()
+        groups = {(str(fp), str(wl)): SavedGroup(state, rows[bounds[i]:bounds[i + 1]], capacity)
                   for i, (fp, wl, state) in enumerate(meta["groups"])}
         learner.restore_index(groups, {str(k): dict(v) for k, v in meta["fields"].items()})
         learner.store.restore_reader_state(meta["segments"], ids)
