@@ -37,8 +37,11 @@ logger = logging.getLogger("amorsize_dask")
 VERSION = 1
 # A snapshot is written once a refresh has indexed this many records since the last one
 # (and a tenth of all those seen, so that its cost stays a small share of the reading it
-# saves): parsing 5,000 record lines takes ~0.1 s (bench --store), writing the file less.
-EVERY_RECORDS = 5_000
+# saves): parsing 1,000 record lines takes 16-24 ms (bench --store 20000: "refresh, 1,000
+# foreign records"), paid by every new process's first call until a snapshot is written;
+# writing one took 3.5 ms for an index of 20,000 workloads. At 5,000, a script's 1,000
+# records of its own were parsed again by each of its runs (29 ms; 2.7 ms resumed).
+EVERY_RECORDS = 1_000
 
 
 def path_for(training_dir) -> pathlib.Path:
