@@ -204,9 +204,8 @@ class Target:
 
     def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
         """The model's prediction for this workload here, from this process's learner."""
-        cold = self._cold_pool()
         return predict_here(self.learner, self.fingerprint, self.workload, n_items, cores=self.cores,
-                            explore=explore, engines=engines or self.auto_engines(), cold_pool=cold)
+                            explore=explore, engines=engines or self.auto_engines(), cold_pool=self._cold_pool)
 
     def _cold_pool(self) -> Overheads | None:
         """The overheads of a process plan that starts (forks) its pool now, or None when it
