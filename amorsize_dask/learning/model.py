@@ -43,7 +43,7 @@ from . import exploration
 __all__ = ["CLOSE_LOG_DISTANCE", "NOISE_FACTOR", "SAME_ENGINE_NOISE_FACTOR", "FAR_LOG_DISTANCE",
            "REFERENCE_RUNS", "RECENCY_HALF_LIFE", "REGRESSION_FACTOR", "Observation",
            "fields_of_record", "Prediction", "scale_chunksize", "Reference", "reference",
-           "feature_distance", "feature_distances", "DRIFT_MIN_SECONDS", "drifted", "drift_from",
+           "feature_distances", "DRIFT_MIN_SECONDS", "drifted", "drift_from",
            "predict"]
 
 # Observations within this log-distance of the query's item count count as "close"
@@ -209,32 +209,16 @@ def reference(observations: list[Observation]) -> Reference:
     )
 
 
-def _log_gap(a: float | None, b: float | None, floor: float) -> float:
-    """How far apart ``a`` and ``b`` are in log units beyond the noise (0 when either is unknown)."""
-    if a is None or b is None:
-        return 0.0
-    return max(0.0, abs(math.log(max(a, floor) / max(b, floor))) - _LOG_NOISE)
-
-
 # The cost features runs are compared by, and the floor under which values count as equal.
 _FEATURE_FLOORS = (("item_seconds", 1e-9), ("bytes_per_item", 1.0), ("cpu_ratio", 1e-3))
 
 
-def feature_distance(o: Observation, ref: Reference) -> float:
-    """Distance of ``o``'s cost features from the workload's current ones, beyond the noise.
-
-    >>> feature_distance(_example(1e-3), Reference(1e-3, None, None))
-    0.0
-    >>> round(feature_distance(_example(1e-6), Reference(1e-3, None, None)), 2)
-    5.3
-    """
-    return sum(_log_gap(getattr(o, name), getattr(ref, name), floor) for name, floor in _FEATURE_FLOORS)
-
-
 def feature_distances(observations: list[Observation], ref: Reference) -> np.ndarray:
-    """:func:`feature_distance` of each observation, in one pass per feature: a prediction
-    scores every run its workload kept (up to 2 x ``keep-per-workload``), ~1 ms one by one
-    for 500 runs of a warm call of a few ms.
+    """Distance of each observation's cost features from the workload's current ones
+    (``ref``), beyond the noise: per feature, the log gap past :data:`NOISE_FACTOR` (0 when
+    either is unknown), summed. One pass per feature: a prediction scores every run its
+    workload kept (up to 2 x ``keep-per-workload``), ~1 ms one by one for 500 runs of a
+    warm call of a few ms.
 
     >>> feature_distances([_example(1e-3), _example(1e-6)], Reference(1e-3, None, None)).round(2).tolist()
     [0.0, 5.3]
