@@ -330,6 +330,12 @@ def test_bench_fresh_times_the_oracles_configuration_as_a_first_call(tmp_path):
     assert "best first call measured (of serial, Pool, oracle-first, per family): geometric mean 1.500" in text
     assert "warm paired: geometric mean 1.000, worst 1.00; warm strict: geometric mean 1.050, worst 1.05" in text
     assert "ours-again: geometric mean 1.250, worst 1.25" in text
+    # Against the better of serial and Pool: the rounds' paired ratio when measured, else the medians'.
+    assert "ours over the better of serial and Pool, paired per round: geometric mean 1.125, worst 1.12 " \
+           "(short-cpu); more than 10% behind: short-cpu" in text
+    paired = render([{**row, "ours behind": 1.05}])
+    assert "ours over the better of serial and Pool, paired per round: geometric mean 1.050, worst 1.05 " \
+           "(short-cpu); more than 10% behind: none" in paired
 
 
 def test_bench_fresh_runs_the_script_again_with_the_records_its_first_run_left(tmp_path):
