@@ -16,12 +16,32 @@ def test_bag_results_and_order_sync_scheduler(tmp_path):
 
 
 def test_bag_is_lazy_until_computed(tmp_path):
+    """Building the Bag runs nothing (no sample either): a function that reads state the
+    caller changes before ``compute()`` sees the new state for every item (a sampled first
+    partition kept 99 of 100 results stale), and an item that fails fails at ``compute()``."""
     log = tmp_path / "calls.txt"
     b = ad.bag.map(CallLog(log, spin), range(400), training_dir=tmp_path / "store")
-    sampled = len(read_calls(log)) if log.exists() else 0
-    assert sampled < 400  # only the sample ran while planning
+    assert not log.exists() or read_calls(log) == []
     assert b.compute(scheduler="threads") == [spin(x) for x in range(400)]
-    assert sorted(read_calls(log)) == list(range(400))  # sampled items were not computed again
+    assert sorted(read_calls(log)) == list(range(400))  # each item once
+    SCALE["k"] = 1
+    scaled = ad.bag.map(times_scale, range(100), training_dir=tmp_path / "store")
+    SCALE["k"] = 10
+    assert scaled.compute(scheduler="sync") == [10 * x for x in range(100)]
+    failing = ad.bag.map(fails_on_zero, range(50), training_dir=tmp_path / "store")
+    with pytest.raises(ZeroDivisionError):
+        failing.compute(scheduler="sync")
+
+
+SCALE = {"k": 1}
+
+
+def times_scale(x):
+    return x * SCALE["k"]
+
+
+def fails_on_zero(x):
+    return 1 / x
 
 
 def test_bag_composes_with_dask_bag(tmp_path):

@@ -9,10 +9,19 @@ from amorsize_dask.engines.chunks import ChunkResult, dump_chunk_result, identit
 
 
 class NeedsTwoArgs(Exception):
-    """Cannot be unpickled: its ``__init__`` takes other arguments than its ``args``."""
+    """Unpickles only by state: its ``__init__`` takes other arguments than its ``args``."""
 
     def __init__(self, a, b):
         super().__init__(f"{a}-{b}")
+        self.b = b
+
+
+class HoldsALock(Exception):
+    """Cannot travel at all: an attribute that does not pickle."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
 
 
 def fail_at_three(x):
@@ -22,6 +31,12 @@ def fail_at_three(x):
 
 
 def lock_at_three(x):
+    if x == 3:
+        raise HoldsALock("1-2")
+    return x
+
+
+def two_args_at_three(x):
     if x == 3:
         raise NeedsTwoArgs(1, 2)
     return x
@@ -39,8 +54,19 @@ def test_an_exception_that_cannot_travel_is_dropped_only_when_asked():
     portable = run_chunk(lock_at_three, [3], 0)                      # transports using plain pickle
     assert portable.failure.exception is None and portable.failure.message == "1-2"
     kept = run_chunk(lock_at_three, [3], 0, portable_only=False)     # in-process engines
-    assert isinstance(kept.failure.exception, NeedsTwoArgs)
+    assert isinstance(kept.failure.exception, HoldsALock)
     assert isinstance(make_failure(NeedsTwoArgs(1, 2), 5).exception, NeedsTwoArgs)
+
+
+def test_an_exception_whose_init_takes_other_arguments_travels_by_state():
+    """``pickle`` rebuilds an exception by calling its class with ``args``: a class whose
+    ``__init__`` takes ``(a, b)`` then fails; by state it comes back as itself."""
+    portable = run_chunk(two_args_at_three, [3], 0)
+    back = pickle.loads(pickle.dumps(portable.failure.exception))
+    assert type(back) is NeedsTwoArgs and back.args == ("1-2",) and back.b == 2
+    failed = run_chunk(two_args_at_three, [0, 3], 0, portable_only=False)
+    back = cloudpickle.loads(dump_chunk_result(failed)).failure.exception
+    assert type(back) is NeedsTwoArgs and back.b == 2
 
 
 def test_dump_chunk_result_keeps_what_travels_and_says_what_does_not():

@@ -68,7 +68,19 @@ def run_chunk(func, chunk, first_index: int, portable_only: bool = True) -> Chun
     except Exception as exc:
         failure = make_failure(exc, first_index + len(results), portable_only=portable_only)
         return ChunkResult(first_index, results, time.perf_counter() - t0, failure=failure)
+    if len(results) < len(chunk):
+        # func raised StopIteration, which ends map's iteration without a word: the items
+        # after it would be lost (or a later chunk's results shifted). It is an error here,
+        # as on a pool (the exception object itself is gone: a new one names the item).
+        exc = StopIteration(f"{_name(func)} raised StopIteration on item {first_index + len(results)}; "
+                            "inside map() that ends the iteration silently, here it is an error")
+        failure = make_failure(exc, first_index + len(results))
+        return ChunkResult(first_index, results, time.perf_counter() - t0, failure=failure)
     return ChunkResult(first_index, results, time.perf_counter() - t0)
+
+
+def _name(func) -> str:
+    return getattr(func, "__qualname__", None) or type(func).__name__
 
 
 def run_packed_chunk(func, packed, first_index: int) -> ChunkResult:
@@ -93,11 +105,48 @@ def make_failure(exc: BaseException, index: int, *, portable_only: bool = False)
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     kept: BaseException | None = exc
     if portable_only:
-        try:
-            pickle.loads(pickle.dumps(exc))
-        except Exception:
-            kept = None
+        kept = _portable_exception(exc, lambda e: pickle.loads(pickle.dumps(e)))
     return Failure(index, kept, type(exc).__qualname__, str(exc), text)
+
+
+class ByState:
+    """An exception that pickles as its class, ``args`` and attributes, rebuilt without
+    calling its ``__init__`` (which ``pickle`` calls with ``args`` alone: a class whose
+    ``__init__`` takes ``(status, url)`` then fails to unpickle). Unpickled, it is the
+    exception itself.
+
+    >>> class HTTPError(Exception):
+    ...     def __init__(self, status, url):
+    ...         super().__init__(f"{status} {url}"); self.status = status
+    >>> back = cloudpickle.loads(cloudpickle.dumps(ByState(HTTPError(404, "/a"))))
+    >>> type(back).__name__, back.args, back.status
+    ('HTTPError', ('404 /a',), 404)
+    """
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def __reduce__(self):
+        return _rebuilt, (type(self.exc), self.exc.args, dict(getattr(self.exc, "__dict__", {})))
+
+
+def _rebuilt(cls, args: tuple, state: dict) -> BaseException:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+def _portable_exception(exc: BaseException, round_trip) -> BaseException | ByState | None:
+    """``exc`` if ``round_trip(exc)`` works, else the exception by state if that does,
+    else None (the caller then gets an ``ItemError`` naming it)."""
+    for candidate in (exc, ByState(exc)):
+        try:
+            round_trip(candidate)
+        except Exception:
+            continue
+        return candidate
+    return None
 
 
 def dump_chunk_result(out: ChunkResult, *, by_name: bool = False) -> bytes:
@@ -125,22 +174,14 @@ def dump_chunk_result(out: ChunkResult, *, by_name: bool = False) -> bytes:
 
 
 def _portable(out: ChunkResult, by_name: bool = False) -> ChunkResult:
-    """``out`` without its failure's exception if cloudpickle cannot carry it back (the
-    caller then gets an ``ItemError`` naming it)."""
+    """``out`` with its failure's exception as cloudpickle can carry it back: as it is,
+    else by state (:class:`ByState`), else not at all (the caller then gets an
+    ``ItemError`` naming it)."""
     failure = out.failure
-    if failure is not None and failure.exception is not None and not _round_trips(failure.exception, by_name):
-        return replace(out, failure=replace(failure, exception=None))
-    return out
-
-
-def _round_trips(exc: BaseException, by_name: bool = False) -> bool:
-    """True when ``exc`` can be pickled and unpickled (an exception class whose
-    ``__init__`` takes other arguments than its ``args`` cannot)."""
-    try:
-        cloudpickle.loads(dumps(exc, by_name=by_name))
-    except Exception:
-        return False
-    return True
+    if failure is None or failure.exception is None:
+        return out
+    kept = _portable_exception(failure.exception, lambda e: cloudpickle.loads(dumps(e, by_name=by_name)))
+    return out if kept is failure.exception else replace(out, failure=replace(failure, exception=kept))
 
 
 def identity(x):

@@ -3,7 +3,8 @@
 A chunk whose worker died is counted and sent again (at most :data:`MAX_CHUNK_RETRIES`
 times, then :class:`~amorsize_dask.errors.WorkerLostError` names its items); with
 ``local_fallback`` (``engine="auto"``) items or results that cannot be pickled are
-computed in this process instead, with one warning.
+computed in this process instead, with one warning. Of several items that fail, the
+lowest one's exception is raised, once every chunk before it is in (:class:`.base.FirstFailure`).
 
 >>> job = ProcessJob(abs, [-1, -2], 0, local_fallback=False, progress=None)
 >>> job.run_here(0, 2)
@@ -18,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from ..errors import WorkerLostError, warn_once
 from ..target.workload import function_name
 from . import process_worker, transport
-from .base import RunResult, assemble, raise_failure
+from .base import FirstFailure, RunResult, assemble
 from .chunks import ChunkResult, run_chunk
 
 __all__ = ["MAX_CHUNK_RETRIES", "ProcessJob"]
@@ -38,6 +39,7 @@ class ProcessJob:
         self.crashes: dict[int, int] = {}
         self.notes: list[str] = []
         self.futures: dict = {}  # of the current round: future -> (lo, hi)
+        self.first = FirstFailure()  # raised by :meth:`result`, once every chunk before it is in
 
     def note(self, message: str) -> None:
         """Something ran here instead of in a worker: warn once per call, and keep it."""
@@ -52,6 +54,8 @@ class ProcessJob:
         (``func_key`` is its token), and the caller's ``__main__`` objects go by name."""
         self.futures = futures = {}
         for k, (lo, hi) in enumerate(todo):
+            if not self.needed(lo):
+                continue  # after an item that failed
             try:
                 payload = transport.dump_items(self.items[lo:hi], self.first_index + lo, by_name=func_bytes is None)
             except TypeError as exc:
@@ -79,30 +83,44 @@ class ProcessJob:
                 "os._exit, memory); try engine='serial' to see the error"
             ) from None
 
+    def needed(self, lo: int) -> bool:
+        """May the chunk starting at ``lo`` still matter (no item before it failed)?"""
+        return self.first.needed(self.first_index + lo)
+
     def run_here(self, lo: int, hi: int) -> None:
         out = run_chunk(self.func, self.items[lo:hi], self.first_index + lo, portable_only=False)
-        raise_failure(out.failure, self.func)
-        self._keep(lo, out)
+        self._keep(lo, out, remote=False)
 
     def take(self, out: ChunkResult, lo: int, hi: int) -> None:
         """A chunk back from a worker: results that could not travel are computed here
-        (``local_fallback``) or reported; then its failure, if any, is raised."""
-        for index, reason in out.untravelled:
-            if not self.local_fallback:
-                raise transport.unpicklable_result(index, reason)
-            self.note(f"{transport.unpicklable_result(index, reason)}: it ran again in this process")
-            local = index - self.first_index
-            again = run_chunk(self.func, self.items[local : local + 1], index, portable_only=False)
-            raise_failure(again.failure, self.func)
-            out.results[index - out.first_index] = again.results[0]
-        raise_failure(out.failure, self.func, remote=True)
-        self._keep(lo, out)
+        (``local_fallback``) or reported; a failure is kept for :meth:`result`."""
+        remote = True
+        if out.failure is None and self.needed(lo):
+            for index, reason in out.untravelled:
+                if not self.local_fallback:
+                    raise transport.unpicklable_result(index, reason)
+                self.note(f"{transport.unpicklable_result(index, reason)}: it ran again in this process")
+                local = index - self.first_index
+                again = run_chunk(self.func, self.items[local : local + 1], index, portable_only=False)
+                if again.failure is not None:
+                    out, remote = again, False
+                    break
+                out.results[index - out.first_index] = again.results[0]
+        self._keep(lo, out, remote=remote)
 
-    def _keep(self, lo: int, out: ChunkResult) -> None:
+    def _keep(self, lo: int, out: ChunkResult, *, remote: bool) -> None:
+        if out.failure is not None:
+            self.first.keep(out.failure, remote=remote)
+            for fut, (other, _) in self.futures.items():
+                if not self.needed(other):
+                    fut.cancel()  # after the failure: not needed
+            return
         self.done[lo] = out
         if self.progress is not None:
             self.progress.advance(len(out.results))
 
     def result(self, bounds) -> RunResult:
+        """The run's results in order; or its earliest failure, raised."""
+        self.first.raise_if_any(self.func)
         results, compute = assemble(self.done, bounds)
         return RunResult(results, compute, len(bounds), notes=tuple(self.notes))

@@ -1,20 +1,19 @@
 """Process engine: a reusable pool of worker processes.
 
-- Start-up is paid once per process, not per call: the pool stays up between calls
-  and is shut down at interpreter exit. Workers never run the caller's main module
-  (:mod:`.worker_start`), and a pool whose workers no longer match the caller (working
-  directory, ``sys.path``, environment, start method, the function's module edited on
-  disk) is replaced before it runs anything.
+- Start-up is paid once per process, not per call: the pool stays up between calls and
+  is shut down at interpreter exit. Start method ``auto`` (Linux) forks when no other
+  thread of the caller is busy, else uses the forkserver; workers never run the caller's
+  main module (:mod:`.worker_start`); a pool whose workers no longer match the caller
+  (working directory, ``sys.path``, environment, start method, the function's module
+  edited on disk) is replaced before it runs anything; a forked child forgets the pools.
 - The function, items, results and exceptions travel with cloudpickle (:mod:`.transport`):
   lambdas, closures and classes defined in a script work, and come back as the caller's own.
 - A worker that dies loses no items: the chunks it held run again on a fresh pool
   (a chunk that kills its worker :data:`MAX_CHUNK_RETRIES` times is reported; one run's
-  bookkeeping: :mod:`.process_job`).
+  bookkeeping, and which failure it raises: :mod:`.process_job`).
 - With ``local_fallback`` (``engine="auto"``), a chunk whose items or results cannot be
   pickled runs in this process instead, with one warning; otherwise a TypeError names it.
 - Ctrl-C stops the workers at once; nothing is left running.
-- Start method ``auto`` (Linux): fork when no other thread of the caller is busy, else
-  the forkserver (:mod:`.worker_start`); a forked child forgets the parent's pools.
 
 >>> ProcessEngine().run(abs, [-1, -2, -3], n_workers=1, chunksize=2, first_index=0).results
 [1, 2, 3]
@@ -313,6 +312,8 @@ class ProcessEngine(Engine):
                     todo = job.submit_all(entry.executor, todo, *parcel.for_pool(entry))
                     for fut in as_completed(job.futures):
                         lo, hi = job.futures[fut]
+                        if not job.needed(lo):
+                            continue  # after an item that failed: cancelled, or its outcome not needed
                         try:
                             out = self.finish(fut)
                         except BrokenProcessPool:

@@ -16,7 +16,7 @@ import weakref
 from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from .base import Engine, RunResult, assemble, chunk_bounds, raise_failure
+from .base import Engine, FirstFailure, RunResult, assemble, chunk_bounds, raise_failure
 from .chunks import run_chunk
 
 __all__ = ["ThreadRunResult", "ThreadEngine", "ThreadPool", "only_idle_pool_threads"]
@@ -84,7 +84,7 @@ class ThreadRunResult(RunResult):
 
 def _serially(func, items, lo: int, hi: int, first_index: int, progress):
     """Items ``lo..hi`` run here; an exception is the caller's, as from ``builtins.map``."""
-    out = run_chunk(func, items[lo:hi], first_index + lo)
+    out = run_chunk(func, items[lo:hi], first_index + lo, portable_only=False)
     raise_failure(out.failure, func)
     if progress is not None:
         progress.advance(len(out.results))
@@ -127,7 +127,7 @@ class ThreadEngine(Engine):
             pool.submit(run_chunk, func, items[lo:hi], first_index + lo, False): lo for lo, hi in bounds
         }
         done_chunks = {}
-        failed: list[int] = []
+        first = FirstFailure()
         thread_failure = None
         try:
             for fut in as_completed(futures):
@@ -139,9 +139,13 @@ class ThreadEngine(Engine):
                         thread_failure = f"{out.failure.type_name}: {out.failure.message}"[:200]
                         for other in futures:
                             other.cancel()  # not started yet: they run here, serially
-                    failed.append(futures[fut])
                     continue
-                raise_failure(out.failure, func)
+                if out.failure is not None:
+                    first.keep(out.failure, remote=False)
+                    for other, lo in futures.items():
+                        if not first.needed(first_index + lo):
+                            other.cancel()
+                    continue
                 done_chunks[futures[fut]] = out
                 if progress is not None:
                     progress.advance(len(out.results))
@@ -149,6 +153,7 @@ class ThreadEngine(Engine):
             for fut in futures:
                 fut.cancel()
             raise
+        first.raise_if_any(func)
         if thread_failure is not None:
             for lo, hi in bounds:
                 if lo not in done_chunks:

@@ -135,7 +135,7 @@ class StreamPlanner:
                     break
                 items += chunk
                 with clock.span():
-                    out = run_chunk(self.call, chunk, len(results))
+                    out = run_chunk(self.call, chunk, len(results), portable_only=False)
                 compute += out.compute_seconds
                 results += out.results
                 if out.failure is not None:

@@ -36,7 +36,7 @@ class SerialSubmitter:
         self.call = call
 
     def submit(self, chunk, first):
-        return run_chunk(self.call, chunk, first)
+        return run_chunk(self.call, chunk, first, portable_only=False)
 
     def result(self, handle, chunk, first):
         return handle

@@ -1,0 +1,121 @@
+"""A call whose function raises fails as ``builtins.map`` fails, on every engine.
+
+- Of several failing items, the one with the lowest index is raised (``builtins.map``
+  stops there), not the first chunk to come back from a worker.
+- An exception class of the script whose ``__init__`` takes other arguments than its
+  ``args`` comes back as itself, on a pool that was running already too.
+- ``StopIteration`` raised by the function is an error on every engine, never a silently
+  shorter result (inside ``builtins.map`` it ends the iteration: items would be lost).
+"""
+
+import pytest
+
+import amorsize_dask as ad
+
+from .test_user_scripts import run_script
+
+
+class EarlyError(Exception):
+    pass
+
+
+class LateError(Exception):
+    pass
+
+
+def fails_twice(x):
+    """Item 150 fails at once; item 160 after the whole chunk of 150 would have."""
+    if x == 150:
+        import time
+
+        time.sleep(0.2)
+        raise EarlyError(x)
+    if x == 160:
+        raise LateError(x)
+    return x
+
+
+@pytest.mark.parametrize("engine", ["threads", "processes"])
+def test_the_lowest_failing_item_is_raised_not_the_first_chunk_back(engine):
+    with pytest.raises(EarlyError) as info:
+        ad.map(fails_twice, range(300), engine=engine, n_workers=2, chunksize=10)
+    assert info.value.args == (150,)
+
+
+def test_the_lowest_failing_item_is_raised_on_a_cluster(client):
+    with pytest.raises(EarlyError) as info:
+        ad.map(fails_twice, range(300), client=client, engine="dask", n_workers=2, chunksize=10)
+    assert info.value.args == (150,)
+
+
+def raises_stop(x):
+    if x == 5:
+        raise StopIteration("done early")
+    return x
+
+
+@pytest.mark.parametrize("engine", ["serial", "threads", "processes", "auto"])
+def test_stop_iteration_from_the_function_is_raised_never_a_shorter_result(engine):
+    with pytest.raises(StopIteration) as info:
+        ad.map(raises_stop, range(40), engine=engine)
+    assert "item 5" in "".join(getattr(info.value, "__notes__", [])) or info.value.args == ("done early",)
+
+
+def test_stop_iteration_in_a_serial_chunk_loses_no_later_item():
+    """Chunked serial runs (a watched serial plan runs in chunks) must not shift results."""
+    from amorsize_dask.engines.chunks import run_chunk
+
+    out = run_chunk(raises_stop, list(range(10)), 0)
+    assert out.failure is not None and out.failure.index == 5 and out.failure.type_name == "StopIteration"
+    assert out.results == [0, 1, 2, 3, 4]
+
+
+HTTP_ERROR_HEAD = """
+import json, sys
+import amorsize_dask as ad
+
+class HTTPError(Exception):  # its __init__ takes other arguments than its args
+    def __init__(self, status, url, *, retry=False):
+        super().__init__(f"{status} for {url}")
+        self.status, self.url, self.retry = status, url, retry
+
+def fetch(x):
+    if x == 150:
+        raise HTTPError(404, f"/item/{x}", retry=True)
+    return x
+"""
+
+HTTP_ERROR_MAIN = """
+caught = []
+for _ in range(3):  # the first call starts the pool; the later ones find it running
+    try:
+        ad.map(fetch, range(300), engine="processes", n_workers=2, chunksize=10)
+    except HTTPError as exc:
+        caught.append([exc.status, exc.url, exc.retry, str(exc)])
+    except Exception as exc:
+        caught.append(f"{type(exc).__module__}.{type(exc).__name__}: {exc}")
+print(json.dumps({"caught": caught}))
+"""
+
+
+def test_an_exception_with_its_own_init_arguments_comes_back_as_itself_on_a_running_pool(tmp_path):
+    out, _ = run_script(tmp_path, HTTP_ERROR_HEAD, HTTP_ERROR_MAIN, guard=True)
+    assert out["caught"] == [[404, "/item/150", True, "404 for /item/150"]] * 3
+
+
+class StatusError(Exception):
+    def __init__(self, status, url):
+        super().__init__(f"{status} for {url}")
+        self.status = status
+
+
+def fails_with_status(x):
+    if x == 7:
+        raise StatusError(503, f"/item/{x}")
+    return x
+
+
+def test_an_exception_with_its_own_init_arguments_comes_back_as_itself_from_a_cluster(client):
+    with pytest.raises(StatusError) as info:
+        ad.map(fails_with_status, range(20), client=client, engine="dask", n_workers=2, chunksize=5)
+    assert (info.value.status, str(info.value)) == (503, "503 for /item/7")
