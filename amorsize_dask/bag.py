@@ -20,7 +20,7 @@ from .engines.chunks import run_chunk
 from .engines.transport import WholeList
 from .cluster.keys import new_run_id
 from .learning.learner import get_learner
-from .mapping import as_sequence, plan_call, target_for
+from .mapping import as_sequence, target_for
 from .planning.plan import Plan
 from .planning.planner import Planned
 from .cluster.reporting import COLLECTOR, TOPIC, gather_fragments, report
@@ -28,10 +28,11 @@ from .cluster.reporting import COLLECTOR, TOPIC, gather_fragments, report
 def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True) -> db.Bag:
     """A Bag of ``func`` applied to every item, partitioned as planned; lazy.
 
-    A sequence is planned like :func:`amorsize_dask.map`: the sampled items' results form
-    the first partition, nothing is computed twice. A Bag keeps its partitions unless
-    measured runs say merging them is faster; building it computes nothing. When the Bag
-    is computed, each partition measures itself where it runs and, once all have
+    Building it computes nothing (no sample either: a function reading state the caller
+    changes before ``compute()`` sees the new state). A sequence is partitioned as the
+    model plans it, or four partitions per worker thread before anything was measured;
+    a Bag keeps its partitions unless measured runs say merging them is faster. When the
+    Bag is computed, each partition measures itself where it runs and, once all have
     reported, the run is recorded like any other.
     """
     validation.check_func(func)
@@ -43,19 +44,33 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
         bag, plan, planned = _plan_bag(func, seq_or_bag, target)
         return _measured(func, bag, plan, planned, target, learn)
     items = as_sequence(validation.check_iterable(seq_or_bag))
-    planned = plan_call(func, items, target, engine="auto", n_workers=None, chunksize=None)
-    plan = planned.plan
-    parts = []
-    if planned.sample is not None and planned.sample.results:
-        parts.append(db.from_sequence(planned.sample.results, npartitions=1))
-    rest = items[plan.n_sampled :]
-    if len(rest):
-        chunksize = plan.chunksize if plan.engine != "serial" else len(rest)
-        source = db.from_sequence(rest, partition_size=chunksize)
-        parts.append(_measured(func, source, plan, planned, target, learn))
-    if not parts:
+    if not len(items):
         return db.from_sequence([], npartitions=1)
-    return parts[0] if len(parts) == 1 else db.concat(parts)
+    plan = _plan_sequence(len(items), target)
+    return _measured(func, db.from_sequence(items, partition_size=plan.chunksize), plan, None, target, learn)
+
+
+# Partitions per worker thread for a sequence nothing was measured on (nothing runs before
+# compute(): no sample): the balance multiprocessing.Pool.map's default chunksize strikes
+# (n / (4 x workers)) between tasks' overhead and a skewed item's tail.
+DEFAULT_PARTITIONS_PER_WORKER = 4
+
+
+def _plan_sequence(n_items: int, target) -> Plan:
+    """Partitions of a sequence of ``n_items``, with nothing run: the model's plan for that
+    many items when it has one (a serial plan: one partition), else
+    :data:`DEFAULT_PARTITIONS_PER_WORKER` per worker thread. Its run, measured by its
+    partitions, teaches the model the next one."""
+    learned = target.learned_plan(n_items, explore=False)
+    if learned is not None:
+        chunksize = n_items if learned.engine == "serial" else learned.chunksize
+        return learned.replace(chunksize=chunksize, n_tasks=-(-n_items // chunksize))
+    chunksize = max(1, -(-n_items // (DEFAULT_PARTITIONS_PER_WORKER * target.cores)))
+    engine = "dask" if target.client is not None else "processes"  # dask.bag's own default
+    return Plan(engine=engine, n_workers=target.cores, chunksize=chunksize, n_tasks=-(-n_items // chunksize),
+                source="default", confidence=0.0, predicted_seconds=0.0,
+                reasons=(f"nothing measured for this workload here and nothing runs before compute(): "
+                         f"{DEFAULT_PARTITIONS_PER_WORKER} partitions per worker thread",))
 
 
 def _plan_bag(func, bag: db.Bag, target):
