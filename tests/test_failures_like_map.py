@@ -8,6 +8,8 @@
   shorter result (inside ``builtins.map`` it ends the iteration: items would be lost).
 """
 
+import os
+
 import pytest
 
 import amorsize_dask as ad
@@ -119,3 +121,48 @@ def test_an_exception_with_its_own_init_arguments_comes_back_as_itself_from_a_cl
     with pytest.raises(StatusError) as info:
         ad.map(fails_with_status, range(20), client=client, engine="dask", n_workers=2, chunksize=5)
     assert (info.value.status, str(info.value)) == (503, "503 for /item/7")
+
+
+UNPICKLABLE_RESULTS = """
+import json, sys, threading, time
+from amorsize_dask.mapping import run_map
+
+CALLS = 0
+
+def make_lock(x):
+    global CALLS
+    CALLS += 1
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 0.002:
+        pass
+    return threading.Lock()
+"""
+
+UNPICKLABLE_MAIN = """
+from amorsize_dask.planning import overheads
+from amorsize_dask.target.target import Target
+Target.local(make_lock).overheads(measure_now=True)  # this machine's, as a user's cache holds them
+overheads.run_later()
+assert overheads.join_background(120)
+outcome = run_map(make_lock, range(300))
+import os
+from amorsize_dask.learning.store import TrainingStore
+records = TrainingStore(os.environ["DASK_AMORSIZE__TRAINING_DIR"]).records()
+feature = any(r["features"].get("picklable") == 0 for r in records)
+print(json.dumps({"engine": outcome.plan.engine, "source": outcome.plan.source, "calls_here": CALLS,
+                  "recorded": feature}))
+"""
+
+
+def test_a_workload_whose_results_do_not_pickle_never_runs_on_processes_again(tmp_path):
+    """Its first run's sample found results that do not pickle (it ran serially); a later
+    run must not explore processes: each result would be computed twice, once in a worker
+    and again here (side effects twice, 0.78 s against 0.60 s serially)."""
+    # Any neighbour may be explored (here the cost model's estimate rules processes out by
+    # itself; with this machine's calibrated overheads it vouched for them: 3 runs in 3).
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training"),
+           "DASK_AMORSIZE__MODEL__EXPLORE_MAX_SLOWDOWN": "1000", "DASK_AMORSIZE__MODEL__EXPLORE_PROBABILITY": "1.0",
+           "DASK_AMORSIZE__MODEL__EXPLORE_BUDGET": "1000"}
+    runs = [run_script(tmp_path, UNPICKLABLE_RESULTS, UNPICKLABLE_MAIN, env=env)[0] for _ in range(3)]
+    assert all(r["engine"] != "processes" and r["calls_here"] == 300 for r in runs), runs
+    assert runs[0]["recorded"]  # the sample's finding is in the record, for every later process

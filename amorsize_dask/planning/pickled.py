@@ -21,7 +21,12 @@ from dataclasses import dataclass
 
 import cloudpickle
 
-__all__ = ["Travel", "measure", "size", "dumps"]
+__all__ = ["FEATURE", "Travel", "measure", "size", "dumps"]
+
+# The record feature that says a sampled item or result of a workload did not pickle (0):
+# a process plan would compute its results twice (in a worker, then here), so none is made
+# (:meth:`~amorsize_dask.target.target.Target.auto_engines`).
+FEATURE = "picklable"
 
 # Bytes a pickled numpy array takes beyond its buffer (dtype, shape, class): ~150 measured
 # with pickle protocol 5 for 1-D float64 arrays; an estimate within 1% for arrays > 16 KB.

@@ -99,6 +99,8 @@ class Profile:
             out["thread_speedup"] = self.thread_speedup
         if self.thread_failure is not None:
             out[thread_safety.FEATURE] = 0
+        if not self.picklable:
+            out[pickled.FEATURE] = 0
         return out
 
 

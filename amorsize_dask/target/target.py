@@ -18,7 +18,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from .. import config
-from ..planning import overheads, thread_safety
+from ..planning import overheads, pickled, thread_safety
 from ..planning.fork_cost import forked_start
 from ..planning.prediction import predict_here
 from . import machine
@@ -99,15 +99,18 @@ class Target:
         (:meth:`thread_safe`); processes only where this process may start them."""
         if self.client is not None:
             return ("serial", "dask") if self.allow_local else ("dask",)
-        engines = ("serial", "threads") if self.thread_safe() else ("serial",)
-        return engines + ("processes",) if can_start_processes() else engines
+        features = self.learner.features(self.fingerprint.id, self.workload) or {}
+        engines = ("serial", "threads") if self.thread_safe(features) else ("serial",)
+        travels = features.get(pickled.FEATURE, 1) != 0  # its newest sample's items and results pickled
+        return engines + ("processes",) if travels and can_start_processes() else engines
 
-    def thread_safe(self) -> bool:
+    def thread_safe(self, features: dict | None = None) -> bool:
         """False once this workload failed only on threads: in this process, or in a run
-        recorded here with ``thread_safe: 0``."""
+        recorded here with ``thread_safe: 0`` (``features``: its newest, when read already)."""
         if thread_safety.is_marked_unsafe(self.workload):
             return False
-        features = self.learner.features(self.fingerprint.id, self.workload) or {}
+        if features is None:
+            features = self.learner.features(self.fingerprint.id, self.workload) or {}
         return features.get(thread_safety.FEATURE, 1) != 0
 
     @property
