@@ -166,3 +166,20 @@ def test_a_workload_whose_results_do_not_pickle_never_runs_on_processes_again(tm
     runs = [run_script(tmp_path, UNPICKLABLE_RESULTS, UNPICKLABLE_MAIN, env=env)[0] for _ in range(3)]
     assert all(r["engine"] != "processes" and r["calls_here"] == 300 for r in runs), runs
     assert runs[0]["recorded"]  # the sample's finding is in the record, for every later process
+
+
+def returns_a_lock(x):
+    import threading
+    import time
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 0.002:  # dear enough that the sample leaves items to run
+        pass
+    return threading.Lock()
+
+
+def test_processes_asked_for_results_that_do_not_pickle_is_a_type_error_every_time(tmp_path):
+    """Found by the sample (the planner) or by the engine: the same TypeError, as pickle's."""
+    for _ in range(2):
+        with pytest.raises(TypeError, match="pickle"):
+            ad.map(returns_a_lock, range(300), engine="processes", training_dir=tmp_path)

@@ -222,9 +222,9 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
         min_tasks_per_worker=config.get("planner.min-tasks-per-worker"),
     )
     if not ranked:
-        raise ValueError(
-            f"engine={engine!r} cannot run these items: they or their results cannot be "
-            "pickled; use engine='threads' or engine='serial'"
+        raise TypeError(  # as the engine raises what it cannot send or return
+            f"engine={engine!r} cannot run these items: the sampled items or their results cannot "
+            "be pickled to travel to a worker process; use engine='threads' or engine='serial'"
         )
     return ranked, reasons
 
