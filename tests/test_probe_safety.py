@@ -187,6 +187,42 @@ def test_thread_engine_retry_still_raises_the_users_error():
     assert "on item 7" in "".join(info.value.__notes__)
 
 
+class _Counted:
+    """Counts its calls per item; item 7 raises (the user's own error, on threads too)."""
+
+    def __init__(self):
+        import collections
+        import threading
+
+        self.calls, self.lock = collections.Counter(), threading.Lock()
+
+    def __call__(self, x):
+        with self.lock:
+            self.calls[x] += 1
+        if x == 7:
+            raise KeyError(x)
+        return x
+
+
+def test_thread_engine_retry_runs_no_item_twice_but_the_one_that_raised():
+    """The serial retry of a chunk that failed on a thread keeps the results before its
+    failure: an item with side effects (a write) ran twice before (5 of a run's items)."""
+    from amorsize_dask.engines import ThreadEngine
+
+    counted = _Counted()
+    with pytest.raises(KeyError):
+        ThreadEngine().run(counted, list(range(30)), n_workers=2, chunksize=10, first_index=0, serial_retry=True)
+    assert counted.calls[7] == 2 and all(n == 1 for x, n in counted.calls.items() if x != 7), counted.calls
+
+
+def test_the_probe_runs_no_item_twice_but_the_one_that_raised():
+    counted = _Counted()
+    with pytest.raises(KeyError):
+        sampling.probe_threads(counted, list(range(20)), 4, 6, 1e-3)
+    assert counted.calls[7] == 2 and all(n == 1 for x, n in counted.calls.items() if x != 7), counted.calls
+    assert set(counted.calls) == {4, 5, 6, 7}  # the thread with items 7-9 stopped at 7; here 7 raises again
+
+
 def _sleepy(x):
     import time
 

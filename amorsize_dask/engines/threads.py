@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from .base import Engine, FirstFailure, RunResult, assemble, chunk_bounds, raise_failure
@@ -82,13 +82,17 @@ class ThreadRunResult(RunResult):
     thread_failure: str | None = None
 
 
-def _serially(func, items, lo: int, hi: int, first_index: int, progress):
-    """Items ``lo..hi`` run here; an exception is the caller's, as from ``builtins.map``."""
-    out = run_chunk(func, items[lo:hi], first_index + lo, portable_only=False)
+def _serially(func, items, lo: int, hi: int, first_index: int, progress, partial=None):
+    """Items ``lo..hi`` run here; an exception is the caller's, as from ``builtins.map``.
+    ``partial``: the chunk's outcome on a thread, whose results before its failure are
+    kept (each item runs once, unless it raised on the thread)."""
+    done = partial.results if partial is not None else []
+    out = run_chunk(func, items[lo + len(done):hi], first_index + lo + len(done), portable_only=False)
     raise_failure(out.failure, func)
     if progress is not None:
-        progress.advance(len(out.results))
-    return out
+        progress.advance(len(done) + len(out.results))
+    return replace(out, first_index=first_index + lo, results=done + out.results,
+                   compute_seconds=out.compute_seconds + (partial.compute_seconds if partial is not None else 0.0))
 
 
 class ThreadEngine(Engine):
@@ -126,7 +130,7 @@ class ThreadEngine(Engine):
         futures = {
             pool.submit(run_chunk, func, items[lo:hi], first_index + lo, False): lo for lo, hi in bounds
         }
-        done_chunks = {}
+        done_chunks, partial = {}, {}
         first = FirstFailure()
         thread_failure = None
         try:
@@ -139,6 +143,7 @@ class ThreadEngine(Engine):
                         thread_failure = f"{out.failure.type_name}: {out.failure.message}"[:200]
                         for other in futures:
                             other.cancel()  # not started yet: they run here, serially
+                    partial[futures[fut]] = out  # the items before the failure: not run again
                     continue
                 if out.failure is not None:
                     first.keep(out.failure, remote=False)
@@ -157,7 +162,7 @@ class ThreadEngine(Engine):
         if thread_failure is not None:
             for lo, hi in bounds:
                 if lo not in done_chunks:
-                    done_chunks[lo] = _serially(func, items, lo, hi, first_index, progress)
+                    done_chunks[lo] = _serially(func, items, lo, hi, first_index, progress, partial.get(lo))
         results, compute = assemble(done_chunks, bounds)
         return ThreadRunResult(results, compute, len(bounds), thread_failure=thread_failure)
 

@@ -82,8 +82,9 @@ def probe_threads(func, items, first: int, n: int, serial_item_seconds: float, *
     Speedup: the items' serial time (``serial_item_seconds`` each) over the probe's wall
     time; if ``computing``, at most both threads' CPU time over it (a thread waiting for
     the GIL spends none: pure Python reads ~1x even when skewed items fool the reference).
-    An exception on a thread is not the user's error: every probed item is re-run here,
-    in order, so that an item that fails serially too raises as ``builtins.map`` would.
+    An exception on a thread is not the user's error: the item that raised it, and those
+    its thread left, run again here, in order, so that an item that fails serially too
+    raises as ``builtins.map`` would; every other item runs once.
     """
     if not _probe_lock.acquire(blocking=False):
         return ThreadProbe(None, [])
@@ -120,31 +121,35 @@ def _probe_on(pool, func, items, first, n, serial_item_seconds, computing) -> Th
     deadline = time.perf_counter() + PROBE_STOP_FACTOR * n * serial_item_seconds
 
     def run(lo, hi):
-        out = []
+        out, failure = [], None
         start, cpu_start = time.perf_counter(), time.thread_time()
-        for i in range(lo, hi):
-            if out and time.perf_counter() > deadline:
-                break  # far slower than serial: the caller runs the rest
-            out.append(func(items[i]))
-        return out, start, time.perf_counter(), time.thread_time() - cpu_start
+        try:
+            for i in range(lo, hi):
+                if out and time.perf_counter() > deadline:
+                    break  # far slower than serial: the caller runs the rest
+                out.append(func(items[i]))
+        except Exception as exc:
+            failure = exc
+        return out, start, time.perf_counter(), time.thread_time() - cpu_start, failure
 
     futures = [pool.submit(run, first, first + half), pool.submit(run, first + half, first + n)]
     try:
-        (a, a_start, a_stop, a_cpu), (b, b_start, b_stop, b_cpu) = [f.result() for f in futures]
-    except Exception as exc:
-        wait(futures)  # both halves done before the items run again here
-        results: list = []
-        timed_serially(func, items, first, n, results)
-        return ThreadProbe(None, results, f"{type(exc).__name__}: {exc}"[:200])
-    # Timed inside the threads: hand-over to and from the pool is not the function's.
-    elapsed = max(a_stop, b_stop) - min(a_start, b_start)
-    bound = min((a_stop - a_start) / max(len(a), 1), (b_stop - b_start) / max(len(b), 1)) if half else None
-    n_threaded = len(a) + len(b)
-    # A thread stopped at the deadline: the items it left run here, in order.
+        (a, a_start, a_stop, a_cpu, a_failure), (b, b_start, b_stop, b_cpu, b_failure) = [f.result() for f in futures]
+    finally:
+        wait(futures)  # both halves done before any item runs here
+    # A thread stopped at the deadline or by an exception: the items it left run here, in
+    # order (an item that failed on the thread runs again: raising here too, it is the user's).
     results = list(a)
     _left_here(func, items, first + len(a), first + half, results)
     results += b
     _left_here(func, items, first + half + len(b), first + n, results)
+    failure = a_failure or b_failure
+    if failure is not None:
+        return ThreadProbe(None, results, f"{type(failure).__name__}: {failure}"[:200])
+    # Timed inside the threads: hand-over to and from the pool is not the function's.
+    elapsed = max(a_stop, b_stop) - min(a_start, b_start)
+    bound = min((a_stop - a_start) / max(len(a), 1), (b_stop - b_start) / max(len(b), 1)) if half else None
+    n_threaded = len(a) + len(b)
     return ThreadProbe(None, results, item_bound=bound, elapsed=elapsed, cpu_seconds=a_cpu + b_cpu,
                        n_threaded=n_threaded).measured(serial_item_seconds, computing)
 
