@@ -47,7 +47,8 @@ def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: st
     note = f"amorsize_dask: raised by {function_name(func)} on item {index}"
     if remote_traceback:
         note += f"\n--- original traceback (in the worker) ---\n{remote_traceback.rstrip()}"
-    exc.add_note(note)
+    if note not in getattr(exc, "__notes__", ()):  # the same object raised again: one note
+        exc.add_note(note)
     raise exc
 
 

@@ -55,3 +55,12 @@ def test_worker_start_error_names_its_cause_and_the_way_out():
     text = str(errors.WorkerStartError(OSError("Too many open files")))
     assert "OSError: Too many open files" in text and "engine='threads'" in text
     assert "failed to start; check" in str(errors.WorkerStartError())   # no cause: none shown
+
+
+def test_the_same_exception_object_raised_again_carries_one_note():
+    """A module-level exception object raised by several calls: one note, not one per call."""
+    err = KeyError("missing")
+    for _ in range(3):
+        with pytest.raises(KeyError):
+            errors.reraise_with_item(err, 3, abs)
+    assert len(err.__notes__) == 1
