@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 from ..errors import ItemError, reraise_with_item
 from .chunks import ByState, ChunkResult, Failure, run_chunk
 
-__all__ = ["RunResult", "Engine", "SerialEngine", "chunk_bounds", "raise_failure", "assemble", "FirstFailure"]
+__all__ = ["RunResult", "Engine", "SerialEngine", "chunk_bounds", "raise_failure", "assemble", "FirstFailure", "Gathered"]
 
 
 @dataclass
@@ -136,3 +136,41 @@ class FirstFailure:
 
     def raise_if_any(self, func) -> None:
         raise_failure(self.failure, func, remote=self.remote)
+
+
+class Gathered:
+    """One run's finished chunks (by their offset in the run's items), its earliest
+    failure and its progress bar: what every engine keeps as chunks come back.
+
+    >>> g = Gathered(first_index=100, progress=None)
+    >>> g.take(0, ChunkResult(100, [1, 2], 0.5), remote=False)
+    True
+    >>> g.take(4, ChunkResult(104, [], 0.1, failure=Failure(104, None, "KeyError", "4", "")), remote=True)
+    False
+    >>> g.needed(2), g.needed(6)
+    (True, False)
+    """
+
+    def __init__(self, first_index: int, progress):
+        self.chunks: dict[int, ChunkResult] = {}
+        self.first = FirstFailure()  # raised by :meth:`results`, once every chunk before it is in
+        self.first_index, self.progress = first_index, progress
+
+    def needed(self, lo: int) -> bool:
+        """May the chunk at offset ``lo`` still matter (no item before it failed)?"""
+        return self.first.needed(self.first_index + lo)
+
+    def take(self, lo: int, out: ChunkResult, *, remote: bool) -> bool:
+        """Keep a finished chunk; False when it failed (the chunks after it are not needed)."""
+        if out.failure is not None:
+            self.first.keep(out.failure, remote=remote)
+            return False
+        self.chunks[lo] = out
+        if self.progress is not None:
+            self.progress.advance(len(out.results))
+        return True
+
+    def results(self, func, bounds) -> tuple[list, float]:
+        """The results in item order and their compute seconds; or the earliest failure, raised."""
+        self.first.raise_if_any(func)
+        return assemble(self.chunks, bounds)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 from ..cluster.keys import KEY_PREFIX, key_name, new_run_id, parse_task_key, sample_key, task_key  # noqa: F401
 from ..errors import LostTasksError
 from ..target.context import off_the_worker_pool
-from .base import Engine, FirstFailure, RunResult, assemble, chunk_bounds
+from .base import Engine, Gathered, RunResult, chunk_bounds
 from . import transport
 from .chunks import run_packed_chunk
 from .function_parcel import pickles_large
@@ -62,7 +62,7 @@ class DaskEngine(Engine):
         run_id = run_id or new_run_id()
         bounds = chunk_bounds(len(items), chunksize)
         placement = Placement(restricted_workers(self.client, n_workers, worker_threads), max(1, n_workers or 1))
-        gathered = _Gathered(first_index, progress)
+        gathered = Gathered(first_index, progress)
         todo = list(bounds)
         with off_the_worker_pool():  # inside a task: free its thread while the chunks run
             for attempt in range(MAX_RESUBMITS + 1):
@@ -73,11 +73,10 @@ class DaskEngine(Engine):
                     break
                 if attempt == MAX_RESUBMITS or not _reachable(self.client):
                     raise LostTasksError.of(todo, first_index, func, attempt + 1)
-        gathered.first.raise_if_any(func)
-        results, compute = assemble(gathered.chunks, bounds)
+        results, compute = gathered.results(func, bounds)
         return RunResult(results, compute, len(bounds))
 
-    def _run_round(self, func, items, bounds, keys, first_index, placement, gathered: "_Gathered") -> list:
+    def _run_round(self, func, items, bounds, keys, first_index, placement, gathered: Gathered) -> list:
         """Submit ``bounds``' chunks and gather them; the bounds whose futures were cancelled.
         A chunk that failed cancels the chunks after it.
 
@@ -118,7 +117,7 @@ class DaskEngine(Engine):
                     if out is None:
                         lost.append(index[fut.key])
                         continue
-                    if not gathered.take(index[fut.key][0], out):
+                    if not gathered.take(index[fut.key][0], out, remote=True):
                         later = [f for f in pending if not gathered.needed(index[f.key][0])]
                         self.client.cancel(later)
                         pending -= set(later)
@@ -179,28 +178,6 @@ def _all_present(client, workers: list) -> bool:
         return set(workers) <= set(client.nthreads())
     except Exception:
         return False
-
-
-class _Gathered:
-    """A run's finished chunks (by their first item), its earliest failure, its progress."""
-
-    def __init__(self, first_index: int, progress):
-        self.chunks: dict = {}
-        self.first = FirstFailure()  # raised once every chunk before it is in
-        self.first_index, self.progress = first_index, progress
-
-    def needed(self, lo: int) -> bool:
-        return self.first.needed(self.first_index + lo)
-
-    def take(self, lo: int, out) -> bool:
-        """Keep a finished chunk; False when it failed (then the chunks after it are not needed)."""
-        if out.failure is not None:
-            self.first.keep(out.failure, remote=True)
-            return False
-        self.chunks[lo] = out
-        if self.progress is not None:
-            self.progress.advance(len(out.results))
-        return True
 
 
 def _reachable(client) -> bool:

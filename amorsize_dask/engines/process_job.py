@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from ..errors import WorkerLostError, warn_once
 from ..target.workload import function_name
 from . import process_worker, transport
-from .base import FirstFailure, RunResult, assemble
+from .base import Gathered, RunResult
 from .chunks import ChunkResult, run_chunk
 
 __all__ = ["MAX_CHUNK_RETRIES", "ProcessJob"]
@@ -34,12 +34,11 @@ class ProcessJob:
 
     def __init__(self, func, items, first_index: int, local_fallback: bool, progress):
         self.func, self.items, self.first_index = func, items, first_index
-        self.local_fallback, self.progress = local_fallback, progress
-        self.done: dict[int, ChunkResult] = {}
+        self.local_fallback = local_fallback
+        self.gathered = Gathered(first_index, progress)  # its chunks back, its earliest failure
         self.crashes: dict[int, int] = {}
         self.notes: list[str] = []
         self.futures: dict = {}  # of the current round: future -> (lo, hi)
-        self.first = FirstFailure()  # raised by :meth:`result`, once every chunk before it is in
 
     def note(self, message: str) -> None:
         """Something ran here instead of in a worker: warn once per call, and keep it."""
@@ -85,7 +84,7 @@ class ProcessJob:
 
     def needed(self, lo: int) -> bool:
         """May the chunk starting at ``lo`` still matter (no item before it failed)?"""
-        return self.first.needed(self.first_index + lo)
+        return self.gathered.needed(lo)
 
     def run_here(self, lo: int, hi: int) -> None:
         out = run_chunk(self.func, self.items[lo:hi], self.first_index + lo, portable_only=False)
@@ -109,18 +108,12 @@ class ProcessJob:
         self._keep(lo, out, remote=remote)
 
     def _keep(self, lo: int, out: ChunkResult, *, remote: bool) -> None:
-        if out.failure is not None:
-            self.first.keep(out.failure, remote=remote)
+        if not self.gathered.take(lo, out, remote=remote):
             for fut, (other, _) in self.futures.items():
                 if not self.needed(other):
                     fut.cancel()  # after the failure: not needed
-            return
-        self.done[lo] = out
-        if self.progress is not None:
-            self.progress.advance(len(out.results))
 
     def result(self, bounds) -> RunResult:
         """The run's results in order; or its earliest failure, raised."""
-        self.first.raise_if_any(self.func)
-        results, compute = assemble(self.done, bounds)
+        results, compute = self.gathered.results(self.func, bounds)
         return RunResult(results, compute, len(bounds), notes=tuple(self.notes))

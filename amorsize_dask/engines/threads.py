@@ -16,7 +16,7 @@ import weakref
 from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from .base import Engine, FirstFailure, RunResult, assemble, chunk_bounds, raise_failure
+from .base import Engine, Gathered, RunResult, chunk_bounds, raise_failure
 from .chunks import run_chunk
 
 __all__ = ["ThreadRunResult", "ThreadEngine", "ThreadPool", "only_idle_pool_threads"]
@@ -130,8 +130,7 @@ class ThreadEngine(Engine):
         futures = {
             pool.submit(run_chunk, func, items[lo:hi], first_index + lo, False): lo for lo, hi in bounds
         }
-        done_chunks, partial = {}, {}
-        first = FirstFailure()
+        gathered, partial = Gathered(first_index, progress), {}
         thread_failure = None
         try:
             for fut in as_completed(futures):
@@ -145,25 +144,19 @@ class ThreadEngine(Engine):
                             other.cancel()  # not started yet: they run here, serially
                     partial[futures[fut]] = out  # the items before the failure: not run again
                     continue
-                if out.failure is not None:
-                    first.keep(out.failure, remote=False)
+                if not gathered.take(futures[fut], out, remote=False):
                     for other, lo in futures.items():
-                        if not first.needed(first_index + lo):
+                        if not gathered.needed(lo):
                             other.cancel()
-                    continue
-                done_chunks[futures[fut]] = out
-                if progress is not None:
-                    progress.advance(len(out.results))
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
-        first.raise_if_any(func)
         if thread_failure is not None:
             for lo, hi in bounds:
-                if lo not in done_chunks:
-                    done_chunks[lo] = _serially(func, items, lo, hi, first_index, progress, partial.get(lo))
-        results, compute = assemble(done_chunks, bounds)
+                if lo not in gathered.chunks:
+                    gathered.chunks[lo] = _serially(func, items, lo, hi, first_index, progress, partial.get(lo))
+        results, compute = gathered.results(func, bounds)
         return ThreadRunResult(results, compute, len(bounds), thread_failure=thread_failure)
 
     def shutdown(self) -> None:
