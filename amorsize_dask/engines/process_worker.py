@@ -15,6 +15,7 @@ import threading
 import cloudpickle
 
 from .chunks import dump_chunk_result, run_chunk
+from .module_state import StatefulFunction
 
 __all__ = ["initialize_worker", "wait_for_peers", "run_pickled_chunk", "INHERITED"]
 
@@ -113,5 +114,7 @@ def run_pickled_chunk(func_key: bytes, func_bytes: bytes | None, chunk_bytes: by
         if len(_FUNCTIONS) >= _MAX_FUNCTIONS:
             _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
         _FUNCTIONS[func_key] = func
+    if isinstance(func, StatefulFunction):  # a module's function: its module's values as the caller's
+        func = func.applied()
     out = run_chunk(func, cloudpickle.loads(chunk_bytes), first_index, portable_only=False)
     return dump_chunk_result(out, by_name=func_bytes is None)

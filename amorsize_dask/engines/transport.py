@@ -21,6 +21,7 @@ import pickle
 import cloudpickle
 
 from ..target.workload import function_name
+from .module_state import with_state
 from .pickling import dumps
 
 __all__ = ["dump_function", "dump_items", "items_for_task", "PACK_MAX_BYTES", "load_outcome",
@@ -30,9 +31,10 @@ _REMEDY = "use engine='threads' or engine='serial'"
 
 
 def dump_function(func) -> bytes:
-    """``func`` as cloudpickle bytes, or a TypeError that names it and the way out."""
+    """``func`` as cloudpickle bytes (a module's function with the module-level values it
+    reads: :mod:`.module_state`), or a TypeError that names it and the way out."""
     try:
-        return cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+        return cloudpickle.dumps(with_state(func), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         raise TypeError(
             f"{function_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "

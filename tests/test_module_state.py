@@ -1,0 +1,58 @@
+"""A function of an importable module runs with that module's values as the caller has
+them now, on a process pool that was running before (forked earlier, or a forkserver's
+workers that imported the module afresh): as ``builtins.map`` would."""
+
+import os
+
+import pytest
+
+from .test_user_scripts import run_script
+
+MODULE_HEAD = '''
+import functools, json, os, sys, tempfile
+import amorsize_dask as ad
+
+folder = tempfile.mkdtemp(prefix="jobmod-")
+with open(os.path.join(folder, "jobmod.py"), "w") as fh:
+    fh.write("""
+FACTOR = 2
+CONFIG = {"offset": 0}
+
+def _scaled(x):
+    return x * FACTOR
+
+def work(x, extra=0):
+    return _scaled(x) + CONFIG["offset"] + extra
+""")
+sys.path.insert(0, folder)
+import jobmod
+'''
+
+MODULE_MAIN = '''
+items = list(range(400))
+wrong = {}
+
+def check(label, expected, func=jobmod.work):
+    got = ad.map(func, items, engine="processes", n_workers=2, chunksize=50)
+    wrong[label] = sum(a != b for a, b in zip(got, expected))
+
+check("first", [2 * x for x in items])
+jobmod.FACTOR = 5                       # read through another function of the module
+check("factor changed", [5 * x for x in items])
+jobmod.CONFIG["offset"] = 1             # a dict changed in place
+check("dict changed in place", [5 * x + 1 for x in items])
+jobmod.FACTOR = 2                       # back to a state the workers have seen before
+check("factor back", [2 * x + 1 for x in items])
+check("a partial", [2 * x + 1 + 3 for x in items], functools.partial(jobmod.work, extra=3))
+jobmod.FACTOR = 7
+streamed = list(ad.imap(jobmod.work, items, engine="processes"))
+wrong["imap"] = sum(a != 7 * x + 1 for a, x in zip(streamed, items))
+print(json.dumps(wrong))
+'''
+
+
+@pytest.mark.parametrize("start_method", ["auto", "forkserver"])
+def test_a_module_function_runs_with_the_callers_module_values_on_a_running_pool(tmp_path, start_method):
+    env = {**os.environ, "DASK_AMORSIZE__START_METHOD": start_method}
+    wrong, _ = run_script(tmp_path, MODULE_HEAD, MODULE_MAIN, env=env)
+    assert all(n == 0 for n in wrong.values()), wrong
