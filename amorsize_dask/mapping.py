@@ -120,8 +120,11 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
                 bar.close()
     wall = time.perf_counter() - t0
     if learn and len(items):
+        # A pool started meanwhile is this run's one-time cost only here (on a cluster it
+        # was another thread's: a dask run's record read one_time_seconds beside an imap's start).
+        one_time = shared_engine().start_seconds_total - pool_starts if target.client is None else 0.0
         target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id,
-                      one_time_seconds=shared_engine().start_seconds_total - pool_starts)
+                      one_time_seconds=one_time)
     overheads.run_later()  # a calibration this call asked for, now that it is done
     return MapOutcome(results, planned.plan, wall, compute)
 

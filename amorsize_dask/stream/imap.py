@@ -17,7 +17,6 @@ when the input ends (its length is known then).
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -25,7 +24,7 @@ from .. import validation
 from ..engines.base import raise_failure
 from ..inputs import StarCall
 from ..progress import make_progress
-from .planner import StreamPlanner
+from .planner import StreamPlanner, take
 from .submitters import submitter_for
 
 __all__ = ["imap"]
@@ -81,6 +80,8 @@ def _stream(call, source, planner: "StreamPlanner", *, learn, progress, ordered)
         with active:
             if head.failure is not None:
                 raise_failure(head.failure, planner.func, remote=head.remote)
+            if head.input_error is not None:
+                raise head.input_error  # as builtins.map: after the results of the items before it
             pending = _Pending(planner, submitter_for(planner), ordered)
         for value in _run(source, pending, planner, active, bar):
             yield value
@@ -97,19 +98,20 @@ def _stream(call, source, planner: "StreamPlanner", *, learn, progress, ordered)
 def _run(source, pending: "_Pending", planner, active: "_ActiveClock", bar):
     """Keep ``pending`` full from ``source``; yield results as the plan's order allows."""
     first = planner.n_done
-    exhausted = False
+    exhausted, input_error = False, None
     while True:
         with active:
             while not exhausted and pending.has_room():
                 t_read = time.perf_counter()
-                chunk = list(itertools.islice(source, planner.chunksize))
+                chunk, input_error = take(source, planner.chunksize)
                 planner.observe_read(time.perf_counter() - t_read, len(chunk))
-                if not chunk:
-                    exhausted = True
-                    break
-                pending.submit(chunk, first)
-                first += len(chunk)
+                exhausted = input_error is not None or not chunk
+                if chunk:
+                    pending.submit(chunk, first)
+                    first += len(chunk)
             if not pending:
+                if input_error is not None:
+                    raise input_error  # every result before it delivered, as builtins.map
                 return
             out = pending.next_done()
             planner.observe(out)

@@ -40,7 +40,7 @@ from ..mapping import target_for
 
 __all__ = ["SAMPLE_SECONDS", "RECHECK_GROWTH", "TARGET_CHUNK_SECONDS", "MAX_CHUNK_BYTES",
            "MAX_CHUNK_ITEMS", "IN_FLIGHT_PER_WORKER", "REPLAN_FACTOR", "THREADS_BELOW_CPU_RATIO",
-           "MIN_PARALLEL_ITEM_SECONDS", "Head", "StreamPlanner"]
+           "MIN_PARALLEL_ITEM_SECONDS", "Head", "StreamPlanner", "take"]
 
 # A sample batch shorter than this doubles the next one (a few batches reach the budget).
 SAMPLE_BATCH_SECONDS = 5e-3
@@ -75,11 +75,25 @@ MIN_PARALLEL_ITEM_SECONDS = 2e-6
 
 @dataclass
 class Head:
-    """The first items' results, or the failure that stopped them."""
+    """The first items' results, or the failure that stopped them; ``input_error``: what
+    reading the input raised after them (raised once they are delivered)."""
 
     results: list
     failure: Failure | None = None
     remote: bool = False
+    input_error: Exception | None = None
+
+
+def take(source, n: int) -> tuple[list, Exception | None]:
+    """The next ``n`` items of ``source`` (fewer at its end), and what reading it raised,
+    if it did: the items read before are kept (``builtins.map`` and ``Pool.imap`` deliver
+    their results first)."""
+    chunk: list = []
+    try:
+        chunk.extend(itertools.islice(source, n))  # what extend appended before an error stays
+    except Exception as exc:
+        return chunk, exc
+    return chunk, None
 
 
 class StreamPlanner:
@@ -113,47 +127,50 @@ class StreamPlanner:
     def sample(self, source) -> Head:
         """Run the first items where the stream runs, time them, plan; results kept."""
         if self.client is not None:
-            out, items = self._sample_on_worker(source)
+            out, items, input_error = self._sample_on_worker(source)
         else:
-            out, items = self._sample_here(source)
+            out, items, input_error = self._sample_here(source)
         self.n_sampled = len(out.results)
         self._count(out)
-        if out.failure is None and items:
+        if out.failure is None and input_error is None and items:
             self._plan(items, out)
-        return Head(out.results, out.failure, remote=self.client is not None)
+        return Head(out.results, out.failure, remote=self.client is not None, input_error=input_error)
 
     def _sample_here(self, source):
         """The first items, here, in batches of 1, 2, 4, ... until :data:`SAMPLE_SECONDS`
-        of them are timed (one item at a time cost a 1 us item twice its own time)."""
-        results, items, compute, batch = [], [], 0.0, 1
+        of them are timed (one item at a time cost a 1 us item twice its own time), or
+        reading and running them took as long (a slow input: 1 us items arriving every
+        10 ms yielded nothing for 15 s, 1,484 items read)."""
+        results, items, compute, batch, input_error = [], [], 0.0, 1, None
+        t0 = time.perf_counter()
         with ThreadClock() as clock:  # CPU over the chunks' wall time, less waits for a core
-            while compute < SAMPLE_SECONDS:
+            while compute < SAMPLE_SECONDS and time.perf_counter() - t0 < SAMPLE_SECONDS:
                 t_read = time.perf_counter()
-                chunk = list(itertools.islice(source, batch))
+                chunk, input_error = take(source, batch)
                 self.read_seconds += time.perf_counter() - t_read
-                if not chunk:
-                    break
                 items += chunk
                 with clock.span():
                     out = run_chunk(self.call, chunk, len(results), portable_only=False)
                 compute += out.compute_seconds
                 results += out.results
                 if out.failure is not None:
-                    return ChunkResult(0, results, compute, out.failure), items
+                    return ChunkResult(0, results, compute, out.failure), items, None
+                if input_error is not None or len(chunk) < batch:
+                    break  # the input ended (or raised)
                 if out.compute_seconds < SAMPLE_BATCH_SECONDS:
                     batch = min(2 * batch, MAX_CHUNK_ITEMS)
             self._cpu_ratio = clock.cpu_ratio()
-        return ChunkResult(0, results, compute), items
+        return ChunkResult(0, results, compute), items, input_error
 
     def _sample_on_worker(self, source):
         """The first item as one task on a worker: ``func`` never runs in the client."""
-        items = list(itertools.islice(source, 1))
+        items, input_error = take(source, 1)
         self._cpu_ratio = 1.0
         if not items:
-            return ChunkResult(0, [], 0.0), items
+            return ChunkResult(0, [], 0.0), items, input_error
         fut = self.client.submit(run_chunk, self.call, items, 0, pure=False)
         try:
-            return fut.result(), items
+            return fut.result(), items, input_error
         finally:
             fut.release()
 
@@ -210,7 +227,11 @@ class StreamPlanner:
         return best
 
     def _chunk_for(self, item_seconds: float, item_bytes: float) -> int:
-        by_time = TARGET_CHUNK_SECONDS / max(item_seconds, 1e-9)
+        """Items per chunk: :data:`TARGET_CHUNK_SECONDS` of reading them and running them
+        (a slow input's chunk of cheap items would otherwise be read for minutes before
+        its first result)."""
+        read = self.read_seconds / max(self.n_read, 1)
+        by_time = TARGET_CHUNK_SECONDS / max(item_seconds + read, 1e-9)
         by_bytes = MAX_CHUNK_BYTES / max(item_bytes, 1.0)
         return int(max(1, min(by_time, by_bytes, MAX_CHUNK_ITEMS)))
 

@@ -1,0 +1,74 @@
+"""``imap`` over inputs that misbehave as real ones do: a generator that raises partway,
+an input that arrives slowly. As ``builtins.map`` (and ``Pool.imap``): the results of the
+items read before an input error are delivered, then the error; results flow while a
+slow input is still arriving."""
+
+import itertools
+import time
+
+import pytest
+
+import amorsize_dask as ad
+
+
+class InputBroke(Exception):
+    pass
+
+
+def items_then_error(n):
+    yield from range(n)
+    raise InputBroke(f"after {n}")
+
+
+def double(x):
+    return 2 * x
+
+
+def spin_double(x):
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 1e-4:
+        pass
+    return 2 * x
+
+
+def _consume(iterator):
+    got = []
+    try:
+        for value in iterator:
+            got.append(value)
+    except InputBroke as exc:
+        return got, exc
+    return got, None
+
+
+@pytest.mark.parametrize("engine", ["auto", "serial", "threads", "processes"])
+def test_an_input_error_comes_after_the_results_of_the_items_before_it(engine, tmp_path):
+    got, error = _consume(ad.imap(double, items_then_error(5), engine=engine, training_dir=tmp_path))
+    assert got == [0, 2, 4, 6, 8] and str(error) == "after 5"
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("engine", ["serial", "processes"])
+def test_an_input_error_after_the_sample_loses_no_result(engine, ordered, tmp_path):
+    """The error comes while chunks are in flight (past the ~0.05 s sample of 0.1 ms items)."""
+    got, error = _consume(ad.imap(spin_double, items_then_error(3000), engine=engine, ordered=ordered,
+                                  training_dir=tmp_path))
+    assert sorted(got) == [2 * x for x in range(3000)] and str(error) == "after 3000"
+
+
+def slowly_arriving(seconds):
+    for i in itertools.count():
+        time.sleep(seconds)
+        yield i
+
+
+def test_results_flow_while_a_slow_input_arrives(tmp_path):
+    """1 us items arriving every 10 ms: before, the stream read 1,484 items in 15 s and
+    yielded none (its sample waited for 0.05 s of the function's own work)."""
+    stream = ad.imap(double, slowly_arriving(0.01), training_dir=tmp_path)
+    t0 = time.perf_counter()
+    first = list(itertools.islice(stream, 20))
+    elapsed = time.perf_counter() - t0
+    stream.close()
+    assert first == [2 * i for i in range(20)]
+    assert elapsed < 5.0, elapsed  # 20 items arrive in ~0.2 s; the stall never ended
