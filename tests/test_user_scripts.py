@@ -437,3 +437,44 @@ def test_exit_after_an_error_does_not_wait_for_speculated_items(tmp_path):
         pytest.skip(out["skip"])
     assert out["error"] == "item zero is bad"
     assert out["speculated"] is True
+
+
+# --- 6. code run by exec() in a namespace of its own (not a module) ---------------------
+EXEC_HEAD = """
+import json
+import amorsize_dask as ad
+
+CELL = '''
+class Rec:
+    def __init__(self, v):
+        self.v = v
+
+class CellError(Exception):
+    pass
+
+def work(x):
+    if x == 1999:
+        raise CellError(x)
+    return Rec(x)
+'''
+"""
+
+EXEC_MAIN = """
+ns = {"__name__": "notebook_cell"}  # a cell run by exec() in a fresh namespace
+exec(CELL, ns)
+out = {}
+try:
+    ad.map(ns["work"], range(2000), engine="processes", n_workers=2, chunksize=100)
+except ns["CellError"] as exc:
+    out["caught"] = exc.args[0]
+results = ad.map(ns["work"], range(1999), engine="processes", n_workers=2, chunksize=100)
+out["own_class"] = sum(type(r) is ns["Rec"] for r in results)
+print(json.dumps(out))
+"""
+
+
+def test_classes_of_an_exec_namespace_come_back_as_the_callers_own(tmp_path):
+    """A pool forked for the run (nothing sampled: the configuration fixed) sent results
+    of a class it never received back as copies of it: 0 of 2,000 were ``ns["Rec"]``."""
+    out, _ = run_script(tmp_path, EXEC_HEAD, EXEC_MAIN)
+    assert out == {"caught": 1999, "own_class": 1999}, out

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import sys
 import weakref
 
 from . import process_worker, transport
@@ -109,6 +110,8 @@ class FunctionParcel:
         ``Pool().map`` with fork would run it); when the pool is busy, or cannot fork, it is
         pickled."""
         if self.engine.will_inherit(n_workers):
+            if _of_no_module(self.func):
+                self._track_classes()
             return
         try:
             if not self.large:
@@ -119,6 +122,18 @@ class FunctionParcel:
             raise
         if self.large and not self._fork_again(n_workers):
             self.pickled()
+
+    def _track_classes(self) -> None:
+        """Pickle the function once before its pool forks: cloudpickle then tracks the
+        classes of its namespace it sends by value, and a worker's results and exceptions
+        of those classes come back as the caller's own. (Code run by ``exec`` in a namespace
+        of its own: a pool forked for the run returned 0 of 2,000 results as the caller's
+        class, and ``except ns["CellError"]`` missed its error; ``__main__``'s classes
+        travel by name instead: :mod:`.pickling`.)"""
+        try:
+            self.pickled()
+        except TypeError:  # it does not pickle: the workers inherit it all the same
+            pass
 
     def _fork_again(self, n_workers: int) -> bool:
         """Stop the engine's idle pool of ``n_workers``, so that the run forks one that
@@ -133,6 +148,13 @@ class FunctionParcel:
             return self.token, None
         payload = self.pickled()
         return hashlib.blake2b(payload, digest_size=16).digest(), payload
+
+
+def _of_no_module(func) -> bool:
+    """Is ``func`` defined in a namespace that is neither ``__main__`` nor an imported
+    module (code run by ``exec``)?"""
+    module = getattr(getattr(func, "func", func), "__module__", None) or ""
+    return module != "__main__" and module not in sys.modules
 
 
 def forks_for(engine, func, n_workers: int, *, find_out: bool = False) -> bool:
