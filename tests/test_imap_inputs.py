@@ -72,3 +72,39 @@ def test_results_flow_while_a_slow_input_arrives(tmp_path):
     stream.close()
     assert first == [2 * i for i in range(20)]
     assert elapsed < 5.0, elapsed  # 20 items arrive in ~0.2 s; the stall never ended
+
+
+DAEMON_HEAD = """
+import itertools, json, threading, time
+import amorsize_dask as ad
+
+def slowish(x):
+    s = 0
+    for i in range(20000):
+        s += i
+    return s
+"""
+
+DAEMON_MAIN = """
+def consume():
+    for _ in ad.imap(slowish, itertools.count(), engine="processes"):
+        pass
+
+threading.Thread(target=consume, daemon=True).start()
+time.sleep(2.0)
+stream = ad.imap(slowish, itertools.count(), engine="processes")  # and one abandoned here
+for _ in range(500):
+    next(stream)
+print(json.dumps({"main": "ends"}))
+"""
+
+
+def test_a_stream_still_running_at_exit_is_not_reported_as_a_dead_worker(tmp_path):
+    """A daemon thread's endless stream on processes when the script ends: its pool is
+    stopped by the exit, which is not a worker dying (``WorkerLostError`` said the function
+    may crash the interpreter)."""
+    from .test_user_scripts import run_script
+
+    out, proc = run_script(tmp_path, DAEMON_HEAD, DAEMON_MAIN)
+    assert out == {"main": "ends"}
+    assert "WorkerLostError" not in proc.stderr, proc.stderr[-2000:]

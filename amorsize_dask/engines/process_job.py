@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import WorkerLostError, warn_once
 from ..target.workload import function_name
-from . import process_worker, transport
+from . import exit_hooks, process_worker, transport
 from .base import Gathered, RunResult
 from .chunks import ChunkResult, run_chunk
 
@@ -73,6 +73,9 @@ class ProcessJob:
         return []
 
     def crashed(self, lo: int, hi: int) -> None:
+        if exit_hooks.stopped_by_exit():
+            label = transport.items_label(self.first_index + lo, self.first_index + hi)
+            raise exit_hooks.exiting_error(label, function_name(self.func)) from None
         self.crashes[lo] = self.crashes.get(lo, 0) + 1
         if self.crashes[lo] > MAX_CHUNK_RETRIES:
             label = transport.items_label(self.first_index + lo, self.first_index + hi)

@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import atexit
 import multiprocessing
 import os
 import sys
@@ -33,7 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from .. import config
 from ..errors import WorkerStartError
-from . import process_worker, transport
+from . import exit_hooks, process_worker, transport
 from .base import Engine, RunResult, chunk_bounds
 from .chunks import ChunkResult
 from .function_parcel import FunctionParcel, remember_if_large, travels
@@ -382,19 +381,5 @@ def shared_engine() -> ProcessEngine:
     with _ENGINE_LOCK:
         if _ENGINE is None:
             _ENGINE = ProcessEngine()
-            _stop_at_exit(_ENGINE)
+            exit_hooks.stop_at_exit(_ENGINE)
         return _ENGINE
-
-
-def _stop_at_exit(engine: ProcessEngine) -> None:
-    """At exit no map waits for anything still running (speculated items of a call that
-    raised): the workers are stopped, not waited for. concurrent.futures joins its
-    executors — waiting for their running tasks — in a ``threading`` exit hook, before
-    ``atexit`` handlers run; the stop is hooked there too (registered later, it runs first)."""
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(engine.shutdown, kill=True)
-        except RuntimeError:  # the interpreter is already shutting down
-            pass
-    atexit.register(engine.shutdown, kill=True)
