@@ -56,11 +56,15 @@ _WARNED: set[str] = set()
 
 
 def warn_once(message: str, stacklevel: int = 3) -> None:
-    """A RuntimeWarning (and a log line) the first time ``message`` is seen in this process."""
+    """A RuntimeWarning (and a log line, where logging is set up) the first time ``message``
+    is seen in this process. With no handler anywhere, logging's last resort prints the
+    line to stderr beside the warning: a script saw every such message twice."""
     if message in _WARNED:
         return
     _WARNED.add(message)
-    logging.getLogger("amorsize_dask").warning(message)
+    logger = logging.getLogger("amorsize_dask")
+    if logger.hasHandlers():
+        logger.warning(message)
     warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
 

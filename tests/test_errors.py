@@ -64,3 +64,14 @@ def test_the_same_exception_object_raised_again_carries_one_note():
         with pytest.raises(KeyError):
             errors.reraise_with_item(err, 3, abs)
     assert len(err.__notes__) == 1
+
+
+def test_a_warning_is_printed_once_in_a_script_without_logging_set_up(tmp_path):
+    """The warning, not also logging's last-resort copy of it on stderr."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "warns.py"
+    script.write_text("from amorsize_dask import errors\nerrors.warn_once('amorsize_dask: look here')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr.count("amorsize_dask: look here") == 1, done.stderr
