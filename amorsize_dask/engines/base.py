@@ -147,8 +147,8 @@ class Gathered:
     True
     >>> g.take(4, ChunkResult(104, [], 0.1, failure=Failure(104, None, "KeyError", "4", "")), remote=True)
     False
-    >>> g.needed(2), g.needed(6)
-    (True, False)
+    >>> g.needed(2), g.needed(6), g.unneeded([("a", 2), ("b", 6)])
+    (True, False, ['b'])
     """
 
     def __init__(self, first_index: int, progress):
@@ -159,6 +159,10 @@ class Gathered:
     def needed(self, lo: int) -> bool:
         """May the chunk at offset ``lo`` still matter (no item before it failed)?"""
         return self.first.needed(self.first_index + lo)
+
+    def unneeded(self, futures) -> list:
+        """Of ``(future, lo)`` pairs, the futures of chunks after the earliest failure."""
+        return [fut for fut, lo in futures if not self.needed(lo)]
 
     def take(self, lo: int, out: ChunkResult, *, remote: bool) -> bool:
         """Keep a finished chunk; False when it failed (the chunks after it are not needed)."""

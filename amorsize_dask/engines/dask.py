@@ -118,7 +118,7 @@ class DaskEngine(Engine):
                         lost.append(index[fut.key])
                         continue
                     if not gathered.take(index[fut.key][0], out, remote=True):
-                        later = [f for f in pending if not gathered.needed(index[f.key][0])]
+                        later = gathered.unneeded((f, index[f.key][0]) for f in pending)
                         self.client.cancel(later)
                         pending -= set(later)
         except BaseException:

@@ -112,9 +112,8 @@ class ProcessJob:
 
     def _keep(self, lo: int, out: ChunkResult, *, remote: bool) -> None:
         if not self.gathered.take(lo, out, remote=remote):
-            for fut, (other, _) in self.futures.items():
-                if not self.needed(other):
-                    fut.cancel()  # after the failure: not needed
+            for fut in self.gathered.unneeded((f, other) for f, (other, _) in self.futures.items()):
+                fut.cancel()  # after the failure: not needed
 
     def result(self, bounds) -> RunResult:
         """The run's results in order; or its earliest failure, raised."""

@@ -145,9 +145,8 @@ class ThreadEngine(Engine):
                     partial[futures[fut]] = out  # the items before the failure: not run again
                     continue
                 if not gathered.take(futures[fut], out, remote=False):
-                    for other, lo in futures.items():
-                        if not gathered.needed(lo):
-                            other.cancel()
+                    for other in gathered.unneeded(futures.items()):
+                        other.cancel()
         except BaseException:
             for fut in futures:
                 fut.cancel()
