@@ -22,11 +22,29 @@ from . import exit_hooks, process_worker, transport
 from .base import Gathered, RunResult
 from .chunks import ChunkResult, run_chunk
 
-__all__ = ["MAX_CHUNK_RETRIES", "ProcessJob"]
+__all__ = ["MAX_CHUNK_RETRIES", "ProcessJob", "worker_lost"]
 
 # A chunk is run again after its worker died at most this many times: one crash may be
 # a killed worker (OOM killer, a node going away), repeated crashes are the function's.
 MAX_CHUNK_RETRIES = 2
+
+
+def worker_lost(func, lo: int, hi: int, times: int | None = None) -> Exception:
+    """The error for items ``lo..hi`` (``hi`` exclusive) whose worker process died
+    (``times`` times, when counted); when this interpreter's exit stopped the workers, the
+    error that says so instead (:mod:`.exit_hooks`).
+
+    >>> str(worker_lost(abs, 3, 5, 3)).startswith("a worker process died 3 times while running items 3..4 of")
+    True
+    """
+    label = transport.items_label(lo, hi)
+    if exit_hooks.stopped_by_exit():
+        return exit_hooks.exiting_error(label, function_name(func))
+    count = f" {times} times" if times is not None else ""
+    return WorkerLostError(
+        f"a worker process died{count} while running {label} of {function_name(func)}; the function "
+        "may crash the interpreter (segfault, os._exit, memory); try engine='serial' to see the error"
+    )
 
 
 class ProcessJob:
@@ -73,17 +91,10 @@ class ProcessJob:
         return []
 
     def crashed(self, lo: int, hi: int) -> None:
-        if exit_hooks.stopped_by_exit():
-            label = transport.items_label(self.first_index + lo, self.first_index + hi)
-            raise exit_hooks.exiting_error(label, function_name(self.func)) from None
+        """The chunk's worker died: sent again, unless it died too often or the exit stopped it."""
         self.crashes[lo] = self.crashes.get(lo, 0) + 1
-        if self.crashes[lo] > MAX_CHUNK_RETRIES:
-            label = transport.items_label(self.first_index + lo, self.first_index + hi)
-            raise WorkerLostError(
-                f"a worker process died {self.crashes[lo]} times while running {label} of "
-                f"{function_name(self.func)}; the function may crash the interpreter (segfault, "
-                "os._exit, memory); try engine='serial' to see the error"
-            ) from None
+        if self.crashes[lo] > MAX_CHUNK_RETRIES or exit_hooks.stopped_by_exit():
+            raise worker_lost(self.func, self.first_index + lo, self.first_index + hi, self.crashes[lo]) from None
 
     def needed(self, lo: int) -> bool:
         """May the chunk starting at ``lo`` still matter (no item before it failed)?"""

@@ -17,8 +17,9 @@ import uuid
 from concurrent.futures.process import BrokenProcessPool
 
 from ..engines import get_engine, shared_engine
-from ..engines import exit_hooks, transport
+from ..engines import transport
 from ..engines.function_parcel import FunctionParcel
+from ..engines.process_job import worker_lost
 from ..engines.chunks import run_chunk, run_packed_chunk
 from ..engines.dask import shipped_function
 from ..errors import WorkerLostError
@@ -107,14 +108,7 @@ class ProcessSubmitter(_FuturesSubmitter):
         try:
             return self.engine.finish(handle)
         except BrokenProcessPool:
-            if exit_hooks.stopped_by_exit():
-                raise exit_hooks.exiting_error(f"items {first}..{first + len(chunk) - 1}",
-                                               function_name(self.func)) from None
-            raise WorkerLostError(
-                f"a worker process died while running items {first}..{first + len(chunk) - 1} of "
-                f"{function_name(self.func)}; the function may crash the interpreter (segfault, "
-                "os._exit, memory); try engine='serial' to see the error"
-            ) from None
+            raise worker_lost(self.func, first, first + len(chunk)) from None
 
 
 
