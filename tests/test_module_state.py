@@ -51,8 +51,9 @@ print(json.dumps(wrong))
 '''
 
 
+@pytest.mark.parametrize("guard", [True, False], ids=["guarded", "unguarded"])
 @pytest.mark.parametrize("start_method", ["auto", "forkserver"])
-def test_a_module_function_runs_with_the_callers_module_values_on_a_running_pool(tmp_path, start_method):
+def test_a_module_function_runs_with_the_callers_module_values_on_a_running_pool(tmp_path, start_method, guard):
     env = {**os.environ, "DASK_AMORSIZE__START_METHOD": start_method}
-    wrong, _ = run_script(tmp_path, MODULE_HEAD, MODULE_MAIN, env=env)
+    wrong, _ = run_script(tmp_path, MODULE_HEAD, MODULE_MAIN, guard=guard, env=env)
     assert all(n == 0 for n in wrong.values()), wrong

@@ -473,8 +473,9 @@ print(json.dumps(out))
 """
 
 
-def test_classes_of_an_exec_namespace_come_back_as_the_callers_own(tmp_path):
+@pytest.mark.parametrize("guard", [True, False], ids=["guarded", "unguarded"])
+def test_classes_of_an_exec_namespace_come_back_as_the_callers_own(tmp_path, guard):
     """A pool forked for the run (nothing sampled: the configuration fixed) sent results
     of a class it never received back as copies of it: 0 of 2,000 were ``ns["Rec"]``."""
-    out, _ = run_script(tmp_path, EXEC_HEAD, EXEC_MAIN)
+    out, _ = run_script(tmp_path, EXEC_HEAD, EXEC_MAIN, guard=guard)
     assert out == {"caught": 1999, "own_class": 1999}, out
