@@ -23,6 +23,13 @@ def _scaled(x):
 
 def work(x, extra=0):
     return _scaled(x) + CONFIG["offset"] + extra
+
+class Scaler:
+    def __call__(self, x):
+        return _scaled(x) + CONFIG["offset"]
+
+    def scale(self, x):
+        return x * FACTOR
 """)
 sys.path.insert(0, folder)
 import jobmod
@@ -44,6 +51,9 @@ check("dict changed in place", [5 * x + 1 for x in items])
 jobmod.FACTOR = 2                       # back to a state the workers have seen before
 check("factor back", [2 * x + 1 for x in items])
 check("a partial", [2 * x + 1 + 3 for x in items], functools.partial(jobmod.work, extra=3))
+jobmod.FACTOR = 3
+check("a callable instance", [3 * x + 1 for x in items], jobmod.Scaler())
+check("a bound method", [3 * x for x in items], jobmod.Scaler().scale)
 jobmod.FACTOR = 7
 streamed = list(ad.imap(jobmod.work, items, engine="processes"))
 wrong["imap"] = sum(a != 7 * x + 1 for a, x in zip(streamed, items))
@@ -56,4 +66,4 @@ print(json.dumps(wrong))
 def test_a_module_function_runs_with_the_callers_module_values_on_a_running_pool(tmp_path, start_method, guard):
     env = {**os.environ, "DASK_AMORSIZE__START_METHOD": start_method}
     wrong, _ = run_script(tmp_path, MODULE_HEAD, MODULE_MAIN, guard=guard, env=env)
-    assert all(n == 0 for n in wrong.values()), wrong
+    assert all(n == 0 for n in wrong.values()), str(wrong)

@@ -43,6 +43,8 @@ def state_of(func) -> ModuleState | None:
     function of ``__main__`` (cloudpickle sends it by value, its globals with it), of no
     importable module, or that reads no state."""
     inner = getattr(func, "func", func)  # functools.partial
+    if not hasattr(inner, "__code__") and not hasattr(inner, "__func__"):
+        inner = getattr(type(inner), "__call__", inner)  # a callable instance: its class's __call__
     inner = getattr(inner, "__func__", inner)  # a bound method
     code, glb = getattr(inner, "__code__", None), getattr(inner, "__globals__", None)
     name = glb.get("__name__") if isinstance(glb, dict) else None
