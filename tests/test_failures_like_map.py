@@ -183,3 +183,51 @@ def test_processes_asked_for_results_that_do_not_pickle_is_a_type_error_every_ti
     for _ in range(2):
         with pytest.raises(TypeError, match="pickle"):
             ad.map(returns_a_lock, range(300), engine="processes", training_dir=tmp_path)
+
+
+CLUSTER_SCRIPT_HEAD = """
+import json, sys, threading
+import amorsize_dask as ad
+from distributed import Client, LocalCluster
+
+class CodedError(Exception):
+    def __init__(self, code, msg):
+        super().__init__(msg)
+        self.code = code
+
+def fails_early(x):  # in the first task, which samples on a worker
+    if x == 3:
+        raise CodedError(x, "early")
+    return x
+
+def lock_at(n):
+    def make(x):
+        return threading.Lock() if x == n else x
+    return make
+"""
+
+CLUSTER_SCRIPT_MAIN = """
+out = {}
+with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+    try:
+        ad.map(fails_early, range(3000), client=client)
+    except CodedError as exc:
+        out["early"] = [type(exc).__name__, exc.code, str(exc)]
+    for label, n in (("lock in the sample", 2), ("lock later", 2000)):
+        try:
+            ad.map(lock_at(n), range(3000), client=client, chunksize=100 if n > 100 else None)
+        except TypeError as exc:
+            out[label] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_a_scripts_failures_on_a_cluster_come_back_as_the_script_raised_them(tmp_path):
+    """A script's exception class with its own ``__init__`` arguments raised in the first
+    (sampling) task on a worker, and results that do not pickle, in the sample or later:
+    the exception itself; a TypeError naming the item (Client.map names the type)."""
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    out, proc = run_script(tmp_path, CLUSTER_SCRIPT_HEAD, CLUSTER_SCRIPT_MAIN, env=env, timeout=180)
+    assert out["early"] == ["CodedError", 3, "early"], out
+    assert "item 2 " in out["lock in the sample"] and "lock" in out["lock in the sample"], out
+    assert "item 2000 " in out["lock later"] and "lock" in out["lock later"], out

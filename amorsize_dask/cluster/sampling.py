@@ -15,7 +15,8 @@ budget as in-process) and sends back the profile and the results, which are kept
 from __future__ import annotations
 
 from ..settings import Settings
-from ..engines.chunks import make_failure
+from ..engines.chunks import ChunkResult, dump_chunk_result, make_failure, portable_failure
+from ..engines.transport import first_untravelled, load_outcome
 from ..planning import pickled
 from ..planning.sampling import Sample, sample_items
 from ..target.context import off_the_worker_pool
@@ -54,12 +55,17 @@ def _pickled_size(obj) -> int:
 
 
 def _sample_task(func, head, n_total: int, settings: Settings, parallelism):
-    """On the worker: ``(Sample, None)``, or ``(None, Failure)`` when ``func`` raised."""
+    """On the worker: ``(Sample, None)``, or ``(None, Failure)`` when ``func`` raised or
+    a result cannot be pickled to travel back (then the first such item is named)."""
     try:
-        return sample_items(func, head, n_total, probe=False, settings=settings,
-                            parallelism=tuple(parallelism)), None
+        sample = sample_items(func, head, n_total, probe=False, settings=settings, parallelism=tuple(parallelism))
     except Exception as exc:
-        return None, make_failure(exc, _failed_index(exc))
+        return None, portable_failure(make_failure(exc, _failed_index(exc)))
+    if not sample.profile.picklable:
+        out = first_untravelled(load_outcome(dump_chunk_result(ChunkResult(0, sample.results, 0.0))), dask=True)
+        if out.failure is not None:
+            return None, out.failure
+    return sample, None
 
 
 def _failed_index(exc: BaseException) -> int:

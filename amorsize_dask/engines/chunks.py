@@ -23,7 +23,8 @@ import cloudpickle
 
 from .pickling import dumps
 
-__all__ = ["Failure", "ChunkResult", "run_chunk", "run_packed_chunk", "make_failure", "dump_chunk_result", "identity"]
+__all__ = ["Failure", "ChunkResult", "run_chunk", "run_packed_chunk", "make_failure", "portable_failure",
+           "dump_chunk_result", "identity"]
 
 
 @dataclass
@@ -174,14 +175,21 @@ def dump_chunk_result(out: ChunkResult, *, by_name: bool = False) -> bytes:
 
 
 def _portable(out: ChunkResult, by_name: bool = False) -> ChunkResult:
-    """``out`` with its failure's exception as cloudpickle can carry it back: as it is,
-    else by state (:class:`ByState`), else not at all (the caller then gets an
-    ``ItemError`` naming it)."""
-    failure = out.failure
-    if failure is None or failure.exception is None:
+    """``out`` with its failure made portable (:func:`portable_failure`)."""
+    if out.failure is None:
         return out
+    failure = portable_failure(out.failure, by_name=by_name)
+    return out if failure is out.failure else replace(out, failure=failure)
+
+
+def portable_failure(failure: Failure, *, by_name: bool = False) -> Failure:
+    """``failure`` with its exception as cloudpickle can carry it back: as it is, else by
+    state (:class:`ByState`), else not at all (the caller then gets an ``ItemError``
+    naming it)."""
+    if failure.exception is None:
+        return failure
     kept = _portable_exception(failure.exception, lambda e: cloudpickle.loads(dumps(e, by_name=by_name)))
-    return out if kept is failure.exception else replace(out, failure=replace(failure, exception=kept))
+    return failure if kept is failure.exception else replace(failure, exception=kept)
 
 
 def identity(x):

@@ -22,7 +22,7 @@ from ..errors import LostTasksError
 from ..target.context import off_the_worker_pool
 from .base import Engine, Gathered, RunResult, chunk_bounds
 from . import transport
-from .chunks import run_packed_chunk
+from .chunks import dump_chunk_result, run_packed_chunk
 from .function_parcel import pickles_large
 
 # Rounds of re-submitting chunks whose futures were cancelled under the run (a restart
@@ -140,6 +140,17 @@ class DaskEngine(Engine):
             return self.client.gather({f.key: f for f in finished}, errors="skip")
         except (OSError, CancelledError):  # CommClosedError is an OSError
             return {}
+        except TypeError:  # distributed could not pickle a result (logging why)
+            return {f.key: self._travelled(f) for f in finished}
+
+    def _travelled(self, future):
+        """The ChunkResult of ``future``, pickled on its worker by :func:`.chunks.dump_chunk_result`
+        (its results that do not pickle left out and named): failed at the first of them."""
+        packed = self.client.submit(dump_chunk_result, future, pure=False)
+        try:
+            return transport.first_untravelled(transport.load_outcome(packed.result()), dask=True)
+        finally:
+            packed.release()
 
     def _some_done(self, pending: set, workers: list | None, last_wave: bool):
         """``(done, not done)`` once some futures are done (all of them, ``last_wave``: one

@@ -17,15 +17,17 @@ True
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import cloudpickle
 
 from ..target.workload import function_name
+from .chunks import ChunkResult, make_failure
 from .module_state import with_state
 from .pickling import dumps
 
 __all__ = ["dump_function", "dump_items", "items_for_task", "PACK_MAX_BYTES", "load_outcome",
-           "unpicklable_items", "unpicklable_result", "items_label", "WholeList"]
+           "unpicklable_items", "unpicklable_result", "first_untravelled", "items_label", "WholeList"]
 
 _REMEDY = "use engine='threads' or engine='serial'"
 
@@ -122,12 +124,35 @@ def unpicklable_items(chunk, first_index: int, cause: BaseException) -> TypeErro
     return TypeError(f"items {first_index}..{first_index + len(chunk) - 1} could not be sent to a worker: {cause}")
 
 
-def unpicklable_result(index: int, reason: str) -> TypeError:
-    """The TypeError for a result that could not be pickled in its worker."""
+def unpicklable_result(index: int, reason: str, *, dask: bool = False) -> TypeError:
+    """The TypeError for a result that could not be pickled in its worker (a worker
+    process, or a Dask worker: ``dask``)."""
+    if dask:
+        return TypeError(f"the result of item {index} ({reason}) cannot be pickled to return it from a Dask "
+                         "worker; return plain data")
     return TypeError(
         f"the result of item {index} ({reason}) cannot be pickled to return it from a worker "
         f"process; return plain data, or {_REMEDY}"
     )
+
+
+def first_untravelled(out: ChunkResult, *, dask: bool = False) -> ChunkResult:
+    """``out`` failed at its first result that could not be pickled in the worker
+    (:func:`~.chunks.dump_chunk_result`), if any: its results before that item, and the
+    TypeError naming it.
+
+    >>> out = first_untravelled(ChunkResult(4, [1, None, None], 0.0, untravelled=[(5, "lock")]))
+    >>> out.results, out.failure.index, type(out.failure.exception).__name__
+    ([1], 5, 'TypeError')
+    """
+    if not out.untravelled:
+        return out
+    index, reason = min(out.untravelled)
+    if out.failure is not None and out.failure.index < index:
+        return out
+    error = unpicklable_result(index, reason, dask=dask)
+    return replace(out, results=out.results[:index - out.first_index], failure=make_failure(error, index),
+                   untravelled=[])
 
 
 def items_label(lo: int, hi: int) -> str:
