@@ -14,6 +14,7 @@ import time
 import dask.bag as db
 
 from . import validation
+from .errors import NoWorkersYet
 from .target.context import current_worker
 from .engines.base import raise_failure
 from .engines.chunks import run_chunk
@@ -39,7 +40,10 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
     validation.check_client(client)
     validation.check_training_dir(training_dir)
     validation.check_bool("learn", learn)
-    target = target_for(func, client, "auto", training_dir)
+    try:
+        target = target_for(func, client, "auto", training_dir, wait=False)
+    except NoWorkersYet:  # compute() may come after the cluster scales up: nothing to plan for now
+        return _unplanned(func, seq_or_bag)
     if isinstance(seq_or_bag, db.Bag):
         bag, plan, planned = _plan_bag(func, seq_or_bag, target)
         return _measured(func, bag, plan, planned, target, learn)
@@ -48,6 +52,17 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
         return db.from_sequence([], npartitions=1)
     plan = _plan_sequence(len(items), target)
     return _measured(func, db.from_sequence(items, partition_size=plan.chunksize), plan, None, target, learn)
+
+
+def _unplanned(func, seq_or_bag) -> db.Bag:
+    """``func`` over the Bag as it is, or over dask.bag's own partitions of a sequence
+    (about 100), unmeasured: built while the cluster had no worker to plan for."""
+    if isinstance(seq_or_bag, db.Bag):
+        return _measured(func, seq_or_bag, None, None, None, learn=False)
+    items = as_sequence(validation.check_iterable(seq_or_bag))
+    if not len(items):
+        return db.from_sequence([], npartitions=1)
+    return _measured(func, db.from_sequence(items), None, None, None, learn=False)
 
 
 # Partitions per worker thread for a sequence nothing was measured on (nothing runs before

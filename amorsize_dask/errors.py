@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from .target.workload import function_name
 
-__all__ = ["ItemError", "WorkerLostError", "WorkerStartError", "reraise_with_item", "warn_once",
+__all__ = ["ItemError", "WorkerLostError", "WorkerStartError", "NoWorkersYet", "reraise_with_item", "warn_once",
            "warn_running_serially"]
 
 
@@ -40,6 +40,11 @@ class WorkerStartError(RuntimeError):
             + (f" ({type(cause).__name__}: {cause})" if cause else "")
             + "; check the process and memory limits of this machine, or use engine='threads'"
         )
+
+
+class NoWorkersYet(RuntimeError):
+    """The cluster has no workers yet, and the caller cannot wait for one (a Bag being
+    built: its ``compute()`` may come after the cluster scales up)."""
 
 
 def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: str | None = None) -> NoReturn:

@@ -287,8 +287,9 @@ def _threads_allowed(target: "Target", plan: Plan) -> bool:
     return plan.engine != "threads" or target.client is not None or target.thread_safe()
 
 
-def target_for(func, client, engine: str, training_dir, allow_local=None) -> Target:
-    """The cluster when one is given or active (and no local engine was asked for), else here."""
+def target_for(func, client, engine: str, training_dir, allow_local=None, *, wait: bool = True) -> Target:
+    """The cluster when one is given or active (and no local engine was asked for), else
+    here. ``wait``: for a cluster's first worker (see :meth:`Target.cluster`)."""
     if allow_local is not None:
         validation.check_bool("allow_local", allow_local)
     if engine in ("serial", "threads", "processes"):
@@ -302,7 +303,7 @@ def target_for(func, client, engine: str, training_dir, allow_local=None) -> Tar
                 "first (distributed.Client()), or use engine='processes' on this machine"
             )
         return Target.local(func, training_dir)
-    return Target.cluster(client, func, training_dir, allow_local)
+    return Target.cluster(client, func, training_dir, allow_local, wait=wait)
 
 
 as_sequence = inputs.as_sequence  # bag.map reads its items the same way

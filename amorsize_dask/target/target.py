@@ -18,6 +18,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from .. import config
+from ..errors import NoWorkersYet
 from ..planning import overheads, pickled, thread_safety
 from ..planning.fork_cost import forked_start
 from ..planning.prediction import predict_here
@@ -68,8 +69,11 @@ class Target:
         )
 
     @classmethod
-    def cluster(cls, client, func, training_dir=None, allow_local: bool | None = None) -> "Target":
-        """The cluster behind ``client``, as the scheduler sees it now.
+    def cluster(cls, client, func, training_dir=None, allow_local: bool | None = None, *,
+                wait: bool = True) -> "Target":
+        """The cluster behind ``client``, as the scheduler sees it now; one with no workers
+        yet (starting, or scaled to zero) is waited for, as ``Client.map``'s tasks wait
+        (``wait`` False: :class:`~amorsize_dask.errors.NoWorkersYet` instead).
 
         ``allow_local``: may ``func`` run in this process (default ``amorsize.cluster.allow-local``)?
         """
@@ -77,10 +81,11 @@ class Target:
 
         workers = plugin_client.cluster_workers(client)
         if not workers:
-            raise RuntimeError(
-                f"the cluster behind {client!r} has no workers; wait for them "
-                "(client.wait_for_workers(n)) or use engine='processes' on this machine"
-            )
+            if not wait:
+                raise NoWorkersYet(f"the cluster behind {client!r} has no workers yet")
+            logger.info("amorsize_dask: the cluster behind %r has no workers yet; waiting for one", client)
+            client.wait_for_workers(1)
+            workers = plugin_client.cluster_workers(client)
         threads = {address: int(w.get("nthreads", 1)) for address, w in workers.items()}
         return cls(
             fingerprint=cluster_fingerprint(workers),
