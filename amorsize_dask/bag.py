@@ -43,26 +43,27 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
     try:
         target = target_for(func, client, "auto", training_dir, wait=False)
     except NoWorkersYet:  # compute() may come after the cluster scales up: nothing to plan for now
-        return _unplanned(func, seq_or_bag)
+        return _unplanned(func, seq_or_bag, client)
     if isinstance(seq_or_bag, db.Bag):
         bag, plan, planned = _plan_bag(func, seq_or_bag, target)
-        return _measured(func, bag, plan, planned, target, learn)
+        return _measured(func, bag, plan, planned, target, learn, client=client)
     items = as_sequence(validation.check_iterable(seq_or_bag))
     if not len(items):
         return db.from_sequence([], npartitions=1)
     plan = _plan_sequence(len(items), target)
-    return _measured(func, db.from_sequence(items, partition_size=plan.chunksize), plan, None, target, learn)
+    return _measured(func, db.from_sequence(items, partition_size=plan.chunksize), plan, None, target, learn,
+                     client=client)
 
 
-def _unplanned(func, seq_or_bag) -> db.Bag:
+def _unplanned(func, seq_or_bag, client) -> db.Bag:
     """``func`` over the Bag as it is, or over dask.bag's own partitions of a sequence
     (about 100), unmeasured: built while the cluster had no worker to plan for."""
     if isinstance(seq_or_bag, db.Bag):
-        return _measured(func, seq_or_bag, None, None, None, learn=False)
+        return _measured(func, seq_or_bag, None, None, None, learn=False, client=client)
     items = as_sequence(validation.check_iterable(seq_or_bag))
     if not len(items):
         return db.from_sequence([], npartitions=1)
-    return _measured(func, db.from_sequence(items), None, None, None, learn=False)
+    return _measured(func, db.from_sequence(items), None, None, None, learn=False, client=client)
 
 
 # Partitions per worker thread for a sequence nothing was measured on (nothing runs before
@@ -120,8 +121,9 @@ def _plan_bag(func, bag: db.Bag, target):
     return bag, plan, None
 
 
-def _measured(func, bag: db.Bag, plan: Plan, planned, target, learn: bool) -> db.Bag:
-    """``bag.map(func)`` whose partitions report their measured compute time."""
+def _measured(func, bag: db.Bag, plan: Plan, planned, target, learn: bool, *, client=None) -> db.Bag:
+    """``bag.map(func)`` whose partitions report their measured compute time; computed on
+    ``client`` (see :class:`_WholeBag`)."""
     run_id = new_run_id()
     info = {"run_id": "", "n_parts": bag.npartitions, "creator": os.getpid(), "pending": None,
             "template": None, "sized_by_parts": planned is None}
@@ -137,16 +139,35 @@ def _measured(func, bag: db.Bag, plan: Plan, planned, target, learn: bool) -> db
     # dask.bag passes no partition_info: each partition gets its number from a bag of them.
     numbers = db.from_sequence(range(bag.npartitions), npartitions=bag.npartitions)
     mapped = bag.map_partitions(_run_partition, numbers, func, info, token=f"amorsize-{run_id}")
-    return _WholeBag(mapped.dask, mapped.name, mapped.npartitions)
+    whole = _WholeBag(mapped.dask, mapped.name, mapped.npartitions)
+    whole.client = client
+    return whole
 
 
 class _WholeBag(db.Bag):
     """A Bag whose computed list travels from a Dask worker to the client as one pickle
     (see :class:`~amorsize_dask.engines.transport.WholeList`); it arrives as the plain list
-    ``dask.bag``'s own ``compute()`` returns."""
+    ``dask.bag``'s own ``compute()`` returns.
+
+    ``client``: the one ``map`` was given, which its ``compute()`` and ``persist()`` use
+    unless told a scheduler (dask itself would send it to the default client, or off the
+    cluster when there is none). A Bag derived from it computes where dask sends it."""
+
+    client = None
 
     def __dask_postcompute__(self):
         return _finalize_whole, ()
+
+    def compute(self, **kwargs):
+        return super().compute(**self._on_client(kwargs))
+
+    def persist(self, **kwargs):
+        return super().persist(**self._on_client(kwargs))
+
+    def _on_client(self, kwargs: dict) -> dict:
+        if self.client is not None and "scheduler" not in kwargs and "get" not in kwargs:
+            kwargs["scheduler"] = self.client
+        return kwargs
 
 
 def _finalize_whole(results):

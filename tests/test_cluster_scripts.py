@@ -42,3 +42,55 @@ def test_a_cluster_still_starting_its_workers_is_waited_for(tmp_path):
     built before any worker exists computes once they do."""
     out, _ = run_script(tmp_path, HEAD, NO_WORKERS_YET, env=_env(tmp_path), timeout=180)
     assert out == {"map": True, "imap": True, "bag": True}
+
+
+NOT_THE_DEFAULT = """
+out = {}
+with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \\
+        Client(cluster, set_as_default=False) as client:
+    mine = set(client.nthreads())
+    got = ad.map(work, range(2000), client=client)
+    out["map"] = [r[0] for r in got] == [x * x for x in range(2000)] and {r[1] for r in got} <= mine
+    streamed = list(ad.imap(work, range(300), client=client, n_workers=1))
+    out["imap"] = [r[0] for r in streamed] == [x * x for x in range(300)]
+    out["imap workers"] = len({r[1] for r in streamed})
+    try:
+        bagged = ad.bag.map(work, range(500), client=client).compute()
+        out["bag"] = [r[0] for r in bagged] == [x * x for x in range(500)] and {r[1] for r in bagged} <= mine
+    except ValueError as exc:  # get_worker() outside a worker: computed off the cluster
+        out["bag"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_a_client_that_is_not_the_default_one_runs_everything(tmp_path):
+    """``Client(..., set_as_default=False)``: map, imap (on the one worker ``n_workers=1``
+    asks for) and the Bag's ``compute()`` run on that client's workers, as
+    ``client.map`` / ``client.compute`` would."""
+    out, _ = run_script(tmp_path, HEAD, NOT_THE_DEFAULT, env=_env(tmp_path), timeout=180)
+    assert out == {"map": True, "imap": True, "imap workers": 1, "bag": True}
+
+
+INSIDE_TASKS = """
+from distributed import get_client
+
+def streams(n):
+    return sum(ad.imap(plain, range(n), client=get_client()))
+
+def maps(n):
+    return sum(ad.map(plain, range(n), client=get_client()))
+
+out = {}
+with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+    for func in (maps, streams):  # every worker thread runs one outer task
+        futures = client.map(func, [200, 300, 400, 500], pure=False)
+        out[func.__name__] = client.gather(futures) == [sum(x * x for x in range(n)) for n in (200, 300, 400, 500)]
+print(json.dumps(out))
+"""
+
+
+def test_map_and_imap_inside_dask_tasks_leave_their_thread_while_they_wait(tmp_path):
+    """Outer tasks on every worker thread each stream an inner map: the inner chunks need
+    those threads (imap waited on them from inside the task: no result in 15 s)."""
+    out, _ = run_script(tmp_path, HEAD, INSIDE_TASKS, env=_env(tmp_path), timeout=120)
+    assert out == {"maps": True, "streams": True}

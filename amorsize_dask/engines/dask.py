@@ -160,18 +160,28 @@ class DaskEngine(Engine):
         wait for it forever): the caller submits them again."""
         from concurrent.futures import CancelledError
 
-        from distributed import wait
-
         while True:
             try:
-                return wait(list(pending), timeout=WATCH_SECONDS,
-                            return_when="ALL_COMPLETED" if last_wave else "FIRST_COMPLETED")
+                return wait_for(self.client, list(pending), timeout=WATCH_SECONDS,
+                                return_when="ALL_COMPLETED" if last_wave else "FIRST_COMPLETED")
             except CancelledError:  # wait() raises for cancelled futures: sort them out here
                 done = {f for f in pending if f.status in ("finished", "error", "cancelled")}
                 return done, pending - done
             except TimeoutError:
                 if not _reachable(self.client) or (workers and not _all_present(self.client, workers)):
                     return None, pending
+
+
+def wait_for(client, futures: list, **kwargs):
+    """``distributed.wait`` on ``client``'s futures, whether or not it is the default client
+    (``wait`` itself asks ``default_client()``: "No clients found" for a client made with
+    ``set_as_default=False``); off the worker's thread pool when called in a task.
+
+    ``kwargs``: ``wait``'s ``timeout`` and ``return_when``."""
+    from distributed import wait
+
+    with client.as_current(), off_the_worker_pool():
+        return wait(futures, **kwargs)
 
 
 def shipped_function(client, func, n_tasks: int, workers: list | None = None):

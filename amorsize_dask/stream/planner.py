@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from ..engines import shared_engine
 from ..engines.function_parcel import travels
-from ..engines.chunks import ChunkResult, Failure, run_chunk
+from ..cluster.keys import sample_key
+from ..engines.chunks import ChunkResult, Failure, run_chunk, run_packed_chunk
 from ..planning import cost_model, pickled
 from ..planning.cpu_clock import ThreadClock
 from ..planning.plan import Plan
@@ -37,6 +38,7 @@ from ..planning.sampling import Profile
 from ..target.machine import available_memory
 from ..settings import Settings
 from ..mapping import target_for
+from ..target.context import off_the_worker_pool
 
 __all__ = ["SAMPLE_SECONDS", "RECHECK_GROWTH", "TARGET_CHUNK_SECONDS", "MAX_CHUNK_BYTES",
            "MAX_CHUNK_ITEMS", "IN_FLIGHT_PER_WORKER", "REPLAN_FACTOR", "THREADS_BELOW_CPU_RATIO",
@@ -168,9 +170,10 @@ class StreamPlanner:
         self._cpu_ratio = 1.0
         if not items:
             return ChunkResult(0, [], 0.0), items, input_error
-        fut = self.client.submit(run_chunk, self.call, items, 0, pure=False)
+        fut = self.client.submit(run_packed_chunk, self.call, items, 0, pure=False, key=sample_key(self.func))
         try:
-            return fut.result(), items, input_error
+            with off_the_worker_pool():  # called in a task: its thread may be the one the sample needs
+                return fut.result(), items, input_error
         finally:
             fut.release()
 

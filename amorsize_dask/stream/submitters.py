@@ -21,8 +21,9 @@ from ..engines import transport
 from ..engines.function_parcel import FunctionParcel
 from ..engines.process_job import worker_lost
 from ..engines.chunks import run_chunk, run_packed_chunk
-from ..engines.dask import shipped_function
+from ..engines.dask import restricted_workers, shipped_function, wait_for
 from ..errors import WorkerLostError
+from ..target.context import off_the_worker_pool
 from ..target.workload import function_name
 
 __all__ = ["SerialSubmitter", "ThreadSubmitter", "ProcessSubmitter", "DaskSubmitter", "submitter_for"]
@@ -122,6 +123,7 @@ class DaskSubmitter:
         self.call = call
         self.client = client
         self.n_workers = n_workers
+        self._workers = restricted_workers(client, n_workers)  # None: any worker
         name = "".join(ch if ch.isalnum() else "_" for ch in function_name(func).rsplit(".", 1)[-1])
         self._prefix = f"amorsize-imap-{name}-{uuid.uuid4().hex[:8]}"
         self._count = 0
@@ -129,16 +131,17 @@ class DaskSubmitter:
 
     def submit(self, chunk, first):
         if self._shipped is None:  # a large function goes to each worker once, not with every chunk
-            self._shipped = shipped_function(self.client, self.call, n_tasks=2)
+            self._shipped = shipped_function(self.client, self.call, n_tasks=2, workers=self._workers)
         self._count += 1
         return self.client.submit(run_packed_chunk, self._shipped, transport.items_for_task(chunk, first), first,
-                                  key=f"{self._prefix}-{self._count}", pure=False)
+                                  key=f"{self._prefix}-{self._count}", pure=False, workers=self._workers)
 
     def result(self, handle, chunk, first):
         from distributed.client import FutureCancelledError
 
         try:
-            return handle.result()
+            with off_the_worker_pool():  # called in a task: its thread may be the one the chunk needs
+                return handle.result()
         except FutureCancelledError:
             raise WorkerLostError(
                 f"the cluster lost items {first}..{first + len(chunk) - 1} of {function_name(self.func)} "
@@ -148,12 +151,10 @@ class DaskSubmitter:
             handle.release()
 
     def first_done(self, handles) -> int:
-        from distributed import wait
-
         done = [i for i, fut in enumerate(handles) if fut.done()]
         if done:
             return done[0]
-        finished = wait(handles, return_when="FIRST_COMPLETED").done
+        finished = wait_for(self.client, handles, return_when="FIRST_COMPLETED").done
         return next(i for i, fut in enumerate(handles) if fut in finished)
 
     def cancel(self, handles) -> None:
