@@ -105,6 +105,20 @@ def test_map_through_plugin_writes_one_record_by_the_plugin(client, training):
     assert rec["function"].endswith("sleepy")
 
 
+def test_a_training_dir_other_than_the_plugins_is_where_the_run_is_recorded(client, training, tmp_path):
+    """``training_dir=`` names where runs are recorded: a plugin recording elsewhere is
+    neither asked to plan nor to record (it planned from its own runs, and the named
+    directory was never created)."""
+    other = tmp_path / "other"
+    recorded = on_plugin(client, lambda p: p.n_recorded)
+    out = ad.map(sleepy, range(200), client=client, engine="dask", training_dir=other)
+    assert out == [x + 1 for x in range(200)]
+    assert len(TrainingStore(other).records()) == 1
+    assert on_plugin(client, lambda p: p.n_recorded) == recorded
+    plan = ad.plan(sleepy, range(200), client=client, training_dir=other)
+    assert "1 measured run" in plan.explain()
+
+
 def test_fixed_plan_records_its_source(client, training):
     store = TrainingStore(training)
     before = len(store.records())

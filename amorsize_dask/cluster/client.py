@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 import weakref
 
 from ..learning.model import Prediction
 
-__all__ = ["METADATA_KEY", "has_plugin", "forget", "ping", "remote_plan", "register_run", "finish_run",
+__all__ = ["METADATA_KEY", "has_plugin", "forget", "uses_training_dir", "ping", "remote_plan", "register_run", "finish_run",
            "remote_target", "prediction_from_reply", "cluster_workers", "plugin_failed"]
 
 # The scheduler's task metadata key under which a running plugin announces itself.
@@ -76,6 +77,35 @@ def _remember(client, found: bool) -> None:
                           time.monotonic() + NEGATIVE_SECONDS)
     except TypeError:  # not weak-referenceable: ask every time
         pass
+
+
+_dirs: "weakref.WeakKeyDictionary[object, tuple[str, str]]" = weakref.WeakKeyDictionary()
+
+
+def uses_training_dir(client, training_dir: str) -> bool:
+    """Whether the plugin behind ``client`` records to ``training_dir`` (asked once per
+    client and scheduler address); False without the plugin.
+
+    >>> uses_training_dir(None, "/tmp/training")
+    False
+    """
+    if not has_plugin(client):
+        return False
+    address = str(getattr(client.scheduler, "address", ""))
+    known = _dirs.get(client) if _weakrefable(client) else None
+    if known is None or known[0] != address:
+        known = (address, os.path.realpath(str(ping(client)["training_dir"])))
+        if _weakrefable(client):
+            _dirs[client] = known
+    return known[1] == os.path.realpath(training_dir)
+
+
+def _weakrefable(obj) -> bool:
+    try:
+        weakref.ref(obj)
+    except TypeError:
+        return False
+    return True
 
 
 def ping(client) -> dict | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import numbers
 from dataclasses import dataclass, field
 
@@ -52,6 +53,8 @@ class Target:
     allow_local: bool = False
     # The cluster's {worker address: threads} when this target was made (None: this machine).
     worker_threads: dict | None = None
+    # The training directory the caller named (None: the default, or the plugin's).
+    training_dir: str | None = None
     # Run ids whose record the cluster's scheduler plugin writes (not this client).
     _plugin_runs: set = field(default_factory=set, repr=False, compare=False)
     # This machine: the function, for what forking a pool for it costs (:meth:`prediction`).
@@ -93,6 +96,7 @@ class Target:
             learner=get_learner(training_dir),
             cores=sum(threads.values()),
             client=client,
+            training_dir=None if training_dir is None else os.fspath(training_dir),
             function=function_name(func),
             allow_local=bool(config.get("cluster.allow-local") if allow_local is None else allow_local),
             worker_threads=threads,
@@ -327,10 +331,13 @@ class Target:
         return float(planned.profile.sample_seconds) if planned.profile is not None else 0.0
 
     def _plugin_client(self):
-        """:mod:`amorsize_dask.cluster.client` if this cluster's scheduler runs the plugin, else None."""
+        """:mod:`amorsize_dask.cluster.client` if this cluster's scheduler runs the plugin
+        (recording to the training directory the caller named, if any), else None."""
         if self.client is None:
             return None
         try:
+            if self.training_dir is not None:
+                return plugin_client if plugin_client.uses_training_dir(self.client, self.training_dir) else None
             return plugin_client if plugin_client.has_plugin(self.client) else None
         except Exception as exc:
             logger.debug("amorsize plugin check failed: %s", exc)
