@@ -233,14 +233,13 @@ class RefusingPlugin(AmorsizePlugin):
 
 
 def test_plugin_failure_never_fails_the_map(inproc, tmp_path, caplog):
-    inproc.register_plugin(RefusingPlugin(training_dir=str(tmp_path / "plugin")))
+    inproc.register_plugin(RefusingPlugin(training_dir=str(tmp_path)))
     with caplog.at_level(logging.WARNING, logger="amorsize_dask"):
         for _ in range(2):
             assert ad.map(double, range(30), client=inproc, engine="dask", n_workers=1, chunksize=4,
-                          training_dir=tmp_path / "client") == [2 * x for x in range(30)]
+                          training_dir=tmp_path) == [2 * x for x in range(30)]
     assert caplog.text.count("could not register the run with the scheduler plugin") == 1  # warned once
-    assert len(TrainingStore(tmp_path / "client").records()) == 2  # the client recorded both itself
-    assert not (tmp_path / "plugin").exists()
+    assert len(TrainingStore(tmp_path).records()) == 2  # the client recorded both itself, once each
 
 
 def fail_on_last(x):
