@@ -16,8 +16,8 @@ import dask.bag as db
 from . import validation
 from .errors import NoWorkersYet
 from .target.context import current_worker
-from .engines.base import raise_failure
-from .engines.chunks import run_chunk
+from .engines.base import raise_failure_in_generator
+from .engines.chunks import ByState, pickle_by_state, portable_failure, run_chunk
 from .engines.transport import WholeList
 from .cluster.keys import new_run_id
 from .learning.learner import get_learner
@@ -52,7 +52,11 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
         return db.from_sequence([], npartitions=1)
     plan = _plan_sequence(len(items), target)
     return _measured(func, db.from_sequence(items, partition_size=plan.chunksize), plan, None, target, learn,
-                     client=client)
+                     client=client, partition_size=plan.chunksize)
+
+
+# dask.bag.from_sequence's own partitions of a long sequence (len / 100 items each).
+DASK_BAG_PARTITIONS = 100
 
 
 def _unplanned(func, seq_or_bag, client) -> db.Bag:
@@ -63,7 +67,9 @@ def _unplanned(func, seq_or_bag, client) -> db.Bag:
     items = as_sequence(validation.check_iterable(seq_or_bag))
     if not len(items):
         return db.from_sequence([], npartitions=1)
-    return _measured(func, db.from_sequence(items), None, None, None, learn=False, client=client)
+    size = max(1, -(-len(items) // DASK_BAG_PARTITIONS))
+    return _measured(func, db.from_sequence(items, partition_size=size), None, None, None, learn=False,
+                     client=client, partition_size=size)
 
 
 # Partitions per worker thread for a sequence nothing was measured on (nothing runs before
@@ -121,12 +127,14 @@ def _plan_bag(func, bag: db.Bag, target):
     return bag, plan, None
 
 
-def _measured(func, bag: db.Bag, plan: Plan, planned, target, learn: bool, *, client=None) -> db.Bag:
+def _measured(func, bag: db.Bag, plan: Plan, planned, target, learn: bool, *, client=None,
+              partition_size: int | None = None) -> db.Bag:
     """``bag.map(func)`` whose partitions report their measured compute time; computed on
-    ``client`` (see :class:`_WholeBag`)."""
+    ``client`` (see :class:`_WholeBag`). ``partition_size``: the items in each partition but
+    the last (of a sequence: a failing item is named by its place in it)."""
     run_id = new_run_id()
     info = {"run_id": "", "n_parts": bag.npartitions, "creator": os.getpid(), "pending": None,
-            "template": None, "sized_by_parts": planned is None}
+            "template": None, "sized_by_parts": planned is None, "partition_size": partition_size}
     if learn:
         template = target.record_fields(func, planned or Planned(plan), wall_seconds=1.0, compute_seconds=0.0)
         info.update(run_id=run_id, template=template,
@@ -183,8 +191,10 @@ def _run_partition(part, number, func, info):
     items = list(part)
     (index,) = number
     start = time.time()
-    out = run_chunk(func, items, 0)
-    raise_failure(out.failure, func, remote=os.getpid() != info["creator"])
+    first = index * info["partition_size"] if info.get("partition_size") else 0
+    out = run_chunk(func, items, first, portable_only=False)
+    if out.failure is not None:
+        _raise_from_task(out.failure, func, remote=os.getpid() != info["creator"])
     if info["run_id"]:
         msg = {"run_id": info["run_id"], "part": index, "n_items": len(items),
                "compute_seconds": out.compute_seconds, "start": start, "stop": time.time()}
@@ -194,6 +204,18 @@ def _run_partition(part, number, func, info):
             if reports is not None:
                 record_run(info, reports)
     return _whole(out.results)  # to the task that gathers the partitions: one pickle, not one per item
+
+
+def _raise_from_task(failure, func, *, remote: bool) -> None:
+    """Raise the function's exception from a partition's task, for Dask to carry back
+    as itself: an exception class whose ``__init__`` takes other arguments than its
+    ``args`` travels by state; a StopIteration (which would end the task's coroutine) as
+    a RuntimeError naming the item."""
+    if remote:
+        failure = portable_failure(failure)
+        if isinstance(failure.exception, ByState):
+            pickle_by_state(type(failure.exception.exc))
+    raise_failure_in_generator(failure, func, remote=remote)
 
 
 def record_run(info: dict, reports: list[dict]) -> bool:

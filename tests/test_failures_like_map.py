@@ -63,6 +63,37 @@ def test_stop_iteration_from_the_function_is_raised_never_a_shorter_result(engin
     assert "item 5" in "".join(getattr(info.value, "__notes__", [])) or info.value.args == ("done early",)
 
 
+@pytest.mark.parametrize("engine", ["serial", "threads", "processes", "auto"])
+def test_stop_iteration_from_the_function_ends_imap_with_an_error_naming_the_item(engine):
+    """A generator cannot raise StopIteration (PEP 479: a bare "generator raised
+    StopIteration"); ``Pool.imap`` would end early without a word. The items before it are
+    delivered, then a RuntimeError names the item, its cause the function's exception."""
+    got = []
+    with pytest.raises(RuntimeError, match="raised StopIteration on item 5") as info:
+        for value in ad.imap(raises_stop, range(40), engine=engine):
+            got.append(value)
+    assert got == [0, 1, 2, 3, 4] and isinstance(info.value.__cause__, StopIteration)
+
+
+def test_stop_iteration_from_the_function_fails_a_bag_naming_the_item():
+    with pytest.raises(RuntimeError, match="raised StopIteration on item 5"):
+        ad.bag.map(raises_stop, list(range(40))).compute(scheduler="sync")
+
+
+def fails_at_25(x):
+    if x == 25:
+        raise ValueError("twenty-five")
+    return x
+
+
+def test_a_bag_names_the_failing_item_by_its_place_in_the_sequence():
+    bag = ad.bag.map(fails_at_25, list(range(40)))
+    assert bag.npartitions > 1  # item 25 is not in the first partition
+    with pytest.raises(ValueError) as info:
+        bag.compute(scheduler="sync")
+    assert "on item 25" in "".join(info.value.__notes__)
+
+
 def test_stop_iteration_in_a_serial_chunk_loses_no_later_item():
     """Chunked serial runs (a watched serial plan runs in chunks) must not shift results."""
     from amorsize_dask.engines.chunks import run_chunk
@@ -213,6 +244,10 @@ with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as 
         ad.map(fails_early, range(3000), client=client)
     except CodedError as exc:
         out["early"] = [type(exc).__name__, exc.code, str(exc)]
+    try:
+        ad.bag.map(fails_early, range(3000), client=client).compute()
+    except CodedError as exc:
+        out["bag"] = [type(exc).__name__, exc.code, str(exc)]
     for label, n in (("lock in the sample", 2), ("lock later", 2000)):
         try:
             ad.map(lock_at(n), range(3000), client=client, chunksize=100 if n > 100 else None)
@@ -228,6 +263,6 @@ def test_a_scripts_failures_on_a_cluster_come_back_as_the_script_raised_them(tmp
     the exception itself; a TypeError naming the item (Client.map names the type)."""
     env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
     out, proc = run_script(tmp_path, CLUSTER_SCRIPT_HEAD, CLUSTER_SCRIPT_MAIN, env=env, timeout=180)
-    assert out["early"] == ["CodedError", 3, "early"], out
+    assert out["early"] == out["bag"] == ["CodedError", 3, "early"], out
     assert "item 2 " in out["lock in the sample"] and "lock" in out["lock in the sample"], out
     assert "item 2000 " in out["lock later"] and "lock" in out["lock later"], out

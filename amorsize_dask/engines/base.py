@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..errors import ItemError, reraise_with_item
+from ..target.workload import function_name
 from .chunks import ByState, ChunkResult, Failure, run_chunk
 
-__all__ = ["RunResult", "Engine", "SerialEngine", "chunk_bounds", "raise_failure", "assemble", "FirstFailure", "Gathered"]
+__all__ = ["RunResult", "Engine", "SerialEngine", "chunk_bounds", "raise_failure", "raise_failure_in_generator",
+           "assemble", "FirstFailure", "Gathered"]
 
 
 @dataclass
@@ -95,6 +97,16 @@ def raise_failure(failure: Failure | None, func, *, remote: bool = False) -> Non
         exc = ItemError(f"{failure.type_name}: {failure.message}")
     text = failure.traceback_text if remote else None
     reraise_with_item(exc, failure.index, func, text or None)
+
+
+def raise_failure_in_generator(failure: Failure | None, func, *, remote: bool = False) -> None:
+    """:func:`raise_failure` where a StopIteration cannot pass (in a generator, PEP 479,
+    or a Dask task): that one as a RuntimeError naming the item, the exception its cause."""
+    try:
+        raise_failure(failure, func, remote=remote)
+    except StopIteration as exc:
+        raise RuntimeError(f"{function_name(func)} raised StopIteration on item {failure.index}; it ends a "
+                           "generator, so here it is an error") from exc
 
 
 def assemble(chunks: dict[int, ChunkResult], bounds) -> tuple[list, float]:

@@ -13,6 +13,7 @@ classes and exceptions defined in the caller's ``__main__`` come back as its own
 
 from __future__ import annotations
 
+import copyreg
 import pickle
 import time
 import traceback
@@ -24,6 +25,7 @@ import cloudpickle
 from .pickling import dumps
 
 __all__ = ["Failure", "ChunkResult", "run_chunk", "run_packed_chunk", "make_failure", "portable_failure",
+           "pickle_by_state",
            "dump_chunk_result", "identity"]
 
 
@@ -129,6 +131,13 @@ class ByState:
 
     def __reduce__(self):
         return _rebuilt, (type(self.exc), self.exc.args, dict(getattr(self.exc, "__dict__", {})))
+
+
+def pickle_by_state(cls: type) -> None:
+    """Pickle exceptions of ``cls`` by state in this process from now on (``copyreg``, which
+    pickle and cloudpickle follow): for an exception raised where another library pickles
+    it, as Dask does a task's (:class:`ByState` says why)."""
+    copyreg.pickle(cls, lambda exc: ByState(exc).__reduce__())
 
 
 def _rebuilt(cls, args: tuple, state: dict) -> BaseException:

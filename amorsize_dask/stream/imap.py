@@ -21,7 +21,7 @@ import time
 from typing import Callable, Iterable, Iterator
 
 from .. import validation
-from ..engines.base import raise_failure
+from ..engines.base import raise_failure_in_generator
 from ..inputs import StarCall
 from ..progress import make_progress
 from .planner import StreamPlanner, take
@@ -79,7 +79,7 @@ def _stream(call, source, planner: "StreamPlanner", *, learn, progress, ordered)
             yield value
         with active:
             if head.failure is not None:
-                raise_failure(head.failure, planner.func, remote=head.remote)
+                raise_failure_in_generator(head.failure, planner.func, remote=head.remote)
             if head.input_error is not None:
                 raise head.input_error  # as builtins.map: after the results of the items before it
             pending = _Pending(planner, submitter_for(planner), ordered)
@@ -123,7 +123,7 @@ def _run(source, pending: "_Pending", planner, active: "_ActiveClock", bar):
         if out.failure is not None:
             with active:
                 pending.cancel()
-                raise_failure(out.failure, planner.func, remote=pending.remote)
+                raise_failure_in_generator(out.failure, planner.func, remote=pending.remote)
 
 
 class _Pending:
