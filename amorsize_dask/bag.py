@@ -19,7 +19,7 @@ from .target.context import current_worker
 from .engines.base import raise_failure_in_generator
 from .engines.chunks import ByState, pickle_by_state, portable_failure, run_chunk
 from .engines.transport import WholeList
-from .cluster.keys import new_run_id
+from .cluster.keys import KEY_PREFIX, key_name, new_run_id
 from .learning.learner import get_learner
 from .mapping import as_sequence, target_for
 from .planning.plan import Plan
@@ -146,7 +146,8 @@ def _measured(func, bag: db.Bag, plan: Plan, planned, target, learn: bool, *, cl
             _subscribe(target.client)
     # dask.bag passes no partition_info: each partition gets its number from a bag of them.
     numbers = db.from_sequence(range(bag.npartitions), npartitions=bag.npartitions)
-    mapped = bag.map_partitions(_run_partition, numbers, func, info, token=f"amorsize-{run_id}")
+    # Keys "amorsize-<function>-<hash>": Dask's per-prefix statistics see the function (as for map).
+    mapped = bag.map_partitions(_run_partition, numbers, func, info, token=f"{KEY_PREFIX}{key_name(func)}")
     whole = _WholeBag(mapped.dask, mapped.name, mapped.npartitions)
     whole.client = client
     return whole

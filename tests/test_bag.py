@@ -197,3 +197,15 @@ def test_a_bag_of_small_results_leaves_the_workers_whole_and_arrives_as_plain_li
     assert got == [{"i": i} for i in range(2000)] and type(got) is list
     part = client.compute(b.to_delayed()[1]).result()
     assert part == [{"i": i} for i in range(500, 1000)] and type(part) is list
+
+
+def test_a_bags_tasks_carry_the_functions_name_in_their_key_prefix():
+    """As ``map``'s tasks do (``amorsize-<function>``): Dask's per-prefix statistics and the
+    dashboard see the function, not one ``amorsize`` prefix for every Bag."""
+    from dask.utils import key_split
+
+    def parse_line(x):
+        return x
+
+    keys = ad.bag.map(parse_line, list(range(10))).__dask_keys__()
+    assert {key_split(k) for k in keys} == {"amorsize-parse-line"}
