@@ -238,3 +238,54 @@ def test_workers_that_cannot_start_for_lack_of_files_fail_cleanly_and_leave_noth
             assert report.get("ok"), report
             if "failed to start" in report["plan"]:
                 assert any("failed to start" in w for w in report["warnings"]), report
+
+
+CHILD_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    import amorsize_dask as ad
+
+    def work(x):
+        return -x
+
+    def child(engine):
+        assert ad.map(work, range(2000), engine=engine) == [-x for x in range(2000)]
+
+    def job(n):
+        return sum(ad.map(work, range(n), engine="processes"))
+
+    if __name__ == "__main__":
+        out = {}
+        if sys.argv[1] == "parent-pool":  # the children are forked with the parent's pool running
+            child("processes")
+        for engine in ("processes", "auto"):
+            p = mp.get_context("fork").Process(target=child, args=(engine,))
+            t0 = time.monotonic()
+            p.start()
+            p.join(30)
+            out[engine] = [p.exitcode, time.monotonic() - t0 < 30]
+            if p.exitcode is None:
+                p.kill()
+        t0 = time.monotonic()
+        with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as ex:
+            sums = list(ex.map(job, [300, 400]))
+        out["executor"] = [sums == [-sum(range(300)), -sum(range(400))], time.monotonic() - t0 < 30]
+        print(json.dumps(out))
+""")
+
+
+@pytest.mark.parametrize("parent", ["parent-pool", "no-parent-pool"])
+def test_a_child_process_that_maps_on_processes_exits_when_its_work_is_done(tmp_path, parent):
+    """A ``multiprocessing`` child runs no ``atexit`` hooks: it joins its own children
+    (``multiprocessing.util._exit_function``), the idle workers of its pool among them,
+    which never exit by themselves (the child hung; a ProcessPoolExecutor's ``with``
+    never closed). The workers are stopped there as at any exit."""
+    script = tmp_path / "children.py"
+    script.write_text(CHILD_SCRIPT)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    done = subprocess.run([sys.executable, str(script), parent], capture_output=True, text=True, timeout=150,
+                          env=env, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"processes": [0, True], "auto": [0, True],
+                                                        "executor": [True, True]}

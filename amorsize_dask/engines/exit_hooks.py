@@ -14,6 +14,7 @@ False
 from __future__ import annotations
 
 import atexit
+import multiprocessing.util
 import threading
 
 __all__ = ["stop_at_exit", "stopped_by_exit", "exiting_error"]
@@ -22,7 +23,9 @@ _EXITING = threading.Event()
 
 
 def stop_at_exit(engine) -> None:
-    """Stop ``engine``'s workers at this interpreter's exit, without waiting for them."""
+    """Stop ``engine``'s workers at this interpreter's exit, without waiting for them; in
+    a ``multiprocessing`` child too, which runs no ``atexit`` hooks but joins its own
+    children first (the idle workers never exit by themselves: the child would hang)."""
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         try:
@@ -30,6 +33,17 @@ def stop_at_exit(engine) -> None:
         except RuntimeError:  # the interpreter is already shutting down
             pass
     atexit.register(_stop, engine)
+    _stop_before_children_join(engine)
+    # A child forked by multiprocessing starts with no finalizers: hooked there again.
+    multiprocessing.util.register_after_fork(engine, _stop_before_children_join)
+
+
+# Finalizers of this priority or more run before a multiprocessing child joins its children.
+_BEFORE_JOINING_CHILDREN = 0
+
+
+def _stop_before_children_join(engine) -> None:
+    multiprocessing.util.Finalize(None, _stop, args=(engine,), exitpriority=_BEFORE_JOINING_CHILDREN)
 
 
 def _stop(engine) -> None:
