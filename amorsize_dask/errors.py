@@ -13,6 +13,8 @@ amorsize_dask: raised by builtins.abs on item 7
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 from typing import NoReturn
 
@@ -60,17 +62,29 @@ def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: st
 _WARNED: set[str] = set()
 
 
-def warn_once(message: str, stacklevel: int = 3) -> None:
+def warn_once(message: str, stacklevel: int | None = None) -> None:
     """A RuntimeWarning (and a log line, where logging is set up) the first time ``message``
     is seen in this process. With no handler anywhere, logging's last resort prints the
-    line to stderr beside the warning: a script saw every such message twice."""
+    line to stderr beside the warning: a script saw every such message twice.
+    ``stacklevel`` None: the warning points at the caller's line that called into this
+    package (as ``warnings.warn``'s ``skip_file_prefixes`` would, from Python 3.12)."""
     if message in _WARNED:
         return
     _WARNED.add(message)
     logger = logging.getLogger("amorsize_dask")
     if logger.hasHandlers():
         logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel or _outside_the_package())
+
+
+def _outside_the_package() -> int:
+    """The ``stacklevel`` of the first frame outside this package, for a warning issued
+    by :func:`warn_once` (itself the first level)."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(2), 2  # the caller of warn_once is level 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def warn_running_serially(exc: "WorkerStartError") -> None:

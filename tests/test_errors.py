@@ -72,6 +72,7 @@ def test_a_warning_is_printed_once_in_a_script_without_logging_set_up(tmp_path):
     import sys
 
     script = tmp_path / "warns.py"
-    script.write_text("from amorsize_dask import errors\nerrors.warn_once('amorsize_dask: look here')\n")
+    script.write_text("from amorsize_dask import errors\nerrors.warn_once('amorsize_dask: ' + 'look here')\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr.count("amorsize_dask: look here") == 1, done.stderr
+    assert "warns.py:2" in done.stderr  # the line that called into the package

@@ -479,3 +479,23 @@ def test_classes_of_an_exec_namespace_come_back_as_the_callers_own(tmp_path, gua
     of a class it never received back as copies of it: 0 of 2,000 were ``ns["Rec"]``."""
     out, _ = run_script(tmp_path, EXEC_HEAD, EXEC_MAIN, guard=guard)
     assert out == {"caught": 1999, "own_class": 1999}, out
+
+
+UNWRITABLE_HEAD = """
+import json, os, sys
+import amorsize_dask as ad
+"""
+
+UNWRITABLE_MAIN = """
+out = ad.map(abs, range(-50, 50), training_dir="/proc/not-a-dir")  # the line the warning names
+print(json.dumps({"ok": out == [abs(x) for x in range(-50, 50)]}))
+"""
+
+
+def test_an_unwritable_training_dir_is_one_warning_at_the_scripts_line(tmp_path):
+    """Printed once (a RuntimeWarning; no log line beside it in a script without logging
+    set up), naming the script's own line, not the library's."""
+    out, proc = run_script(tmp_path, UNWRITABLE_HEAD, UNWRITABLE_MAIN)
+    assert out == {"ok": True}
+    assert proc.stderr.count("cannot write to the training directory") == 1, proc.stderr
+    assert "user_script.py" in proc.stderr and "learner.py" not in proc.stderr, proc.stderr

@@ -40,14 +40,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
-import logging
 import os
 import pathlib
 import secrets
 import threading
-import warnings
 
 from amorsize_dask import config
+from amorsize_dask.errors import warn_once
 from amorsize_dask.learning import sealed
 from amorsize_dask.learning.records import RecordError, encode_line, validate_record
 from amorsize_dask.learning.reader import SEGMENTS, SKIP_REASONS, SegmentReader, seen_key
@@ -57,7 +56,6 @@ from amorsize_dask.settings import Settings, current
 
 __all__ = ["SEGMENTS", "SKIP_REASONS", "BUDGET_CHECKS", "StoreStats", "TrainingStore"]
 
-logger = logging.getLogger("amorsize_dask")
 
 # Errors a fresh segment would hit too: retrying would only leave empty files behind.
 _NO_RETRY = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS,
@@ -236,8 +234,7 @@ class TrainingStore(Upkeep):
             msg = (f"amorsize_dask cannot write to the training directory {self.path} "
                    f"({exc}); runs are not recorded, so nothing is learned from them. "
                    "Point amorsize.training-dir at a writable directory.")
-            logger.warning(msg)
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)  # at the caller of append
+            warn_once(msg)
 
     # -- reading -----------------------------------------------------------------------
     def records(self, settings: Settings | None = None) -> list[dict]:
