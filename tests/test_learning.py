@@ -559,3 +559,32 @@ def test_more_threads_than_tasks_is_not_a_neighbour():
     assert not [s for s in steps if s[0] == "threads" and s[1] > -(-100 // s[2])], steps
     assert ("threads", 4, 25) not in steps and ("threads", 2, 25) in steps
     assert ("threads", 4, 10) in exploration.neighbours(("threads", 2, 10), 100, cores=2, max_threads=64)
+
+
+def naps(x):
+    import time
+
+    time.sleep(0.002)
+    return x
+
+
+def test_max_threads_bounds_a_plan_the_model_learned_with_more(tmp_path):
+    """Runs recorded with 16 threads; the setting lowered to 4 afterwards: the model's
+    plan uses 4 (the cost model and exploration already kept to it; the model's best did not)."""
+    import dask
+
+    for _ in range(3):
+        ad.map(naps, range(400), engine="threads", n_workers=16, chunksize=5, training_dir=tmp_path)
+    plan = ad.plan(naps, range(400), training_dir=tmp_path)
+    assert (plan.source, plan.engine, plan.n_workers) == ("model", "threads", 16), plan.explain()
+    with dask.config.set({"amorsize.planner.max-threads": 4}):
+        plan = ad.plan(naps, range(400), training_dir=tmp_path)
+    assert (plan.engine, plan.n_workers) == ("threads", 4), plan.explain()
+    assert "max-threads" in plan.explain()
+
+
+def test_a_recorded_chunksize_beyond_the_items_is_planned_as_all_items(tmp_path):
+    for _ in range(3):
+        ad.map(naps, range(50), engine="threads", n_workers=2, chunksize=50, training_dir=tmp_path)
+    plan = ad.plan(naps, range(20), training_dir=tmp_path)
+    assert plan.chunksize <= 20 and plan.n_tasks >= 1, plan.explain()

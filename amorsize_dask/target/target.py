@@ -190,11 +190,16 @@ class Target:
                 f"exploring a neighbouring configuration {pred.engine} {pred.n_workers}x{pred.chunksize} "
                 "(never measured here) so repeated runs converge on the best"
             )
+        n_workers, chunksize = pred.n_workers, max(1, min(int(pred.chunksize), n_items))
+        if pred.engine == "threads" and self.client is None:
+            n_workers = min(n_workers, max(1, int(config.get("planner.max-threads"))))
+            if n_workers < pred.n_workers:
+                reasons.append(f"{n_workers} threads: amorsize.planner.max-threads")
         return Plan(
             engine=pred.engine,
-            n_workers=pred.n_workers,
-            chunksize=pred.chunksize,
-            n_tasks=math.ceil(n_items / pred.chunksize),
+            n_workers=n_workers,
+            chunksize=chunksize,
+            n_tasks=math.ceil(n_items / chunksize),
             source="model",
             confidence=pred.confidence,
             predicted_seconds=pred.seconds,
