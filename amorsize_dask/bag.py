@@ -40,6 +40,7 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
     validation.check_client(client)
     validation.check_training_dir(training_dir)
     validation.check_bool("learn", learn)
+    validation.check_settings()
     try:
         target = target_for(func, client, "auto", training_dir, wait=False)
     except NoWorkersYet:  # compute() may come after the cluster scales up: nothing to plan for now

@@ -21,7 +21,7 @@ import dask.utils
 
 from . import config
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "checked_settings"]
 
 # Field name -> key under ``amorsize.`` in dask.config.
 _KEYS = {
@@ -100,6 +100,55 @@ class Settings:
             raise ValueError(
                 f"dask config amorsize.{_KEYS[name]}={value!r} is not a size in bytes; use an integer or a "
                 "string such as '64 MiB' (see amorsize-schema.yaml)") from exc
+
+
+# What each numeric setting may be: (kind, lowest, highest); None: unbounded. Sizes in
+# bytes are checked by :meth:`Settings.size` (and None means "no limit" for the store's).
+_RANGES = {
+    "sample_items": (int, 1, None),
+    "pickle_items": (int, 1, None),
+    "max_threads": (int, 1, None),
+    "min_tasks_per_worker": (int, 1, None),
+    "k": (int, 1, None),
+    "keep_per_workload": (int, 1, None),
+    "budget_fraction": (float, 0.0, 1.0),
+    "memory_fraction": (float, 0.0, 1.0),
+    "min_confidence": (float, 0.0, 1.0),
+    "explore_probability": (float, 0.0, 1.0),
+    "max_seconds": (float, 0.0, None),
+    "min_speedup": (float, 0.0, None),
+    "explore_max_slowdown": (float, 1.0, None),
+    "explore_budget": (float, 0.0, None),
+}
+_SIZES = ("sample_bytes", "max_line_bytes", "max_segment_bytes", "max_bytes", "seal_bytes")
+
+
+def checked_settings() -> Settings:
+    """The current settings, each checked: a ValueError names a bad one, its value and what
+    it may be (a string where a number belongs failed deep in the planner, or not at all).
+
+    >>> import dask
+    >>> with dask.config.set({"amorsize.model.k": "abc"}):
+    ...     checked_settings()
+    Traceback (most recent call last):
+    ...
+    ValueError: dask config amorsize.model.k='abc' is not valid: use an integer of at least 1 (see amorsize-schema.yaml)
+    """
+    settings = Settings.from_config()
+    for name, (kind, low, high) in _RANGES.items():
+        value = getattr(settings, name)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind is int and value != int(value)) or value < low or (high is not None and value > high):
+            what = "an integer" if kind is int else "a number"
+            bounds = f"of at least {low}" if high is None else f"from {low} to {high}"
+            raise ValueError(f"dask config amorsize.{_KEYS[name]}={value!r} is not valid: use {what} {bounds} "
+                             "(see amorsize-schema.yaml)")
+    for name in _SIZES:
+        size = settings.size(name)
+        if size is not None and size < 1:
+            raise ValueError(f"dask config amorsize.{_KEYS[name]}={getattr(settings, name)!r} is not valid: use a "
+                             "positive size such as '64 MiB' (see amorsize-schema.yaml)")
+    return settings
 
 
 def current(settings: Settings | None) -> Settings:

@@ -8,6 +8,7 @@ import dask
 import pytest
 import yaml
 
+import amorsize_dask as ad
 from amorsize_dask import config
 
 _NUMERIC = {"integer": int, "number": (int, float), "string": str, "boolean": bool,
@@ -179,3 +180,20 @@ def test_defaults_come_back_after_dask_config_is_replaced_wholesale():
     finally:
         dask.config.config.clear()
         dask.config.config.update(saved)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("planner.max-threads", "abc"), ("planner.max-threads", 0), ("model.k", "abc"), ("model.k", -1),
+    ("model.min-confidence", "abc"), ("sampling.max-seconds", -1), ("planner.min-tasks-per-worker", 0),
+    ("store.seal-bytes", -1), ("start-method", "bogus"),
+])
+def test_a_bad_setting_is_a_clear_error_before_anything_runs(key, value):
+    """It failed deep in the planner (a TypeError about '<' between int and str, a math
+    domain error from the store) or was accepted; the error names the setting and value."""
+    calls = []
+    with dask.config.set({f"amorsize.{key}": value}):
+        for call in (lambda: ad.map(calls.append, [1, 2]), lambda: ad.plan(calls.append, [1, 2]),
+                     lambda: ad.imap(calls.append, [1, 2]), lambda: ad.bag.map(calls.append, [1, 2])):
+            with pytest.raises(ValueError, match=f"amorsize.{key}={value!r}"):
+                call()
+    assert calls == []
