@@ -100,7 +100,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     rest = items[plan.n_sampled : len(items) - plan.n_speculated]
     run_id = target.start_run(func, planned) if learn else ""
     if len(rest) or planned.speculation is not None:
-        bar = make_progress(progress, len(items))
+        bar = make_progress(progress, len(items), start=t0)
         try:
             if bar is not None:
                 bar.advance(len(results))
@@ -114,6 +114,8 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
         except BaseException:
             if planned.speculation is not None:
                 planned.speculation.cancel()
+            if bar is not None:
+                bar.close(stopped=True)
             raise
         finally:
             if bar is not None:

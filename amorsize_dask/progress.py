@@ -48,7 +48,7 @@ class Progress:
     """
 
     def __init__(self, total: int, stream, min_interval: float = 0.1, *,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, start: float | None = None):
         if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
             raise ValueError(f"total must be an int >= 0 or None (unknown), got {total!r}")
         if not callable(getattr(stream, "write", None)):
@@ -61,7 +61,7 @@ class Progress:
         self._clock = clock
         self._lock = threading.Lock()
         self._done = 0
-        self._start = clock()
+        self._start = clock() if start is None else start  # ``start``: when the work began, by ``clock``
         self._last_draw = -math.inf
         self._width = 0          # length of the line on screen, to blank a longer one
         self._closed = False
@@ -83,13 +83,14 @@ class Progress:
                 self._last_draw = now
                 self._draw(self._line(now))
 
-    def close(self) -> None:
-        """Draw the final line, with the total time, and end it with a newline (once)."""
+    def close(self, stopped: bool = False) -> None:
+        """Draw the final line, with the total time, and end it with a newline (once).
+        ``stopped``: the work ended with an error, not done."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._draw(self._line(self._clock(), final=True), end="\n")
+            self._draw(self._line(self._clock(), final="stopped after" if stopped else "done in"), end="\n")
 
     def __enter__(self) -> "Progress":
         return self
@@ -100,13 +101,14 @@ class Progress:
     def __repr__(self) -> str:
         return f"Progress({self._done}/{self.total})"
 
-    def _line(self, now: float, final: bool = False) -> str:
+    def _line(self, now: float, final: str = "") -> str:
+        """The line to draw; ``final``: its last words before the time taken."""
         elapsed = max(now - self._start, 0.0)
         done, total = self._done, self.total
         rate = done / elapsed if elapsed > 0 else math.nan
         if total is None:  # a stream of unknown length: count and rate, no share
             line = f"{done} items {_format_rate(rate)}"
-            return f"{line}  done in {elapsed:.2f} s" if final else line
+            return f"{line}  {final} {elapsed:.2f} s" if final else line
         digits = len(str(total))
         share = 1.0 if total == 0 else min(done / total, 1.0)
         filled = int(round(share * _BAR_WIDTH))
@@ -114,7 +116,7 @@ class Progress:
         rate = done / elapsed if elapsed > 0 else math.nan
         line = f"{done:>{digits}}/{total} items {share:4.0%} [{bar}] {_format_rate(rate)}"
         if final:
-            return f"{line}  done in {elapsed:.2f} s"
+            return f"{line}  {final} {elapsed:.2f} s"
         if done and math.isfinite(rate) and rate > 0 and done < total:
             return f"{line}  ETA {_format_eta((total - done) / rate)}"
         return line
@@ -167,8 +169,10 @@ def _format_eta(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def make_progress(progress, total: int | None) -> Progress | None:
-    """The :class:`Progress` that ``map(..., progress=progress)`` asks for, or None.
+def make_progress(progress, total: int | None, start: float | None = None) -> Progress | None:
+    """The :class:`Progress` that ``map(..., progress=progress)`` asks for, or None;
+    ``start``: when the call began (``time.perf_counter``), so that items done before the
+    display (the sample's) count at their own pace, not all in its first instant.
 
     ``False``/``None``: none. ``True``: on ``sys.stderr``, only if it is a terminal
     (so logs and pipes stay clean). A file-like object (with ``.write``): always on
@@ -188,9 +192,9 @@ def make_progress(progress, total: int | None) -> Progress | None:
         return None
     if progress is True:
         stream = sys.stderr
-        return Progress(total, stream) if _is_terminal(stream) else None
+        return Progress(total, stream, start=start) if _is_terminal(stream) else None
     if callable(getattr(progress, "write", None)):
-        return Progress(total, progress)
+        return Progress(total, progress, start=start)
     raise TypeError("progress must be True, False, None or a file-like object with .write, "
                     f"got {progress!r}")
 

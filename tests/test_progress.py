@@ -171,3 +171,38 @@ def test_threads_advancing_concurrently_count_exactly():
     # Every drawn line is whole: no interleaved writes.
     for line in out.getvalue().split("\r")[1:]:
         assert re.fullmatch(r" *\d+/40000 items +\d+% \[[#.]{20}\] .*", line.rstrip("\n")), line
+
+
+def _spin_1ms(x):
+    import time
+
+    end = time.perf_counter() + 0.001
+    while time.perf_counter() < end:
+        pass
+    if x == 150:
+        raise ValueError("bad item")
+    return x
+
+
+def _rates(text: str) -> list[float]:
+    out = []
+    for number, unit in re.findall(r"([\d.]+)(k|M)? items/s", text):
+        out.append(float(number) * {"": 1, "k": 1e3, "M": 1e6}[unit])
+    return out
+
+
+def test_a_map_shows_the_sampled_items_at_their_own_pace_and_says_when_it_stopped():
+    """Items of 1 ms (at most ~2,000 a second on two cores): the first line counted the
+    sample's items as done in the display's first instant (2.4M items/s); a map that
+    raised ended its line with "done in"."""
+    import amorsize_dask as ad
+
+    stream = io.StringIO()
+    assert ad.map(_spin_1ms, range(100), progress=stream, learn=False) == list(range(100))
+    assert max(_rates(stream.getvalue())) < 20_000, stream.getvalue()
+    assert stream.getvalue().rstrip().split("\r")[-1].strip().endswith("s") and "done in" in stream.getvalue()
+    stream = io.StringIO()
+    with pytest.raises(ValueError):
+        ad.map(_spin_1ms, range(300), progress=stream, learn=False)
+    last = stream.getvalue().rstrip().split("\r")[-1]
+    assert "stopped after" in last and "done in" not in last, stream.getvalue()

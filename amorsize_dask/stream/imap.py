@@ -90,7 +90,7 @@ def _stream(call, source, planner: "StreamPlanner", *, learn, progress, ordered)
         if pending is not None:
             pending.cancel()
         if bar is not None:
-            bar.close()
+            bar.close(stopped=not completed)
         if completed and learn:
             planner.record(wall_seconds=active.seconds)
 
