@@ -289,3 +289,44 @@ def test_a_child_process_that_maps_on_processes_exits_when_its_work_is_done(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.splitlines()[-1]) == {"processes": [0, True], "auto": [0, True],
                                                         "executor": [True, True]}
+
+
+THREADS_CTRL_C = textwrap.dedent("""
+    import sys, time
+    import amorsize_dask as ad
+
+    def sleepy(x):
+        time.sleep(0.05)
+        with open(sys.argv[1], "a") as fh:
+            fh.write(f"{time.time()}\\n")
+        return x
+
+    print("started", flush=True)
+    try:
+        ad.map(sleepy, range(3000), engine="threads", n_workers=4, learn=False)
+    except KeyboardInterrupt:
+        print("interrupted", time.time(), flush=True)
+""")
+
+
+def test_ctrl_c_on_threads_stops_the_running_chunks_too(tmp_path):
+    """``engine="threads"``, 4 threads, chunks of 750 items of 50 ms: Ctrl-C raised at once
+    but the running chunks went on to their end (the script exited 36 s later, the
+    function still running); ThreadPoolExecutor.map exits in 0.1 s. Each thread now ends
+    with its current item."""
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS_CTRL_C)
+    calls = tmp_path / "calls.txt"
+    proc = subprocess.Popen([sys.executable, str(script), str(calls)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not calls.exists() or len(calls.read_text().split()) < 8) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    t_signal = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    exited_after = time.monotonic() - t_signal
+    assert "interrupted" in out, err
+    interrupted_at = float(out.split("interrupted")[1].split()[0])
+    late = [t for t in map(float, calls.read_text().split()) if t > interrupted_at + 0.2]
+    assert exited_after < 10 and len(late) <= 4, (exited_after, len(late))

@@ -10,6 +10,7 @@ anything (:func:`only_idle_pool_threads`): the process engine may fork then.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import weakref
@@ -95,6 +96,22 @@ def _serially(func, items, lo: int, hi: int, first_index: int, progress, partial
                    compute_seconds=out.compute_seconds + (partial.compute_seconds if partial is not None else 0.0))
 
 
+class _Stoppable:
+    """A chunk's items, read until ``stop`` is set: a thread then ends with its current
+    item instead of the whole chunk (Ctrl-C raised at once, but the threads ran on through
+    their 750-item chunks for 36 s). The check costs ~0.1 us per item, on threads whose
+    items release the GIL or wait."""
+
+    def __init__(self, items, stop: threading.Event):
+        self.items, self.stop = items, stop
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return itertools.takewhile(lambda _: not self.stop.is_set(), self.items)
+
+
 class ThreadEngine(Engine):
     name = "threads"
 
@@ -126,9 +143,11 @@ class ThreadEngine(Engine):
         """
         bounds = chunk_bounds(len(items), chunksize)
         pool = self.pool(n_workers)
+        stop = threading.Event()  # set when the caller stops waiting (Ctrl-C): running chunks end
         # portable_only=False: the exception raised by func is raised here as it is.
         futures = {
-            pool.submit(run_chunk, func, items[lo:hi], first_index + lo, False): lo for lo, hi in bounds
+            pool.submit(run_chunk, func, _Stoppable(items[lo:hi], stop), first_index + lo, False): lo
+            for lo, hi in bounds
         }
         gathered, partial = Gathered(first_index, progress), {}
         thread_failure = None
@@ -148,6 +167,7 @@ class ThreadEngine(Engine):
                     for other in gathered.unneeded(futures.items()):
                         other.cancel()
         except BaseException:
+            stop.set()
             for fut in futures:
                 fut.cancel()
             raise
