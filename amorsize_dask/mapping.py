@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 from . import inputs, validation
 from .target.context import active_client
-from .engines import get_engine, shared_engine
+from .engines import exit_hooks, get_engine, shared_engine
 # The process engine loads with map, not inside a script's first call (~3 ms of it).
 from .engines import processes  # noqa: F401
 from .errors import WorkerStartError, warn_once, warn_running_serially
@@ -90,6 +90,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
                                                  chunksize=chunksize, training_dir=training_dir)
     t0 = time.perf_counter()
+    engine = engine_at_exit(engine, client)
     call, items = inputs.prepare(func, iterables)
     target = target_for(func, client, engine, training_dir, allow_local)  # keyed by func itself, not its wrapper
     planned = plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
@@ -287,6 +288,19 @@ def _note_thread_failure(run, target: "Target", func) -> None:
 def _threads_allowed(target: "Target", plan: Plan) -> bool:
     """A plan on threads only for a function not known to fail on threads."""
     return plan.engine != "threads" or target.client is not None or target.thread_safe()
+
+
+def engine_at_exit(engine: str, client) -> str:
+    """``engine``, or "serial" while the interpreter exits (a map in an ``atexit``
+    handler): thread and process pools refuse new work then ("cannot schedule new futures
+    after interpreter shutdown"), as ``builtins.map`` never would. An engine the caller
+    asked for by name is a warning."""
+    if client is not None or engine in ("serial", "dask") or not exit_hooks.interpreter_exiting():
+        return engine
+    if engine != "auto":
+        warn_once(f"amorsize_dask: the interpreter is exiting, when pools take no new work: engine={engine!r} "
+                  "runs serially")
+    return "serial"
 
 
 def target_for(func, client, engine: str, training_dir, allow_local=None, *, wait: bool = True) -> Target:

@@ -499,3 +499,32 @@ def test_an_unwritable_training_dir_is_one_warning_at_the_scripts_line(tmp_path)
     assert out == {"ok": True}
     assert proc.stderr.count("cannot write to the training directory") == 1, proc.stderr
     assert "user_script.py" in proc.stderr and "learner.py" not in proc.stderr, proc.stderr
+
+
+AT_EXIT_HEAD = """
+import atexit, json, sys
+import amorsize_dask as ad
+
+def work(x):
+    return sum(i * x for i in range(300))
+
+def at_exit():
+    out = {}
+    for engine in ("auto", "processes", "threads"):
+        out[engine] = ad.map(work, range(2000), engine=engine) == [work(x) for x in range(2000)]
+    out["imap"] = list(ad.imap(work, range(500))) == [work(x) for x in range(500)]
+    print(json.dumps(out), flush=True)
+"""
+
+AT_EXIT_MAIN = """
+ad.map(work, range(2000), engine="processes")  # a pool is running when the exit begins
+atexit.register(at_exit)
+"""
+
+
+def test_a_map_in_an_atexit_handler_runs_as_builtins_map_would(tmp_path):
+    """Pools refuse new work once the interpreter exits ("cannot schedule new futures
+    after interpreter shutdown"); ``Pool().map`` and ``builtins.map`` still work there."""
+    out, proc = run_script(tmp_path, AT_EXIT_HEAD, AT_EXIT_MAIN)
+    assert out == {"auto": True, "processes": True, "threads": True, "imap": True}
+    assert proc.stderr.count("the interpreter is exiting") == 2, proc.stderr  # the engines asked for by name

@@ -5,9 +5,9 @@ a stream a daemon thread still consumes): the workers are stopped, not waited fo
 concurrent.futures joins its executors (waiting for their running tasks) in a
 ``threading`` exit hook that runs before ``atexit``; the stop is hooked there too
 (registered later, it runs first). A run still going in another thread then finds its
-pool gone: :func:`stopped_by_exit` tells it that this is the exit, not a worker that died.
+pool gone: :func:`interpreter_exiting` tells it that this is the exit, not a worker that died.
 
->>> stopped_by_exit()
+>>> interpreter_exiting()
 False
 """
 
@@ -17,7 +17,7 @@ import atexit
 import multiprocessing.util
 import threading
 
-__all__ = ["stop_at_exit", "stopped_by_exit", "exiting_error"]
+__all__ = ["stop_at_exit", "interpreter_exiting", "exiting_error"]
 
 _EXITING = threading.Event()
 
@@ -51,13 +51,21 @@ def _stop(engine) -> None:
     engine.shutdown(kill=True)
 
 
-def stopped_by_exit() -> bool:
-    """Has this interpreter's exit stopped the workers?"""
+def interpreter_exiting() -> bool:
+    """Is this interpreter exiting (its ``threading`` exit hooks have run, or this module
+    was imported after them)? Then pools refuse work (concurrent.futures: "cannot schedule
+    new futures after interpreter shutdown") and the workers are being stopped: a map run
+    from an ``atexit`` handler runs serially, as ``builtins.map`` would."""
     return _EXITING.is_set()
 
 
-def exiting_error(label: str, func_name: str) -> RuntimeError:
-    """The error of a run whose workers the exit stopped (a daemon thread's stream, say):
-    not a worker that died (``WorkerLostError`` said the function may crash the interpreter)."""
-    return RuntimeError(f"amorsize_dask: the interpreter is exiting: its worker processes were stopped "
-                        f"while {label} of {func_name} ran")
+def _mark_exiting() -> None:
+    _EXITING.set()
+
+
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    try:
+        _register(_mark_exiting)
+    except RuntimeError:  # this module is imported while the interpreter exits
+        _EXITING.set()

@@ -38,7 +38,7 @@ def worker_lost(func, lo: int, hi: int, times: int | None = None) -> Exception:
     True
     """
     label = transport.items_label(lo, hi)
-    if exit_hooks.stopped_by_exit():
+    if exit_hooks.interpreter_exiting():
         return exit_hooks.exiting_error(label, function_name(func))
     count = f" {times} times" if times is not None else ""
     return WorkerLostError(
@@ -93,7 +93,7 @@ class ProcessJob:
     def crashed(self, lo: int, hi: int) -> None:
         """The chunk's worker died: sent again, unless it died too often or the exit stopped it."""
         self.crashes[lo] = self.crashes.get(lo, 0) + 1
-        if self.crashes[lo] > MAX_CHUNK_RETRIES or exit_hooks.stopped_by_exit():
+        if self.crashes[lo] > MAX_CHUNK_RETRIES or exit_hooks.interpreter_exiting():
             raise worker_lost(self.func, self.first_index + lo, self.first_index + hi, self.crashes[lo]) from None
 
     def needed(self, lo: int) -> bool:

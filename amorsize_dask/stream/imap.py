@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 from .. import validation
 from ..engines.base import raise_failure_in_generator
 from ..inputs import StarCall
+from ..mapping import engine_at_exit
 from ..progress import make_progress
 from .planner import StreamPlanner, take
 from .submitters import submitter_for
@@ -57,6 +58,7 @@ def imap(
     validation.check_progress(progress)
     validation.check_bool("learn", learn)
     validation.check_bool("ordered", ordered)
+    engine = engine_at_exit(engine, client)
     source = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
     call = func if len(iterables) == 1 else StarCall(func)
     planner = StreamPlanner(func, call, client=client, engine=engine, n_workers=n_workers,
