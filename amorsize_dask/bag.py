@@ -23,7 +23,7 @@ from .cluster.keys import KEY_PREFIX, key_name, new_run_id
 from .learning.learner import get_learner
 from .mapping import as_sequence, target_for
 from .planning.plan import Plan
-from .planning.planner import Planned
+from .planning.planner import POOL_MAP_TASKS_PER_WORKER, Planned
 from .cluster.reporting import COLLECTOR, TOPIC, gather_fragments, report
 
 def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True) -> db.Bag:
@@ -74,9 +74,8 @@ def _unplanned(func, seq_or_bag, client) -> db.Bag:
 
 
 # Partitions per worker thread for a sequence nothing was measured on (nothing runs before
-# compute(): no sample): the balance multiprocessing.Pool.map's default chunksize strikes
-# (n / (4 x workers)) between tasks' overhead and a skewed item's tail.
-DEFAULT_PARTITIONS_PER_WORKER = 4
+# compute(): no sample): multiprocessing.Pool.map's balance.
+DEFAULT_PARTITIONS_PER_WORKER = POOL_MAP_TASKS_PER_WORKER
 
 
 def _plan_sequence(n_items: int, target) -> Plan:

@@ -142,7 +142,7 @@ def lookup(x):
 
 SCRIPT_MAIN = """
 from amorsize_dask.planning import overheads
-items = list(range(2000))
+items = list(range(int(sys.argv[3])))
 first = run_map(lookup, items, engine=sys.argv[2], learn=False)
 overheads.join_background()  # a first calibration of this machine: the next pool may fork again
 again = run_map(lookup, items, engine=sys.argv[2], learn=False)
@@ -157,7 +157,7 @@ def _copy_reasons(reasons):
 
 
 def test_a_script_reading_a_large_table_is_planned_with_the_workers_copy(tmp_path):
-    out, _ = run_script(tmp_path, SCRIPT_HEAD, SCRIPT_MAIN, args=[300_000, "processes"])
+    out, _ = run_script(tmp_path, SCRIPT_HEAD, SCRIPT_MAIN, args=[300_000, "auto", 60_000])
     assert out["ok"]
     first, again = (_copy_reasons(r) for r in out["reasons"])
     assert first and "MiB" in first[0], out["reasons"][0]
@@ -166,7 +166,7 @@ def test_a_script_reading_a_large_table_is_planned_with_the_workers_copy(tmp_pat
 
 
 def test_a_script_reading_a_small_table_is_not(tmp_path):
-    out, _ = run_script(tmp_path, SCRIPT_HEAD, SCRIPT_MAIN, args=[100, "processes"])
+    out, _ = run_script(tmp_path, SCRIPT_HEAD, SCRIPT_MAIN, args=[100, "auto", 60_000])
     assert out["ok"]
     assert not any(_copy_reasons(r) for r in out["reasons"]), out["reasons"]
 

@@ -48,7 +48,8 @@ def test_a_fixed_engine_learns_only_from_its_own_runs(tmp_path):
     assert plans[0].source == "sample"
     assert all(p.source == "model" and p.engine == "threads" for p in plans[1:]), [p.explain() for p in plans]
     other = run_map(spin, range(300), training_dir=tmp_path, engine="processes").plan
-    assert other.source == "sample" and other.engine == "processes"  # no processes run measured yet
+    # No processes run measured yet: Pool.map's chunking (no item is timed in the caller).
+    assert other.source == "default" and other.engine == "processes"
     fixed = run_map(spin, range(300), training_dir=tmp_path, engine="threads", n_workers=2, chunksize=7).plan
     assert (fixed.source, fixed.n_workers, fixed.chunksize) == ("default", 2, 7)
 
@@ -74,7 +75,7 @@ def test_a_fixed_engine_does_not_explore_from_another_engine_s_best(tmp_path):
     explored = target.learned_plan(300)
     assert (explored.engine, explored.explored) == ("processes", True)  # what auto would try next
     fixed = plan_call(spin, list(range(300)), target, engine="processes", n_workers=None, chunksize=None).plan
-    assert fixed.source == "sample", fixed.explain()
+    assert fixed.source == "default", fixed.explain()  # not the model's exploration: Pool.map's chunking
     threads = plan_call(spin, list(range(300)), target, engine="threads", n_workers=None, chunksize=None).plan
     assert (threads.source, threads.engine) == ("model", "threads")
 

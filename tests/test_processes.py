@@ -330,3 +330,45 @@ def test_ctrl_c_on_threads_stops_the_running_chunks_too(tmp_path):
     interrupted_at = float(out.split("interrupted")[1].split()[0])
     late = [t for t in map(float, calls.read_text().split()) if t > interrupted_at + 0.2]
     assert exited_after < 10 and len(late) <= 4, (exited_after, len(late))
+
+
+NEVER_IN_THE_CALLER = textwrap.dedent("""
+    import json, os, sys
+    import amorsize_dask as ad
+    from amorsize_dask.errors import WorkerLostError
+
+    CALLER = os.getpid()
+
+    def mutate(item):
+        item["ran_in_caller"] = os.getpid() == CALLER
+        return item["x"]
+
+    def crash_at_3(x):
+        if x == 3:
+            os._exit(7)
+        return x
+
+    if __name__ == "__main__":
+        out = {}
+        items = [{"x": x} for x in range(300)]
+        out["results"] = ad.map(mutate, items, engine="processes") == list(range(300))
+        out["changed here"] = sum("ran_in_caller" in item for item in items)
+        try:
+            ad.map(crash_at_3, range(300), engine="processes")
+        except WorkerLostError as exc:
+            out["crash"] = "crash_at_3" in str(exc)
+        print(json.dumps(out))
+""")
+
+
+def test_engine_processes_runs_no_item_in_the_caller(tmp_path):
+    """As ``Pool().map``: the items the planner used to time in the caller ran there (an
+    ``os._exit`` among them ended the script with its code; items changed in place in the
+    caller, 37 in a cold run)."""
+    script = tmp_path / "never_here.py"
+    script.write_text(NEVER_IN_THE_CALLER)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=str(tmp_path))
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    assert json.loads(done.stdout.splitlines()[-1]) == {"results": True, "changed here": 0, "crash": True}

@@ -63,6 +63,13 @@ def _mark_exiting() -> None:
     _EXITING.set()
 
 
+def exiting_error(label: str, func_name: str) -> RuntimeError:
+    """The error of a run whose workers the exit stopped (a daemon thread's stream, say):
+    not a worker that died (``WorkerLostError`` said the function may crash the interpreter)."""
+    return RuntimeError(f"amorsize_dask: the interpreter is exiting: its worker processes were stopped "
+                        f"while {label} of {func_name} ran")
+
+
 _register = getattr(threading, "_register_atexit", None)
 if _register is not None:
     try:

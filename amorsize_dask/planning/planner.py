@@ -63,7 +63,7 @@ def plan_items(
     caller then collects them from ``Planned.speculation``).
     """
     t_start = time.perf_counter()
-    planned = _without_sampling(items, engine, n_workers, chunksize, learned)
+    planned = _without_sampling(items, target, engine, n_workers, chunksize, learned)
     if planned is None:
         early = _EarlyStart.begin(func, items, target, engine, speculate)
         try:
@@ -76,8 +76,11 @@ def plan_items(
     return planned
 
 
-def _without_sampling(items, engine, n_workers, chunksize, learned) -> Planned | None:
-    """The plan when nothing needs measuring: no items, choices fixed by the caller, or the model's."""
+def _without_sampling(items, target, engine, n_workers, chunksize, learned) -> Planned | None:
+    """The plan when nothing needs measuring: no items, choices fixed by the caller, the
+    model's, or, for ``engine="processes"`` on this machine, ``Pool.map``'s chunking: no
+    item of it runs in the caller (one that kills its process would kill the caller), so
+    none is timed here; its run, measured, teaches the model the next call's plan."""
     n = len(items)
     if n == 0:
         return Planned(_fixed_plan("serial", 1, 1, 0, ["no items: nothing to run"]))
@@ -85,7 +88,20 @@ def _without_sampling(items, engine, n_workers, chunksize, learned) -> Planned |
         w = 1 if engine == "serial" else n_workers
         c = chunksize or n
         return Planned(_fixed_plan(engine, w, c, n, [f"engine={engine}, workers={w}, chunksize={c} fixed by the caller"]))
-    return Planned(learned) if learned is not None else None
+    if learned is not None:
+        return Planned(learned)
+    if engine == "processes" and target.client is None:
+        w = n_workers or target.cores
+        c = chunksize or max(1, math.ceil(n / (POOL_MAP_TASKS_PER_WORKER * w)))
+        return Planned(_fixed_plan("processes", w, c, n, [
+            f"engine=processes: no item runs in this process, so none is timed here: {w} workers x {c} items "
+            f"({POOL_MAP_TASKS_PER_WORKER} tasks per worker, as Pool.map) until runs are measured"]))
+    return None
+
+
+# Tasks per worker of multiprocessing.Pool.map's default chunksize (n / (4 x workers)): the
+# balance it strikes between each task's overhead and a skewed item's tail.
+POOL_MAP_TASKS_PER_WORKER = 4
 
 
 class _EarlyStart:

@@ -172,9 +172,10 @@ class Target:
         An exploration is kept only where ``func`` may run and, for an ``engine`` the caller
         fixed, only from a best measured on that engine to another configuration of it.
         """
-        pred = self._any_prediction(n_items, explore)
+        engines = None if engine in ("auto", "dask") else (engine,)  # an engine asked for: its runs
+        pred = self._any_prediction(n_items, explore, engines)
         if pred is not None and pred.explored and not self._may_explore(pred, engine):
-            pred = self._any_prediction(n_items, False)
+            pred = self._any_prediction(n_items, False, engines)
         if pred is not None and pred.engine not in self.auto_engines():
             return None  # measured runs in this process (opted in then), not allowed now: sample
         if pred is None or pred.confidence < config.get("model.min-confidence"):
@@ -215,9 +216,9 @@ class Target:
         best_engine = (pred.best_config or (pred.engine,))[0]
         return engine == "auto" or pred.engine == best_engine == engine
 
-    def _any_prediction(self, n_items: int, explore: bool):
+    def _any_prediction(self, n_items: int, explore: bool, engines: tuple[str, ...] | None = None):
         pred = self._plugin_prediction(n_items, explore)
-        return self.prediction(n_items, explore=explore) if pred is _NO_PLUGIN else pred
+        return self.prediction(n_items, explore=explore, engines=engines) if pred is _NO_PLUGIN else pred
 
     def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
         """The model's prediction for this workload here, from this process's learner."""

@@ -17,6 +17,7 @@ from ...planning import overheads
 from ...engines import shared_engine
 from ...learning.records import encode_line
 from ...learning.store import TrainingStore
+from ...target.target import Target
 from .outcome import (Outcome, fake_record, files_under, peak_bytes, plant, record_line, run_child,
                       skipped_count)
 from .workers import spin
@@ -300,8 +301,10 @@ def fault_control_strings(work_dir) -> Outcome:
 def _umask_child(umask, train):
     """(subprocess) Everything that writes files, under ``umask``."""
     os.umask(int(umask, 8))
-    mapping.map(spin, range(3000), engine="processes")          # overheads measured after it ...
+    Target.local(spin).overheads(measure_now=True)               # this machine's overheads, measured ...
+    overheads.run_later()
     overheads.join_background(120)                               # ... in the background, and cached
+    mapping.map(spin, range(3000), engine="processes")
     mapping.map(spin, range(300), training_dir=train)
     mapping.map(spin, range(300), training_dir=train)
     store = TrainingStore(train)
