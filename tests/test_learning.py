@@ -589,3 +589,13 @@ def test_a_recorded_chunksize_beyond_the_items_is_planned_as_all_items(tmp_path)
         ad.map(naps, range(50), engine="threads", n_workers=2, chunksize=50, training_dir=tmp_path)
     plan = ad.plan(naps, range(20), training_dir=tmp_path)
     assert plan.chunksize <= 20 and plan.n_tasks >= 1, plan.explain()
+
+
+def test_a_parallel_plan_with_one_worker_here_is_serial(tmp_path):
+    """Runs measured on processes with one worker (as borrowed 2-core runs became under
+    ``taskset -c 1``): one worker only adds the hand-off, so the plan is serial."""
+    for _ in range(3):
+        ad.map(naps, range(200), engine="processes", n_workers=1, chunksize=50, training_dir=tmp_path)
+    plan = ad.plan(naps, range(200), training_dir=tmp_path)
+    assert (plan.engine, plan.source) == ("serial", "model"), plan.explain()
+    assert "one worker" in plan.explain()
