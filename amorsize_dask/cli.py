@@ -333,6 +333,14 @@ def _check_plottable(path: pathlib.Path) -> None:
     parent = path.parent
     if not parent.is_dir():
         raise click.BadParameter(f"directory {parent} does not exist", param_hint="'--plot'")
+    existed = path.exists()
+    try:  # before any table is printed: the plot comes last
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {path}: {exc.strerror or exc}", param_hint="'--plot'") from None
+    if not existed:
+        path.unlink()
 
 
 def _plot(plot_func, data, path: pathlib.Path) -> pathlib.Path:

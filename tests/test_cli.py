@@ -185,6 +185,13 @@ def test_stats_plot_without_predictions_is_a_clear_error(tmp_path):
     assert not (tmp_path / "p.png").exists()
 
 
+def test_stats_plot_to_a_path_that_cannot_be_written_fails_before_the_tables(training_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = run_cli("stats", "--dir", training_dir, "--plot", "/proc/amorsize-plot.png")  # no file goes there
+    assert result.exit_code == 2
+    assert "cannot write" in result.output and "records:" not in result.output
+
+
 def test_stats_plot_without_matplotlib(training_dir, tmp_path, monkeypatch):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)
