@@ -196,3 +196,24 @@ def test_bench_times_our_warm_call_in_turn_with_client_map(client, tmp_path):
         bench_cluster.run_map = saved
     assert ours.results == [1, 2, 3] and not scaled and 0 < client_map < 30
     assert len(calls) == WARM_REPEATS  # short: the median of several, in turn
+
+
+def test_a_large_function_sampled_and_streamed_on_a_cluster_warns_of_no_large_graph(client, tmp_path):
+    """The sampling task and imap's tasks carry the function and items in the graph on
+    purpose, as the dask engine's do: distributed's "Sending large graph" warning (it
+    tells users to scatter) was printed for a 32 MB closure."""
+    import warnings
+
+    import numpy as np
+
+    big = np.arange(4_000_000, dtype=np.float64)
+
+    def close_big(i):
+        return float(big[i * 97 % len(big)])
+
+    items = list(range(500))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ad.map(close_big, items, client=client, training_dir=tmp_path) == [close_big(i) for i in items]
+        assert list(ad.imap(close_big, items, client=client, training_dir=tmp_path / "s")) == [close_big(i) for i in items]
+    assert not [w for w in caught if "Sending large graph" in str(w.message)]

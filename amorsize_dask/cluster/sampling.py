@@ -25,10 +25,12 @@ from ..target.context import off_the_worker_pool
 def sample_on_worker(client, func, items, n_total: int, *, parallelism: tuple[int, int], key: str) -> Sample:
     """Time ``func`` on the first items of ``items`` in one task on a worker (results kept)."""
     from ..engines.base import raise_failure
+    from ..engines.dask import items_in_the_graph
 
     settings = Settings.from_config()  # the client's settings: the worker's config may differ
     n = head_size(items, max_items=settings.sample_items, max_bytes=settings.sample_bytes)
-    future = client.submit(_sample_task, func, items[:n], n_total, settings, parallelism, key=key, pure=False)
+    with items_in_the_graph():
+        future = client.submit(_sample_task, func, items[:n], n_total, settings, parallelism, key=key, pure=False)
     try:
         with off_the_worker_pool():  # called inside a task: free its thread meanwhile
             sample, failure = future.result()

@@ -14,6 +14,7 @@ again from the items the client still holds.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import NamedTuple
 
@@ -84,9 +85,7 @@ class DaskEngine(Engine):
         plan's worker threads): those finish together and are gathered in one trip."""
         workers = placement.workers
         shipped = shipped_function(self.client, func, len(bounds), workers)
-        with warnings.catch_warnings():
-            # Items travel inside the graph on purpose: one trip, no scatter round trip.
-            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        with items_in_the_graph():
             futures = self.client.map(
                 run_packed_chunk, [shipped] * len(bounds),
                 [transport.items_for_task(items[lo:hi], first_index + lo) for lo, hi in bounds],
@@ -170,6 +169,16 @@ class DaskEngine(Engine):
             except TimeoutError:
                 if not _reachable(self.client) or (workers and not _all_present(self.client, workers)):
                     return None, pending
+
+
+@contextlib.contextmanager
+def items_in_the_graph():
+    """Submitting tasks that carry their items (and a function under 1 MiB) in the graph,
+    on purpose: one trip, no scatter round trip. distributed's "Sending large graph"
+    warning would tell the user to scatter what this package chose to send."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        yield
 
 
 def wait_for(client, futures: list, **kwargs):

@@ -170,7 +170,10 @@ class StreamPlanner:
         self._cpu_ratio = 1.0
         if not items:
             return ChunkResult(0, [], 0.0), items, input_error
-        fut = self.client.submit(run_packed_chunk, self.call, items, 0, pure=False, key=sample_key(self.func))
+        from ..engines.dask import items_in_the_graph
+
+        with items_in_the_graph():
+            fut = self.client.submit(run_packed_chunk, self.call, items, 0, pure=False, key=sample_key(self.func))
         try:
             with off_the_worker_pool():  # called in a task: its thread may be the one the sample needs
                 return fut.result(), items, input_error

@@ -21,7 +21,7 @@ from ..engines import transport
 from ..engines.function_parcel import FunctionParcel
 from ..engines.process_job import worker_lost
 from ..engines.chunks import run_chunk, run_packed_chunk
-from ..engines.dask import restricted_workers, shipped_function, wait_for
+from ..engines.dask import items_in_the_graph, restricted_workers, shipped_function, wait_for
 from ..errors import WorkerLostError
 from ..target.context import off_the_worker_pool
 from ..target.workload import function_name
@@ -133,8 +133,9 @@ class DaskSubmitter:
         if self._shipped is None:  # a large function goes to each worker once, not with every chunk
             self._shipped = shipped_function(self.client, self.call, n_tasks=2, workers=self._workers)
         self._count += 1
-        return self.client.submit(run_packed_chunk, self._shipped, transport.items_for_task(chunk, first), first,
-                                  key=f"{self._prefix}-{self._count}", pure=False, workers=self._workers)
+        with items_in_the_graph():
+            return self.client.submit(run_packed_chunk, self._shipped, transport.items_for_task(chunk, first), first,
+                                      key=f"{self._prefix}-{self._count}", pure=False, workers=self._workers)
 
     def result(self, handle, chunk, first):
         from distributed.client import FutureCancelledError
