@@ -29,7 +29,8 @@ from ..planning.overheads import Overheads
 from .context import can_start_processes
 from .fingerprint import Fingerprint, local_fingerprint
 from ..learning.learner import Learner, get_learner
-from ..planning.plan import Plan, format_seconds
+from ..planning.model_plan import model_plan
+from ..planning.plan import Plan
 from .workload import function_name, workload_key
 from ..cluster import client as plugin_client
 from ..cluster.keys import new_run_id, sample_key
@@ -180,45 +181,12 @@ class Target:
             return None  # measured runs in this process (opted in then), not allowed now: sample
         if pred is None or pred.confidence < config.get("model.min-confidence"):
             return None
-        best = getattr(pred, "best_config", None) or (pred.engine, pred.n_workers, pred.chunksize)
-        reasons = [
-            f"model: {pred.n_observations} measured runs of this workload on this {self.fingerprint.kind} shape; "
-            f"fastest predicted {best[0]} {best[1]}x{best[2]}: "
-            f"{format_seconds(pred.best_seconds or pred.seconds)} (confidence {pred.confidence:.2f})"
-        ]
-        if pred.explored:
-            reasons.append(
-                f"exploring a neighbouring configuration {pred.engine} {pred.n_workers}x{pred.chunksize} "
-                "(never measured here) so repeated runs converge on the best"
-            )
-        n_workers, chunksize = pred.n_workers, max(1, min(int(pred.chunksize), n_items))
-        if self._one_worker_only(pred, engine):
-            reasons.append(f"{pred.engine} with one worker ({self.cores} usable core(s)) only adds the hand-off "
-                           "to serial: serial")
-            return Plan(engine="serial", n_workers=1, chunksize=n_items, n_tasks=1, source="model",
-                        confidence=pred.confidence, predicted_seconds=pred.seconds, n_items=n_items,
-                        reasons=tuple(reasons))
-        if pred.engine == "threads" and self.client is None:
-            n_workers = min(n_workers, max(1, int(config.get("planner.max-threads"))))
-            if n_workers < pred.n_workers:
-                reasons.append(f"{n_workers} threads: amorsize.planner.max-threads")
-        return Plan(
-            engine=pred.engine,
-            n_workers=n_workers,
-            chunksize=chunksize,
-            n_tasks=math.ceil(n_items / chunksize),
-            source="model",
-            confidence=pred.confidence,
-            predicted_seconds=pred.seconds,
-            n_items=n_items,
-            explored=pred.explored,
-            reasons=tuple(reasons),
-        )
+        return model_plan(pred, n_items, shape=self.fingerprint.kind, local=self.client is None,
+                          one_worker=self._one_worker_only(pred, engine))
 
     def _one_worker_only(self, pred, engine: str) -> bool:
-        """A parallel plan of ``engine="auto"`` here that has one worker to run on (one
-        thread, or processes on one usable core: runs borrowed from a 2-core machine kept a
-        script under ``taskset -c 1`` on processes, 0.19-0.32 s against 0.16-0.27 s serially)."""
+        """A parallel plan of ``engine="auto"`` here that has one worker to run on: one
+        thread, or processes on one usable core (:func:`.model_plan.model_plan`)."""
         if self.client is not None or engine != "auto" or "serial" not in self.auto_engines():
             return False
         if pred.engine == "threads":
