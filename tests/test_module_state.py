@@ -67,3 +67,45 @@ def test_a_module_function_runs_with_the_callers_module_values_on_a_running_pool
     env = {**os.environ, "DASK_AMORSIZE__START_METHOD": start_method}
     wrong, _ = run_script(tmp_path, MODULE_HEAD, MODULE_MAIN, guard=guard, env=env)
     assert all(n == 0 for n in wrong.values()), str(wrong)
+
+
+EDITED_HEAD = '''
+import json, os, sys, tempfile, threading, time
+import amorsize_dask as ad
+
+folder = tempfile.mkdtemp(prefix="editmod-")
+path = os.path.join(folder, "editmod.py")
+with open(path, "w") as fh:
+    fh.write("def _step(x):\\n    return x + 1\\n\\ndef work(x):\\n    return _step(x)\\n")
+sys.path.insert(0, folder)
+import editmod
+'''
+
+EDITED_MAIN = '''
+items = list(range(3000))
+first = ad.map(editmod.work, items, engine="processes")
+time.sleep(0.02)
+with open(path, "w") as fh:  # edited on disk; this process keeps the code it imported
+    fh.write("def _step(x):\\n    return x + 1000\\n\\ndef work(x):\\n    return _step(x)\\n\\n# longer\\n")
+os.utime(path, None)
+expected = list(map(editmod.work, items))  # the code the caller holds: x + 1
+got = ad.map(editmod.work, items, engine="processes")
+import importlib
+importlib.reload(editmod)  # now the caller runs the new code: so do the workers
+reloaded = ad.map(editmod.work, items, engine="processes")
+print(json.dumps({"first": first == expected, "old": sum(a == b for a, b in zip(got, expected)),
+                  "new": sum(a == x + 1000 for a, x in zip(got, items)),
+                  "reloaded": reloaded == [x + 1000 for x in items]}))
+'''
+
+
+@pytest.mark.parametrize("start_method", ["auto", "forkserver"])
+def test_a_module_edited_on_disk_runs_as_the_caller_imported_it(tmp_path, start_method):
+    """Without ``importlib.reload`` the caller runs the code it imported, as
+    ``builtins.map`` does; workers that import the module afresh (a pool started for the
+    new file that could not fork) ran the new code: 28-33 of 3,000 results old (the
+    sample), the rest new. After a reload, the new code everywhere."""
+    env = {**os.environ, "DASK_AMORSIZE__START_METHOD": start_method,
+           "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    out, _ = run_script(tmp_path, EDITED_HEAD, EDITED_MAIN, env=env)
+    assert out == {"first": True, "old": 3000, "new": 0, "reloaded": True}, out

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import pickle
+import threading
 from dataclasses import replace
 
 import cloudpickle
@@ -25,18 +26,30 @@ from ..target.workload import function_name
 from .chunks import ChunkResult, make_failure
 from .module_state import with_state
 from .pickling import dumps
+from .worker_start import edited_since_imported
 
 __all__ = ["dump_function", "dump_items", "items_for_task", "PACK_MAX_BYTES", "load_outcome",
            "unpicklable_items", "unpicklable_result", "first_untravelled", "items_label", "WholeList"]
 
 _REMEDY = "use engine='threads' or engine='serial'"
+_BY_VALUE = threading.Lock()
 
 
 def dump_function(func) -> bytes:
     """``func`` as cloudpickle bytes (a module's function with the module-level values it
-    reads: :mod:`.module_state`), or a TypeError that names it and the way out."""
+    reads: :mod:`.module_state`; by value when its module's file was edited since this
+    process imported it: :func:`.worker_start.edited_since_imported`), or a TypeError that
+    names it and the way out."""
     try:
-        return cloudpickle.dumps(with_state(func), protocol=pickle.HIGHEST_PROTOCOL)
+        edited = edited_since_imported(func)
+        if edited is None:
+            return cloudpickle.dumps(with_state(func), protocol=pickle.HIGHEST_PROTOCOL)
+        with _BY_VALUE:  # cloudpickle's registry is global: one module at a time
+            cloudpickle.register_pickle_by_value(edited)
+            try:
+                return cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+            finally:
+                cloudpickle.unregister_pickle_by_value(edited)
     except Exception as exc:
         raise TypeError(
             f"{function_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "

@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import types
 from multiprocessing import context as mp_context
 from multiprocessing import spawn
 
@@ -187,7 +188,8 @@ def caller_state(start_method: str) -> tuple:
 def module_stamp(func) -> tuple[str, tuple] | None:
     """``(module name, (mtime_ns, size))`` of the file of the module ``func`` is imported
     from in the workers; None for functions that travel by value (``__main__``) or whose
-    module has no file. A changed stamp means the workers hold older code."""
+    module has no file. A changed stamp means the workers hold older code. The first
+    stamp seen of each module is kept (:func:`edited_since_imported`)."""
     func = getattr(func, "func", func)  # functools.partial
     name = getattr(func, "__module__", None)
     if not name or name == "__main__":
@@ -199,8 +201,63 @@ def module_stamp(func) -> tuple[str, tuple] | None:
         st = os.stat(path)
     except OSError:
         return None
-    return name, (st.st_mtime_ns, st.st_size)
+    stamp = (st.st_mtime_ns, st.st_size)
+    _FIRST_STAMPS.setdefault(name, stamp)
+    return name, stamp
+
+
+# The first stamp seen of each module (its file as this process imported it, as far as
+# this package can tell), and whether each later version holds other code than it runs.
+_FIRST_STAMPS: dict[str, tuple] = {}
+_EDITED: dict[tuple, bool] = {}
+
+
+def edited_since_imported(func):
+    """The module of ``func`` when its file was edited since this process imported it and
+    this process still runs the code it imported (no ``importlib.reload``), else None.
+
+    Workers importing the module afresh would run the new file, the caller the code it
+    holds, as ``builtins.map`` does: 28-33 of 3,000 results old (the sample), the rest
+    new. Such a module's functions go to the workers by value. Compiling the file once
+    per version tells an edit the caller has not reloaded from one it has.
+    """
+    stamp = module_stamp(func)
+    if stamp is None or _FIRST_STAMPS.get(stamp[0]) == stamp[1]:
+        return None
+    module = sys.modules.get(stamp[0])
+    edited = _EDITED.get(stamp)
+    if edited is None:
+        edited = _EDITED[stamp] = not _runs_the_file(module)
+    return module if edited else None
+
+
+def _runs_the_file(module) -> bool:
+    """Does ``module`` run the code its file holds now (each function's bytecode and
+    constants as compiled from it)?"""
+    try:
+        with open(module.__file__, "rb") as fh:
+            compiled = compile(fh.read(), module.__file__, "exec")
+    except (OSError, SyntaxError, ValueError):
+        return True  # nothing to compare with: as before
+    in_file = {}
+    todo = [compiled]
+    while todo:
+        code = todo.pop()
+        in_file[code.co_qualname] = code
+        todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    for value in list(vars(module).values()):
+        code = getattr(value, "__code__", None)
+        if code is None or getattr(value, "__module__", None) != module.__name__:
+            continue
+        found = in_file.get(code.co_qualname)
+        if found is None or found.co_code != code.co_code or _consts(found) != _consts(code):
+            return False
+    return True
+
+
+def _consts(code) -> tuple:
+    return tuple(c for c in code.co_consts if not isinstance(c, types.CodeType))
 
 
 __all__ = ["AUTO", "fork_is_safe", "resolve_start_method", "slim_context", "heap_frozen", "forkserver_preload",
-           "caller_state", "module_stamp"]
+           "caller_state", "module_stamp", "edited_since_imported"]
