@@ -97,19 +97,27 @@ def _serially(func, items, lo: int, hi: int, first_index: int, progress, partial
 
 
 class _Stoppable:
-    """A chunk's items, read until ``stop`` is set: a thread then ends with its current
-    item instead of the whole chunk (Ctrl-C raised at once, but the threads ran on through
-    their 750-item chunks for 36 s). The check costs ~0.1 us per item, on threads whose
-    items release the GIL or wait."""
+    """A chunk's items, read until :meth:`stop`: a thread then ends with its current item
+    instead of the whole chunk (Ctrl-C raised at once, but the threads ran on through
+    their 750-item chunks for 36 s).
 
-    def __init__(self, items, stop: threading.Event):
-        self.items, self.stop = items, stop
+    The items pass through ``itertools.compress`` against a list of as many True values,
+    all in C: clearing the list ends the iteration at the next item (its iterator checks
+    the length at each step, under the GIL). ~25 ns per item (timeit, 100,000 items of
+    ``abs``: 28 -> 53 ns); a Python check per item (``takewhile`` and an Event) cost ~110.
+    """
+
+    def __init__(self, items):
+        self.items, self._gate = items, [True] * len(items)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __iter__(self):
-        return itertools.takewhile(lambda _: not self.stop.is_set(), self.items)
+        return itertools.compress(self.items, self._gate)
+
+    def stop(self) -> None:
+        self._gate.clear()
 
 
 class ThreadEngine(Engine):
@@ -143,11 +151,10 @@ class ThreadEngine(Engine):
         """
         bounds = chunk_bounds(len(items), chunksize)
         pool = self.pool(n_workers)
-        stop = threading.Event()  # set when the caller stops waiting (Ctrl-C): running chunks end
+        chunks = [_Stoppable(items[lo:hi]) for lo, hi in bounds]  # stopped when the caller stops waiting
         # portable_only=False: the exception raised by func is raised here as it is.
         futures = {
-            pool.submit(run_chunk, func, _Stoppable(items[lo:hi], stop), first_index + lo, False): lo
-            for lo, hi in bounds
+            pool.submit(run_chunk, func, chunk, first_index + lo, False): lo for chunk, (lo, _) in zip(chunks, bounds)
         }
         gathered, partial = Gathered(first_index, progress), {}
         thread_failure = None
@@ -167,7 +174,8 @@ class ThreadEngine(Engine):
                     for other in gathered.unneeded(futures.items()):
                         other.cancel()
         except BaseException:
-            stop.set()
+            for chunk in chunks:
+                chunk.stop()
             for fut in futures:
                 fut.cancel()
             raise
