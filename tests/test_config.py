@@ -197,3 +197,24 @@ def test_a_bad_setting_is_a_clear_error_before_anything_runs(key, value):
             with pytest.raises(ValueError, match=f"amorsize.{key}={value!r}"):
                 call()
     assert calls == []
+
+
+def test_the_settings_checked_at_each_call_are_bounded_as_the_schema_says():
+    """``settings.RULES`` repeats the schema's bounds (parsing the schema would cost a
+    first call 2-13 ms): they must not drift apart (pickle-items 0, which the schema
+    documents as "disables the measurement", was refused for a while)."""
+    from amorsize_dask.settings import _KEYS, RULES
+
+    schema = dict(_walk_schema(load_schema()))
+    for name, rule in RULES.items():
+        node = schema[f"amorsize.{_KEYS[name]}"]
+        assert rule == {k: v for k, v in node.items() if k != "description"}, name
+    with dask.config.set({"amorsize.sampling.pickle-items": 0, "amorsize.store.keep-per-workload": 0}):
+        ad.map(abs, [1, 2])  # the schema allows both
+
+
+@pytest.mark.parametrize("key, value", [("planner.min-speedup", 0.5), ("sampling.max-seconds", 0),
+                                        ("planner.memory-fraction", 0)])
+def test_a_setting_below_the_schemas_bound_is_refused(key, value):
+    with dask.config.set({f"amorsize.{key}": value}), pytest.raises(ValueError, match=f"amorsize.{key}="):
+        ad.map(abs, [1, 2])
