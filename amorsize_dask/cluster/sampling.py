@@ -15,8 +15,8 @@ budget as in-process) and sends back the profile and the results, which are kept
 from __future__ import annotations
 
 from ..settings import Settings
-from ..engines.chunks import ChunkResult, dump_chunk_result, make_failure, portable_failure
-from ..engines.transport import first_untravelled, load_outcome
+from ..engines.chunks import ChunkResult, make_failure, portable_failure, without_unpicklable
+from ..engines.transport import first_untravelled
 from ..planning import pickled
 from ..planning.sampling import Sample, sample_items
 from ..target.context import off_the_worker_pool
@@ -64,7 +64,7 @@ def _sample_task(func, head, n_total: int, settings: Settings, parallelism):
     except Exception as exc:
         return None, portable_failure(make_failure(exc, _failed_index(exc)))
     if not sample.profile.picklable:
-        out = first_untravelled(load_outcome(dump_chunk_result(ChunkResult(0, sample.results, 0.0))), dask=True)
+        out = first_untravelled(without_unpicklable(ChunkResult(0, sample.results, 0.0)), dask=True)
         if out.failure is not None:
             return None, out.failure
     return sample, None

@@ -25,8 +25,7 @@ import cloudpickle
 from .pickling import dumps
 
 __all__ = ["Failure", "ChunkResult", "run_chunk", "run_packed_chunk", "make_failure", "portable_failure",
-           "pickle_by_state",
-           "dump_chunk_result", "identity"]
+           "pickle_by_state", "dump_chunk_result", "without_unpicklable", "identity"]
 
 
 @dataclass
@@ -173,6 +172,17 @@ def dump_chunk_result(out: ChunkResult, *, by_name: bool = False) -> bytes:
         return dumps(out, by_name=by_name)
     except Exception:
         pass
+    return dumps(without_unpicklable(out, by_name=by_name), by_name=by_name)
+
+
+def without_unpicklable(out: ChunkResult, *, by_name: bool = False) -> ChunkResult:
+    """``out`` with each result that cannot be pickled left out (None in its place) and
+    named in ``untravelled``: ``(index, why)``.
+
+    >>> import threading
+    >>> without_unpicklable(ChunkResult(4, [1, threading.Lock()], 0.0)).untravelled[0][0]
+    5
+    """
     results, untravelled = list(out.results), []
     for offset, value in enumerate(results):
         try:
@@ -180,7 +190,7 @@ def dump_chunk_result(out: ChunkResult, *, by_name: bool = False) -> bytes:
         except Exception as exc:
             results[offset] = None
             untravelled.append((out.first_index + offset, f"{type(value).__name__}: {type(exc).__name__}: {exc}"))
-    return dumps(replace(out, results=results, untravelled=untravelled), by_name=by_name)
+    return replace(out, results=results, untravelled=untravelled)
 
 
 def _portable(out: ChunkResult, by_name: bool = False) -> ChunkResult:
