@@ -26,12 +26,7 @@ def stop_at_exit(engine) -> None:
     """Stop ``engine``'s workers at this interpreter's exit, without waiting for them; in
     a ``multiprocessing`` child too, which runs no ``atexit`` hooks but joins its own
     children first (the idle workers never exit by themselves: the child would hang)."""
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(_stop, engine)
-        except RuntimeError:  # the interpreter is already shutting down
-            pass
+    _at_threading_exit(_stop, engine)
     atexit.register(_stop, engine)
     _stop_before_children_join(engine)
     # A child forked by multiprocessing starts with no finalizers: hooked there again.
@@ -59,10 +54,6 @@ def interpreter_exiting() -> bool:
     return _EXITING.is_set()
 
 
-def _mark_exiting() -> None:
-    _EXITING.set()
-
-
 def exiting_error(label: str, func_name: str) -> RuntimeError:
     """The error of a run whose workers the exit stopped (a daemon thread's stream, say):
     not a worker that died (``WorkerLostError`` said the function may crash the interpreter)."""
@@ -70,9 +61,18 @@ def exiting_error(label: str, func_name: str) -> RuntimeError:
                         f"while {label} of {func_name} ran")
 
 
-_register = getattr(threading, "_register_atexit", None)
-if _register is not None:
+def _at_threading_exit(func, *args) -> bool:
+    """Run ``func(*args)`` in ``threading``'s exit hooks (before ``atexit``, where
+    concurrent.futures joins its executors); False when the interpreter is exiting already."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # another Python: atexit alone
+        return True
     try:
-        _register(_mark_exiting)
-    except RuntimeError:  # this module is imported while the interpreter exits
-        _EXITING.set()
+        register(func, *args)
+    except RuntimeError:  # "can't register atexit after shutdown"
+        return False
+    return True
+
+
+if not _at_threading_exit(_EXITING.set):  # this module imported while the interpreter exits
+    _EXITING.set()
