@@ -22,7 +22,7 @@ import dask.utils
 
 from . import config
 
-__all__ = ["Settings", "RULES", "checked_settings"]
+__all__ = ["Settings", "RULES", "START_METHODS", "checked_settings"]
 
 # Field name -> key under ``amorsize.`` in dask.config.
 _KEYS = {
@@ -124,6 +124,8 @@ RULES = {
     "explore_budget": {"type": "number", "minimum": 0},
 }
 _SIZES = ("sample_bytes", "max_line_bytes", "max_segment_bytes", "max_bytes", "seal_bytes")
+# amorsize.start-method, which no Settings field holds (the process engine reads it).
+START_METHODS = ("auto", "fork", "forkserver", "spawn", None)
 
 
 def _breaks(value, rule: dict) -> str | None:
@@ -146,8 +148,9 @@ def _breaks(value, rule: dict) -> str | None:
 
 
 def checked_settings() -> Settings:
-    """The current settings, each checked: a ValueError names a bad one, its value and what
-    it may be (a string where a number belongs failed deep in the planner, or not at all).
+    """The current settings (and ``start-method``), each checked once per distinct section:
+    a ValueError names a bad one, its value and what it may be (a string where a number
+    belongs failed deep in the planner, or not at all).
 
     >>> import dask
     >>> with dask.config.set({"amorsize.model.k": "abc"}):
@@ -171,6 +174,10 @@ def checked_settings() -> Settings:
         if size is not None and size < 1:
             raise ValueError(f"dask config amorsize.{_KEYS[name]}={getattr(settings, name)!r} is not valid: use a "
                              "positive size such as '64 MiB' (see amorsize-schema.yaml)")
+    method = config.get("start-method")
+    if method not in START_METHODS:
+        raise ValueError(f"dask config amorsize.start-method={method!r} is not valid: use one of "
+                         "auto, fork, forkserver, spawn, or null for the default")
     if key is not None:
         _CHECKED.add(key)
     return settings

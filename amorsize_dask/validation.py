@@ -148,16 +148,9 @@ def check_call(func, iterables, *, client, engine, n_workers, chunksize, trainin
     return n_workers, chunksize
 
 
-_START_METHODS = (None, "auto", "fork", "forkserver", "spawn")
-
-
 def check_settings() -> None:
-    """The ``amorsize`` settings in dask.config, each checked (a ValueError names a bad one)."""
-    from . import config
+    """The ``amorsize`` settings in dask.config, each checked (a ValueError names a bad one:
+    :func:`~amorsize_dask.settings.checked_settings`)."""
     from .settings import checked_settings
 
     checked_settings()
-    method = config.get("start-method")
-    if method not in _START_METHODS:
-        raise ValueError(f"dask config amorsize.start-method={method!r} is not valid: use one of "
-                         "auto, fork, forkserver, spawn, or null for the default")

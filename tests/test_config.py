@@ -203,12 +203,13 @@ def test_the_settings_checked_at_each_call_are_bounded_as_the_schema_says():
     """``settings.RULES`` repeats the schema's bounds (parsing the schema would cost a
     first call 2-13 ms): they must not drift apart (pickle-items 0, which the schema
     documents as "disables the measurement", was refused for a while)."""
-    from amorsize_dask.settings import _KEYS, RULES
+    from amorsize_dask.settings import _KEYS, RULES, START_METHODS
 
     schema = dict(_walk_schema(load_schema()))
     for name, rule in RULES.items():
         node = schema[f"amorsize.{_KEYS[name]}"]
         assert rule == {k: v for k, v in node.items() if k != "description"}, name
+    assert list(START_METHODS) == schema["amorsize.start-method"]["enum"]
     with dask.config.set({"amorsize.sampling.pickle-items": 0, "amorsize.store.keep-per-workload": 0}):
         ad.map(abs, [1, 2])  # the schema allows both
 
