@@ -44,33 +44,22 @@ def map(func, seq_or_bag, *, client=None, training_dir=None, learn: bool = True)
     try:
         target = target_for(func, client, "auto", training_dir, wait=False)
     except NoWorkersYet:  # compute() may come after the cluster scales up: nothing to plan for now
-        return _unplanned(func, seq_or_bag, client)
+        target, learn = None, False
     if isinstance(seq_or_bag, db.Bag):
-        bag, plan, planned = _plan_bag(func, seq_or_bag, target)
+        bag, plan, planned = _plan_bag(func, seq_or_bag, target) if target is not None else (seq_or_bag, None, None)
         return _measured(func, bag, plan, planned, target, learn, client=client)
     items = as_sequence(validation.check_iterable(seq_or_bag))
     if not len(items):
         return db.from_sequence([], npartitions=1)
-    plan = _plan_sequence(len(items), target)
-    return _measured(func, db.from_sequence(items, partition_size=plan.chunksize), plan, None, target, learn,
-                     client=client, partition_size=plan.chunksize)
+    plan = _plan_sequence(len(items), target) if target is not None else None
+    size = plan.chunksize if plan is not None else max(1, -(-len(items) // DASK_BAG_PARTITIONS))
+    return _measured(func, db.from_sequence(items, partition_size=size), plan, None, target, learn, client=client,
+                     partition_size=size)
 
 
-# dask.bag.from_sequence's own partitions of a long sequence (len / 100 items each).
+# dask.bag.from_sequence's own partitions of a long sequence (len / 100 items each), for a
+# sequence mapped while the cluster had no worker to plan for (then unmeasured).
 DASK_BAG_PARTITIONS = 100
-
-
-def _unplanned(func, seq_or_bag, client) -> db.Bag:
-    """``func`` over the Bag as it is, or over dask.bag's own partitions of a sequence
-    (about 100), unmeasured: built while the cluster had no worker to plan for."""
-    if isinstance(seq_or_bag, db.Bag):
-        return _measured(func, seq_or_bag, None, None, None, learn=False, client=client)
-    items = as_sequence(validation.check_iterable(seq_or_bag))
-    if not len(items):
-        return db.from_sequence([], npartitions=1)
-    size = max(1, -(-len(items) // DASK_BAG_PARTITIONS))
-    return _measured(func, db.from_sequence(items, partition_size=size), None, None, None, learn=False,
-                     client=client, partition_size=size)
 
 
 # Partitions per worker thread for a sequence nothing was measured on (nothing runs before
