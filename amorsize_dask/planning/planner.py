@@ -90,7 +90,7 @@ def _without_sampling(items, target, engine, n_workers, chunksize, learned) -> P
         return Planned(_fixed_plan(engine, w, c, n, [f"engine={engine}, workers={w}, chunksize={c} fixed by the caller"]))
     if learned is not None:
         return Planned(learned)
-    if engine == "processes" and target.client is None:
+    if engine == "processes":  # always this machine (mapping.target_for)
         w = n_workers or target.cores
         c = chunksize or max(1, math.ceil(n / (POOL_MAP_TASKS_PER_WORKER * w)))
         return Planned(_fixed_plan("processes", w, c, n, [
