@@ -187,7 +187,7 @@ class Target:
     def _one_worker_only(self, pred, engine: str) -> bool:
         """A parallel plan of ``engine="auto"`` here that has one worker to run on: one
         thread, or processes on one usable core (:func:`.model_plan.model_plan`)."""
-        if self.client is not None or engine != "auto" or "serial" not in self.auto_engines():
+        if self.client is not None or engine != "auto":  # here, serial is always an auto engine
             return False
         if pred.engine == "threads":
             return pred.n_workers == 1
