@@ -18,8 +18,8 @@ def parse(line: str) -> dict:
 
 if __name__ == "__main__":
     lines = [f"k{i % 97} = {i}" for i in range(50_000)]
-    training_dir = tempfile.mkdtemp(prefix="amorsize-example-")
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+    with tempfile.TemporaryDirectory(prefix="amorsize-example-") as training_dir, \
+            LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
         records = ad.bag.map(parse, lines, client=client, training_dir=training_dir)
         print("partitions:", records.npartitions)
         big = records.filter(lambda r: r["value"] % 3 == 0)

@@ -19,10 +19,10 @@ def work(x: int) -> int:
 
 if __name__ == "__main__":
     items = range(2_000)
-    training_dir = tempfile.mkdtemp(prefix="amorsize-example-")
-    for attempt in (1, 2):
-        t0 = time.perf_counter()
-        results = ad.map(work, items, training_dir=training_dir)
-        print(f"run {attempt}: {time.perf_counter() - t0:.3f} s, {len(results)} results")
-        print(ad.plan(work, items, training_dir=training_dir).explain(), "\n")
+    with tempfile.TemporaryDirectory(prefix="amorsize-example-") as training_dir:
+        for attempt in (1, 2):
+            t0 = time.perf_counter()
+            results = ad.map(work, items, training_dir=training_dir)
+            print(f"run {attempt}: {time.perf_counter() - t0:.3f} s, {len(results)} results")
+            print(ad.plan(work, items, training_dir=training_dir).explain(), "\n")
     assert results == [work(x) for x in items]

@@ -23,13 +23,13 @@ def cluster():
 
 
 if __name__ == "__main__":
-    shared = tempfile.mkdtemp(prefix="amorsize-shared-")  # on a cluster: an NFS path
-    items = list(range(1_000))
-    with cluster() as a, Client(a) as client_a:
-        ad.map(work, items, client=client_a, training_dir=shared)
-        print("cluster A ran:", ad.plan(work, items, client=client_a, training_dir=shared).explain(), "\n")
-    with cluster() as b, Client(b) as client_b:
-        plan = ad.plan(work, items, client=client_b, training_dir=shared)
-        print("cluster B's first plan:", plan.explain())
-        assert plan.source == "model", plan.source
-        assert ad.map(work, items, client=client_b, training_dir=shared) == [work(x) for x in items]
+    with tempfile.TemporaryDirectory(prefix="amorsize-shared-") as shared:  # on a cluster: an NFS path
+        items = list(range(1_000))
+        with cluster() as a, Client(a) as client_a:
+            ad.map(work, items, client=client_a, training_dir=shared)
+            print("cluster A ran:", ad.plan(work, items, client=client_a, training_dir=shared).explain(), "\n")
+        with cluster() as b, Client(b) as client_b:
+            plan = ad.plan(work, items, client=client_b, training_dir=shared)
+            print("cluster B's first plan:", plan.explain())
+            assert plan.source == "model", plan.source
+            assert ad.map(work, items, client=client_b, training_dir=shared) == [work(x) for x in items]

@@ -16,9 +16,9 @@ CLI_BLOCKS = [code for lang, code in BLOCKS if lang == "bash" and code.lstrip().
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 
-def _run(args, tmp_path, timeout=120):
+def _run(args, tmp_path, timeout=120, **environ):
     env = dict(os.environ, DASK_AMORSIZE__TRAINING_DIR=str(tmp_path / "training"),
-               XDG_CACHE_HOME=os.environ.get("XDG_CACHE_HOME", str(tmp_path / "cache")))
+               XDG_CACHE_HOME=os.environ.get("XDG_CACHE_HOME", str(tmp_path / "cache")), **environ)
     bin_dir = str(pathlib.Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     out = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
@@ -58,7 +58,12 @@ def test_readme_text_blocks_are_run_by_an_example():
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
 def test_examples_run(example, tmp_path):
-    _run([sys.executable, str(example)], tmp_path, timeout=90)
+    """Each example runs and leaves nothing of its own in the temporary directory
+    (Dask's LocalCluster keeps its ``dask-scratch-space`` there)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    _run([sys.executable, str(example)], tmp_path, timeout=90, TMPDIR=str(scratch))
+    assert [p.name for p in scratch.iterdir() if p.name != "dask-scratch-space"] == []
 
 
 def test_library_never_prints_and_logs_under_one_name():
