@@ -50,6 +50,28 @@ def test_the_lowest_failing_item_is_raised_on_a_cluster(client):
     assert info.value.args == (150,)
 
 
+def fails_before_a_lock(x):
+    """Item 150 fails late; item 160's result (a lock) cannot leave its worker process."""
+    if x == 150:
+        import time
+
+        time.sleep(0.2)
+        raise EarlyError(x)
+    if x == 160:
+        import threading
+
+        return threading.Lock()
+    return x
+
+
+def test_an_earlier_failure_wins_over_a_later_result_that_cannot_be_pickled():
+    """``builtins.map`` stops at item 150 and never sees item 160's result: neither does
+    ``engine="processes"``, though item 160's chunk comes back first."""
+    with pytest.raises(EarlyError) as info:
+        ad.map(fails_before_a_lock, range(300), engine="processes", n_workers=2, chunksize=10)
+    assert info.value.args == (150,)
+
+
 def raises_stop(x):
     if x == 5:
         raise StopIteration("done early")

@@ -106,12 +106,13 @@ class ProcessJob:
 
     def take(self, out: ChunkResult, lo: int, hi: int) -> None:
         """A chunk back from a worker: results that could not travel are computed here
-        (``local_fallback``) or reported; a failure is kept for :meth:`result`."""
+        (``local_fallback``) or are its failure; a failure is kept for :meth:`result`."""
         remote = True
-        if out.failure is None and self.needed(lo):
+        if not self.local_fallback:  # a failure like any other (the earliest wins), made here
+            failed = transport.first_untravelled(out)
+            out, remote = failed, failed is out
+        elif out.failure is None and self.needed(lo):
             for index, reason in out.untravelled:
-                if not self.local_fallback:
-                    raise transport.unpicklable_result(index, reason)
                 self.note(f"{transport.unpicklable_result(index, reason)}: it ran again in this process")
                 local = index - self.first_index
                 again = run_chunk(self.func, self.items[local : local + 1], index, portable_only=False)
