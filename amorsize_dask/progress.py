@@ -113,7 +113,6 @@ class Progress:
         share = 1.0 if total == 0 else min(done / total, 1.0)
         filled = int(round(share * _BAR_WIDTH))
         bar = "#" * filled + "." * (_BAR_WIDTH - filled)
-        rate = done / elapsed if elapsed > 0 else math.nan
         line = f"{done:>{digits}}/{total} items {share:4.0%} [{bar}] {_format_rate(rate)}"
         if final:
             return f"{line}  {final} {elapsed:.2f} s"
