@@ -27,7 +27,7 @@ import dask.config
 import dask.utils
 import yaml
 
-__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "get", "get_bytes", "default_training_dir",
+__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "get", "get_bytes", "worker_heap_pad", "default_training_dir",
            "user_cache_dir"]
 
 _HERE = pathlib.Path(__file__).parent
@@ -76,6 +76,15 @@ def get_bytes(key: str) -> int:
             f"dask config amorsize.{key}={value!r} is not a size in bytes; use an integer or a "
             f"string such as '64 MiB' (see amorsize-schema.yaml)"
         ) from exc
+
+
+def worker_heap_pad() -> int:
+    """``amorsize.worker-heap-pad`` in bytes (a ValueError naming a negative one)."""
+    pad = get_bytes("worker-heap-pad")
+    if pad < 0:
+        raise ValueError(f"dask config amorsize.worker-heap-pad={get('worker-heap-pad')!r} is negative; "
+                         "use 0 (glibc's default) or a size such as '16 MiB'")
+    return pad
 
 
 def default_training_dir() -> pathlib.Path:

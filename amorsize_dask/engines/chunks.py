@@ -99,12 +99,13 @@ def run_packed_chunk(func, packed, first_index: int) -> ChunkResult:
 
 
 def make_failure(exc: BaseException, index: int, *, portable_only: bool = False) -> Failure:
-    """Capture ``exc`` with its traceback text.
+    """Capture ``exc`` with its traceback text (none for an error made, not raised: the
+    caller's own about a worker, which has no frames to show).
 
     ``portable_only``: keep the exception only if it survives a pickle round trip (for
     transports that use plain pickle); otherwise the caller gets an ``ItemError``.
     """
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc.__traceback__ else ""
     kept: BaseException | None = exc
     if portable_only:
         kept = _portable_exception(exc, lambda e: pickle.loads(pickle.dumps(e)))

@@ -1,8 +1,10 @@
-"""One run on the process pool: its chunks' outcomes, crash counts and notes.
+"""One run on the process pool: its chunks' outcomes, whose a worker's death was, and notes.
 
-A chunk whose worker died is counted and sent again (at most :data:`MAX_CHUNK_RETRIES`
-times, then :class:`~amorsize_dask.errors.WorkerLostError` names its items); with
-``local_fallback`` (``engine="auto"``) items or results that cannot be pickled are
+When a worker dies, the pool fails every chunk it had handed out, the culprit's
+neighbours too: those a worker may have held run again one at a time, so that a death is
+their own (:meth:`ProcessJob.after_break`); one that dies alone :data:`MAX_CHUNK_RETRIES`
+times is halved down to the item, which fails the run with
+:class:`~amorsize_dask.errors.WorkerLostError`. With ``local_fallback`` (``engine="auto"``) items or results that cannot be pickled are
 computed in this process instead, with one warning. Of several items that fail, the
 lowest one's exception is raised, once every chunk before it is in (:class:`.base.FirstFailure`).
 
@@ -19,14 +21,26 @@ from concurrent.futures.process import BrokenProcessPool
 from ..errors import WorkerLostError, warn_once
 from ..target.workload import function_name
 from . import exit_hooks, process_worker, transport
-from .base import Gathered, RunResult
-from .chunks import ChunkResult, run_chunk
+from .base import Gathered, RunResult, assemble
+from .chunks import ChunkResult, make_failure, run_chunk
 
 __all__ = ["MAX_CHUNK_RETRIES", "ProcessJob", "worker_lost"]
 
 # A chunk is run again after its worker died at most this many times: one crash may be
 # a killed worker (OOM killer, a node going away), repeated crashes are the function's.
 MAX_CHUNK_RETRIES = 2
+
+
+def may_have_held(n_workers: int) -> int:
+    """How many of the unfinished chunks, in the order they were sent, a pool of
+    ``n_workers`` may have handed to its workers: one running in each, and its call queue
+    of ``n_workers + 1`` (``concurrent.futures.process.EXTRA_QUEUED_CALLS``). The chunks
+    after them never left this process.
+
+    >>> may_have_held(2)
+    5
+    """
+    return 2 * n_workers + 1
 
 
 def worker_lost(func, lo: int, hi: int, times: int | None = None) -> Exception:
@@ -48,13 +62,12 @@ def worker_lost(func, lo: int, hi: int, times: int | None = None) -> Exception:
 
 
 class ProcessJob:
-    """One :meth:`ProcessEngine.run`: its finished chunks, crash counts and notes."""
+    """One :meth:`ProcessEngine.run`: its finished chunks, its failure and notes."""
 
     def __init__(self, func, items, first_index: int, local_fallback: bool, progress):
         self.func, self.items, self.first_index = func, items, first_index
         self.local_fallback = local_fallback
         self.gathered = Gathered(first_index, progress)  # its chunks back, its earliest failure
-        self.crashes: dict[int, int] = {}
         self.notes: list[str] = []
         self.futures: dict = {}  # of the current round: future -> (lo, hi)
 
@@ -90,11 +103,36 @@ class ProcessJob:
             futures[fut] = (lo, hi)
         return []
 
-    def crashed(self, lo: int, hi: int) -> None:
-        """The chunk's worker died: sent again, unless it died too often or the exit stopped it."""
-        self.crashes[lo] = self.crashes.get(lo, 0) + 1
-        if self.crashes[lo] > MAX_CHUNK_RETRIES or exit_hooks.interpreter_exiting():
-            raise worker_lost(self.func, self.first_index + lo, self.first_index + hi, self.crashes[lo]) from None
+    def after_break(self, lost: list, n_workers: int, run_alone) -> list:
+        """The pool broke, failing the chunks ``lost``: those it may have handed to a worker
+        run alone, in order (:meth:`isolate`), until the one that kills its worker is found;
+        the others are returned, to run again with the rest. ``run_alone(lo, hi)``: False
+        when a worker died running only that chunk."""
+        lost = sorted(bounds for bounds in lost if self.needed(bounds[0]))
+        held = may_have_held(n_workers)
+        for lo, hi in lost[:held]:
+            if self.needed(lo):
+                self.isolate(lo, hi, run_alone, retries=MAX_CHUNK_RETRIES - 1)
+        return [bounds for bounds in lost[held:] if self.needed(bounds[0])]
+
+    def isolate(self, lo: int, hi: int, run_alone, retries: int) -> None:
+        """Run items ``lo..hi`` alone, again up to ``retries`` times when their worker dies;
+        then in halves (a death is now the function's: once each), down to the item that
+        kills its worker, the run's failure. Halves that finish keep their results."""
+        for _ in range(retries + 1):
+            if run_alone(lo, hi):
+                return
+            if exit_hooks.interpreter_exiting():  # the exit stopped the workers: say so
+                raise worker_lost(self.func, self.first_index + lo, self.first_index + hi) from None
+        if hi - lo == 1:
+            index = self.first_index + lo
+            failure = make_failure(worker_lost(self.func, index, index + 1), index)
+            self._keep(lo, ChunkResult(index, [], 0.0, failure=failure), remote=False)
+            return
+        mid = (lo + hi) // 2
+        self.isolate(lo, mid, run_alone, retries=0)
+        if self.needed(mid):
+            self.isolate(mid, hi, run_alone, retries=0)
 
     def needed(self, lo: int) -> bool:
         """May the chunk starting at ``lo`` still matter (no item before it failed)?"""
@@ -108,9 +146,8 @@ class ProcessJob:
         """A chunk back from a worker: results that could not travel are computed here
         (``local_fallback``) or are its failure; a failure is kept for :meth:`result`."""
         remote = True
-        if not self.local_fallback:  # a failure like any other (the earliest wins), made here
-            failed = transport.first_untravelled(out)
-            out, remote = failed, failed is out
+        if not self.local_fallback:
+            out = transport.first_untravelled(out)  # a failure like any other: the earliest wins
         elif out.failure is None and self.needed(lo):
             for index, reason in out.untravelled:
                 self.note(f"{transport.unpicklable_result(index, reason)}: it ran again in this process")
@@ -126,6 +163,11 @@ class ProcessJob:
         if not self.gathered.take(lo, out, remote=remote):
             for fut in self.gathered.unneeded((f, other) for f, (other, _) in self.futures.items()):
                 fut.cancel()  # after the failure: not needed
+
+    def outcome(self) -> ChunkResult:
+        """The run as one chunk's outcome: its results in order up to its failure, if any."""
+        results, compute = assemble(self.gathered.chunks)
+        return ChunkResult(self.first_index, results, compute, failure=self.gathered.first.failure)
 
     def result(self, bounds) -> RunResult:
         """The run's results in order; or its earliest failure, raised."""

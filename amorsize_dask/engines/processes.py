@@ -8,8 +8,8 @@
   edited on disk) is replaced before it runs anything; a forked child forgets the pools.
 - The function, items, results and exceptions travel with cloudpickle (:mod:`.transport`):
   lambdas, closures and classes defined in a script work, and come back as the caller's own.
-- A worker that dies loses no items: the chunks it held run again on a fresh pool
-  (a chunk that kills its worker :data:`MAX_CHUNK_RETRIES` times is reported; one run's
+- A worker that dies loses no items: the chunks it may have held run again on a fresh
+  pool, one at a time, and an item that kills its worker each time is named (one run's
   bookkeeping, and which failure it raises: :mod:`.process_job`).
 - With ``local_fallback`` (``engine="auto"``), a chunk whose items or results cannot be
   pickled runs in this process instead, with one warning; otherwise a TypeError names it.
@@ -56,15 +56,6 @@ def default_start_method() -> str:
     if sys.platform.startswith("linux") and {"fork", "forkserver"} <= set(methods):
         return AUTO
     return "forkserver" if "forkserver" in methods else "spawn"
-
-
-def _heap_pad() -> int:
-    """``amorsize.worker-heap-pad`` in bytes (a ValueError naming a negative one)."""
-    pad = config.get_bytes("worker-heap-pad")
-    if pad < 0:
-        raise ValueError(f"dask config amorsize.worker-heap-pad={config.get('worker-heap-pad')!r} is negative; "
-                         "use 0 (glibc's default) or a size such as '16 MiB'")
-    return pad
 
 
 def _processes_of(executor: ProcessPoolExecutor) -> list:
@@ -178,7 +169,7 @@ class ProcessEngine(Engine):
     def _start(self, n_workers: int) -> tuple[ProcessPoolExecutor, frozenset]:
         """A started pool, and the tokens of the functions its workers inherited."""
         t0 = time.perf_counter()
-        heap_pad = _heap_pad()  # a bad setting fails before anything starts
+        heap_pad = config.worker_heap_pad()  # a bad setting fails before anything starts
         method = self.next_start_method()
         ctx = slim_context(method)
         if method == "forkserver":
@@ -306,24 +297,9 @@ class ProcessEngine(Engine):
         todo = list(bounds)
         try:
             while todo:
-                entry = self._acquire(n_workers, job.func)
-                try:
-                    todo = job.submit_all(entry.executor, todo, *parcel.for_pool(entry))
-                    for fut in as_completed(job.futures):
-                        lo, hi = job.futures[fut]
-                        if not job.needed(lo):
-                            continue  # after an item that failed: cancelled, or its outcome not needed
-                        try:
-                            out = self.finish(fut)
-                        except BrokenProcessPool:
-                            job.crashed(lo, hi)
-                            todo.append((lo, hi))
-                            continue
-                        job.take(out, lo, hi)
-                finally:
-                    self._release(entry)
-                if todo:
-                    self._discard(entry)
+                lost, unsent = self._round(parcel, job, todo, n_workers)
+                todo = sorted(job.after_break(lost, n_workers, lambda lo, hi: self._alone(parcel, job, lo, hi, n_workers))
+                              + unsent)
         except Exception:
             # An error in func: drop the queued chunks, keep the pool for the next call.
             for fut in job.futures:
@@ -334,6 +310,43 @@ class ProcessEngine(Engine):
             self.shutdown(kill=True)
             raise
         return job.result(bounds)
+
+    def _round(self, parcel: FunctionParcel, job: ProcessJob, chunks: list, n_workers: int) -> tuple[list, list]:
+        """Send ``chunks`` to the pool and take their outcomes; ``(lost, unsent)``: the
+        chunks the pool failed when a worker died, and those it broke before taking."""
+        entry = self._acquire(n_workers, job.func)
+        lost = []
+        try:
+            unsent = job.submit_all(entry.executor, chunks, *parcel.for_pool(entry))
+            for fut in as_completed(job.futures):
+                lo, hi = job.futures[fut]
+                if not job.needed(lo):
+                    continue  # after an item that failed: cancelled, or its outcome not needed
+                try:
+                    out = self.finish(fut)
+                except BrokenProcessPool:
+                    lost.append((lo, hi))
+                    continue
+                job.take(out, lo, hi)
+        finally:
+            self._release(entry)
+        if lost or unsent:
+            self._discard(entry)
+        return lost, unsent
+
+    def run_again(self, parcel: FunctionParcel, chunk: list, first_index: int, n_workers: int) -> ChunkResult:
+        """A chunk the pool failed when a worker died (a stream's), run again alone: its
+        outcome, failed at the item that kills its worker, if one does."""
+        job = ProcessJob(parcel.func, chunk, first_index, False, None)
+        job.after_break([(0, len(chunk))], n_workers, lambda lo, hi: self._alone(parcel, job, lo, hi, n_workers))
+        return job.outcome()
+
+    def _alone(self, parcel: FunctionParcel, job: ProcessJob, lo: int, hi: int, n_workers: int) -> bool:
+        """Run items ``lo..hi`` with nothing else on the pool: False when their worker died."""
+        unsent = [(lo, hi)]
+        while unsent:  # a pool broken before it took them: a fresh one
+            lost, unsent = self._round(parcel, job, unsent, n_workers)
+        return not lost
 
     def shutdown(self, kill: bool = False) -> None:
         """Stop every pool; with ``kill``, terminate workers without waiting for their tasks."""

@@ -19,7 +19,6 @@ from concurrent.futures.process import BrokenProcessPool
 from ..engines import get_engine, shared_engine
 from ..engines import transport
 from ..engines.function_parcel import FunctionParcel
-from ..engines.process_job import worker_lost
 from ..engines.chunks import run_chunk, run_packed_chunk
 from ..engines.dask import items_in_the_graph, restricted_workers, shipped_function, wait_for
 from ..errors import WorkerLostError
@@ -108,8 +107,8 @@ class ProcessSubmitter(_FuturesSubmitter):
     def result(self, handle, chunk, first):
         try:
             return self.engine.finish(handle)
-        except BrokenProcessPool:
-            raise worker_lost(self.func, first, first + len(chunk)) from None
+        except BrokenProcessPool:  # a worker died: this chunk runs again alone, its death its own
+            return self.engine.run_again(self.parcel, chunk, first, self.n_workers)
 
 
 
