@@ -1,31 +1,39 @@
-"""A module function's state, sent with it to a process pool that did not fork for its run.
+"""A function's module state, sent with it to a process pool that did not fork for its run.
 
 cloudpickle sends a function of an importable module by reference: a worker runs it with
 the module as the worker has it (imported afresh by a forkserver's worker, or as the
 caller had it when the pool forked), not as the caller has it now. A script that set
 ``jobmod.FACTOR = 5`` between two calls got all 20,000 results of the second call with
-the old factor from the running pool (``builtins.map`` uses the new one). So the
-module-level values the function reads (through the module's own functions it calls
-too) travel with it, and the worker sets them before each chunk. Modules, functions,
-classes and dunder names are code, not state: they stay as the worker has them (a module
-edited on disk is another matter: :func:`.worker_start.module_stamp`); so does a value
-that cannot be pickled, and a bare ``object()`` (a sentinel, whose identity is its use).
+the old factor from the running pool (``builtins.map`` uses the new one); so did a
+script's own function calling ``jobmod.work`` (1,999 of 2,000 results old, in a
+notebook too). So the module-level values the function reads travel with it, and the
+worker sets them before each chunk: those of its own module (through the module's own
+functions it calls too), and those of the user's modules it reaches, by name
+(``jobmod.work``, ``jobmod.FACTOR``, ``from jobmod import work``) or through their
+functions. Installed libraries are not followed (their state is theirs). Modules,
+functions, classes and dunder names are code, not state: they stay as the worker has
+them (a module edited on disk is another matter: :func:`.worker_start.module_stamp`); so
+does a value that cannot be pickled, and a bare ``object()`` (a sentinel, whose identity
+is its use).
 
 >>> import json
->>> state_of(json.dumps).module, sorted(state_of(json.dumps).values)[:2]
-('json', ['_default_encoder'])
->>> state_of(len) is None  # a builtin: no module state
-True
+>>> [(state.module, sorted(state.values)[:2]) for state in states_of(json.dumps)]
+[('json', ['_default_encoder'])]
+>>> states_of(len)  # a builtin: no module state
+[]
 """
 
 from __future__ import annotations
 
+import os
+import site
 import sys
+import sysconfig
 import types
 
 import cloudpickle
 
-__all__ = ["ModuleState", "WithModuleState", "StatefulFunction", "state_of", "with_state"]
+__all__ = ["ModuleState", "WithModuleState", "StatefulFunction", "states_of", "with_state"]
 
 _CODE_KINDS = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                types.BuiltinMethodType)
@@ -38,21 +46,28 @@ class ModuleState:
         self.module, self.values = module, values
 
 
-def state_of(func) -> ModuleState | None:
-    """What ``func`` reads of its module's state, as the caller has it now; None for a
-    function of ``__main__`` (cloudpickle sends it by value, its globals with it), of no
-    importable module, or that reads no state."""
+def states_of(func) -> list[ModuleState]:
+    """What ``func`` reads of modules' state, as the caller has it now: its own module's
+    (none for ``__main__``: cloudpickle sends that by value), and the user's modules' it
+    reaches; empty when it reads none."""
     inner = getattr(func, "func", func)  # functools.partial
     if not hasattr(inner, "__code__") and not hasattr(inner, "__func__"):
         inner = getattr(type(inner), "__call__", inner)  # a callable instance: its class's __call__
     inner = getattr(inner, "__func__", inner)  # a bound method
     code, glb = getattr(inner, "__code__", None), getattr(inner, "__globals__", None)
-    name = glb.get("__name__") if isinstance(glb, dict) else None
-    module = sys.modules.get(name) if name and name != "__main__" else None
-    if code is None or module is None or getattr(module, "__dict__", None) is not glb:
-        return None
+    if code is None or not isinstance(glb, dict):
+        return []
+    states = []
+    for name, keys in _names_read(code, glb).items():
+        values = _pickled_values(sys.modules[name].__dict__, keys)
+        if values:
+            states.append(ModuleState(name, values))
+    return states
+
+
+def _pickled_values(glb: dict, keys) -> dict[str, bytes]:
     values = {}
-    for key in sorted(_names_read(code, glb)):
+    for key in sorted(keys):
         value = glb[key]
         if key.startswith("__") or isinstance(value, _CODE_KINDS) or type(value) is object:
             continue
@@ -60,62 +75,125 @@ def state_of(func) -> ModuleState | None:
             values[key] = cloudpickle.dumps(value)
         except Exception:  # it stays as the worker has it
             continue
-    return ModuleState(name, values) if values else None
+    return values
 
 
-def _names_read(code, glb: dict) -> set[str]:
-    """Global names read by ``code`` (nested code too) and by the functions of the same
-    module that it calls, that the module defines."""
-    found: set[str] = set()
+def _names_read(code, glb: dict) -> dict[str, set[str]]:
+    """Global names read, by module: by ``code`` (nested code too) and the functions it
+    calls, of its own module (an importable one, not ``__main__``) and of the user's
+    modules it reaches (:func:`_is_users`), as ``module.name`` or imported names."""
+    found: dict[str, set[str]] = {}
+    own = _module_of(glb)
     seen: set = set()
-    todo = [code]
+    todo = [(code, glb, own)]
     while todo:
-        current = todo.pop()
+        current, names, module = todo.pop()
         if current in seen:
             continue
         seen.add(current)
-        todo += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+        todo += [(c, names, module) for c in current.co_consts if isinstance(c, types.CodeType)]
         for key in current.co_names:
-            if key not in glb:
+            if key not in names:
                 continue
-            found.add(key)
-            value = glb[key]
-            if isinstance(value, types.FunctionType) and value.__globals__ is glb:
-                todo.append(value.__code__)
+            if module is not None:
+                found.setdefault(module, set()).add(key)
+            todo += _reached(names[key], current.co_names, own, found)
     return found
 
 
+def _reached(value, attributes, own, found) -> list:
+    """The code to follow from a global ``value``: a function of the same module or of a
+    user's module; for a user's module, its functions and values named in ``attributes``
+    (``jobmod.work``: both names are in the reading code's ``co_names``)."""
+    if isinstance(value, types.FunctionType):
+        module = _module_of(value.__globals__)
+        if module == own or _is_users(module) or (own is None and value.__globals__.get("__name__") == "__main__"):
+            return [(value.__code__, value.__globals__, module)]
+        return []
+    if not isinstance(value, types.ModuleType) or not _is_users(value.__name__):
+        return []
+    todo = []
+    for attribute in attributes:
+        if attribute not in value.__dict__:
+            continue
+        found.setdefault(value.__name__, set()).add(attribute)
+        inner = value.__dict__[attribute]
+        if isinstance(inner, types.FunctionType) and inner.__globals__ is value.__dict__:
+            todo.append((inner.__code__, inner.__globals__, value.__name__))
+    return todo
+
+
+def _module_of(glb: dict) -> str | None:
+    """The importable module whose namespace ``glb`` is (None for ``__main__`` or code run
+    by ``exec``)."""
+    name = glb.get("__name__")
+    module = sys.modules.get(name) if name and name != "__main__" else None
+    return name if module is not None and getattr(module, "__dict__", None) is glb else None
+
+
+_USERS: dict[str, bool] = {}
+
+
+def _is_users(name: str | None) -> bool:
+    """Is module ``name`` the user's own: a file outside the standard library and the
+    installed packages (and not this package)?"""
+    if name is None or name == "__main__":
+        return False
+    known = _USERS.get(name)
+    if known is None:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        known = bool(path) and not name.startswith("amorsize_dask") and not os.path.realpath(path).startswith(
+            _library_roots())
+        _USERS[name] = known
+    return known
+
+
+_ROOTS: tuple[str, ...] = ()
+
+
+def _library_roots() -> tuple[str, ...]:
+    global _ROOTS
+    if not _ROOTS:
+        paths = sysconfig.get_paths()
+        roots = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        roots |= set(getattr(site, "getsitepackages", list)()) | {getattr(site, "getusersitepackages", str)()}
+        _ROOTS = tuple(os.path.realpath(r) + os.sep for r in roots if r)
+    return _ROOTS
+
+
 def with_state(func):
-    """``func`` with its module state for pickling (:class:`WithModuleState`), or ``func``."""
-    state = state_of(func)
-    return func if state is None else WithModuleState(func, state)
+    """``func`` with its modules' state for pickling (:class:`WithModuleState`), or ``func``."""
+    states = states_of(func)
+    return WithModuleState(func, states) if states else func
 
 
 class WithModuleState:
-    """Pickles as the function (by reference) and its module's values; unpickled in a
-    worker, a :class:`StatefulFunction`."""
+    """Pickles as the function and its modules' values; unpickled in a worker, a
+    :class:`StatefulFunction`."""
 
-    def __init__(self, func, state: ModuleState):
-        self.func, self.state = func, state
+    def __init__(self, func, states: list[ModuleState]):
+        self.func, self.states = func, states
 
     def __reduce__(self):
-        return _restored, (self.func, self.state.module, self.state.values)
+        return _restored, (self.func, {state.module: state.values for state in self.states})
 
 
-def _restored(func, module: str, values: dict[str, bytes]) -> "StatefulFunction":
-    return StatefulFunction(func, module, {key: cloudpickle.loads(data) for key, data in values.items()})
+def _restored(func, values: dict[str, dict[str, bytes]]) -> "StatefulFunction":
+    return StatefulFunction(func, {module: {key: cloudpickle.loads(data) for key, data in pickled.items()}
+                                   for module, pickled in values.items()})
 
 
 class StatefulFunction:
     """In a worker: the function, and the caller's module values it runs with (set before
     each chunk: another run may have set others since)."""
 
-    def __init__(self, func, module: str, values: dict):
-        self.func, self.module, self.values = func, module, values
+    def __init__(self, func, values: dict[str, dict]):
+        self.func, self.values = func, values
 
     def applied(self):
-        """The function, its module's values set as the caller had them."""
-        found = sys.modules.get(self.module)
-        if found is not None:
-            found.__dict__.update(self.values)
+        """The function, its modules' values set as the caller had them."""
+        for module, values in self.values.items():
+            found = sys.modules.get(module)
+            if found is not None:
+                found.__dict__.update(values)
         return self.func
