@@ -123,3 +123,35 @@ def test_a_module_edited_on_disk_runs_as_the_caller_imported_it(tmp_path, start_
            "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
     out, _ = run_script(tmp_path, EDITED_HEAD, EDITED_MAIN, env=env)
     assert out == {"first": True, "old": 3000, "new": 0, "reloaded": True}, out
+
+
+EDITED_THROUGH_A_SCRIPT_MAIN = '''
+items = list(range(3000))
+
+def pipeline(x):  # the script's own function, calling the user's module
+    return editmod.work(x) * 2
+
+first = ad.map(pipeline, items, engine="processes")
+time.sleep(0.02)
+with open(path, "w") as fh:
+    fh.write("def _step(x):\\n    return x + 1000\\n\\ndef work(x):\\n    return _step(x)\\n\\n# longer\\n")
+os.utime(path, None)
+expected = list(map(pipeline, items))  # not reloaded: the caller's code is (x + 1) * 2
+got = ad.map(pipeline, items, engine="processes")
+import importlib
+importlib.reload(editmod)
+reloaded = ad.map(pipeline, items, engine="processes")
+print(json.dumps({"first": first == expected, "old": sum(a == b for a, b in zip(got, expected)),
+                  "reloaded": reloaded == [(x + 1000) * 2 for x in items]}))
+'''
+
+
+@pytest.mark.parametrize("start_method", ["auto", "forkserver"])
+def test_a_module_edited_on_disk_that_a_scripts_function_calls_runs_as_the_caller_has_it(tmp_path, start_method):
+    """A notebook's ``pipeline`` calling ``helpers.clean``, the helper fixed on disk and
+    reloaded (``%autoreload``): 1,999 of 2,000 results came from the workers' old helper.
+    Before the reload, the caller's old code, as ``builtins.map``; after it, the new."""
+    env = {**os.environ, "DASK_AMORSIZE__START_METHOD": start_method,
+           "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    out, _ = run_script(tmp_path, EDITED_HEAD, EDITED_THROUGH_A_SCRIPT_MAIN, env=env)
+    assert out == {"first": True, "old": 3000, "reloaded": True}, out

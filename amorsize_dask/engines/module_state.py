@@ -33,7 +33,7 @@ import types
 
 import cloudpickle
 
-__all__ = ["ModuleState", "WithModuleState", "StatefulFunction", "states_of", "with_state"]
+__all__ = ["ModuleState", "WithModuleState", "StatefulFunction", "names_read_by", "states_of", "with_state"]
 
 _CODE_KINDS = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                types.BuiltinMethodType)
@@ -50,19 +50,29 @@ def states_of(func) -> list[ModuleState]:
     """What ``func`` reads of modules' state, as the caller has it now: its own module's
     (none for ``__main__``: cloudpickle sends that by value), and the user's modules' it
     reaches; empty when it reads none."""
+    states = []
+    for name, keys in names_read_by(func).items():
+        values = _pickled_values(sys.modules[name].__dict__, keys)
+        if values:
+            states.append(ModuleState(name, values))
+    return states
+
+
+def names_read_by(func) -> dict[str, set[str]]:
+    """The global names ``func`` reads, by module: of its own module (an importable one)
+    and of the user's modules it reaches; the modules whose state and code its run uses.
+
+    >>> sorted(names_read_by(names_read_by))
+    ['amorsize_dask.engines.module_state']
+    """
     inner = getattr(func, "func", func)  # functools.partial
     if not hasattr(inner, "__code__") and not hasattr(inner, "__func__"):
         inner = getattr(type(inner), "__call__", inner)  # a callable instance: its class's __call__
     inner = getattr(inner, "__func__", inner)  # a bound method
     code, glb = getattr(inner, "__code__", None), getattr(inner, "__globals__", None)
     if code is None or not isinstance(glb, dict):
-        return []
-    states = []
-    for name, keys in _names_read(code, glb).items():
-        values = _pickled_values(sys.modules[name].__dict__, keys)
-        if values:
-            states.append(ModuleState(name, values))
-    return states
+        return {}
+    return _names_read(code, glb)
 
 
 def _pickled_values(glb: dict, keys) -> dict[str, bytes]:
@@ -82,8 +92,8 @@ def _names_read(code, glb: dict) -> dict[str, set[str]]:
     """Global names read, by module: by ``code`` (nested code too) and the functions it
     calls, of its own module (an importable one, not ``__main__``) and of the user's
     modules it reaches (:func:`_is_users`), as ``module.name`` or imported names."""
-    found: dict[str, set[str]] = {}
     own = _module_of(glb)
+    found: dict[str, set[str]] = {own: set()} if own else {}
     seen: set = set()
     todo = [(code, glb, own)]
     while todo:
@@ -104,14 +114,18 @@ def _names_read(code, glb: dict) -> dict[str, set[str]]:
 def _reached(value, attributes, own, found) -> list:
     """The code to follow from a global ``value``: a function of the same module or of a
     user's module; for a user's module, its functions and values named in ``attributes``
-    (``jobmod.work``: both names are in the reading code's ``co_names``)."""
+    (``jobmod.work``: both names are in the reading code's ``co_names``), which are
+    recorded in ``found``."""
     if isinstance(value, types.FunctionType):
         module = _module_of(value.__globals__)
         if module == own or _is_users(module) or (own is None and value.__globals__.get("__name__") == "__main__"):
+            if module is not None:
+                found.setdefault(module, set())
             return [(value.__code__, value.__globals__, module)]
         return []
     if not isinstance(value, types.ModuleType) or not _is_users(value.__name__):
         return []
+    found.setdefault(value.__name__, set())
     todo = []
     for attribute in attributes:
         if attribute not in value.__dict__:

@@ -37,7 +37,7 @@ from .base import Engine, RunResult, chunk_bounds
 from .chunks import ChunkResult
 from .function_parcel import FunctionParcel, remember_if_large, travels
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
-from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamp, resolve_start_method,
+from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamps, resolve_start_method,
                            slim_context)
 
 __all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
@@ -78,10 +78,10 @@ class _Pool:
         self.users = 0
         self.retired = False
 
-    def matches(self, state: tuple, stamp) -> bool:
+    def matches(self, state: tuple, stamps: list) -> bool:
         if state != self.state or getattr(self.executor, "_broken", False):
             return False
-        return stamp is None or self.stamps.get(stamp[0], stamp[1]) == stamp[1]
+        return all(self.stamps.get(name, stamp) == stamp for name, stamp in stamps)
 
 
 class ProcessEngine(Engine):
@@ -114,7 +114,7 @@ class ProcessEngine(Engine):
     def is_warm(self, n_workers: int) -> bool:
         """True when a pool of ``n_workers`` that matches the caller is already running."""
         entry = self._pools.get(n_workers)
-        return entry is not None and entry.matches(caller_state(self.start_method), None)
+        return entry is not None and entry.matches(caller_state(self.start_method), [])
 
     def pool(self, n_workers: int) -> ProcessPoolExecutor:
         """The pool of ``n_workers`` processes, started (and warmed) if needed."""
@@ -122,10 +122,10 @@ class ProcessEngine(Engine):
 
     def _entry(self, n_workers: int, func=None) -> _Pool:
         state = caller_state(self.start_method)
-        stamp = module_stamp(func) if func is not None else None
+        stamps = module_stamps(func) if func is not None else []
         with self._lock:
             entry = self._pools.get(n_workers)
-            if entry is not None and not entry.matches(state, stamp):
+            if entry is not None and not entry.matches(state, stamps):
                 self._retire(entry)  # stale workers: older code, another cwd/sys.path/environment
                 entry = None
             if entry is None:
@@ -135,8 +135,8 @@ class ProcessEngine(Engine):
                         self._retire(idle)
                 executor, inherited = self._start(n_workers)
                 entry = self._pools[n_workers] = _Pool(executor, n_workers, state, inherited)
-            if stamp is not None:
-                entry.stamps.setdefault(*stamp)
+            for name, stamp in stamps:
+                entry.stamps.setdefault(name, stamp)
             return entry
 
     def stop_if_idle(self, n_workers: int, wait: bool = False) -> bool:

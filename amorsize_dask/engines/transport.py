@@ -42,14 +42,16 @@ def dump_function(func) -> bytes:
     names it and the way out."""
     try:
         edited = edited_since_imported(func)
-        if edited is None:
+        if not edited:
             return cloudpickle.dumps(with_state(func), protocol=pickle.HIGHEST_PROTOCOL)
-        with _BY_VALUE:  # cloudpickle's registry is global: one module at a time
-            cloudpickle.register_pickle_by_value(edited)
+        with _BY_VALUE:  # cloudpickle's registry is global: one call at a time
+            for module in edited:
+                cloudpickle.register_pickle_by_value(module)
             try:
                 return cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
             finally:
-                cloudpickle.unregister_pickle_by_value(edited)
+                for module in edited:
+                    cloudpickle.unregister_pickle_by_value(module)
     except Exception as exc:
         raise TypeError(
             f"{function_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "

@@ -38,6 +38,8 @@ import types
 from multiprocessing import context as mp_context
 from multiprocessing import spawn
 
+from .module_state import names_read_by
+
 _local = threading.local()
 _install_lock = threading.Lock()
 
@@ -185,25 +187,24 @@ def caller_state(start_method: str) -> tuple:
     return (start_method, os.getcwd(), tuple(sys.path), hash(frozenset(os.environ.items())))
 
 
-def module_stamp(func) -> tuple[str, tuple] | None:
-    """``(module name, (mtime_ns, size))`` of the file of the module ``func`` is imported
-    from in the workers; None for functions that travel by value (``__main__``) or whose
-    module has no file. A changed stamp means the workers hold older code. The first
-    stamp seen of each module is kept (:func:`edited_since_imported`)."""
-    func = getattr(func, "func", func)  # functools.partial
-    name = getattr(func, "__module__", None)
-    if not name or name == "__main__":
-        return None
-    path = getattr(sys.modules.get(name), "__file__", None)
-    if not path:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    stamp = (st.st_mtime_ns, st.st_size)
-    _FIRST_STAMPS.setdefault(name, stamp)
-    return name, stamp
+def module_stamps(func) -> list[tuple[str, tuple]]:
+    """``(module name, (mtime_ns, size))`` of the files of the modules whose code a run
+    of ``func`` uses in the workers (:func:`.module_state.names_read_by`: its own, unless
+    it travels by value as ``__main__``'s, and the user's modules it reaches). A changed
+    stamp means the workers hold older code. The first stamp seen of each module is kept
+    (:func:`edited_since_imported`)."""
+    stamps = []
+    for name in names_read_by(func):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        if st is not None:
+            stamp = (st.st_mtime_ns, st.st_size)
+            _FIRST_STAMPS.setdefault(name, stamp)
+            stamps.append((name, stamp))
+    return stamps
 
 
 # The first stamp seen of each module (its file as this process imported it, as far as
@@ -212,23 +213,26 @@ _FIRST_STAMPS: dict[str, tuple] = {}
 _EDITED: dict[tuple, bool] = {}
 
 
-def edited_since_imported(func):
-    """The module of ``func`` when its file was edited since this process imported it and
-    this process still runs the code it imported (no ``importlib.reload``), else None.
+def edited_since_imported(func) -> list:
+    """The modules of :func:`module_stamps` whose file was edited since this process
+    imported it while this process still runs the code it imported (no
+    ``importlib.reload``).
 
-    Workers importing the module afresh would run the new file, the caller the code it
+    Workers importing such a module afresh would run the new file, the caller the code it
     holds, as ``builtins.map`` does: 28-33 of 3,000 results old (the sample), the rest
-    new. Such a module's functions go to the workers by value. Compiling the file once
-    per version tells an edit the caller has not reloaded from one it has.
+    new. Its functions go to the workers by value. Compiling the file once per version
+    tells an edit the caller has not reloaded from one it has.
     """
-    stamp = module_stamp(func)
-    if stamp is None or _FIRST_STAMPS.get(stamp[0]) == stamp[1]:
-        return None
-    module = sys.modules.get(stamp[0])
-    edited = _EDITED.get(stamp)
-    if edited is None:
-        edited = _EDITED[stamp] = not _runs_the_file(module)
-    return module if edited else None
+    edited = []
+    for stamp in module_stamps(func):
+        if _FIRST_STAMPS.get(stamp[0]) == stamp[1]:
+            continue
+        module = sys.modules.get(stamp[0])
+        if _EDITED.get(stamp) is None:
+            _EDITED[stamp] = not _runs_the_file(module)
+        if _EDITED[stamp]:
+            edited.append(module)
+    return edited
 
 
 def _runs_the_file(module) -> bool:
@@ -260,4 +264,4 @@ def _consts(code) -> tuple:
 
 
 __all__ = ["AUTO", "fork_is_safe", "resolve_start_method", "slim_context", "heap_frozen", "forkserver_preload",
-           "caller_state", "module_stamp", "edited_since_imported"]
+           "caller_state", "module_stamps", "edited_since_imported"]
