@@ -372,3 +372,35 @@ def test_engine_processes_runs_no_item_in_the_caller(tmp_path):
                           cwd=str(tmp_path))
     assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
     assert json.loads(done.stdout.splitlines()[-1]) == {"results": True, "changed here": 0, "crash": True}
+
+
+SIGTERM_HANDLER = textwrap.dedent("""
+    import os, signal, sys
+    import amorsize_dask as ad
+
+    LOG = sys.argv[1]
+
+    def on_term(signum, frame):
+        with open(LOG, "a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+
+    def work(x):
+        return sum(range(2_000)) + x
+
+    if __name__ == "__main__":
+        signal.signal(signal.SIGTERM, on_term)
+        assert ad.map(work, range(3_000), engine="processes", n_workers=2) == [work(x) for x in range(3_000)]
+""")
+
+
+def test_the_users_sigterm_handler_never_runs_in_a_worker(tmp_path):
+    """The workers are stopped at exit with SIGTERM: forked ones inherited the script's
+    handler, which then ran once per worker at every normal exit (a pidfile removed, a
+    supervisor told, N extra times); ``Pool().map`` runs it in none."""
+    script, log = tmp_path / "handler.py", tmp_path / "handled"
+    script.write_text(SIGTERM_HANDLER)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    done = subprocess.run([sys.executable, str(script), str(log)], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not log.exists(), log.read_text()

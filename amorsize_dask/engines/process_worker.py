@@ -33,13 +33,16 @@ _START_BARRIER = None
 
 
 def initialize_worker(start_barrier=None, environ: dict | None = None, heap_pad: int = 0) -> None:
-    """Ctrl-C is the parent's to handle (it stops the workers itself); a worker whose
-    parent is gone (SIGTERM, SIGKILL, a crash) exits at once instead of lingering.
+    """Ctrl-C is the parent's to handle (it stops the workers itself), and SIGTERM, with
+    which it stops them, ends a worker (a forked one inherited the script's own handler,
+    which ran once per worker at every exit); a worker whose parent is gone (SIGTERM,
+    SIGKILL, a crash) exits at once instead of lingering.
     ``environ``: the caller's environment when the pool started (a forkserver's children
     would otherwise inherit the forkserver's, which may be older). ``heap_pad``: see
     :func:`keep_heap_pad`."""
     global _START_BARRIER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _START_BARRIER = start_barrier
     if environ is not None and environ != os.environ:
         os.environ.clear()
