@@ -404,3 +404,41 @@ def test_the_users_sigterm_handler_never_runs_in_a_worker(tmp_path):
                           env=env, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     assert not log.exists(), log.read_text()
+
+
+LOCK_WITH_A_BUSY_THREAD = textwrap.dedent("""
+    import json, threading
+    import amorsize_dask as ad
+
+    CACHE_LOCK = threading.Lock()
+
+    def work(x):
+        with CACHE_LOCK:
+            return x * 2
+
+    def spin():
+        while True:
+            sum(range(10_000))
+
+    if __name__ == "__main__":
+        threading.Thread(target=spin, daemon=True).start()
+        try:
+            ad.map(work, range(2_000), engine="processes", n_workers=2)
+            print(json.dumps({"error": None}))
+        except TypeError as exc:
+            print(json.dumps({"error": str(exc)}))
+""")
+
+
+def test_a_function_that_only_a_fork_can_take_says_how_to_fork(tmp_path):
+    """With another thread busy, pools start by forkserver and a script's function holding
+    a lock cannot reach them (``Pool().map`` forks anyway, and runs it): the error names
+    the setting that forks."""
+    script = tmp_path / "lock.py"
+    script.write_text(LOCK_WITH_A_BUSY_THREAD)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    error = json.loads(done.stdout.splitlines()[-1])["error"]
+    assert "cannot pickle '_thread.lock'" in error and "DASK_AMORSIZE__START_METHOD=fork" in error, error

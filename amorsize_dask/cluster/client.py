@@ -153,8 +153,9 @@ def cluster_workers(client) -> dict:
     if getattr(client, "asynchronous", False):
         raise TypeError(
             f"amorsize_dask needs a synchronous distributed.Client, got an asynchronous one ({client!r}); "
-            "create Client(address) without asynchronous=True, or call amorsize_dask.map in a thread "
-            "(await asyncio.to_thread(amorsize_dask.map, func, items, client=Client(address)))"
+            "from async code, map in a thread with a Client made in that thread (one made on the event "
+            "loop's thread waits for that loop): def run(): with Client(address) as c: return "
+            "amorsize_dask.map(func, items, client=c); then await asyncio.to_thread(run)"
         )
     nthreads = client.nthreads()
     try:

@@ -28,6 +28,7 @@ import weakref
 
 from . import process_worker, transport
 from .fork_copy import copied_bytes
+from .worker_start import AUTO
 
 __all__ = ["FunctionParcel", "LARGE_PICKLE_BYTES", "LIKELY_LARGE_COPIED_BYTES", "forks_for", "likely_large",
            "pickles_large", "remember_if_large", "travels"]
@@ -116,9 +117,14 @@ class FunctionParcel:
         try:
             if not self.large:
                 self.pickled()  # and it may turn out large
-        except TypeError:
+        except TypeError as exc:
             if self._fork_again(n_workers):
                 return
+            if self.engine.start_method == AUTO and self.engine.next_start_method() != "fork":
+                raise TypeError(f"{exc}; a pool forked now would inherit it, as multiprocessing.Pool's workers do, "
+                                "but another thread of this process is busy, so pools start by forkserver: set "
+                                "DASK_AMORSIZE__START_METHOD=fork (dask config amorsize.start-method) if that "
+                                "thread holds no lock the workers need") from exc.__cause__
             raise
         if self.large and not self._fork_again(n_workers):
             self.pickled()
