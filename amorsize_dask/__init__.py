@@ -13,6 +13,16 @@ engine, ``bag``, the plugin). The ``amorsize`` settings are registered with
 
 import importlib
 
+# concurrent.futures registers its exit hook when imported, which fails once the main
+# thread has returned: a map that a non-daemon thread (or an executor's task) starts
+# then, as builtins.map and Pool().map run there, failed importing the engines ("can't
+# register atexit after shutdown"). Imported with the package, their cost (~40 ms, paid
+# by the first map otherwise) is the same.
+import concurrent.futures.process  # noqa: F401
+import concurrent.futures.thread  # noqa: F401
+
+from .engines import exit_hooks  # noqa: F401  (knows the exit from its start)
+
 __version__ = "0.1.0"
 
 _PUBLIC = {

@@ -82,6 +82,7 @@ class MapOutcome:
     compute_seconds: float
 
 
+@exit_hooks.waited_for
 def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunksize=None,
             training_dir=None, learn=True, progress=False, allow_local=None) -> MapOutcome:
     """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers)."""
@@ -141,21 +142,31 @@ def _run_rest(call, rest, planned: Planned, target: Target, engine: str, run_id:
     kwargs = _engine_kwargs(plan, engine, run_id, target)
     if plan.engine == "processes" and planned.speculation is not None:
         kwargs["func_bytes"] = planned.speculation.func_bytes  # pickled once for the call
+    if plan.engine in ("threads", "processes") and exit_hooks.interpreter_exiting():
+        return _serially(call, rest, planned, bar)  # the main thread returned while a non-daemon thread planned
     try:
         run = get_engine(plan.engine, target.client).run(
             call, rest, n_workers=plan.n_workers, chunksize=plan.chunksize, first_index=plan.n_sampled,
             progress=bar, **kwargs,
         )
-    except WorkerStartError as exc:
-        if engine != "auto":
+    except RuntimeError as exc:
+        if exit_hooks.refused_at_exit(exc):  # the main thread returned while this one planned
+            return _serially(call, rest, planned, bar)
+        if engine != "auto" or not isinstance(exc, WorkerStartError):
             raise
         warn_running_serially(exc)
-        plan = planned.plan = plan.replace(engine="serial", n_workers=1, chunksize=len(rest), n_tasks=1)
-        run = get_engine("serial").run(call, rest, first_index=plan.n_sampled, progress=bar)
+        return _serially(call, rest, planned, bar)
     if run.notes:  # the engine ran some items otherwise than planned: recorded with the plan
         planned.plan = plan.replace(reasons=plan.reasons + tuple(run.notes))
         planned.ran_locally = True
     return run
+
+
+def _serially(call, rest, planned: Planned, bar):
+    """Run ``rest`` here after all (its workers cannot start, or the interpreter is exiting
+    and its pools take no new work); the plan says so."""
+    plan = planned.plan = planned.plan.replace(engine="serial", n_workers=1, chunksize=len(rest), n_tasks=1)
+    return get_engine("serial").run(call, rest, first_index=plan.n_sampled, progress=bar)
 
 
 def _watched(plan: Plan, planned: Planned, target: Target, engine: str, n_rest: int) -> bool:

@@ -4,8 +4,9 @@ At exit no map waits for anything still running (speculated items of a call that
 a stream a daemon thread still consumes): the workers are stopped, not waited for.
 concurrent.futures joins its executors (waiting for their running tasks) in a
 ``threading`` exit hook that runs before ``atexit``; the stop is hooked there too
-(registered later, it runs first). A run still going in another thread then finds its
-pool gone: :func:`interpreter_exiting` tells it that this is the exit, not a worker that died.
+(registered later, it runs first), unless a non-daemon thread is in a map
+(:func:`waited_for`), which the interpreter waits for. A run still going in a daemon thread then finds its pool
+gone: :func:`interpreter_exiting` tells it that this is the exit, not a worker that died.
 
 >>> interpreter_exiting()
 False
@@ -14,10 +15,11 @@ False
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing.util
 import threading
 
-__all__ = ["stop_at_exit", "interpreter_exiting", "exiting_error"]
+__all__ = ["stop_at_exit", "waited_for", "interpreter_exiting", "refused_at_exit", "exiting_error"]
 
 _EXITING = threading.Event()
 
@@ -26,7 +28,7 @@ def stop_at_exit(engine) -> None:
     """Stop ``engine``'s workers at this interpreter's exit, without waiting for them; in
     a ``multiprocessing`` child too, which runs no ``atexit`` hooks but joins its own
     children first (the idle workers never exit by themselves: the child would hang)."""
-    _at_threading_exit(_stop, engine)
+    _at_threading_exit(_stop_unless_threads_remain, engine)
     atexit.register(_stop, engine)
     _stop_before_children_join(engine)
     # A child forked by multiprocessing starts with no finalizers: hooked there again.
@@ -46,12 +48,53 @@ def _stop(engine) -> None:
     engine.shutdown(kill=True)
 
 
+def _stop_unless_threads_remain(engine) -> None:
+    """The main thread returned: stop now, unless a non-daemon thread is mapping, which
+    the interpreter waits for (its map goes on, as with ``builtins.map`` and
+    ``Pool().map``: the workers stop in ``atexit``, once it is done)."""
+    _EXITING.set()
+    current = threading.current_thread()
+    with _MAPPING_LOCK:
+        waited_for = [t for t in _MAPPING if t is not current and not t.daemon and t.is_alive()]
+    if not waited_for:
+        engine.shutdown(kill=True)
+
+
+# The threads in a map now (how many maps deep), and their lock.
+_MAPPING: dict[threading.Thread, int] = {}
+_MAPPING_LOCK = threading.Lock()
+
+
+def waited_for(func):
+    """Decorator: while ``func`` (a map) runs in a non-daemon thread, the exit that waits
+    for that thread leaves the pools up (:func:`_stop_unless_threads_remain`)."""
+    @functools.wraps(func)
+    def mapping(*args, **kwargs):
+        me = threading.current_thread()
+        with _MAPPING_LOCK:
+            _MAPPING[me] = _MAPPING.get(me, 0) + 1
+        try:
+            return func(*args, **kwargs)
+        finally:
+            with _MAPPING_LOCK:
+                _MAPPING[me] -= 1
+                if not _MAPPING[me]:
+                    del _MAPPING[me]
+    return mapping
+
+
 def interpreter_exiting() -> bool:
     """Is this interpreter exiting (its ``threading`` exit hooks have run, or this module
     was imported after them)? Then pools refuse work (concurrent.futures: "cannot schedule
     new futures after interpreter shutdown") and the workers are being stopped: a map run
     from an ``atexit`` handler runs serially, as ``builtins.map`` would."""
     return _EXITING.is_set()
+
+
+def refused_at_exit(exc: BaseException) -> bool:
+    """Is ``exc`` a pool refusing new work because the interpreter is exiting (the main
+    thread returned while another thread maps)?"""
+    return isinstance(exc, RuntimeError) and "cannot schedule new futures" in str(exc) and interpreter_exiting()
 
 
 def exiting_error(label: str, func_name: str) -> RuntimeError:

@@ -100,8 +100,22 @@ class ProcessJob:
                                       self.first_index + lo)
             except BrokenProcessPool:
                 return list(todo[k:])
+            except RuntimeError as exc:
+                if not exit_hooks.refused_at_exit(exc):
+                    raise
+                self._here_at_exit(todo[k:])  # the chunks sent finish on the pool
+                return []
             futures[fut] = (lo, hi)
         return []
+
+    def _here_at_exit(self, todo) -> None:
+        """The main thread returned while this (non-daemon) thread mapped: its pool takes no
+        new work, so the chunks it did not take run here, as ``builtins.map`` would."""
+        self.note("the interpreter is exiting (the main thread returned): the items the pool had not "
+                  "taken ran in this thread")
+        for lo, hi in todo:
+            if self.needed(lo):
+                self.run_here(lo, hi)
 
     def after_break(self, lost: list, n_workers: int, run_alone) -> list:
         """The pool broke, failing the chunks ``lost``: those it may have handed to a worker

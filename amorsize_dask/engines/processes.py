@@ -189,12 +189,14 @@ class ProcessEngine(Engine):
         try:
             with heap_frozen(method):  # the workers fork in this map
                 list(pool.map(process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
-        except (BrokenProcessPool, threading.BrokenBarrierError, OSError) as exc:
+        except (BrokenProcessPool, threading.BrokenBarrierError, OSError, RuntimeError) as exc:
             # A worker that did start would wait at the barrier for its missing peers
             # (60 s), and the interpreter's exit would wait for it.
             for process in _processes_of(pool):
                 process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
+            if exit_hooks.refused_at_exit(exc):
+                raise
             raise WorkerStartError(exc) from exc
         self.last_start_seconds = time.perf_counter() - t0
         self.last_start_method = method
