@@ -155,3 +155,30 @@ def test_a_module_edited_on_disk_that_a_scripts_function_calls_runs_as_the_calle
            "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
     out, _ = run_script(tmp_path, EDITED_HEAD, EDITED_THROUGH_A_SCRIPT_MAIN, env=env)
     assert out == {"first": True, "old": 3000, "reloaded": True}, out
+
+
+BUILTINS_ADDED_HEAD = '''
+import builtins, json, textwrap
+import amorsize_dask as ad
+
+builtins.shorten_it = textwrap.shorten   # as IPython adds display() and get_ipython()
+
+def work(x):
+    return shorten_it("word " * x, width=12)
+'''
+
+BUILTINS_ADDED_MAIN = '''
+items = list(range(300))
+got = ad.map(work, items, engine="processes", n_workers=2, chunksize=30)
+print(json.dumps({"same": got == [work(x) for x in items]}))
+'''
+
+
+def test_a_name_the_caller_added_to_builtins_reaches_workers_that_did_not_fork(tmp_path):
+    """A notebook's function calling ``display()`` (IPython puts it in builtins) raised
+    NameError once its job was large enough for processes: forkserver workers never had
+    it (``Pool().map`` forks, and has it)."""
+    env = {**os.environ, "DASK_AMORSIZE__START_METHOD": "forkserver",
+           "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    out, _ = run_script(tmp_path, BUILTINS_ADDED_HEAD, BUILTINS_ADDED_MAIN, env=env)
+    assert out == {"same": True}

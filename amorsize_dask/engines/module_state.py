@@ -10,7 +10,8 @@ notebook too). So the module-level values the function reads travel with it, and
 worker sets them before each chunk: those of its own module (through the module's own
 functions it calls too), and those of the user's modules it reaches, by name
 (``jobmod.work``, ``jobmod.FACTOR``, ``from jobmod import work``) or through their
-functions. Installed libraries are not followed (their state is theirs). Modules,
+functions. Installed libraries are not followed (their state is theirs). Names that
+code of this process added to ``builtins`` (IPython's ``display``) travel too. Modules,
 functions, classes and dunder names are code, not state: they stay as the worker has
 them (a module edited on disk is another matter: :func:`.worker_start.module_stamp`); so
 does a value that cannot be pickled, and a bare ``object()`` (a sentinel, whose identity
@@ -25,6 +26,7 @@ is its use).
 
 from __future__ import annotations
 
+import builtins
 import os
 import site
 import sys
@@ -52,7 +54,7 @@ def states_of(func) -> list[ModuleState]:
     reaches; empty when it reads none."""
     states = []
     for name, keys in names_read_by(func).items():
-        values = _pickled_values(sys.modules[name].__dict__, keys)
+        values = _pickled_values(sys.modules[name].__dict__, keys, code_too=name == "builtins")
         if values:
             states.append(ModuleState(name, values))
     return states
@@ -75,11 +77,11 @@ def names_read_by(func) -> dict[str, set[str]]:
     return _names_read(code, glb)
 
 
-def _pickled_values(glb: dict, keys) -> dict[str, bytes]:
+def _pickled_values(glb: dict, keys, code_too: bool = False) -> dict[str, bytes]:
     values = {}
     for key in sorted(keys):
         value = glb[key]
-        if key.startswith("__") or isinstance(value, _CODE_KINDS) or type(value) is object:
+        if key.startswith("__") or (isinstance(value, _CODE_KINDS) and not code_too) or type(value) is object:
             continue
         try:
             values[key] = cloudpickle.dumps(value)
@@ -104,11 +106,28 @@ def _names_read(code, glb: dict) -> dict[str, set[str]]:
         todo += [(c, names, module) for c in current.co_consts if isinstance(c, types.CodeType)]
         for key in current.co_names:
             if key not in names:
+                if key in _added_builtins():  # IPython's display(): a worker that did not fork lacks it
+                    found.setdefault("builtins", set()).add(key)
                 continue
             if module is not None:
                 found.setdefault(module, set()).add(key)
             todo += _reached(names[key], current.co_names, own, found)
     return found
+
+
+_ADDED: tuple[int, frozenset] = (0, frozenset())
+
+
+def _added_builtins() -> frozenset:
+    """Names that code of this process added to ``builtins`` (IPython's ``display``), not
+    the interpreter's own or ``site``'s."""
+    global _ADDED
+    names = vars(builtins)
+    if _ADDED[0] != len(names):
+        added = frozenset(key for key, value in names.items() if not key.startswith("__") and getattr(
+            value, "__module__", type(value).__module__) not in ("builtins", "_sitebuiltins", "io"))
+        _ADDED = (len(names), added)
+    return _ADDED[1]
 
 
 def _reached(value, attributes, own, found) -> list:
