@@ -20,9 +20,11 @@ True
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import os
+import tempfile
 import sys
 import weakref
 
@@ -62,13 +64,20 @@ class FunctionParcel:
         self.engine, self.func = engine, func
         self.token = f"inherited-{os.getpid()}-{next(_TOKENS)}".encode()
         self._bytes = func_bytes
+        self._entered = False
+        self._file = None  # a large pickle's file, while the parcel is open
+        self._key = None  # (the pickle, its hash)
 
     def __enter__(self) -> "FunctionParcel":
         process_worker.INHERITED[self.token] = self.func
+        self._entered = True
         return self
 
     def __exit__(self, *exc) -> None:
         process_worker.INHERITED.pop(self.token, None)
+        if self._file is not None:
+            _remove(self._file.path)
+            self._file = None
 
     def pickled(self) -> bytes:
         """The function as cloudpickle bytes, pickled at most once (a TypeError names it)."""
@@ -146,14 +155,45 @@ class FunctionParcel:
         inherits the function; False when that pool is busy or a new one would not fork."""
         return self.engine.stop_if_idle(n_workers, wait=True) and self.engine.will_inherit(n_workers)
 
-    def for_pool(self, entry) -> tuple[bytes, bytes | None]:
-        """``(key, bytes)`` for the chunks sent to the pool ``entry``: its workers' token
-        and None when they inherited the function, else its hash and its pickle."""
+    def for_pool(self, entry) -> tuple[bytes, object]:
+        """``(key, payload)`` for the chunks sent to the pool ``entry``: its workers' token
+        and None when they inherited the function, else its hash and its pickle (a large
+        one in a file while the parcel is open: :class:`.process_worker.FunctionFile`)."""
         if self.token in entry.inherited:
             self.engine.modules_sent.add(getattr(self.func, "__module__", None) or "")
             return self.token, None
         payload = self.pickled()
-        return hashlib.blake2b(payload, digest_size=16).digest(), payload
+        if self._key is None or self._key[0] is not payload:
+            self._key = (payload, hashlib.blake2b(payload, digest_size=16).digest())
+        key = self._key[1]
+        if len(payload) <= LARGE_PICKLE_BYTES or not self._entered:
+            return key, payload
+        if self._file is None:  # written once, read once by each worker: not sent with each chunk
+            self._file = process_worker.FunctionFile(_written(payload))
+        return key, self._file
+
+
+def _written(payload: bytes) -> str:
+    """A new file holding ``payload`` (in memory where the system has ``/dev/shm``)."""
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    fd, path = tempfile.mkstemp(prefix="amorsize-function-", dir=folder)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(payload)
+    _FILES.add(path)
+    return path
+
+
+def _remove(path: str) -> None:
+    _FILES.discard(path)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# The files of open parcels: removed at exit too (a parcel a Ctrl-C left open).
+_FILES: set[str] = set()
+atexit.register(lambda: [_remove(path) for path in list(_FILES)])
 
 
 def _of_no_module(func) -> bool:
