@@ -442,3 +442,42 @@ def test_a_function_that_only_a_fork_can_take_says_how_to_fork(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     error = json.loads(done.stdout.splitlines()[-1])["error"]
     assert "cannot pickle '_thread.lock'" in error and "DASK_AMORSIZE__START_METHOD=fork" in error, error
+
+
+LARGE_FUNCTION = textwrap.dedent("""
+    import glob, json, os
+    import amorsize_dask as ad
+    from amorsize_dask.engines import process_worker
+
+    TABLE = os.urandom(3 << 20)   # pickled with the function: larger than LARGE_PICKLE_BYTES
+    sent = []
+    real = process_worker.FunctionFile.__init__
+
+    def noted(self, path):
+        sent.append(path)
+        real(self, path)
+
+    process_worker.FunctionFile.__init__ = noted
+
+    def work(x):
+        return TABLE[x] + x
+
+    if __name__ == "__main__":
+        got = ad.map(work, range(400), engine="processes", n_workers=2, chunksize=10)
+        print(json.dumps({"same": got == [work(x) for x in range(400)], "files": len(sent),
+                          "left": [p for p in sent if os.path.exists(p)]}))
+""")
+
+
+def test_a_large_function_goes_to_a_pool_that_did_not_fork_once_not_with_every_chunk(tmp_path):
+    """A forkserver pool (a notebook's: its kernel has threads) got a 48 MB function with
+    each of 20 chunks: 3-20x its serial time. It goes through one file, read once per
+    worker, removed when the run ends."""
+    script = tmp_path / "large.py"
+    script.write_text(LARGE_FUNCTION)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training"),
+           "DASK_AMORSIZE__START_METHOD": "forkserver"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"same": True, "files": 1, "left": []}
