@@ -299,7 +299,11 @@ def predict(
     explore: bool | random.Random = True,
     estimate: Callable[[tuple], float] | None = None,
 ) -> Prediction | None:
-    """The fastest measured configuration for ``n_items``, or None without observations.
+    """The fastest measured configuration for ``n_items``, or None without observations;
+    serial, never measured, when the measured runs' own compute time (their items'
+    seconds) beats the fastest of them by more than :data:`REGRESSION_FACTOR` (a notebook
+    function carrying a 48 MB table ran 2x50 processes at 6 s, 20x its serial time, run
+    after run, while its items took 0.3 s: no run had been serial).
 
     ``settings`` (default: read now) gives ``k`` and the exploration bounds. ``explore``:
     False never explores; True explores with :mod:`random`; a :class:`random.Random`
@@ -320,6 +324,10 @@ def predict(
     # One close measured run is already better evidence than a sample (0.67); more, more so.
     confidence = n_close / (n_close + 0.5) * math.exp(-d_min) * similarity
     best = Prediction(*best_cfg, predicted[best_cfg], round(confidence, 3), len(nearest))
+    if "serial" in engines and not any(cfg[0] == "serial" for cfg in predicted):
+        serial = n_items * sum(o.item_seconds * w for _, w, o in nearest) / sum(w for _, w, _ in nearest)
+        if serial * REGRESSION_FACTOR < best.seconds:  # the runs' own work, done here, beats them
+            return Prediction("serial", 1, n_items, serial, best.confidence, len(nearest))
     if explore is False or exploration.spent(observations) > settings.explore_budget:
         return best
     tried = exploration.promising(best_cfg, predicted, n_items, cores=cores, settings=settings, engines=engines,
