@@ -173,8 +173,8 @@ def make_progress(progress, total: int | None, start: float | None = None) -> Pr
     ``start``: when the call began (``time.perf_counter``), so that items done before the
     display (the sample's) count at their own pace, not all in its first instant.
 
-    ``False``/``None``: none. ``True``: on ``sys.stderr``, only if it is a terminal
-    (so logs and pipes stay clean). A file-like object (with ``.write``): always on
+    ``False``/``None``: none. ``True``: on ``sys.stderr``, only if it is a terminal or a
+    Jupyter notebook's output (so logs and pipes stay clean). A file-like object (with ``.write``): always on
     that stream, since the caller asked for it.
 
     >>> make_progress(False, 10) is None
@@ -191,11 +191,17 @@ def make_progress(progress, total: int | None, start: float | None = None) -> Pr
         return None
     if progress is True:
         stream = sys.stderr
-        return Progress(total, stream, start=start) if _is_terminal(stream) else None
+        return Progress(total, stream, start=start) if _is_terminal(stream) or _is_notebook(stream) else None
     if callable(getattr(progress, "write", None)):
         return Progress(total, progress, start=start)
     raise TypeError("progress must be True, False, None or a file-like object with .write, "
                     f"got {progress!r}")
+
+
+def _is_notebook(stream) -> bool:
+    """Is ``stream`` a Jupyter kernel's output (ipykernel's ``OutStream``), which draws a
+    ``\r`` line in place as a terminal does? ``progress=True`` showed nothing there."""
+    return type(stream).__module__.startswith("ipykernel.")
 
 
 def _is_terminal(stream) -> bool:

@@ -119,6 +119,25 @@ def test_true_draws_on_stderr_when_it_is_a_terminal(monkeypatch):
     assert "5/5" in fake.getvalue()
 
 
+class OutStream(io.StringIO):
+    """What ipykernel puts in sys.stderr in a notebook (no terminal: isatty() is False)."""
+
+
+OutStream.__module__ = "ipykernel.iostream"
+
+
+def test_true_draws_in_a_notebook(monkeypatch):
+    """A notebook's stderr is ipykernel's OutStream, not a terminal: ``progress=True``
+    showed nothing there, where a ``\r`` line redraws in place as on a terminal."""
+    fake = OutStream()
+    monkeypatch.setattr(sys, "stderr", fake)
+    bar = make_progress(True, 5)
+    assert bar is not None and bar.stream is fake
+    bar.advance(5)
+    bar.close()
+    assert "5/5" in fake.getvalue()
+
+
 def test_true_with_no_stderr_at_all(monkeypatch):
     monkeypatch.setattr(sys, "stderr", None)           # pythonw, some daemons
     assert make_progress(True, 5) is None
