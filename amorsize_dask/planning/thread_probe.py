@@ -19,6 +19,7 @@ import time
 from concurrent.futures import wait
 from dataclasses import dataclass
 
+from ..engines import exit_hooks
 from ..engines.threads import ThreadPool
 from ..errors import reraise_with_item
 
@@ -89,7 +90,13 @@ def probe_threads(func, items, first: int, n: int, serial_item_seconds: float, *
     if not _probe_lock.acquire(blocking=False):
         return ThreadProbe(None, [])
     try:
-        return _probe_on(_started_probe_pool(), func, items, first, n, serial_item_seconds, computing)
+        try:
+            pool = _started_probe_pool()
+        except RuntimeError as exc:  # the main thread returned while a non-daemon thread sampled
+            if not exit_hooks.refused_at_exit(exc):
+                raise
+            return ThreadProbe(None, [])
+        return _probe_on(pool, func, items, first, n, serial_item_seconds, computing)
     finally:
         _probe_lock.release()
 
