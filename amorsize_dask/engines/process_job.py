@@ -1,12 +1,13 @@
-"""One run on the process pool: its chunks' outcomes, whose a worker's death was, and notes.
+"""One run on the process pool: its chunks' outcomes, which item killed a worker, and notes.
 
 When a worker dies, the pool fails every chunk it had handed out, the culprit's
 neighbours too: those a worker may have held run again one at a time, so that a death is
 their own (:meth:`ProcessJob.after_break`); one that dies alone :data:`MAX_CHUNK_RETRIES`
 times is halved down to the item, which fails the run with
-:class:`~amorsize_dask.errors.WorkerLostError`. With ``local_fallback`` (``engine="auto"``) items or results that cannot be pickled are
-computed in this process instead, with one warning. Of several items that fail, the
-lowest one's exception is raised, once every chunk before it is in (:class:`.base.FirstFailure`).
+:class:`~amorsize_dask.errors.WorkerLostError`. With ``local_fallback``
+(``engine="auto"``) items or results that cannot be pickled are computed in this process
+instead, with one warning. Of several items that fail, the lowest one's exception is
+raised, once every chunk before it is in (:class:`.base.FirstFailure`).
 
 >>> job = ProcessJob(abs, [-1, -2], 0, local_fallback=False, progress=None)
 >>> job.run_here(0, 2)
@@ -43,20 +44,19 @@ def may_have_held(n_workers: int) -> int:
     return 2 * n_workers + 1
 
 
-def worker_lost(func, lo: int, hi: int, times: int | None = None) -> Exception:
-    """The error for items ``lo..hi`` (``hi`` exclusive) whose worker process died
-    (``times`` times, when counted); when this interpreter's exit stopped the workers, the
-    error that says so instead (:mod:`.exit_hooks`).
+def worker_lost(func, lo: int, hi: int) -> Exception:
+    """The error for items ``lo..hi`` (``hi`` exclusive) whose worker process died; when
+    this interpreter's exit stopped the workers, the error that says so instead
+    (:mod:`.exit_hooks`).
 
-    >>> str(worker_lost(abs, 3, 5, 3)).startswith("a worker process died 3 times while running items 3..4 of")
+    >>> str(worker_lost(abs, 3, 4)).startswith("a worker process died while running item 3 of")
     True
     """
     label = transport.items_label(lo, hi)
     if exit_hooks.interpreter_exiting():
         return exit_hooks.exiting_error(label, function_name(func))
-    count = f" {times} times" if times is not None else ""
     return WorkerLostError(
-        f"a worker process died{count} while running {label} of {function_name(func)}; the function "
+        f"a worker process died while running {label} of {function_name(func)}; the function "
         "may crash the interpreter (segfault, os._exit, memory); try engine='serial' to see the error"
     )
 
