@@ -5,8 +5,9 @@ a stream a daemon thread still consumes): the workers are stopped, not waited fo
 concurrent.futures joins its executors (waiting for their running tasks) in a
 ``threading`` exit hook that runs before ``atexit``; the stop is hooked there too
 (registered later, it runs first), unless a non-daemon thread is in a map
-(:func:`waited_for`), which the interpreter waits for. A run still going in a daemon thread then finds its pool
-gone: :func:`interpreter_exiting` tells it that this is the exit, not a worker that died.
+(:func:`waited_for`), which the interpreter waits for. A run still going in a daemon
+thread then finds its pool gone: :func:`interpreter_exiting` tells it that this is the
+exit, not a worker that died.
 
 >>> interpreter_exiting()
 False

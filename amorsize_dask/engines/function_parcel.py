@@ -179,21 +179,22 @@ def _written(payload: bytes) -> str:
     fd, path = tempfile.mkstemp(prefix="amorsize-function-", dir=folder)
     with os.fdopen(fd, "wb") as fh:
         fh.write(payload)
-    _FILES.add(path)
+    _FILES[path] = os.getpid()
     return path
 
 
 def _remove(path: str) -> None:
-    _FILES.discard(path)
+    _FILES.pop(path, None)
     try:
         os.unlink(path)
     except OSError:
         pass
 
 
-# The files of open parcels: removed at exit too (a parcel a Ctrl-C left open).
-_FILES: set[str] = set()
-atexit.register(lambda: [_remove(path) for path in list(_FILES)])
+# The files of open parcels, by the process that wrote them: removed at its exit too (a
+# parcel a Ctrl-C left open), not at a forked child's, whose parent may still need them.
+_FILES: dict[str, int] = {}
+atexit.register(lambda: [_remove(path) for path, pid in list(_FILES.items()) if pid == os.getpid()])
 
 
 def _of_no_module(func) -> bool:

@@ -13,7 +13,7 @@ functions it calls too), and those of the user's modules it reaches, by name
 functions. Installed libraries are not followed (their state is theirs). Names that
 code of this process added to ``builtins`` (IPython's ``display``) travel too. Modules,
 functions, classes and dunder names are code, not state: they stay as the worker has
-them (a module edited on disk is another matter: :func:`.worker_start.module_stamp`); so
+them (a module edited on disk is another matter: :func:`.worker_start.module_stamps`); so
 does a value that cannot be pickled, and a bare ``object()`` (a sentinel, whose identity
 is its use).
 
