@@ -20,7 +20,7 @@ import json, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 import amorsize_dask as ad
 
-OUT, ENGINE, HOW, WHEN = sys.argv[1:5]
+OUT, ENGINE, HOW, WHEN, CALL = sys.argv[1:6]
 
 def cpu(x):
     s = 0
@@ -32,8 +32,12 @@ def job():
     if WHEN == "after":
         time.sleep(0.3)  # the main thread has returned by now
     try:
-        got = ad.map(cpu, range(6000), engine=ENGINE)
-        out = {"ok": got == [cpu(x) for x in range(6000)]}
+        if CALL == "imap":
+            got = list(ad.imap(cpu, range(20000), engine=ENGINE))
+            out = {"ok": got == [cpu(x) for x in range(20000)]}
+        else:
+            got = ad.map(cpu, range(6000), engine=ENGINE)
+            out = {"ok": got == [cpu(x) for x in range(6000)]}
     except Exception as exc:
         out = {"error": f"{type(exc).__name__}: {exc}"}
     with open(OUT, "w") as fh:
@@ -58,5 +62,13 @@ print(json.dumps({"main": "returns"}))
 def test_a_map_in_a_non_daemon_thread_finishes_after_the_main_thread_returns(tmp_path, engine, how, when):
     out_file = tmp_path / "out.json"
     env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
-    run_script(tmp_path, HEAD, MAIN, args=[out_file, engine, how, when], env=env, timeout=90)
+    run_script(tmp_path, HEAD, MAIN, args=[out_file, engine, how, when, "map"], env=env, timeout=90)
+    assert json.loads(out_file.read_text()) == {"ok": True}
+
+
+@pytest.mark.parametrize("engine,when", [("processes", "during"), ("auto", "after")])
+def test_a_stream_in_a_non_daemon_thread_finishes_after_the_main_thread_returns(tmp_path, engine, when):
+    out_file = tmp_path / "out.json"
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    run_script(tmp_path, HEAD, MAIN, args=[out_file, engine, "thread", when, "imap"], env=env, timeout=90)
     assert json.loads(out_file.read_text()) == {"ok": True}

@@ -16,11 +16,12 @@ False
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import multiprocessing.util
 import threading
 
-__all__ = ["stop_at_exit", "waited_for", "interpreter_exiting", "refused_at_exit", "exiting_error"]
+__all__ = ["stop_at_exit", "mapping_here", "waited_for", "interpreter_exiting", "refused_at_exit", "exiting_error"]
 
 _EXITING = threading.Event()
 
@@ -66,21 +67,28 @@ _MAPPING: dict[threading.Thread, int] = {}
 _MAPPING_LOCK = threading.Lock()
 
 
+@contextlib.contextmanager
+def mapping_here():
+    """While in it, this thread maps: if it is a non-daemon thread, the exit that waits for
+    it leaves the pools up (:func:`_stop_unless_threads_remain`)."""
+    me = threading.current_thread()
+    with _MAPPING_LOCK:
+        _MAPPING[me] = _MAPPING.get(me, 0) + 1
+    try:
+        yield
+    finally:
+        with _MAPPING_LOCK:
+            _MAPPING[me] -= 1
+            if not _MAPPING[me]:
+                del _MAPPING[me]
+
+
 def waited_for(func):
-    """Decorator: while ``func`` (a map) runs in a non-daemon thread, the exit that waits
-    for that thread leaves the pools up (:func:`_stop_unless_threads_remain`)."""
+    """Decorator: ``func`` (a map) runs :func:`mapping_here`."""
     @functools.wraps(func)
     def mapping(*args, **kwargs):
-        me = threading.current_thread()
-        with _MAPPING_LOCK:
-            _MAPPING[me] = _MAPPING.get(me, 0) + 1
-        try:
+        with mapping_here():
             return func(*args, **kwargs)
-        finally:
-            with _MAPPING_LOCK:
-                _MAPPING[me] -= 1
-                if not _MAPPING[me]:
-                    del _MAPPING[me]
     return mapping
 
 

@@ -21,6 +21,7 @@ import time
 from typing import Callable, Iterable, Iterator
 
 from .. import validation
+from ..engines import exit_hooks
 from ..engines.base import raise_failure_in_generator
 from ..inputs import StarCall
 from ..mapping import engine_at_exit
@@ -85,8 +86,9 @@ def _stream(call, source, planner: "StreamPlanner", *, learn, progress, ordered)
             if head.input_error is not None:
                 raise head.input_error  # as builtins.map: after the results of the items before it
             pending = _Pending(planner, submitter_for(planner), ordered)
-        for value in _run(source, pending, planner, active, bar):
-            yield value
+        with exit_hooks.mapping_here():  # a non-daemon thread's stream outlives the main thread's return
+            for value in _run(source, pending, planner, active, bar):
+                yield value
         completed = True
     finally:
         if pending is not None:

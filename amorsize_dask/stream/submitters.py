@@ -17,7 +17,7 @@ import uuid
 from concurrent.futures.process import BrokenProcessPool
 
 from ..engines import get_engine, shared_engine
-from ..engines import transport
+from ..engines import exit_hooks, transport
 from ..engines.function_parcel import FunctionParcel
 from ..engines.chunks import run_chunk, run_packed_chunk
 from ..engines.dask import items_in_the_graph, restricted_workers, shipped_function, wait_for
@@ -58,6 +58,19 @@ class _FuturesSubmitter:
     def first_done(self, handles) -> int:
         return _first_done(handles)
 
+    def here_if_refused(self, submit, chunk, first):
+        """``submit()``'s future; once the main thread returned while this (non-daemon)
+        thread streams, pools take no new work: the chunk's outcome, run here, as a done one."""
+        try:
+            return submit()
+        except RuntimeError as exc:
+            if not exit_hooks.refused_at_exit(exc):
+                raise
+        done = concurrent.futures.Future()
+        done.set_result(run_chunk(self.call, chunk, first, portable_only=False))
+        done.ran_here = True
+        return done
+
     def cancel(self, handles) -> None:
         for fut in handles:
             fut.cancel()
@@ -76,7 +89,7 @@ class ThreadSubmitter(_FuturesSubmitter):
         self.pool = get_engine("threads").pool(n_workers)
 
     def submit(self, chunk, first):
-        return self.pool.submit(run_chunk, self.call, chunk, first)
+        return self.here_if_refused(lambda: self.pool.submit(run_chunk, self.call, chunk, first), chunk, first)
 
     def result(self, handle, chunk, first):
         return handle.result()
@@ -99,12 +112,15 @@ class ProcessSubmitter(_FuturesSubmitter):
         self.parcel = FunctionParcel.open(self.engine, call, n_workers)
 
     def submit(self, chunk, first):
-        return self.engine.submit_parcel(self.parcel, chunk, first, self.n_workers)
+        return self.here_if_refused(lambda: self.engine.submit_parcel(self.parcel, chunk, first, self.n_workers),
+                                    chunk, first)
 
     def close(self) -> None:
         self.parcel.__exit__()
 
     def result(self, handle, chunk, first):
+        if getattr(handle, "ran_here", False):
+            return handle.result()
         try:
             return self.engine.finish(handle)
         except BrokenProcessPool:  # a worker died: this chunk runs again alone, its death its own
