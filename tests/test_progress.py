@@ -109,16 +109,6 @@ def test_true_is_silent_when_stderr_is_not_a_terminal(monkeypatch):
     assert fake.getvalue() == ""
 
 
-def test_true_draws_on_stderr_when_it_is_a_terminal(monkeypatch):
-    fake = TTYStringIO()
-    monkeypatch.setattr(sys, "stderr", fake)
-    bar = make_progress(True, 5)
-    assert bar is not None and bar.stream is fake
-    bar.advance(5)
-    bar.close()
-    assert "5/5" in fake.getvalue()
-
-
 class OutStream(io.StringIO):
     """What ipykernel puts in sys.stderr in a notebook (no terminal: isatty() is False)."""
 
@@ -126,10 +116,11 @@ class OutStream(io.StringIO):
 OutStream.__module__ = "ipykernel.iostream"
 
 
-def test_true_draws_in_a_notebook(monkeypatch):
+@pytest.mark.parametrize("stream", [TTYStringIO, OutStream], ids=["terminal", "notebook"])
+def test_true_draws_on_stderr_when_it_is_a_terminal_or_a_notebook(monkeypatch, stream):
     """A notebook's stderr is ipykernel's OutStream, not a terminal: ``progress=True``
     showed nothing there, where a ``\r`` line redraws in place as on a terminal."""
-    fake = OutStream()
+    fake = stream()
     monkeypatch.setattr(sys, "stderr", fake)
     bar = make_progress(True, 5)
     assert bar is not None and bar.stream is fake
