@@ -66,7 +66,7 @@ class FunctionParcel:
         self._bytes = func_bytes
         self._entered = False
         self._file = None  # a large pickle's file, while the parcel is open
-        self._key = None  # (the pickle, its hash)
+        self._key: bytes | None = None  # the pickle's hash (a parcel pickles its function once)
 
     def __enter__(self) -> "FunctionParcel":
         process_worker.INHERITED[self.token] = self.func
@@ -163,9 +163,9 @@ class FunctionParcel:
             self.engine.modules_sent.add(getattr(self.func, "__module__", None) or "")
             return self.token, None
         payload = self.pickled()
-        if self._key is None or self._key[0] is not payload:
-            self._key = (payload, hashlib.blake2b(payload, digest_size=16).digest())
-        key = self._key[1]
+        if self._key is None:
+            self._key = hashlib.blake2b(payload, digest_size=16).digest()
+        key = self._key
         if len(payload) <= LARGE_PICKLE_BYTES or not self._entered:
             return key, payload
         if self._file is None:  # written once, read once by each worker: not sent with each chunk
