@@ -174,8 +174,8 @@ def make_progress(progress, total: int | None, start: float | None = None) -> Pr
     display (the sample's) count at their own pace, not all in its first instant.
 
     ``False``/``None``: none. ``True``: on ``sys.stderr``, only if it is a terminal or a
-    Jupyter notebook's output (so logs and pipes stay clean). A file-like object (with ``.write``): always on
-    that stream, since the caller asked for it.
+    Jupyter notebook's output (so logs and pipes stay clean). A file-like object (with
+    ``.write``): always on that stream, since the caller asked for it.
 
     >>> make_progress(False, 10) is None
     True
