@@ -33,16 +33,26 @@ def test_readme_has_the_two_commands_first():
     assert "amorsize-dask demo" in lines[1] and "pytest" in lines[3]
 
 
+def _run_leaving_nothing(args, tmp_path, timeout=120):
+    """Run ``args``; nothing of its own is left in the temporary directory (a user copying
+    a README block or running an example finds no leftovers there; Dask's LocalCluster
+    keeps its ``dask-scratch-space``)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    _run(args, tmp_path, timeout=timeout, TMPDIR=str(scratch))
+    assert [p.name for p in scratch.iterdir() if p.name != "dask-scratch-space"] == []
+
+
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_readme_python_blocks_run(index, tmp_path):
     script = tmp_path / "block.py"
     script.write_text(PYTHON_BLOCKS[index])
-    _run([sys.executable, str(script)], tmp_path)
+    _run_leaving_nothing([sys.executable, str(script)], tmp_path)
 
 
 @pytest.mark.parametrize("index", range(len(CLI_BLOCKS)))
 def test_readme_cli_blocks_run(index, tmp_path):
-    _run(["bash", "-euo", "pipefail", "-c", CLI_BLOCKS[index]], tmp_path)
+    _run_leaving_nothing(["bash", "-euo", "pipefail", "-c", CLI_BLOCKS[index]], tmp_path)
 
 
 def test_readme_text_blocks_are_run_by_an_example():
@@ -58,12 +68,8 @@ def test_readme_text_blocks_are_run_by_an_example():
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
 def test_examples_run(example, tmp_path):
-    """Each example runs and leaves nothing of its own in the temporary directory
-    (Dask's LocalCluster keeps its ``dask-scratch-space`` there)."""
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    _run([sys.executable, str(example)], tmp_path, timeout=90, TMPDIR=str(scratch))
-    assert [p.name for p in scratch.iterdir() if p.name != "dask-scratch-space"] == []
+    """Each example runs and leaves nothing of its own in the temporary directory."""
+    _run_leaving_nothing([sys.executable, str(example)], tmp_path, timeout=90)
 
 
 def test_library_never_prints_and_logs_under_one_name():

@@ -13,7 +13,7 @@ MODULE_HEAD = '''
 import functools, json, os, sys, tempfile
 import amorsize_dask as ad
 
-folder = tempfile.mkdtemp(prefix="jobmod-")
+folder = tempfile.mkdtemp(prefix="jobmod-", dir=os.getcwd())  # in the test's tmp_path
 with open(os.path.join(folder, "jobmod.py"), "w") as fh:
     fh.write("""
 FACTOR = 2
@@ -87,7 +87,7 @@ EDITED_HEAD = '''
 import json, os, sys, tempfile, threading, time
 import amorsize_dask as ad
 
-folder = tempfile.mkdtemp(prefix="editmod-")
+folder = tempfile.mkdtemp(prefix="editmod-", dir=os.getcwd())  # in the test's tmp_path
 path = os.path.join(folder, "editmod.py")
 with open(path, "w") as fh:
     fh.write("def _step(x):\\n    return x + 1\\n\\ndef work(x):\\n    return _step(x)\\n")

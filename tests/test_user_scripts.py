@@ -216,10 +216,10 @@ CASES = {
 """
 
 UNTRAVELLED_MAIN = """
-import tempfile
+import os, tempfile
 func, items, expected = CASES[CASE]
 out = {}
-train = tempfile.mkdtemp()
+train = tempfile.mkdtemp(dir=os.getcwd())  # in the test's tmp_path
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     try:
