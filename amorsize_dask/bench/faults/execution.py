@@ -217,11 +217,15 @@ def _concurrent(n_threads: int, mixed: bool, training_dir, timeout: float) -> di
 
 
 def _concurrent_child(n_threads, mixed, training_dir, timeout):
-    """(subprocess) Concurrent maps; kills its own workers before reporting (it may hang)."""
+    """(subprocess) Concurrent maps; a hung engine's workers are killed before it reports,
+    else it exits as a script does (killing them all left their 18 semaphores in /dev/shm,
+    every test run: the resource tracker died with them)."""
     out = _concurrent(int(n_threads), mixed == "True", training_dir, float(timeout))
-    print(json.dumps(out), flush=True)
-    kill_pids(descendants(os.getpid()))
-    os._exit(0)
+    if out["hung"]:
+        print(json.dumps(out), flush=True)
+        kill_pids(descendants(os.getpid()))
+        os._exit(0)
+    return out
 
 
 def fault_concurrent_maps(work_dir, n_threads: int = 16, mixed: bool = False,
