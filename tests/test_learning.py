@@ -111,6 +111,24 @@ def test_serial_is_chosen_when_the_runs_own_work_beats_every_measured_configurat
     assert model.predict(slow, 1000, cores=2, explore=False, engines=("processes",)).engine == "processes"
 
 
+def test_a_process_plan_costs_its_pools_start_when_none_is_running():
+    """A script's 3,000-item runs measured processes at ~53 us per item; its 5-item run,
+    serial, at 1.5 ms (its per-item cost is mostly the run's own overhead). With no pool
+    running, 5 items on processes cost a start (15 ms) too: serial. With one running, the
+    measured per-item figures decide as before."""
+    engines = ("serial", "threads", "processes")
+    obs = [model.Observation("w", 3000, 8e-5, "processes", 2, 300, 0.16, 1.0),
+           model.Observation("w", 3000, 8e-5, "processes", 2, 300, 0.16, 2.0),
+           model.Observation("w", 5, 8e-5, "serial", 1, 5, 1.5e-3, 3.0)]
+    cold = model.predict(obs, 5, cores=2, explore=False, engines=engines, cold_start=lambda: 0.015)
+    assert cold.engine == "serial"
+    warm = model.predict(obs, 5, cores=2, explore=False, engines=engines, cold_start=lambda: 0.0)
+    assert warm.engine == "processes"
+    # A large call pays the start gladly: 0.16 s + 15 ms against 0.24 s serially.
+    assert model.predict(obs, 3000, cores=2, explore=False, engines=engines,
+                         cold_start=lambda: 0.015).engine == "processes"
+
+
 def test_model_confidence_falls_with_distance():
     obs = [_obs(1000, "processes", 2, 50, 0.5), _obs(1000, "processes", 2, 50, 0.5)]
     near = model.predict(obs, 1000, cores=2, explore=False).confidence

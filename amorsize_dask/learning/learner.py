@@ -196,7 +196,7 @@ class Learner:
 
     def predict(self, fingerprint: str, workload: str, n_items: int, *, cores: int, fields: dict | None = None,
                 explore: bool = True, engines: tuple[str, ...] = ("threads", "processes"),
-                estimate=None) -> model.Prediction | None:
+                estimate=None, cold_start=None) -> model.Prediction | None:
         """The model's best configuration for this workload here, or None without evidence.
 
         With no runs on this fingerprint, runs of the same workload on the most similar
@@ -208,7 +208,7 @@ class Learner:
         settings = Settings.from_config()
         self.refresh(settings)
         kwargs = dict(cores=cores, settings=settings, explore=explore, engines=engines,
-                      estimate=estimate)
+                      estimate=estimate, cold_start=cold_start)
         with self._lock:  # another thread may be adding runs to these groups
             own = self._group((fingerprint, workload))
             if own is not None and own.drifted:

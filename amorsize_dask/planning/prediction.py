@@ -22,11 +22,12 @@ __all__ = ["predict_here", "estimator"]
 
 def predict_here(learner, fingerprint, workload: str, n_items: int, *, cores: int, explore: bool = True,
                  engines: tuple[str, ...] = ("serial", "threads", "processes"),
-                 cold_pool: Callable[[], Overheads | None] | None = None):
+                 cold_pool: Callable[[], Overheads | None] | None = None,
+                 cold_start: Callable[[], float] | None = None):
     """The learner's prediction (or None) for ``n_items`` of ``workload`` on ``fingerprint``;
-    ``cold_pool``: see :func:`estimator`."""
+    ``cold_pool``: see :func:`estimator`; ``cold_start``: see :func:`..learning.model.predict`."""
     return learner.predict(fingerprint.id, workload, n_items, cores=cores, fields=fingerprint.as_dict(),
-                           explore=explore, engines=engines,
+                           explore=explore, engines=engines, cold_start=cold_start,
                            estimate=estimator(learner, fingerprint.id, workload, n_items, cores, cold_pool=cold_pool))
 
 

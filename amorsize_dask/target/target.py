@@ -207,7 +207,8 @@ class Target:
     def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
         """The model's prediction for this workload here, from this process's learner."""
         return predict_here(self.learner, self.fingerprint, self.workload, n_items, cores=self.cores,
-                            explore=explore, engines=engines or self.auto_engines(), cold_pool=self._cold_pool)
+                            explore=explore, engines=engines or self.auto_engines(), cold_pool=self._cold_pool,
+                            cold_start=None if self.client is not None else self._cold_start_seconds)
 
     def _cold_pool(self) -> Overheads | None:
         """The overheads of a process plan that starts (forks) its pool now, or None when it
@@ -217,6 +218,16 @@ class Target:
         if forked is not None:
             return forked[0]
         return None if self.pool_warm(self.cores) else found
+
+    def _cold_start_seconds(self) -> float:
+        """What a process plan pays now to start its pool here: 0 with one running; the
+        measured start (a fork's, with its copy) or, not measured yet, the estimate."""
+        cold = self._cold_pool()
+        if cold is not None:
+            return cold.start_seconds
+        if self.pool_warm(self.cores):
+            return 0.0
+        return overheads.estimate(shared_engine().next_start_method()).start_seconds
 
     def start_run(self, func, planned) -> str:
         """A new run id for the tasks of this run (a cluster's plugin is told about it here).
