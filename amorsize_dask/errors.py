@@ -12,6 +12,7 @@ amorsize_dask: raised by builtins.abs on item 7
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -37,9 +38,11 @@ class WorkerStartError(RuntimeError):
     """Worker processes could not start (no resources, a broken interpreter environment)."""
 
     def __init__(self, cause: BaseException | None = None):
+        full = isinstance(cause, OSError) and cause.errno == errno.ENOSPC
         super().__init__(
             "amorsize_dask: worker processes failed to start"
             + (f" ({type(cause).__name__}: {cause})" if cause else "")
+            + ("; multiprocessing keeps its semaphores in /dev/shm: free space there" if full else "")
             + "; check the process and memory limits of this machine, or use engine='threads'"
         )
 

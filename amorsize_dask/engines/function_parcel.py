@@ -27,7 +27,9 @@ import os
 import tempfile
 import sys
 import weakref
+from multiprocessing import resource_tracker
 
+from ..errors import warn_once
 from . import process_worker, transport
 from .fork_copy import copied_bytes
 from .worker_start import AUTO
@@ -169,18 +171,52 @@ class FunctionParcel:
         if len(payload) <= LARGE_PICKLE_BYTES or not self._entered:
             return key, payload
         if self._file is None:  # written once, read once by each worker: not sent with each chunk
-            self._file = process_worker.FunctionFile(_written(payload))
+            path = _written(payload)
+            if path is None:
+                return key, payload
+            self._file = process_worker.FunctionFile(path)
         return key, self._file
 
 
-def _written(payload: bytes) -> str:
-    """A new file holding ``payload`` (in memory where the system has ``/dev/shm``)."""
-    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    fd, path = tempfile.mkstemp(prefix="amorsize-function-", dir=folder)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(payload)
-    _FILES[path] = os.getpid()
-    return path
+def _written(payload: bytes) -> str | None:
+    """A new file holding ``payload``: in ``/dev/shm`` (memory) where it can be, else in
+    the temp dir; None when neither takes it (a full /dev/shm and /tmp, a file size
+    limit): the pickle then goes with each chunk, with one warning. A file cut short is
+    removed at once (a 2 MB /dev/shm kept every call's, filled)."""
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    failures = []
+    for folder in dict.fromkeys([shm, None]):
+        try:
+            fd, path = tempfile.mkstemp(prefix="amorsize-function-", dir=folder)
+        except OSError as exc:
+            failures.append(exc)
+            continue
+        _FILES[path] = os.getpid()
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+        except OSError as exc:
+            failures.append(exc)
+            _remove(path)
+            continue
+        if folder == shm:
+            _track(path)
+        return path
+    warn_once(f"amorsize_dask: a function's {len(payload) / 2**20:.1f} MiB pickle goes to the workers with each "
+              f"chunk: no file could hold it ({failures[-1]}); free space in /dev/shm or the temp dir")
+    return None
+
+
+def _track(path: str) -> None:
+    """Have multiprocessing's resource tracker remove the file in /dev/shm should this
+    process end without its exit handlers (SIGTERM: ``docker stop``, systemd, ``timeout``;
+    SIGKILL), as it does for ``multiprocessing.shared_memory``; it prints that it did."""
+    resource_tracker.register(_shm_name(path), "shared_memory")
+    _TRACKED.add(path)
+
+
+def _shm_name(path: str) -> str:
+    return "/" + os.path.basename(path)
 
 
 def _remove(path: str) -> None:
@@ -189,11 +225,15 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+    if path in _TRACKED:
+        _TRACKED.discard(path)
+        resource_tracker.unregister(_shm_name(path), "shared_memory")
 
 
 # The files of open parcels, by the process that wrote them: removed at its exit too (a
 # parcel a Ctrl-C left open), not at a forked child's, whose parent may still need them.
 _FILES: dict[str, int] = {}
+_TRACKED: set[str] = set()  # those the resource tracker knows of (in /dev/shm)
 atexit.register(lambda: [_remove(path) for path, pid in list(_FILES.items()) if pid == os.getpid()])
 
 

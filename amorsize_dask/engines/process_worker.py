@@ -29,21 +29,21 @@ _MAX_FUNCTIONS = 8
 INHERITED: dict[bytes, object] = {}
 
 
-_START_BARRIER = None
+_START_GATE = None
 
 
-def initialize_worker(start_barrier=None, environ: dict | None = None, heap_pad: int = 0) -> None:
+def initialize_worker(start_gate=None, environ: dict | None = None, heap_pad: int = 0) -> None:
     """Ctrl-C is the parent's to handle (it stops the workers itself), and SIGTERM, with
     which it stops them, ends a worker (a forked one inherited the script's own handler,
     which ran once per worker at every exit); a worker whose parent is gone (SIGTERM,
     SIGKILL, a crash) exits at once instead of lingering.
-    ``environ``: the caller's environment when the pool started (a forkserver's children
+    ``start_gate``: the pool's :class:`.pool_start.StartGate` semaphores. ``environ``: the caller's environment when the pool started (a forkserver's children
     would otherwise inherit the forkserver's, which may be older). ``heap_pad``: see
     :func:`keep_heap_pad`."""
-    global _START_BARRIER
+    global _START_GATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _START_BARRIER = start_barrier
+    _START_GATE = start_gate
     if environ is not None and environ != os.environ:
         os.environ.clear()
         os.environ.update(environ)
@@ -98,9 +98,13 @@ def _exit_with_parent() -> None:
 
 
 def wait_for_peers(timeout: float) -> int:
-    """Block until every worker of the pool runs one of these: forces all to start now."""
-    if _START_BARRIER is not None:
-        _START_BARRIER.wait(timeout)
+    """Block until every worker of the pool runs one of these: forces all to start now
+    (:func:`.pool_start.start_all`)."""
+    if _START_GATE is not None:
+        arrived, go = _START_GATE
+        arrived.release()
+        if not go.acquire(timeout=timeout):
+            raise TimeoutError("the pool's other workers did not start")
     return 0
 
 

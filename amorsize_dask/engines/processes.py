@@ -36,15 +36,12 @@ from . import exit_hooks, process_worker, transport
 from .base import Engine, RunResult, chunk_bounds
 from .chunks import ChunkResult
 from .function_parcel import FunctionParcel, remember_if_large, travels
+from .pool_start import StartGate, start_all
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
 from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamps, resolve_start_method,
                            slim_context)
 
 __all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
-
-# Seconds the workers of a new pool wait for each other to start (a loaded machine).
-_START_TIMEOUT_SECONDS = 60.0
-
 
 def default_start_method() -> str:
     """``amorsize.start-method``; else on Linux ``auto`` (fork when no other thread is busy,
@@ -174,11 +171,11 @@ class ProcessEngine(Engine):
         ctx = slim_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(forkserver_preload(process_worker.__name__))
-        try:  # the barrier and the executor's queues need file descriptors too
-            barrier = ctx.Barrier(n_workers)
+        try:  # the start gate and the executor's queues need file descriptors too
+            gate = StartGate(ctx)
             pool = ProcessPoolExecutor(
                 n_workers, mp_context=ctx, initializer=process_worker.initialize_worker,
-                initargs=(barrier, dict(os.environ), heap_pad),
+                initargs=(gate.for_workers(), dict(os.environ), heap_pad),
             )
         except OSError as exc:
             raise WorkerStartError(exc) from exc
@@ -187,10 +184,10 @@ class ProcessEngine(Engine):
         # now (taken before the fork: a later registration is not theirs).
         inherited = frozenset(process_worker.INHERITED) if method == "fork" else frozenset()
         try:
-            with heap_frozen(method):  # the workers fork in this map
-                list(pool.map(process_worker.wait_for_peers, [_START_TIMEOUT_SECONDS] * n_workers))
-        except (BrokenProcessPool, threading.BrokenBarrierError, OSError, RuntimeError) as exc:
-            # A worker that did start would wait at the barrier for its missing peers
+            with heap_frozen(method):  # the workers fork as they are started
+                start_all(pool, gate, n_workers)
+        except (BrokenProcessPool, OSError, RuntimeError) as exc:  # TimeoutError is an OSError
+            # A worker that did start would wait at the gate for its missing peers
             # (60 s), and the interpreter's exit would wait for it.
             for process in _processes_of(pool):
                 process.kill()
