@@ -120,13 +120,13 @@ def test_a_process_plan_costs_its_pools_start_when_none_is_running():
     obs = [model.Observation("w", 3000, 8e-5, "processes", 2, 300, 0.16, 1.0),
            model.Observation("w", 3000, 8e-5, "processes", 2, 300, 0.16, 2.0),
            model.Observation("w", 5, 8e-5, "serial", 1, 5, 1.5e-3, 3.0)]
-    cold = model.predict(obs, 5, cores=2, explore=False, engines=engines, cold_start=lambda: 0.015)
+    cold = model.predict(obs, 5, cores=2, explore=False, engines=engines, now=model.CostsNow(cold_start=lambda: 0.015))
     assert cold.engine == "serial"
-    warm = model.predict(obs, 5, cores=2, explore=False, engines=engines, cold_start=lambda: 0.0)
+    warm = model.predict(obs, 5, cores=2, explore=False, engines=engines, now=model.CostsNow(cold_start=lambda: 0.0))
     assert warm.engine == "processes"
     # A large call pays the start gladly: 0.16 s + 15 ms against 0.24 s serially.
     assert model.predict(obs, 3000, cores=2, explore=False, engines=engines,
-                         cold_start=lambda: 0.015).engine == "processes"
+                         now=model.CostsNow(cold_start=lambda: 0.015)).engine == "processes"
 
 
 def test_model_confidence_falls_with_distance():
@@ -406,21 +406,21 @@ def test_an_unmeasured_neighbour_the_cost_model_finds_much_faster_is_tried_next(
     def estimate(cfg):
         return {"serial": 1.6, "processes": 0.85}.get(cfg[0], 1.7)
 
-    p = model.predict(obs, 400, cores=2, explore=_NeverExplores(), estimate=estimate)
+    p = model.predict(obs, 400, cores=2, explore=_NeverExplores(), now=model.CostsNow(estimate=estimate))
     assert (p.engine, p.explored, p.best_config) == ("processes", True, ("serial", 1, 400))
-    assert model.predict(obs, 400, cores=2, explore=False, estimate=estimate).engine == "serial"
+    assert model.predict(obs, 400, cores=2, explore=False, now=model.CostsNow(estimate=estimate)).engine == "serial"
     # Predicted only a little faster (within the noise of a run): no deterministic try.
     p = model.predict(obs, 400, cores=2, explore=_NeverExplores(),
-                      estimate=lambda cfg: 1.6 if cfg[0] == "serial" else 1.3)
+                      now=model.CostsNow(estimate=lambda cfg: 1.6 if cfg[0] == "serial" else 1.3))
     assert p.engine == "serial" and not p.explored
     # The cost model rates the best too slow (1.6 s) where it measured fast (0.5 s): the
     # neighbour it finds faster than its own estimate is not faster than what was measured.
     fast = [model.Observation("w", 400, 4e-3, "serial", 1, 400, 0.5, 0.0, "sample", predicted_seconds=0.05)]
-    p = model.predict(fast, 400, cores=2, explore=_NeverExplores(), estimate=estimate)
+    p = model.predict(fast, 400, cores=2, explore=_NeverExplores(), now=model.CostsNow(estimate=estimate))
     assert p.engine == "serial" and not p.explored
     # Measured once, it is judged by what it measured (slower here): serial again.
     tried = model.Observation("w", 400, 4e-3, "processes", 2, 50, 2.0, 1.0, "explore", predicted_seconds=1.6)
-    p = model.predict(obs + [tried], 400, cores=2, explore=_NeverExplores(), estimate=estimate)
+    p = model.predict(obs + [tried], 400, cores=2, explore=_NeverExplores(), now=model.CostsNow(estimate=estimate))
     assert p.engine == "serial"
 
 
@@ -504,12 +504,12 @@ def test_a_short_job_tries_the_neighbour_that_would_save_more_than_a_pool_start(
     def estimate(cfg):
         return 0.053 if cfg[0] == "serial" else (0.030 if cfg[0] == "processes" else 0.052)
 
-    p = model.predict(obs, 200, cores=2, explore=_NeverAtRandom(), estimate=estimate)
+    p = model.predict(obs, 200, cores=2, explore=_NeverAtRandom(), now=model.CostsNow(estimate=estimate))
     assert (p.engine, p.explored) == ("processes", True), p
     # A saving under a pool's start is left to the random draws (two runs: no longer certain).
     tiny = [_obs(200, "serial", 1, 200, 0.025), _obs(200, "serial", 1, 200, 0.025, t=1.0)]
-    p = model.predict(tiny, 200, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: 0.025 if cfg[0] == "serial"
-                      else 0.012)
+    p = model.predict(tiny, 200, cores=2, explore=_NeverAtRandom(), now=model.CostsNow(estimate=lambda cfg: 0.025 if cfg[0] == "serial"
+                      else 0.012))
     assert (p.engine, p.explored) == ("serial", False), p
 
 
@@ -518,8 +518,8 @@ def test_a_second_call_tries_a_neighbour_the_cost_model_vouches_for():
     chance is 1/observations). bench --fresh payload: its first call ran serially (a
     noisy probe), and the third call stayed serial at 1.33x two threads."""
     obs = [_obs(400, "serial", 1, 400, 0.047)]
-    p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: 0.047 if cfg[0] != "processes"
-                      else 1.0)
+    p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), now=model.CostsNow(estimate=lambda cfg: 0.047 if cfg[0] != "processes"
+                      else 1.0))
     assert (p.engine, p.explored) == ("threads", True), p
 
 
@@ -539,7 +539,7 @@ def test_a_serial_best_does_not_explore_threads_its_probe_saw_contend():
                       picklable=True, thread_speedup=0.35, sample_seconds=0.009, pickle_seconds=3e-4)
     obs = [_obs(200, "serial", 1, 200, 0.050)]
     p = model.predict(obs, 200, cores=2, explore=_NeverAtRandom(),
-                      estimate=lambda cfg: predict_one(sampled, 200, measured, cfg, cores=2, pool_warm=False))
+                      now=model.CostsNow(estimate=lambda cfg: predict_one(sampled, 200, measured, cfg, cores=2, pool_warm=False)))
     assert (p.engine, p.explored) == ("serial", False), p
 
 
@@ -551,7 +551,7 @@ def test_no_exploration_of_another_engine_predicted_slower_than_the_best_measure
     obs = [_obs(100, "threads", 2, 13, 0.18), _obs(100, "threads", 2, 13, 0.18, t=1.0)]
     tried = set()
     for seed in range(30):
-        p = model.predict(obs, 100, cores=2, explore=random.Random(seed), estimate=lambda cfg: 0.36,
+        p = model.predict(obs, 100, cores=2, explore=random.Random(seed), now=model.CostsNow(estimate=lambda cfg: 0.36),
                           settings=Settings.from_config().replace(explore_probability=1.0))
         tried.add(p.engine)
     assert tried == {"threads"}, tried
@@ -563,7 +563,7 @@ def test_a_serial_best_still_explores_threads_when_its_sample_was_inflated():
     serial, are still tried from a serial best (bench --fresh big-inputs and payload)."""
     obs = [_obs(100, "serial", 1, 100, 0.30)]
     p = model.predict(obs, 100, cores=2, explore=_NeverAtRandom(),
-                      estimate=lambda cfg: 10.0 if cfg[0] == "processes" else 0.40)
+                      now=model.CostsNow(estimate=lambda cfg: 10.0 if cfg[0] == "processes" else 0.40))
     assert (p.engine, p.explored) == ("threads", True), p
 
 
@@ -574,14 +574,14 @@ def test_a_process_best_explores_threads_the_cost_model_rates_alike():
     it 1.3-1.6x faster than the process plan the warm call kept."""
     obs = [_obs(400, "processes", 2, 33, 0.25)]
     rated = {("processes", 2, 33): 0.25, ("threads", 2, 33): 0.255}  # every other neighbour: 0.3
-    p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: rated.get(cfg, 0.3))
+    p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), now=model.CostsNow(estimate=lambda cfg: rated.get(cfg, 0.3)))
     assert ((p.engine, p.n_workers, p.chunksize), p.explored) == (("threads", 2, 33), True), p
 
 
 def test_a_thread_best_explores_processes_the_cost_model_rates_alike():
     obs = [_obs(400, "threads", 8, 50, 0.25)]
     rated = {("threads", 8, 50): 0.25, ("processes", 2, 50): 0.255}
-    p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), estimate=lambda cfg: rated.get(cfg, 0.3))
+    p = model.predict(obs, 400, cores=2, explore=_NeverAtRandom(), now=model.CostsNow(estimate=lambda cfg: rated.get(cfg, 0.3)))
     assert ((p.engine, p.n_workers, p.chunksize), p.explored) == (("processes", 2, 50), True), p
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from amorsize_dask.settings import Settings
 from amorsize_dask.cluster.plugin import _plain
-from amorsize_dask.learning.model import Observation, predict
+from amorsize_dask.learning.model import CostsNow, Observation, predict
 from amorsize_dask.cluster.client import prediction_from_reply
 
 ENGINES = ("serial", "dask")
@@ -41,7 +41,7 @@ ALWAYS_EXPLORE = Settings.from_config().replace(explore_probability=1.0)
 def test_every_prediction_serialises_and_round_trips(obs, n_items, cores, seed, explore, with_estimate):
     estimate = (lambda cfg: 1.0 + cfg[1] * 1e-3) if with_estimate else None
     pred = predict(obs, n_items, cores=cores, settings=ALWAYS_EXPLORE, engines=ENGINES,
-                   explore=random.Random(seed) if explore else False, estimate=estimate)
+                   explore=random.Random(seed) if explore else False, now=CostsNow(estimate=estimate))
     assert pred is not None
     reply = {"fingerprint": "0" * 16, "cores": cores, "plan": _plain(dataclasses.asdict(pred))}
     wire = msgpack.unpackb(msgpack.packb(reply, use_bin_type=True), raw=False)
@@ -51,7 +51,7 @@ def test_every_prediction_serialises_and_round_trips(obs, n_items, cores, seed, 
 def test_an_explored_prediction_carries_its_best_config():
     obs = [Observation("w", 1000, 1e-3, "dask", 2, 50, 0.6, 0.0)] * 3
     pred = predict(obs, 1000, cores=2, settings=ALWAYS_EXPLORE, engines=ENGINES,
-                   explore=random.Random(1), estimate=lambda cfg: 1.0)
+                   explore=random.Random(1), now=CostsNow(estimate=lambda cfg: 1.0))
     assert pred.explored and isinstance(pred.best_config, tuple)
     plain = _plain(dataclasses.asdict(pred))  # failed: float() of a tuple
     assert prediction_from_reply(plain) == pred

@@ -11,7 +11,7 @@ in a shared-memory arena, a 4 KiB file that a file size limit (``ulimit -f 2``) 
 into a SIGBUS. The caller's wait has a deadline: a pool whose management thread could not
 start (a low process limit) left ``pool.map`` waiting for ever.
 
->>> import multiprocessing
+>>> import multiprocessing, os
 >>> from concurrent.futures import ProcessPoolExecutor
 >>> from amorsize_dask.engines import process_worker
 >>> ctx = multiprocessing.get_context("fork")
@@ -25,7 +25,6 @@ True
 
 from __future__ import annotations
 
-import os  # noqa: F401 - the example's
 import time
 
 from . import process_worker

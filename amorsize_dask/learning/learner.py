@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -196,7 +197,7 @@ class Learner:
 
     def predict(self, fingerprint: str, workload: str, n_items: int, *, cores: int, fields: dict | None = None,
                 explore: bool = True, engines: tuple[str, ...] = ("threads", "processes"),
-                estimate=None, cold_start=None) -> model.Prediction | None:
+                now: model.CostsNow | None = None) -> model.Prediction | None:
         """The model's best configuration for this workload here, or None without evidence.
 
         With no runs on this fingerprint, runs of the same workload on the most similar
@@ -208,7 +209,7 @@ class Learner:
         settings = Settings.from_config()
         self.refresh(settings)
         kwargs = dict(cores=cores, settings=settings, explore=explore, engines=engines,
-                      estimate=estimate, cold_start=cold_start)
+                      now=now)
         with self._lock:  # another thread may be adding runs to these groups
             own = self._group((fingerprint, workload))
             if own is not None and own.drifted:
@@ -230,7 +231,8 @@ class Learner:
         sim, obs = max(borrowed, key=lambda pair: pair[0])
         if sim <= 0:
             return None
-        return model.predict(obs, n_items, similarity=sim, **kwargs)
+        pred = model.predict(obs, n_items, **kwargs)  # borrowed: as sure as the shapes are alike
+        return None if pred is None else dataclasses.replace(pred, confidence=round(pred.confidence * sim, 3))
 
     def record(self, settings: Settings | None = None, **fields) -> bool:
         """Append one measured run (see :func:`amorsize_dask.learning.records.make_record`).

@@ -8,11 +8,11 @@ the workload's current figures (:func:`reference`: what its newest runs measured
 Observations of another cost regime (cheap items, when the items are dear now) are left
 out. It groups the rest by configuration (engine, workers, chunksize scaled to the
 query) and predicts each configuration's run time from the measured seconds per item,
-weighted by nearness and recency. The fastest one wins — but not a configuration whose
-newest run measured clearly slower than another's newest (:data:`REGRESSION_FACTOR`).
-Confidence grows with the number of close observations and shrinks with distance (and
-with fingerprint dissimilarity when the observations were borrowed from a near machine
-shape). :func:`drifted` tells when a model-planned run measured a cost its neighbours
+weighted by nearness and recency. The fastest one now wins (a process plan with no pool
+running here pays its start) — but not a configuration whose newest run measured clearly
+slower than another's newest (:data:`REGRESSION_FACTOR`). Confidence grows with the number
+of close observations and shrinks with distance (the learner scales it by fingerprint
+similarity when the observations were borrowed from a near machine shape). :func:`drifted` tells when a model-planned run measured a cost its neighbours
 did not predict: the learner then lets the planner sample again.
 
 It explores (:mod:`.exploration`): an unmeasured neighbour of the best configuration
@@ -41,7 +41,7 @@ from ..settings import Settings, current
 from . import exploration
 
 __all__ = ["CLOSE_LOG_DISTANCE", "NOISE_FACTOR", "SAME_ENGINE_NOISE_FACTOR", "FAR_LOG_DISTANCE",
-           "REFERENCE_RUNS", "RECENCY_HALF_LIFE", "REGRESSION_FACTOR", "Observation",
+           "REFERENCE_RUNS", "RECENCY_HALF_LIFE", "REGRESSION_FACTOR", "Observation", "CostsNow",
            "fields_of_record", "Prediction", "scale_chunksize", "Reference", "reference",
            "feature_distances", "DRIFT_MIN_SECONDS", "drifted", "drift_from",
            "predict"]
@@ -288,17 +288,32 @@ def _nearest(observations: list[Observation], n_items: int, k: int) -> list[tupl
             for age, d in zip(nearest.tolist(), distance[nearest].tolist())]
 
 
+@dataclass(frozen=True)
+class CostsNow:
+    """What configurations would cost here and now, beside what their runs measured.
+
+    ``estimate(config) -> seconds``: the cost model's (the workload's features and the
+    machine's overheads), which vets explorations: a neighbour predicted slower than
+    ``settings.explore_max_slowdown`` × the best is not tried. ``cold_start() -> seconds``:
+    what a process plan pays now to start its pool (none running here), added to the
+    processes' measured steady state when choosing: a 5-item call of a script, planned from
+    its 3,000-item runs' processes (~0.2 ms), started a pool on each run (18-21 ms, against
+    0.4 ms for ``builtins.map``).
+    """
+
+    estimate: Callable[[tuple], float] | None = None
+    cold_start: Callable[[], float] | None = None
+
+
 def predict(
     observations: list[Observation],
     n_items: int,
     *,
     cores: int,
     settings: Settings | None = None,
-    similarity: float = 1.0,
     engines: tuple[str, ...] = ("threads", "processes"),
     explore: bool | random.Random = True,
-    estimate: Callable[[tuple], float] | None = None,
-    cold_start: Callable[[], float] | None = None,
+    now: CostsNow | None = None,
 ) -> Prediction | None:
     """The fastest measured configuration for ``n_items``, or None without observations;
     serial, never measured, when the measured runs' own compute time (their items'
@@ -308,13 +323,7 @@ def predict(
 
     ``settings`` (default: read now) gives ``k`` and the exploration bounds. ``explore``:
     False never explores; True explores with :mod:`random`; a :class:`random.Random`
-    explores with it. ``estimate(config) -> seconds`` (the cost model, when the
-    workload's features and the machine's overheads are known) vets explorations: a
-    neighbour predicted slower than ``settings.explore_max_slowdown`` × the best is not
-    tried. ``cold_start() -> seconds``: what a process plan would pay now to start its pool
-    (none running here), added to the processes' measured steady state when choosing: a
-    5-item call of a script planned from its 3,000-item runs' processes (~0.2 ms) started a
-    pool for each run (18-21 ms, against 0.4 ms for ``builtins.map``).
+    explores with it. ``now``: what configurations cost here and now (:class:`CostsNow`).
     """
     if not observations or n_items <= 0:
         return None
@@ -322,11 +331,12 @@ def predict(
     nearest = _nearest(observations, n_items, settings.k)
     if not nearest:
         return None
-    predicted, best_cfg, best_now = _measured_configs(nearest, n_items, cores, cold_start)
+    now = now or CostsNow()
+    predicted, best_cfg, best_now = _measured_configs(nearest, n_items, cores, now.cold_start)
     n_close = sum(1 for d, _, _ in nearest if d <= CLOSE_LOG_DISTANCE)
     d_min = min(d for d, _, _ in nearest)
     # One close measured run is already better evidence than a sample (0.67); more, more so.
-    confidence = n_close / (n_close + 0.5) * math.exp(-d_min) * similarity
+    confidence = n_close / (n_close + 0.5) * math.exp(-d_min)
     best = Prediction(*best_cfg, predicted[best_cfg], round(confidence, 3), len(nearest))
     if "serial" in engines and not any(cfg[0] == "serial" for cfg in predicted):
         serial = n_items * sum(o.item_seconds * w for _, w, o in nearest) / sum(w for _, w, _ in nearest)
@@ -335,7 +345,7 @@ def predict(
     if explore is False or exploration.spent(observations) > settings.explore_budget:
         return best
     tried = exploration.promising(best_cfg, predicted, n_items, cores=cores, settings=settings, engines=engines,
-                                  estimate=estimate)
+                                  estimate=now.estimate)
     rng = random if explore is True else explore
     # Explore often while evidence is thin (1/observations, as amorsize.yaml says: a second
     # call tries a neighbour the cost model vouches for), never less than the floor.
@@ -343,7 +353,7 @@ def predict(
     # when its second call, at 1/(observations+1), drew no exploration.
     if tried is None and rng.random() < max(settings.explore_probability, 1.0 / len(observations)):
         tried = exploration.pick(best_cfg, predicted, n_items, rng=rng, cores=cores, settings=settings,
-                                 engines=engines, estimate=estimate)
+                                 engines=engines, estimate=now.estimate)
     if tried is None:
         return best
     engine, workers, chunksize = tried

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..learning.model import CostsNow
 from . import cost_model, overheads
 from .overheads import Overheads
 
@@ -21,14 +22,18 @@ __all__ = ["predict_here", "estimator"]
 
 
 def predict_here(learner, fingerprint, workload: str, n_items: int, *, cores: int, explore: bool = True,
-                 engines: tuple[str, ...] = ("serial", "threads", "processes"),
-                 cold_pool: Callable[[], Overheads | None] | None = None,
-                 cold_start: Callable[[], float] | None = None):
-    """The learner's prediction (or None) for ``n_items`` of ``workload`` on ``fingerprint``;
-    ``cold_pool``: see :func:`estimator`; ``cold_start``: see :func:`..learning.model.predict`."""
+                 engines: tuple[str, ...] = ("serial", "threads", "processes"), pool=None):
+    """The learner's prediction (or None) for ``n_items`` of ``workload`` on ``fingerprint``.
+
+    ``pool``: the process pool a plan here would find (a local
+    :class:`~amorsize_dask.target.target.Target`; None on a cluster): its
+    ``cold_overheads()`` (see :func:`estimator`) and ``cold_start_seconds()`` (see
+    :class:`~amorsize_dask.learning.model.CostsNow`)."""
+    cold_pool = None if pool is None else pool.cold_overheads
+    now = CostsNow(estimate=estimator(learner, fingerprint.id, workload, n_items, cores, cold_pool=cold_pool),
+                   cold_start=None if pool is None else pool.cold_start_seconds)
     return learner.predict(fingerprint.id, workload, n_items, cores=cores, fields=fingerprint.as_dict(),
-                           explore=explore, engines=engines, cold_start=cold_start,
-                           estimate=estimator(learner, fingerprint.id, workload, n_items, cores, cold_pool=cold_pool))
+                           explore=explore, engines=engines, now=now)
 
 
 def estimator(learner, fingerprint_id: str, workload: str, n_items: int, cores: int, *,

@@ -207,22 +207,22 @@ class Target:
     def prediction(self, n_items: int, explore: bool = True, engines: tuple[str, ...] | None = None):
         """The model's prediction for this workload here, from this process's learner."""
         return predict_here(self.learner, self.fingerprint, self.workload, n_items, cores=self.cores,
-                            explore=explore, engines=engines or self.auto_engines(), cold_pool=self._cold_pool,
-                            cold_start=None if self.client is not None else self._cold_start_seconds)
+                            explore=explore, engines=engines or self.auto_engines(),
+                            pool=None if self.client is not None else self)
 
-    def _cold_pool(self) -> Overheads | None:
+    def cold_overheads(self) -> Overheads | None:
         """The overheads of a process plan that starts (forks) its pool now, or None when it
-        would run on the pool running (or the cluster): see :func:`..planning.predict_here`."""
+        would run on the pool running (or the cluster): see :func:`..planning.prediction.estimator`."""
         found = None if self.client is not None else self.overheads(measure_now=False)
         forked = None if found is None else forked_start(self._func, found, self.cores, find_out=False)
         if forked is not None:
             return forked[0]
         return None if self.pool_warm(self.cores) else found
 
-    def _cold_start_seconds(self) -> float:
+    def cold_start_seconds(self) -> float:
         """What a process plan pays now to start its pool here: 0 with one running; the
         measured start (a fork's, with its copy) or, not measured yet, the estimate."""
-        cold = self._cold_pool()
+        cold = self.cold_overheads()
         if cold is not None:
             return cold.start_seconds
         if self.pool_warm(self.cores):
