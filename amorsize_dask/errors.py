@@ -21,8 +21,8 @@ from typing import NoReturn
 
 from .target.workload import function_name
 
-__all__ = ["ItemError", "WorkerLostError", "WorkerStartError", "NoWorkersYet", "reraise_with_item", "warn_once",
-           "warn_running_serially"]
+__all__ = ["ItemError", "WorkerLostError", "PackageChanged", "WorkerStartError", "NoWorkersYet", "reraise_with_item",
+           "warn_once", "warn_running_serially"]
 
 
 class ItemError(RuntimeError):
@@ -34,8 +34,20 @@ class WorkerLostError(RuntimeError):
     are never run in the caller, whose process they would end too."""
 
 
+class PackageChanged(RuntimeError):
+    """amorsize_dask's files changed on disk since this process imported it: new worker
+    processes would run other code than this process does."""
+
+    def __init__(self, modules: list[str]):
+        shown = ", ".join(modules[:3]) + (f" and {len(modules) - 3} more" if len(modules) > 3 else "")
+        super().__init__(f"amorsize_dask changed on disk since this process imported it ({shown}: an upgrade?); "
+                         "restart this process, or set DASK_AMORSIZE__START_METHOD=fork (workers then run "
+                         "this process's code)")
+
+
 class WorkerStartError(RuntimeError):
-    """Worker processes could not start (no resources, a broken interpreter environment)."""
+    """Worker processes could not start (no resources, a broken interpreter environment,
+    the package upgraded under this process)."""
 
     def __init__(self, cause: BaseException | None = None):
         full = isinstance(cause, OSError) and cause.errno == errno.ENOSPC
@@ -43,7 +55,8 @@ class WorkerStartError(RuntimeError):
             "amorsize_dask: worker processes failed to start"
             + (f" ({type(cause).__name__}: {cause})" if cause else "")
             + ("; multiprocessing keeps its semaphores in /dev/shm: free space there" if full else "")
-            + "; check the process and memory limits of this machine, or use engine='threads'"
+            + ("" if isinstance(cause, PackageChanged) else
+               "; check the process and memory limits of this machine, or use engine='threads'")
         )
 
 

@@ -1,7 +1,9 @@
-"""Where files cannot be written as the library would like: a file size limit
-(``ulimit -f``), and a script stopped by SIGTERM while a large function's file is open.
+"""Files under a process that the library cannot take for granted: a file size limit
+(``ulimit -f``), a script stopped by SIGTERM while a large function's file is open, and
+the package's own files replaced under a running process (an upgrade).
 
-``multiprocessing.Pool().map`` runs in both; so must ``ad.map``, leaving nothing behind.
+``multiprocessing.Pool().map`` runs in each; so must ``ad.map``, leaving nothing behind, or
+say what changed and what to do.
 Scripts run as ``__main__`` in a subprocess (:func:`.test_user_scripts.run_script`).
 """
 
@@ -102,3 +104,56 @@ def test_sigterm_during_a_map_leaves_no_function_file(tmp_path):
     while _function_files() - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _function_files() - before == set()
+
+
+UPGRADED_HEAD = """
+import json, os, sys, warnings
+import amorsize_dask as ad
+from amorsize_dask.errors import WorkerStartError
+
+def scaled(x):
+    return x * 2
+"""
+
+UPGRADED_MAIN = """
+items = list(range(200))
+out = {"before": ad.map(scaled, items, engine="processes", n_workers=2, chunksize=20, learn=False) ==
+                 [x * 2 for x in items]}
+chunks = os.path.join(os.path.dirname(ad.__file__), "engines", "chunks.py")
+with open(chunks, "a") as fh:  # an upgrade installs new files under the running service
+    fh.write("\\n# upgraded\\n")
+os.environ["SERVICE_LOOP"] = "2"  # a pool for the new environment: its workers import the package afresh
+try:
+    ad.map(scaled, items, engine="processes", n_workers=2, chunksize=20, learn=False)
+    out["processes"] = "ran"
+except WorkerStartError as exc:
+    out["processes"] = str(exc)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out["auto"] = ad.map(scaled, items, learn=False) == [x * 2 for x in items]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver", "fork"])
+def test_a_package_upgraded_under_a_running_process_is_named_not_run(tmp_path, start_method):
+    """A service mapping in a loop while the package is upgraded in place: workers started
+    by spawn imported the new files, the caller ran the old code, and every chunk failed
+    (``AttributeError: 'ChunkResult' object has no attribute 'results'``, a field renamed).
+    A new pool that would import the package afresh is refused, naming the change and the
+    remedy (``engine="auto"`` then runs here); forked workers copy the caller: they run."""
+    import shutil
+
+    import amorsize_dask
+
+    site = tmp_path / "site"
+    shutil.copytree(os.path.dirname(amorsize_dask.__file__), site / "amorsize_dask",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(site), "DASK_AMORSIZE__START_METHOD": start_method}
+    out, _ = run_script(tmp_path, UPGRADED_HEAD, UPGRADED_MAIN, env=env)
+    assert out["before"] and out["auto"], out
+    if start_method == "fork":
+        assert out["processes"] == "ran"
+    else:
+        assert "changed on disk since this process imported it" in out["processes"], out
+        assert "amorsize_dask.engines.chunks" in out["processes"] and "restart this process" in out["processes"]

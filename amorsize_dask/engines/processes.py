@@ -31,15 +31,15 @@ from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from .. import config
-from ..errors import WorkerStartError
+from ..errors import PackageChanged, WorkerStartError
 from . import exit_hooks, process_worker, transport
 from .base import Engine, RunResult, chunk_bounds
 from .chunks import ChunkResult
 from .function_parcel import FunctionParcel, remember_if_large, travels
 from .pool_start import StartGate, start_all
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
-from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamps, resolve_start_method,
-                           slim_context)
+from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamps, package_changed,
+                           resolve_start_method, slim_context)
 
 __all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
 
@@ -168,6 +168,8 @@ class ProcessEngine(Engine):
         t0 = time.perf_counter()
         heap_pad = config.worker_heap_pad()  # a bad setting fails before anything starts
         method = self.next_start_method()
+        if changed := package_changed(method):
+            raise WorkerStartError(PackageChanged(changed))
         ctx = slim_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(forkserver_preload(process_worker.__name__))

@@ -187,6 +187,35 @@ def caller_state(start_method: str) -> tuple:
     return (start_method, os.getcwd(), tuple(sys.path), hash(frozenset(os.environ.items())))
 
 
+def package_changed(start_method: str) -> list[str]:
+    """This package's modules whose files changed on disk since this process first started
+    a pool (an upgrade under a running service), when workers of ``start_method`` would
+    import them afresh (not ``fork``, which copies the caller's). Such workers run other
+    code than the caller: a spawn pool's chunks all failed (``AttributeError`` of a
+    renamed field) where ``Pool().map`` ran (its worker code is the standard library)."""
+    now = {name: _file_stamp(module) for name, module in list(sys.modules.items())
+           if name == _PACKAGE or name.startswith(_PACKAGE + ".")}
+    for name, stamp in now.items():
+        _PACKAGE_STAMPS.setdefault(name, stamp)
+    if start_method == "fork":
+        return []
+    return sorted(name for name, stamp in now.items() if stamp != _PACKAGE_STAMPS[name])
+
+
+def _file_stamp(module) -> tuple | None:
+    path = getattr(module, "__file__", None)
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_mtime_ns, st.st_size)
+
+
+# This package's modules as the first pool start found their files.
+_PACKAGE = __name__.split(".")[0]
+_PACKAGE_STAMPS: dict[str, tuple | None] = {}
+
+
 def module_stamps(func) -> list[tuple[str, tuple]]:
     """``(module name, (mtime_ns, size))`` of the files of the modules whose code a run
     of ``func`` uses in the workers (:func:`.module_state.names_read_by`: its own, unless
