@@ -100,9 +100,11 @@ def default_training_dir() -> pathlib.Path:
 
 
 def user_cache_dir() -> pathlib.Path:
-    """``$XDG_CACHE_HOME/amorsize_dask`` (``~/.cache`` by default, ``%LOCALAPPDATA%`` on Windows)."""
+    """``$XDG_CACHE_HOME/amorsize_dask`` (``~/.cache`` by default, and when it is relative,
+    as the XDG spec says; ``%LOCALAPPDATA%`` on Windows)."""
     if os.name == "nt":
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
     else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache")
     return pathlib.Path(base) / "amorsize_dask"

@@ -144,6 +144,16 @@ def test_default_training_dir_follows_xdg_cache_home(monkeypatch, tmp_path):
         assert config.default_training_dir() == tmp_path / "amorsize_dask" / "training"
 
 
+def test_a_relative_xdg_cache_home_is_ignored_as_the_spec_says(monkeypatch, tmp_path):
+    """``XDG_CACHE_HOME=cache`` put each script's training directory under its working
+    directory (one per folder a script ran from); the XDG spec says a relative path is
+    invalid and to be ignored."""
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative_cache")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with dask.config.set({"amorsize.training-dir": None}):
+        assert config.default_training_dir() == tmp_path / ".cache" / "amorsize_dask" / "training"
+
+
 def test_missing_key_gives_the_default():
     assert config.get("no-such-key", default="fallback") == "fallback"
 
