@@ -45,7 +45,7 @@ def is_one_shot(iterable) -> bool:
     >>> is_one_shot(iter([1])), is_one_shot([1])
     (True, False)
     """
-    return iter(iterable) is iterable
+    return hasattr(type(iterable), "__next__")  # not iter(x) is x: iter may hand items over only once
 
 
 def length_hint(iterables) -> int:

@@ -58,14 +58,16 @@ def check_positive_int(name: str, value, remedy: str):
 
 
 def check_iterable(iterable):
-    """``iterable`` must be iterable (a string is iterable, as for ``builtins.map``)."""
-    try:
-        iter(iterable)
-    except TypeError:
+    """``iterable`` must be iterable (a string is iterable, as for ``builtins.map``), as
+    ``iter`` would tell, without calling it: an iterable may hand its items over once (a
+    queue drained, a cursor's query), and ``builtins.map`` calls ``iter`` once."""
+    cls = type(iterable)
+    iterable_type = cls.__iter__ is not None if hasattr(cls, "__iter__") else hasattr(cls, "__getitem__")
+    if not iterable_type:
         raise TypeError(
             f"items must be iterable, got {type(iterable).__name__} {_short_repr(iterable)}; "
             "pass a list, tuple, range, numpy array or generator"
-        ) from None
+        )
     return iterable
 
 

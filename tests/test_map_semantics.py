@@ -65,6 +65,32 @@ def test_inputs_iterate_as_iter_does(name, engine, tmp_path):
     assert _same(got, expected), (got, expected)
 
 
+class Drain:
+    """An iterable that hands its items over once per ``__iter__`` (a queue drained, a
+    cursor's query, a paginated API client): ``builtins.map`` calls ``iter`` once."""
+
+    def __init__(self, items):
+        self.items, self.calls = list(items), 0
+
+    def __iter__(self):
+        self.calls += 1
+        items, self.items = self.items, []
+        return iter(items)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_iterable_is_iterated_once_as_builtins_map_does(engine, tmp_path):
+    """Validation called ``iter`` and threw the iterator away: ``ad.map`` and ``ad.imap``
+    returned [] for a draining iterable, on every engine."""
+    for mapper in (ad.map, lambda *a, **k: list(ad.imap(*a, **k))):
+        drain = Drain(range(5))
+        assert mapper(square, drain, engine=engine, training_dir=tmp_path) == [0, 1, 4, 9, 16]
+        assert drain.calls == 1
+        drains = Drain(range(5)), Drain(range(3))
+        assert mapper(operator.add, *drains, engine=engine, training_dir=tmp_path) == [0, 2, 4]
+        assert [d.calls for d in drains] == [1, 1]
+
+
 @pytest.mark.parametrize("engine", ["processes", "threads"])
 def test_series_with_fixed_chunks(engine):
     s = pd.Series(range(40), index=range(100, 60, -1))
