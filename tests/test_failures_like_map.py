@@ -44,6 +44,64 @@ def test_the_lowest_failing_item_is_raised_not_the_first_chunk_back(engine):
     assert info.value.args == (150,)
 
 
+class Departure(BaseException):
+    """A BaseException of the user's (asyncio.CancelledError, SystemExit and
+    KeyboardInterrupt are BaseExceptions too)."""
+
+
+def fails_early_then_departs(x):
+    """Item 2 fails after a while; item 8 raises a BaseException at once."""
+    if x == 2:
+        import time
+
+        time.sleep(0.3)
+        raise EarlyError(x)
+    if x == 8:
+        raise Departure(x)
+    return x
+
+
+def exits_with_4(x):
+    if x == 5:
+        raise SystemExit(4)
+    return x
+
+
+class BadStr(Exception):
+    def __str__(self):
+        raise AttributeError("no message")
+
+
+def raises_bad_str(x):
+    if x == 3:
+        raise BadStr(x)
+    return x
+
+
+@pytest.mark.parametrize("engine", ["serial", "threads", "processes"])
+def test_a_base_exception_of_a_later_item_does_not_win_over_an_earlier_failure(engine):
+    """builtins.map raises item 2's error; threads and processes raised item 8's
+    BaseException, which escaped the chunk as soon as its chunk ended."""
+    with pytest.raises(EarlyError) as info:
+        ad.map(fails_early_then_departs, range(12), engine=engine, n_workers=2, chunksize=1, learn=False)
+    assert info.value.args == (2,)
+
+
+@pytest.mark.parametrize("engine", ["serial", "threads", "processes"])
+def test_system_exit_keeps_its_code(engine):
+    """A script exited 0 where ``builtins.map`` exited 4: the SystemExit from a process
+    pool came back without its code."""
+    with pytest.raises(SystemExit) as info:
+        ad.map(exits_with_4, range(10), engine=engine, n_workers=2, chunksize=2, learn=False)
+    assert info.value.code == 4
+
+
+@pytest.mark.parametrize("engine", ["serial", "threads", "processes"])
+def test_an_exception_whose_str_fails_is_raised_as_itself(engine):
+    with pytest.raises(BadStr):
+        ad.map(raises_bad_str, range(10), engine=engine, n_workers=2, chunksize=2, learn=False)
+
+
 def test_the_lowest_failing_item_is_raised_on_a_cluster(client):
     with pytest.raises(EarlyError) as info:
         ad.map(fails_twice, range(300), client=client, engine="dask", n_workers=2, chunksize=10)

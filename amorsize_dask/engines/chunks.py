@@ -67,7 +67,9 @@ def run_chunk(func, chunk, first_index: int, portable_only: bool = True) -> Chun
         # item costs ~5% more on ~1 us items); extend appends as map yields, so an exception
         # leaves exactly the results before the failing item.
         results.extend(map(func, chunk))
-    except Exception as exc:
+    except KeyboardInterrupt:  # Ctrl-C in the caller's thread: at once, not after earlier chunks
+        raise
+    except BaseException as exc:  # SystemExit, CancelledError...: an earlier item's failure still wins
         failure = make_failure(exc, first_index + len(results), portable_only=portable_only)
         return ChunkResult(first_index, results, time.perf_counter() - t0, failure=failure)
     if len(results) < len(chunk):
@@ -109,7 +111,15 @@ def make_failure(exc: BaseException, index: int, *, portable_only: bool = False)
     kept: BaseException | None = exc
     if portable_only:
         kept = _portable_exception(exc, lambda e: pickle.loads(pickle.dumps(e)))
-    return Failure(index, kept, type(exc).__qualname__, str(exc), text)
+    return Failure(index, kept, type(exc).__qualname__, _message(exc), text)
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or what ``traceback`` says of an exception whose ``__str__`` fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
 
 
 class ByState:
