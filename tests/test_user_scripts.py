@@ -138,6 +138,54 @@ def test_script_classes_and_exceptions_come_back_as_the_callers_own(tmp_path, en
     assert "7-b" in out["two_args"][1]
 
 
+FACTORY_HEAD = """
+import json, sys
+import amorsize_dask as ad
+
+def make_classes():  # classes made by a function: they cannot travel by name
+    class LocalError(Exception):
+        pass
+
+    class Record:
+        def __init__(self, v):
+            self.v = v
+    return LocalError, Record
+
+LocalError, Record = make_classes()
+
+def record(x):
+    return Record(x)
+
+def fails_on_3(x):
+    if x == 3:
+        raise LocalError("three")
+    return x
+"""
+
+FACTORY_MAIN = """
+out = {}
+kw = dict(engine=sys.argv[1], n_workers=2, chunksize=2, learn=False)
+out["records"] = all(type(r) is Record for r in ad.map(record, range(6), **kw))
+try:
+    ad.map(fails_on_3, range(6), **kw)
+except LocalError:
+    out["caught"] = True
+except Exception as exc:
+    out["caught"] = f"{type(exc).__qualname__}, the caller's class: {type(exc) is LocalError}"
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("engine", ["threads", "processes"])
+def test_classes_made_by_a_function_come_back_as_the_callers_own(tmp_path, engine):
+    """The script's first map forks its pool, whose workers inherit the function: a class
+    made inside a function (``make_classes.<locals>.Record``) cannot travel by name, and
+    came back as a new class of the same name (``isinstance`` False, ``except LocalError``
+    missed), where ``builtins.map`` returns the caller's own."""
+    out, _ = run_script(tmp_path, FACTORY_HEAD, FACTORY_MAIN, args=[engine])
+    assert out == {"records": True, "caught": True}
+
+
 # --- 2. scripts without a main guard ---------------------------------------------------
 UNGUARDED = """
 import json, os, sys

@@ -31,6 +31,7 @@ from multiprocessing import resource_tracker
 
 from ..errors import warn_once
 from . import process_worker, transport
+from .pickling import track_unnamed_classes
 from .fork_copy import copied_bytes
 from .worker_start import AUTO
 
@@ -124,6 +125,8 @@ class FunctionParcel:
         if self.engine.will_inherit(n_workers):
             if _of_no_module(self.func):
                 self._track_classes()
+            else:
+                track_unnamed_classes(self.func)
             return
         try:
             if not self.large:

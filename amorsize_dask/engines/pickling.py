@@ -23,7 +23,7 @@ import types
 
 import cloudpickle
 
-__all__ = ["dumps", "found_by_name"]
+__all__ = ["dumps", "found_by_name", "track_unnamed_classes"]
 
 
 def dumps(obj, *, by_name: bool = False) -> bytes:
@@ -59,3 +59,30 @@ def found_by_name(obj) -> bool:
     for part in getattr(obj, "__qualname__", "<>").split("."):
         found = getattr(found, part, None)
     return found is obj
+
+
+def track_unnamed_classes(func) -> None:
+    """Give each class that ``func``'s code reads (its own, and that of the functions of
+    its module it calls) and that cannot travel by name (made inside a function:
+    ``make.<locals>.Record``) cloudpickle's tracking id, before a pool forks for its run.
+    A worker holding the class by fork then sends it by value under that id, and the
+    caller's unpickling finds its own class: results and exceptions of such classes came
+    back as new classes of the same name (``isinstance`` False, ``except`` missed)."""
+    track = getattr(getattr(cloudpickle, "cloudpickle", None), "_get_or_create_tracker_id", None)
+    inner = getattr(func, "func", func)  # a StarCall or functools.partial
+    glb = getattr(inner, "__globals__", None)
+    if track is None or not isinstance(glb, dict):
+        return
+    todo, seen = [inner.__code__], set()
+    while todo:
+        code = todo.pop()
+        if code in seen:
+            continue
+        seen.add(code)
+        todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        for value in (glb[name] for name in code.co_names if name in glb):
+            if isinstance(value, type) and not found_by_name(value):
+                track(value)
+            elif isinstance(value, types.FunctionType) and value.__globals__ is glb:
+                todo.append(value.__code__)
+
