@@ -7,7 +7,7 @@ iterables are zipped (stopping at the shortest) into argument tuples, applied by
 
 >>> as_sequence(range(3)), as_sequence(x for x in "ab")
 (range(0, 3), ['a', 'b'])
->>> call, items = prepare(pow, ([2, 3, 4], [2, 2]))
+>>> call, items, _ = prepare(pow, ([2, 3, 4], [2, 2]))
 >>> items, [call(args) for args in items]
 ([(2, 2), (3, 2)], [4, 9])
 """
@@ -31,12 +31,15 @@ def as_sequence(iterable):
     they are; anything else (pandas objects, dicts, sets, subclasses, generators) is read
     once with ``iter`` into a list, as ``builtins.map`` would read it.
     """
+    return iterable if _used_as_is(iterable) else builtins.list(iter(iterable))
+
+
+def _used_as_is(iterable) -> bool:
+    """Is ``iterable`` a sequence whose ``[i]`` is its i-th item (:func:`as_sequence`)?"""
     if type(iterable) in _POSITIONAL:
-        return iterable
+        return True
     numpy = sys.modules.get("numpy")
-    if numpy is not None and type(iterable) is numpy.ndarray and iterable.ndim >= 1:
-        return iterable
-    return builtins.list(iter(iterable))
+    return numpy is not None and type(iterable) is numpy.ndarray and iterable.ndim >= 1
 
 
 def is_one_shot(iterable) -> bool:
@@ -59,11 +62,30 @@ def length_hint(iterables) -> int:
 
 
 def prepare(func, iterables: tuple):
-    """(the function of one item, the items): ``func`` itself over one iterable; over
-    several, a :class:`StarCall` of ``func`` over their zipped argument tuples."""
+    """(the function of one item, the items, what reading them raised or None): ``func``
+    itself over one iterable; over several, a :class:`StarCall` of ``func`` over their
+    zipped argument tuples. An iterable that raises gives the items read before it: the
+    caller maps them first, as ``builtins.map`` would have called ``func`` on each, and an
+    exception of ``func`` there is raised before the input's.
+
+    >>> def broken():
+    ...     yield 1
+    ...     raise OSError("gone")
+    >>> prepare(abs, (broken(),))[1:]
+    ([1], OSError('gone'))
+    """
     if len(iterables) == 1:
-        return func, as_sequence(iterables[0])
-    return StarCall(func), builtins.list(zip(*iterables))
+        call, source = func, iterables[0]
+        if _used_as_is(source):
+            return call, source, None
+    else:
+        call, source = StarCall(func), zip(*iterables)
+    items: list = []
+    try:
+        items.extend(iter(source))  # what was read stays when the input raises
+    except Exception as exc:
+        return call, items, exc
+    return call, items, None
 
 
 class StarCall:

@@ -92,7 +92,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
                                                  chunksize=chunksize, training_dir=training_dir)
     t0 = time.perf_counter()
     engine = engine_at_exit(engine, client)
-    call, items = inputs.prepare(func, iterables)
+    call, items, input_error = inputs.prepare(func, iterables)
     target = target_for(func, client, engine, training_dir, allow_local)  # keyed by func itself, not its wrapper
     planned = plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
     pool_starts = shared_engine().start_seconds_total  # a pool started while sampling overlapped it
@@ -130,6 +130,8 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
         target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id,
                       one_time_seconds=one_time)
     overheads.run_later()  # a calibration this call asked for, now that it is done
+    if input_error is not None:  # the items read before it mapped without an error: as builtins.map raises it
+        raise input_error
     return MapOutcome(results, planned.plan, wall, compute)
 
 
@@ -241,7 +243,7 @@ def plan(
     target = target_for(func, client, engine, training_dir, allow_local)
     if any(inputs.is_one_shot(it) for it in iterables):
         return _unread_plan(target, inputs.length_hint(iterables), engine, n_workers, chunksize)
-    call, items = inputs.prepare(func, iterables)
+    call, items, _ = inputs.prepare(func, iterables)
     return plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, explore=False).plan
 
 

@@ -55,9 +55,9 @@ def test_length_hint_is_the_shortest_or_zero_when_unknown():
 
 def test_several_iterables_stop_at_the_shortest_as_builtins_map():
     xs, ys, zs = [1, 2, 3, 4], iter([10, 20, 30]), range(100, 102)
-    call, items = prepare(add3, (xs, ys, zs))
+    call, items, _ = prepare(add3, (xs, ys, zs))
     assert [call(args) for args in items] == list(builtins.map(add3, [1, 2, 3, 4], [10, 20, 30], range(100, 102)))
-    one, seq = prepare(abs, ([-1, -2],))
+    one, seq, _ = prepare(abs, ([-1, -2],))
     assert one is abs and seq == [-1, -2]
 
 

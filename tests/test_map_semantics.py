@@ -91,6 +91,36 @@ def test_an_iterable_is_iterated_once_as_builtins_map_does(engine, tmp_path):
         assert [d.calls for d in drains] == [1, 1]
 
 
+def _breaks_at_5():
+    for i in range(10):
+        if i == 5:
+            raise ValueError("input broke at 5")
+        yield i
+
+
+def _fails_on(bad):
+    def func(x):
+        if x == bad:
+            raise KeyError(x)
+        return x
+    return func
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_input_that_raises_fails_as_builtins_map_does(engine, tmp_path):
+    """``builtins.map`` calls the function on each item as it reads it: a function failing
+    on item 2 raises before the generator breaks at 5; one failing on nothing read yet
+    lets the generator's error through. ``ad.map`` read the whole generator first and
+    raised its ValueError either way, without calling the function."""
+    kw = dict(engine=engine, training_dir=tmp_path)
+    with pytest.raises(KeyError):
+        ad.map(_fails_on(2), _breaks_at_5(), **kw)
+    with pytest.raises(ValueError, match="input broke at 5"):
+        ad.map(_fails_on(7), _breaks_at_5(), **kw)
+    with pytest.raises(KeyError):
+        ad.map(lambda x, y: _fails_on(2)(x), _breaks_at_5(), range(10), **kw)
+
+
 @pytest.mark.parametrize("engine", ["processes", "threads"])
 def test_series_with_fixed_chunks(engine):
     s = pd.Series(range(40), index=range(100, 60, -1))
