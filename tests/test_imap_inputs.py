@@ -47,6 +47,17 @@ def test_an_input_error_comes_after_the_results_of_the_items_before_it(engine, t
     assert got == [0, 2, 4, 6, 8] and str(error) == "after 5"
 
 
+@pytest.mark.parametrize("engine", ["auto", "serial", "threads", "processes"])
+def test_several_iterables_read_the_longer_ones_as_far_as_builtins_map(engine, tmp_path):
+    """``map(add, gen, range(5))`` reads ``gen``'s sixth item and stops; the stream read a
+    seventh (its zip was asked again after it ended), which a caller reading on lost."""
+    for short in (range(5), range(0)):
+        expected_gen, gen = iter(range(100)), iter(range(100))
+        expected = list(map(int.__add__, expected_gen, short))
+        assert list(ad.imap(int.__add__, gen, short, engine=engine, training_dir=tmp_path)) == expected
+        assert next(gen) == next(expected_gen)
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("engine", ["serial", "processes"])
 def test_an_input_error_after_the_sample_loses_no_result(engine, ordered, tmp_path):

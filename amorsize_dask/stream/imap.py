@@ -17,6 +17,7 @@ when the input ends (its length is known then).
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -60,7 +61,9 @@ def imap(
     validation.check_bool("learn", learn)
     validation.check_bool("ordered", ordered)
     engine = engine_at_exit(engine, client)
-    source = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
+    # A zip asked again after it ended reads the longer iterables once more (builtins.map
+    # does not): chain() ends for good.
+    source = iter(iterables[0]) if len(iterables) == 1 else itertools.chain(zip(*iterables))
     call = func if len(iterables) == 1 else StarCall(func)
     planner = StreamPlanner(func, call, client=client, engine=engine, n_workers=n_workers,
                             chunksize=chunksize, training_dir=training_dir)
