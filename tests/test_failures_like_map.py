@@ -8,7 +8,9 @@
   shorter result (inside ``builtins.map`` it ends the iteration: items would be lost).
 """
 
+import functools
 import os
+import time
 
 import pytest
 
@@ -25,16 +27,17 @@ class LateError(Exception):
     pass
 
 
-def fails_twice(x):
-    """Item 150 fails at once; item 160 after the whole chunk of 150 would have."""
-    if x == 150:
-        import time
-
+def fails_early_then_late(x, early, late, late_error=LateError):
+    """Item ``early`` fails after a while; item ``late`` at once (its chunk comes back first)."""
+    if x == early:
         time.sleep(0.2)
         raise EarlyError(x)
-    if x == 160:
-        raise LateError(x)
+    if x == late:
+        raise late_error(x)
     return x
+
+
+fails_twice = functools.partial(fails_early_then_late, early=150, late=160)
 
 
 @pytest.mark.parametrize("engine", ["threads", "processes"])
@@ -49,16 +52,7 @@ class Departure(BaseException):
     KeyboardInterrupt are BaseExceptions too)."""
 
 
-def fails_early_then_departs(x):
-    """Item 2 fails after a while; item 8 raises a BaseException at once."""
-    if x == 2:
-        import time
-
-        time.sleep(0.3)
-        raise EarlyError(x)
-    if x == 8:
-        raise Departure(x)
-    return x
+fails_early_then_departs = functools.partial(fails_early_then_late, early=2, late=8, late_error=Departure)
 
 
 def exits_with_4(x):
