@@ -120,6 +120,7 @@ class LostTasksError(RuntimeError):
         more = f" and {len(bounds) - 5} more" if len(bounds) > 5 else ""
         return cls(
             f"amorsize_dask: {len(bounds)} task(s) of {function_name(func)} ({n_items} items: {first}{more}) "
-            f"were lost {rounds} time(s): their futures were cancelled (client.restart(), or the "
-            "scheduler went away). Run the map again once the cluster is back (client.wait_for_workers())"
+            f"were lost {rounds} time(s): their futures were cancelled (client.restart(), the "
+            "scheduler went away, or its workers did). Run the map again once the cluster is back "
+            "(client.wait_for_workers())"
         )

@@ -67,6 +67,8 @@ class DaskEngine(Engine):
         todo = list(bounds)
         with off_the_worker_pool():  # inside a task: free its thread while the chunks run
             for attempt in range(MAX_RESUBMITS + 1):
+                if attempt:  # the workers chosen may be gone: chunks pinned to them were lost every round
+                    placement = placement._replace(workers=restricted_workers(self.client, n_workers))
                 keys = [task_key(run_id if attempt == 0 else new_run_id(), i, func) for i in range(len(todo))]
                 todo = self._run_round(func, items, todo, keys, first_index, placement, gathered)
                 todo = [b for b in todo if gathered.needed(b[0])]
@@ -89,7 +91,7 @@ class DaskEngine(Engine):
             futures = self.client.map(
                 run_packed_chunk, [shipped] * len(bounds),
                 [transport.items_for_task(items[lo:hi], first_index + lo) for lo, hi in bounds],
-                [first_index + lo for lo, _ in bounds], key=keys, pure=False, workers=workers,
+                [first_index + lo for lo, _ in bounds], key=keys, pure=False, **placed_on(workers),
             )
         index = {fut.key: b for fut, b in zip(futures, bounds)}
         lost: list = []
@@ -219,6 +221,13 @@ def _reachable(client) -> bool:
     except Exception:
         return False
     return getattr(client, "status", "running") == "running"
+
+
+def placed_on(workers: list | None) -> dict:
+    """``Client.submit``'s keywords that run a task on ``workers`` while one of them is
+    there, and on any other worker once none is (a loose restriction): chunks pinned to a
+    worker that left waited for it, and a stream hung."""
+    return {} if workers is None else {"workers": workers, "allow_other_workers": True}
 
 
 def restricted_workers(client, n_threads: int | None, nthreads: dict | None = None) -> list[str] | None:

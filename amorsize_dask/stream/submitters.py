@@ -20,7 +20,7 @@ from ..engines import get_engine, shared_engine
 from ..engines import exit_hooks, transport
 from ..engines.function_parcel import FunctionParcel
 from ..engines.chunks import run_chunk, run_packed_chunk
-from ..engines.dask import items_in_the_graph, restricted_workers, shipped_function, wait_for
+from ..engines.dask import items_in_the_graph, placed_on, restricted_workers, shipped_function, wait_for
 from ..errors import WorkerLostError
 from ..target.context import off_the_worker_pool
 from ..target.workload import function_name
@@ -150,7 +150,7 @@ class DaskSubmitter:
         self._count += 1
         with items_in_the_graph():
             return self.client.submit(run_packed_chunk, self._shipped, transport.items_for_task(chunk, first), first,
-                                      key=f"{self._prefix}-{self._count}", pure=False, workers=self._workers)
+                                      key=f"{self._prefix}-{self._count}", pure=False, **placed_on(self._workers))
 
     def result(self, handle, chunk, first):
         from distributed.client import FutureCancelledError
