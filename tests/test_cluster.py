@@ -131,18 +131,23 @@ def test_tiny_job_runs_in_process_when_opted_in(client, tmp_path):
     assert ad.map(abs, range(-25, 25), client=client, allow_local=True) == [abs(x) for x in range(-25, 25)]
 
 
-def test_killed_worker_loses_no_items(tmp_path):
+@pytest.mark.parametrize("n_workers,mapper", [(2, "map"), (1, "map"), (1, "imap")])
+def test_killed_worker_loses_no_items(tmp_path, n_workers, mapper):
+    """A worker killed mid-run: its chunks run again. With one worker planned, the chunks
+    were pinned to the one that died: every round was lost (``LostTasksError``), and a
+    stream waited for ever."""
     marker = tmp_path / "done.txt"
     items = list(range(60))
     func = SlowLogged(marker)
     with local_cluster() as lc, Client(lc) as c:
         pids = c.run(os.getpid)
-        victim = pids[sorted(pids)[0]]
+        victim = pids[sorted(pids)[0]]  # the worker a one-worker plan is placed on (restricted_workers)
         outcome = {}
+        run_on = ad.map if mapper == "map" else (lambda *a, **k: list(ad.imap(*a, **k)))
 
         def run():
             try:
-                outcome["results"] = ad.map(func, items, client=c, engine="dask", n_workers=2, chunksize=2)
+                outcome["results"] = run_on(func, items, client=c, engine="dask", n_workers=n_workers, chunksize=2)
             except BaseException as exc:  # re-raised in the test thread below
                 outcome["error"] = exc
 
@@ -163,6 +168,21 @@ def test_killed_worker_loses_no_items(tmp_path):
         assert victim not in c.run(os.getpid).values()  # the worker really died (and was replaced)
         done = [int(x) for x in marker.read_text().split()]
         assert set(done) == set(items)  # some items ran twice: the dead worker's chunk again
+
+
+def big_result(x):
+    return np.full(6_000_000, x, dtype=np.float64)  # 48 MB
+
+
+def test_large_results_are_planned_within_the_workers_memory_limit(tmp_path):
+    """Workers limited to 300 MB, items whose results are 48 MB: the plan put 7 results in
+    one task (334 MB) and the worker's nanny killed it, where ``Client.map`` (a task per
+    item) ran. A chunk of results now fits a worker thread's share of its limit."""
+    with local_cluster(memory_limit="300MB") as lc, Client(lc) as c:
+        p = ad.plan(big_result, range(8), client=c, training_dir=tmp_path)
+        assert p.engine == "dask" and p.chunksize * 48e6 * 2 <= 300e6 * 0.5, p.explain()
+        out = ad.map(big_result, range(8), client=c, training_dir=tmp_path)
+        assert [float(a[0]) for a in out] == [float(x) for x in range(8)]
 
 
 def test_bench_oracle_runs_one_task_on_one_worker(client):

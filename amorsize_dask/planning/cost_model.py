@@ -309,7 +309,8 @@ def rank(
             out += _pool_candidates(profile, n_items, overheads, space, limits, cores=cores, pool_warm=pool_warm)
         if "dask" in space.engines:
             out += _pool_candidates(profile, n_items, overheads, space, limits, cores=cores, pool_warm=None)
-            if not (space.n_workers or space.chunksize):  # one task on one worker: the cluster's "serial"
+            fits = _fits(profile, n_items, limits, in_flight=2)
+            if fits and not (space.n_workers or space.chunksize):  # one task on one worker: the cluster's "serial"
                 out.append(Candidate("dask", 1, n_items, predict_one(profile, n_items, overheads, ("dask", 1, n_items),
                                                                      cores=cores)))
     # Threads cannot beat serial unless some of the item time overlaps: skip their grid
@@ -339,8 +340,7 @@ def _pool_candidates(profile: Profile, n_items: int, overheads: Overheads, space
                      cores: int, pool_warm: bool | None) -> list[Candidate]:
     """Process pool candidates (``pool_warm`` True or False), or a dask cluster's (None:
     one worker count, the cluster's, always running)."""
-    per_item_bytes = profile.bytes_in + profile.bytes_out
-    if pool_warm is None:
+    if pool_warm is None:  # a limit per worker thread (Target.chunk_memory): its chunk and the next
         engine, counts, in_flight = "dask", [space.n_workers or cores], lambda w: 2
     else:
         engine, in_flight = "processes", lambda w: 2 * w
@@ -350,11 +350,16 @@ def _pool_candidates(profile: Profile, n_items: int, overheads: Overheads, space
         sizes = [space.chunksize] if space.chunksize else balanced_chunks(
             n_items, w, chunk_grid(n_items, w), limits.min_tasks_per_worker)
         for c in sizes:
-            if in_flight(w) * c * per_item_bytes > limits.memory_bytes:
+            if not _fits(profile, c, limits, in_flight(w)):
                 continue
             secs = predict_one(profile, n_items, overheads, (engine, w, c), cores=cores, pool_warm=bool(pool_warm))
             out.append(Candidate(engine, w, c, secs))
     return out
+
+
+def _fits(profile: Profile, chunksize: int, limits: Limits, in_flight: int) -> bool:
+    """Do ``in_flight`` chunks of ``chunksize`` items (inputs and results) fit ``limits``?"""
+    return in_flight * chunksize * (profile.bytes_in + profile.bytes_out) <= limits.memory_bytes
 
 
 def _thread_counts(max_threads: int, n_items: int, cores: int) -> list[int]:

@@ -21,7 +21,6 @@ from typing import Callable, Sequence
 from .. import config
 from ..engines import shared_engine
 from . import cost_model
-from ..target import machine
 from . import thread_safety
 from .overheads import Overheads
 from .fork_cost import forked_start
@@ -234,7 +233,7 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
         prof, n_rest, costed, cores=target.cores, pool_warm=pool_warm,
         engines=engines, n_workers=n_workers, chunksize=chunksize,
         max_threads=config.get("planner.max-threads"),
-        memory_limit=machine.available_memory() * config.get("planner.memory-fraction"),
+        memory_limit=target.chunk_memory() * config.get("planner.memory-fraction"),
         min_tasks_per_worker=config.get("planner.min-tasks-per-worker"),
     )
     if not ranked:

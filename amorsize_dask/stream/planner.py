@@ -35,7 +35,6 @@ from ..planning.cpu_clock import ThreadClock
 from ..planning.plan import Plan
 from ..planning.planner import Planned
 from ..planning.sampling import Profile
-from ..target.machine import available_memory
 from ..settings import Settings
 from ..mapping import target_for
 from ..target.context import off_the_worker_pool
@@ -224,7 +223,7 @@ class StreamPlanner:
         ranked = cost_model.rank(
             prof, horizon, overheads, cores=self.target.cores, pool_warm=self.target.pool_warm(self.target.cores),
             space=cost_model.Space(engines, n_workers),
-            limits=cost_model.Limits.from_settings(settings, available_memory=available_memory()),
+            limits=cost_model.Limits.from_settings(settings, available_memory=self.target.chunk_memory()),
         )
         serial = horizon * prof.item_seconds + read
         best = min((c for c in ranked if c.engine != "serial"), key=lambda c: c.seconds, default=None)

@@ -19,7 +19,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from .. import config
-from ..errors import NoWorkersYet
+from ..errors import NoWorkersYet, warn_once
 from ..planning import overheads, pickled, thread_safety
 from ..planning.fork_cost import forked_start
 from ..planning.prediction import predict_here
@@ -54,6 +54,8 @@ class Target:
     allow_local: bool = False
     # The cluster's {worker address: threads} when this target was made (None: this machine).
     worker_threads: dict | None = None
+    # The smallest memory limit of the cluster's workers per thread, in bytes (None: none set).
+    memory_per_thread: float | None = None
     # The training directory the caller named (None: the default, or the plugin's).
     training_dir: str | None = None
     # Run ids whose record the cluster's scheduler plugin writes (not this client).
@@ -101,7 +103,18 @@ class Target:
             function=function_name(func),
             allow_local=bool(config.get("cluster.allow-local") if allow_local is None else allow_local),
             worker_threads=threads,
+            memory_per_thread=min((float(w["memory_limit"]) / threads[address] for address, w in workers.items()
+                                   if w.get("memory_limit")), default=None),
         )
+
+    def chunk_memory(self) -> float:
+        """The bytes the chunks in flight may take, before ``planner.memory-fraction``: this
+        machine's available memory; on a cluster, a worker thread's share of the smallest
+        worker memory limit (a plan of 7 results of 48 MB in one task overflowed workers
+        limited to 286 MiB, where ``Client.map``, a task per item, ran)."""
+        if self.client is not None and self.memory_per_thread:
+            return self.memory_per_thread
+        return float(machine.available_memory())
 
     def auto_engines(self) -> tuple[str, ...]:
         """Engines ``engine="auto"`` chooses among here: in-process serial only if allowed
@@ -267,11 +280,7 @@ class Target:
         """The workload features of a run's record, but for ``item_seconds`` (measured)."""
         plan = planned.plan
         n = plan.n_items
-        features = {
-            "n_items": n,
-            "n_sampled": plan.n_sampled,
-            "planning_seconds": plan.planning_seconds,
-        }
+        features = {"n_items": n, "n_sampled": plan.n_sampled, "planning_seconds": plan.planning_seconds}
         if planned.profile is not None:
             # All the sample measured (a list of names here once left the pickling time out),
             # but n_items (above), item_seconds (the record's: over the whole run) and the
@@ -295,6 +304,9 @@ class Target:
             self._plugin_runs.discard(run_id)
             if self._plugin_recorded(run_id):
                 return True
+            warn_once(f"amorsize_dask: the scheduler's plugin did not record a run it followed (its training "
+                      f"directory cannot be written, or the run's tasks were submitted again); recorded in "
+                      f"{self.learner.store.path} instead, which the plugin does not plan from")
         return self.learner.record(**self.record_fields(func, planned, wall_seconds=wall_seconds,
                                                          compute_seconds=compute_seconds,
                                                          one_time_seconds=one_time_seconds))
