@@ -277,6 +277,20 @@ def test_install_is_idempotent_on_a_running_scheduler(inproc, tmp_path):
     assert len(TrainingStore(tmp_path).records()) == 1
 
 
+def test_the_plugin_is_still_announced_after_client_restart(tmp_path):
+    """``client.restart()`` clears the scheduler's task metadata, where the plugin says it
+    runs: every client then planned and recorded in its own directory, for good (a
+    registration again is a no-op)."""
+    with local_cluster() as lc, Client(lc) as c:
+        c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
+        c.restart()
+        with Client(lc.scheduler_address) as later:
+            assert plugin_client.has_plugin(later)
+            assert ad.map(double, range(40), client=later, engine="dask", n_workers=2,
+                          chunksize=10) == [2 * x for x in range(40)]
+    assert len(TrainingStore(tmp_path).records()) == 1  # recorded by the plugin, in its directory
+
+
 def test_pending_runs_are_bounded(inproc, tmp_path):
     inproc.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
 

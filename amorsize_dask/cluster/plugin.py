@@ -28,7 +28,6 @@ import numbers
 import threading
 import time
 
-import click
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from ..target import fingerprint as fingerprints
@@ -124,9 +123,13 @@ class AmorsizePlugin(SchedulerPlugin):
         self.scheduler = scheduler
         self.learner = get_learner(self.training_dir)
         scheduler.handlers.update(self._handlers())
-        # Announced where any client can look without calling an unknown handler.
-        scheduler.set_metadata(keys=[METADATA_KEY], value={"name": self.name, "version": PROTOCOL_VERSION})
+        self._announce(scheduler)
         logger.info("amorsize plugin started; training directory %s", self.learner.store.path)
+
+    def _announce(self, scheduler) -> None:
+        """Say where any client can look without calling an unknown handler that this
+        scheduler runs the plugin (its task metadata: ``client.restart()`` clears it)."""
+        scheduler.set_metadata(keys=[METADATA_KEY], value={"name": self.name, "version": PROTOCOL_VERSION})
 
     def _handlers(self) -> dict:
         return {"amorsize_ping": self.amorsize_ping, "amorsize_plan": self.amorsize_plan,
@@ -145,6 +148,10 @@ class AmorsizePlugin(SchedulerPlugin):
     def restart(self, scheduler, **kwargs) -> None:
         self._runs.clear()  # every task is forgotten: no pending run can finish
         self._n_pending_tasks = 0
+        # The restart cleared the announcement with the tasks' metadata: clients then
+        # planned and recorded in their own directories, for good (a re-registration is
+        # a no-op: the plugin is idempotent).
+        self._announce(scheduler)
 
     # -- following tasks -----------------------------------------------------------------
     def transition(self, key, start, finish, *args, **kwargs) -> None:
@@ -384,16 +391,3 @@ def install(scheduler, training_dir=None) -> AmorsizePlugin:
     plugin._setup(scheduler)  # the scheduler calls start() too if it has not started yet
     scheduler.add_plugin(plugin, name=plugin.name, idempotent=True)
     return plugin
-
-
-@click.command()
-@click.option("--amorsize-dir", type=str, default=None,
-              help="Training directory shared by the cluster (default: amorsize.training-dir).")
-def dask_setup(scheduler, amorsize_dir):
-    """``dask scheduler --preload amorsize_dask.plugin --amorsize-dir PATH``."""
-    from distributed import Scheduler
-
-    if not isinstance(scheduler, Scheduler):
-        logger.warning("amorsize_dask.plugin is a scheduler preload; ignored on %s", type(scheduler).__name__)
-        return
-    install(scheduler, amorsize_dir)
