@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import dask.bag as db
 
@@ -184,7 +185,10 @@ def _run_partition(part, number, func, info):
     first = index * info["partition_size"] if info.get("partition_size") else 0
     out = run_chunk(func, items, first, portable_only=False)
     if out.failure is not None:
-        _raise_from_task(out.failure, func, remote=os.getpid() != info["creator"])
+        failure = out.failure
+        if not info.get("partition_size"):  # a Bag of unknown partition sizes: its place in its partition
+            failure = replace(failure, index=f"{failure.index} of partition {index}")
+        _raise_from_task(failure, func, remote=os.getpid() != info["creator"])
     if info["run_id"]:
         msg = {"run_id": info["run_id"], "part": index, "n_items": len(items),
                "compute_seconds": out.compute_seconds, "start": start, "stop": time.time()}

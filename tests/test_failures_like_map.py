@@ -168,6 +168,17 @@ def test_a_bag_names_the_failing_item_by_its_place_in_the_sequence():
     assert "on item 25" in "".join(info.value.__notes__)
 
 
+def test_a_bag_over_a_bag_names_the_failing_item_by_its_place_in_its_partition():
+    """A Bag's partitions have no known sizes: value 25 of four partitions of 10 is item 5
+    of partition 2; the note said "on item 5", which read as the sequence's fifth item."""
+    import dask.bag as db
+
+    bag = ad.bag.map(fails_at_25, db.from_sequence(range(40), npartitions=4))
+    with pytest.raises(ValueError) as info:
+        bag.compute(scheduler="sync")
+    assert "on item 5 of partition 2" in "".join(info.value.__notes__)
+
+
 def test_stop_iteration_in_a_serial_chunk_loses_no_later_item():
     """Chunked serial runs (a watched serial plan runs in chunks) must not shift results."""
     from amorsize_dask.engines.chunks import run_chunk

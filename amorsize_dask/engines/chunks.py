@@ -32,7 +32,7 @@ __all__ = ["Failure", "ChunkResult", "run_chunk", "run_packed_chunk", "make_fail
 class Failure:
     """An exception raised by the function on item ``index``."""
 
-    index: int
+    index: int  # a Bag of unknown partition sizes names it "3 of partition 7" (:mod:`..bag`)
     exception: Any  # the exception itself (None when it could not travel back)
     type_name: str
     message: str
