@@ -213,7 +213,9 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
             f"serial: {format_seconds(serial_rest)} of work left is too little to measure the "
             f"parallel overheads here (done once above {format_seconds(CALIBRATE_ABOVE_SECONDS)})"
         )
-        return [cost_model.Candidate("dask" if target.on_workers_only else "serial", 1, n_rest, serial_rest)], reasons
+        if not target.on_workers_only:
+            return [cost_model.Candidate("serial", 1, n_rest, serial_rest)], reasons
+        return [_one_task_within_memory(prof, n_rest, serial_rest, target, reasons)], reasons
     reasons.append(describe_overheads(overheads, target.cores))
     engines = target.auto_engines() if engine == "auto" else (engine,)
     workers = n_workers or target.cores
@@ -242,6 +244,20 @@ def _rank(func, prof: Profile, n_rest: int, target, engine, n_workers, chunksize
             "be pickled to travel to a worker process; use engine='threads' or engine='serial'"
         )
     return ranked, reasons
+
+
+def _one_task_within_memory(prof: Profile, n_rest: int, serial_rest: float, target, reasons: list):
+    """The cluster's "serial" (one task on one worker), or chunks that fit a worker thread's
+    share of its memory limit (:meth:`..target.target.Target.chunk_memory`): 7 results of
+    48 MB in one task overflowed workers limited to 300 MB, where ``Client.map`` ran."""
+    per_item = prof.bytes_in + prof.bytes_out
+    limit = target.chunk_memory() * config.get("planner.memory-fraction")
+    if 2 * n_rest * per_item <= limit:  # the task's items and results, and the next ones (cost_model)
+        return cost_model.Candidate("dask", 1, n_rest, serial_rest)
+    size = max(1, int(limit // (2 * per_item)))
+    reasons.append(f"tasks of {size} items: {n_rest} items' inputs and results ({format_bytes(n_rest * per_item)}) "
+                   f"would not fit a worker thread's share of its memory limit")
+    return cost_model.Candidate("dask", target.cores, size, serial_rest)
 
 
 def _reaches_workers(func, n_workers: int, early: "_EarlyStart") -> bool:
