@@ -120,13 +120,13 @@ def test_a_process_plan_costs_its_pools_start_when_none_is_running():
     obs = [model.Observation("w", 3000, 8e-5, "processes", 2, 300, 0.16, 1.0),
            model.Observation("w", 3000, 8e-5, "processes", 2, 300, 0.16, 2.0),
            model.Observation("w", 5, 8e-5, "serial", 1, 5, 1.5e-3, 3.0)]
-    cold = model.predict(obs, 5, cores=2, explore=False, engines=engines, now=model.CostsNow(cold_start=lambda: 0.015))
+    cold = model.predict(obs, 5, cores=2, explore=False, engines=engines, now=model.CostsNow(cold_start=lambda n: 0.015))
     assert cold.engine == "serial"
-    warm = model.predict(obs, 5, cores=2, explore=False, engines=engines, now=model.CostsNow(cold_start=lambda: 0.0))
+    warm = model.predict(obs, 5, cores=2, explore=False, engines=engines, now=model.CostsNow(cold_start=lambda n: 0.0))
     assert warm.engine == "processes"
     # A large call pays the start gladly: 0.16 s + 15 ms against 0.24 s serially.
     assert model.predict(obs, 3000, cores=2, explore=False, engines=engines,
-                         now=model.CostsNow(cold_start=lambda: 0.015)).engine == "processes"
+                         now=model.CostsNow(cold_start=lambda n: 0.015)).engine == "processes"
 
 
 def test_model_confidence_falls_with_distance():

@@ -294,15 +294,15 @@ class CostsNow:
 
     ``estimate(config) -> seconds``: the cost model's (the workload's features and the
     machine's overheads), which vets explorations: a neighbour predicted slower than
-    ``settings.explore_max_slowdown`` × the best is not tried. ``cold_start() -> seconds``:
-    what a process plan pays now to start its pool (none running here), added to the
-    processes' measured steady state when choosing: a 5-item call of a script, planned from
+    ``settings.explore_max_slowdown`` × the best is not tried. ``cold_start(n_workers)
+    -> seconds``: what a process plan pays now to start its pool (none of that size running
+    here), added to the processes' measured steady state when choosing: a 5-item call, planned from
     its 3,000-item runs' processes (~0.2 ms), started a pool on each run (18-21 ms, against
     0.4 ms for ``builtins.map``).
     """
 
     estimate: Callable[[tuple], float] | None = None
-    cold_start: Callable[[], float] | None = None
+    cold_start: Callable[[int], float] | None = None
 
 
 def predict(
@@ -363,7 +363,7 @@ def predict(
 
 def _measured_configs(nearest, n_items: int, cores: int, cold_start=None) -> tuple[dict, tuple, float]:
     """({configuration: predicted seconds for ``n_items``}, the best allowed one, what it
-    costs now: its seconds, and for processes ``cold_start()``, the pool's start, if any).
+    costs now: its seconds, and for processes ``cold_start(n_workers)``, the pool's start).
 
     A configuration whose newest run measured clearly slower than another's newest, now
     (:data:`REGRESSION_FACTOR`), is not chosen again: its older, faster runs no longer
@@ -381,8 +381,11 @@ def _measured_configs(nearest, n_items: int, cores: int, cold_start=None) -> tup
     predicted = {
         cfg: n_items * sum(s * w for s, w in vals) / sum(w for _, w in vals) for cfg, vals in per_config.items()
     }
-    start = cold_start() if cold_start is not None and any(cfg[0] == "processes" for cfg in predicted) else 0.0
-    extra = {cfg: start if cfg[0] == "processes" else 0.0 for cfg in predicted}
+    starts: dict[int, float] = {}  # by worker count: a pool of that size may be running
+    for engine, workers, _ in predicted:
+        if engine == "processes" and cold_start is not None and workers not in starts:
+            starts[workers] = cold_start(workers)
+    extra = {cfg: starts.get(cfg[1], 0.0) if cfg[0] == "processes" else 0.0 for cfg in predicted}
     newest_now = {cfg: n_items * per_item + extra[cfg] for cfg, (_, per_item) in newest.items()}
     best_newest = min(newest_now.values())
     allowed = [cfg for cfg in predicted if newest_now[cfg] <= REGRESSION_FACTOR * best_newest]

@@ -232,15 +232,15 @@ class Target:
             return forked[0]
         return None if self.pool_warm(self.cores) else found
 
-    def cold_start_seconds(self) -> float:
-        """What a process plan pays now to start its pool here: 0 with one running; the
-        measured start (a fork's, with its copy) or, not measured yet, the estimate."""
-        cold = self.cold_overheads()
-        if cold is not None:
-            return cold.start_seconds
-        if self.pool_warm(self.cores):
+    def cold_start_seconds(self, n_workers: int) -> float:
+        """What a process plan of ``n_workers`` pays now to start its pool here: 0 with one
+        running; else the measured start (a fork's, with its copy) or, not measured yet,
+        the estimate."""
+        if self.pool_warm(n_workers):
             return 0.0
-        return overheads.estimate(shared_engine().next_start_method()).start_seconds
+        found = self.overheads(measure_now=False) or overheads.estimate(shared_engine().next_start_method())
+        forked = forked_start(self._func, found, n_workers, find_out=False)
+        return (forked[0] if forked is not None else found).start_seconds
 
     def start_run(self, func, planned) -> str:
         """A new run id for the tasks of this run (a cluster's plugin is told about it here).
