@@ -188,13 +188,13 @@ class ProcessEngine(Engine):
         try:
             with heap_frozen(method):  # the workers fork as they are started
                 start_all(pool, gate, n_workers)
-        except (BrokenProcessPool, OSError, RuntimeError) as exc:  # TimeoutError is an OSError
+        except BaseException as exc:  # Ctrl-C too; TimeoutError is an OSError
             # A worker that did start would wait at the gate for its missing peers
             # (60 s), and the interpreter's exit would wait for it.
             for process in _processes_of(pool):
                 process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
-            if exit_hooks.refused_at_exit(exc):
+            if exit_hooks.refused_at_exit(exc) or not isinstance(exc, (BrokenProcessPool, OSError, RuntimeError)):
                 raise
             raise WorkerStartError(exc) from exc
         self.last_start_seconds = time.perf_counter() - t0
