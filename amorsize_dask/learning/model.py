@@ -12,8 +12,9 @@ weighted by nearness and recency. The fastest one now wins (a process plan with 
 running here pays its start) — but not a configuration whose newest run measured clearly
 slower than another's newest (:data:`REGRESSION_FACTOR`). Confidence grows with the number
 of close observations and shrinks with distance (the learner scales it by fingerprint
-similarity when the observations were borrowed from a near machine shape). :func:`drifted` tells when a model-planned run measured a cost its neighbours
-did not predict: the learner then lets the planner sample again.
+similarity when the observations were borrowed from a near machine shape). :func:`drifted`
+tells when a model-planned run measured a cost its neighbours did not predict: the
+learner then lets the planner sample again.
 
 It explores (:mod:`.exploration`): an unmeasured neighbour of the best configuration
 that the cost model predicts much faster is tried at once; otherwise, now and then
@@ -295,10 +296,10 @@ class CostsNow:
     ``estimate(config) -> seconds``: the cost model's (the workload's features and the
     machine's overheads), which vets explorations: a neighbour predicted slower than
     ``settings.explore_max_slowdown`` × the best is not tried. ``cold_start(n_workers)
-    -> seconds``: what a process plan pays now to start its pool (none of that size running
-    here), added to the processes' measured steady state when choosing: a 5-item call, planned from
-    its 3,000-item runs' processes (~0.2 ms), started a pool on each run (18-21 ms, against
-    0.4 ms for ``builtins.map``).
+    -> seconds``: what a process plan pays now to start its pool (none of that size
+    running here), added to the processes' measured steady state when choosing: a 5-item
+    call, planned from its 3,000-item runs' processes (~0.2 ms), started a pool on each
+    run (18-21 ms, against 0.4 ms for ``builtins.map``).
     """
 
     estimate: Callable[[tuple], float] | None = None

@@ -45,7 +45,7 @@ from .sampling import COMPUTING_CPU_RATIO, Profile
 __all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
            "process_seconds", "BUSY_TASK_FACTOR", "dask_seconds", "thread_seconds", "predict_one",
            "profile_from_features", "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "CONTENDED_BELOW", "thread_slowdown",
-           "parallel_fractions", "Space", "Limits", "rank"]
+           "parallel_fractions", "Space", "Limits", "fits", "rank"]
 
 
 @dataclass(frozen=True)
@@ -309,8 +309,8 @@ def rank(
             out += _pool_candidates(profile, n_items, overheads, space, limits, cores=cores, pool_warm=pool_warm)
         if "dask" in space.engines:
             out += _pool_candidates(profile, n_items, overheads, space, limits, cores=cores, pool_warm=None)
-            fits = _fits(profile, n_items, limits, in_flight=2)
-            if fits and not (space.n_workers or space.chunksize):  # one task on one worker: the cluster's "serial"
+            one_task_fits = fits(profile, n_items, limits, in_flight=2)
+            if one_task_fits and not (space.n_workers or space.chunksize):  # one task on one worker: the cluster's "serial"
                 out.append(Candidate("dask", 1, n_items, predict_one(profile, n_items, overheads, ("dask", 1, n_items),
                                                                      cores=cores)))
     # Threads cannot beat serial unless some of the item time overlaps: skip their grid
@@ -350,14 +350,14 @@ def _pool_candidates(profile: Profile, n_items: int, overheads: Overheads, space
         sizes = [space.chunksize] if space.chunksize else balanced_chunks(
             n_items, w, chunk_grid(n_items, w), limits.min_tasks_per_worker)
         for c in sizes:
-            if not _fits(profile, c, limits, in_flight(w)):
+            if not fits(profile, c, limits, in_flight(w)):
                 continue
             secs = predict_one(profile, n_items, overheads, (engine, w, c), cores=cores, pool_warm=bool(pool_warm))
             out.append(Candidate(engine, w, c, secs))
     return out
 
 
-def _fits(profile: Profile, chunksize: int, limits: Limits, in_flight: int) -> bool:
+def fits(profile: Profile, chunksize: int, limits: Limits, in_flight: int) -> bool:
     """Do ``in_flight`` chunks of ``chunksize`` items (inputs and results) fit ``limits``?"""
     return in_flight * chunksize * (profile.bytes_in + profile.bytes_out) <= limits.memory_bytes
 

@@ -250,11 +250,11 @@ def _one_task_within_memory(prof: Profile, n_rest: int, serial_rest: float, targ
     """The cluster's "serial" (one task on one worker), or chunks that fit a worker thread's
     share of its memory limit (:meth:`..target.target.Target.chunk_memory`): 7 results of
     48 MB in one task overflowed workers limited to 300 MB, where ``Client.map`` ran."""
-    per_item = prof.bytes_in + prof.bytes_out
-    limit = target.chunk_memory() * config.get("planner.memory-fraction")
-    if 2 * n_rest * per_item <= limit:  # the task's items and results, and the next ones (cost_model)
+    limits = cost_model.Limits.from_settings(available_memory=target.chunk_memory())
+    if cost_model.fits(prof, n_rest, limits, in_flight=2):  # the task's items and results, and the next ones
         return cost_model.Candidate("dask", 1, n_rest, serial_rest)
-    size = max(1, int(limit // (2 * per_item)))
+    per_item = prof.bytes_in + prof.bytes_out
+    size = max(1, int(limits.memory_bytes // (2 * per_item)))
     reasons.append(f"tasks of {size} items: {n_rest} items' inputs and results ({format_bytes(n_rest * per_item)}) "
                    f"would not fit a worker thread's share of its memory limit")
     return cost_model.Candidate("dask", target.cores, size, serial_rest)

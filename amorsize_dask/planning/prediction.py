@@ -27,7 +27,7 @@ def predict_here(learner, fingerprint, workload: str, n_items: int, *, cores: in
 
     ``pool``: the process pool a plan here would find (a local
     :class:`~amorsize_dask.target.target.Target`; None on a cluster): its
-    ``cold_overheads()`` (see :func:`estimator`) and ``cold_start_seconds()`` (see
+    ``cold_overheads()`` (see :func:`estimator`) and ``cold_start_seconds(n_workers)`` (see
     :class:`~amorsize_dask.learning.model.CostsNow`)."""
     cold_pool = None if pool is None else pool.cold_overheads
     now = CostsNow(estimate=estimator(learner, fingerprint.id, workload, n_items, cores, cold_pool=cold_pool),
