@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from . import inputs, validation
+from .cluster import growth
 from .target.context import active_client
 from .engines import exit_hooks, get_engine, shared_engine
 # The process engine loads with map, not inside a script's first call (~3 ms of it).
@@ -283,6 +284,10 @@ def plan_call(func, items, target: "Target", *, engine, n_workers, chunksize, ex
             learned = None  # measured on threads before the function failed there: sample
     planned = plan_items(func, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize,
                          learned=learned, speculate=speculate)
+    if target.client is not None and n_workers is None and chunksize is None:
+        room = growth.room_to_grow(target.client, target.cores)
+        if room is not None:  # tasks for the workers adaptive scaling may add
+            planned.plan = growth.leave_room(planned.plan, room, target.cores)
     # Planning time includes the model's query (plan_items only sees its answer).
     planned.plan = planned.plan.replace(fingerprint=target.fingerprint.id, workload=target.workload,
                                         planning_seconds=time.perf_counter() - t0)

@@ -94,3 +94,32 @@ def test_map_and_imap_inside_dask_tasks_leave_their_thread_while_they_wait(tmp_p
     those threads (imap waited on them from inside the task: no result in 15 s)."""
     out, _ = run_script(tmp_path, HEAD, INSIDE_TASKS, env=_env(tmp_path), timeout=120)
     assert out == {"maps": True, "streams": True}
+
+
+ADAPTIVE = """
+from distributed.deploy import Adaptive
+
+def napping(x):
+    time.sleep(0.02)  # I/O-like: 300 items are 6 s on one worker thread
+    return (x * x, get_worker().address)
+
+with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+    cluster.adapt(Adaptive=Adaptive, minimum=1, maximum=2, interval="100ms", wait_count=1000)
+    from amorsize_dask.mapping import run_map
+    outcome = run_map(napping, range(300), client=client)
+    out = {"same": [r[0] for r in outcome.results] == [x * x for x in range(300)],
+           "workers_used": len({r[1] for r in outcome.results}),
+           "plan": [outcome.plan.engine, outcome.plan.n_workers, outcome.plan.chunksize, outcome.plan.n_tasks],
+           "reasons": outcome.plan.reasons}
+print(json.dumps(out))
+"""
+
+
+def test_a_run_on_an_adaptive_cluster_leaves_tasks_for_the_workers_it_adds(tmp_path):
+    """``cluster.adapt(maximum=2)`` on one worker: ``Client.map`` (a task per item) is
+    shared with the worker adaptive scaling adds; a plan sized to the one worker present
+    (one task of 6 s) kept the second worker idle, and dask's ``Adaptive`` never asked
+    for it (one task cannot be shared)."""
+    out, proc = run_script(tmp_path, HEAD, ADAPTIVE, env=_env(tmp_path), timeout=180)
+    assert out["same"], out
+    assert out["workers_used"] == 2, out
