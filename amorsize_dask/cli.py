@@ -6,6 +6,7 @@ each says what it does and what every option means.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pathlib
@@ -112,23 +113,48 @@ def demo(n_items, no_cluster):
               type=click.Choice(ENGINE_CHOICES),
               help="Let amorsize choose (auto) or fix the engine and plan only its workers "
                    "and chunk size.")
+@click.option("--scheduler", "address", default=None, metavar="ADDRESS",
+              help="Plan for the Dask cluster of this scheduler (e.g. tcp://host:8786), "
+                   "not for this machine.")
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS", help="How long to wait for the scheduler to answer.")
 @_dir_option
-def plan(target, n_items, engine, directory):
+def plan(target, n_items, engine, address, timeout, directory):
     """Explain how amorsize_dask.map would run FUNC over range(N), and why.
 
     MODULE:FUNC names a function of a module in the current directory or of an
     installed package, e.g. mymodule:work, mypackage.jobs:work or math:sqrt. Unless
     the training directory predicts it confidently, the first items are timed (the
-    function is called on them). Nothing is recorded.
+    function is called on them: on the cluster's workers with --scheduler). Nothing is
+    recorded.
     """
     from .mapping import plan as make_plan
 
     func = load_function(target)
-    try:
-        planned = make_plan(func, range(n_items), engine=engine, training_dir=directory)
-    except Exception as exc:
-        raise click.ClickException(f"planning {target} failed: {type(exc).__name__}: {exc}") from exc
+    with _client_of(address, timeout) as client:
+        try:
+            planned = make_plan(func, range(n_items), engine=engine, training_dir=directory, client=client)
+        except Exception as exc:
+            raise click.ClickException(f"planning {target} failed: {type(exc).__name__}: {exc}") from exc
     click.echo(planned.explain())
+
+
+@contextlib.contextmanager
+def _client_of(address: str | None, timeout: float):
+    """A ``Client`` of the scheduler at ``address`` for the block (None: no cluster)."""
+    if address is None:
+        yield None
+        return
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot reach the scheduler at {address} ({type(exc).__name__}: {exc}); "
+            "check the address, or leave out --scheduler to plan for this machine") from exc
+    with client:
+        yield client
 
 
 @main.command(short_help="Records, skipped lines and prediction accuracy of the training dir.")

@@ -255,6 +255,27 @@ def test_plan_finds_modules_in_the_current_directory(tmp_path):
     assert "items=20" in out.stdout
 
 
+def test_plan_against_a_running_scheduler(tmp_path):
+    """``--scheduler ADDRESS``: how map would run on that cluster (the function is timed on
+    its workers, as map samples there), not on this machine."""
+    from tests.helpers.cluster import local_cluster
+
+    with local_cluster() as cluster:
+        out = subprocess_cli("plan", "tests.helpers.funcs:square", "--items", 200, "--dir", tmp_path,
+                             "--scheduler", cluster.scheduler_address)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"engine=dask\s+workers=\d+", out.stdout), out.stdout
+    assert "cluster" in out.stdout
+    assert not (tmp_path / SEGMENTS).exists()   # planning records nothing
+
+
+def test_plan_against_a_scheduler_that_does_not_answer(tmp_path):
+    result = run_cli("plan", "math:sqrt", "--items", 5, "--dir", tmp_path, "--scheduler", "tcp://127.0.0.1:9",
+                     "--timeout", 1)
+    assert result.exit_code == 1, result.output
+    assert "cannot reach the scheduler at tcp://127.0.0.1:9" in " ".join(result.output.split())
+
+
 # -- bad arguments: non-zero exit, a message naming the problem ----------------------------
 
 @pytest.mark.parametrize("args, code, message", [
