@@ -4,6 +4,7 @@ items read before an input error are delivered, then the error; results flow whi
 slow input is still arriving."""
 
 import itertools
+import os
 import time
 
 import pytest
@@ -119,3 +120,54 @@ def test_a_stream_still_running_at_exit_is_not_reported_as_a_dead_worker(tmp_pat
     out, proc = run_script(tmp_path, DAEMON_HEAD, DAEMON_MAIN)
     assert out == {"main": "ends"}
     assert "WorkerLostError" not in proc.stderr, proc.stderr[-2000:]
+
+
+EXCEPTIONS_ON_THREADS = """
+import json, socket, time
+import amorsize_dask as ad
+
+class APIError(Exception):  # as requests.HTTPError: it holds a live connection
+    def __init__(self, msg, conn):
+        super().__init__(msg)
+        self.conn = conn
+
+def make_fetch():
+    class Throttled(Exception):  # a class of the factory's own
+        pass
+    def fetch(x):
+        time.sleep(0.001)
+        if x == 150:
+            raise Throttled(f"rate limited on {x}")
+        return x
+    return fetch, Throttled
+
+def fetch_api(x):
+    time.sleep(0.001)
+    if x == 150:
+        raise APIError(f"HTTP 503 for item {x}", socket.socket())
+    return x
+"""
+
+EXCEPTIONS_ON_THREADS_MAIN = """
+fetch, Throttled = make_fetch()
+caught = {}
+for name, func, expected in [("local class", fetch, Throttled), ("unpicklable", fetch_api, APIError)]:
+    try:
+        list(ad.imap(func, range(300), engine="threads"))
+    except expected as exc:
+        caught[name] = str(exc)
+    except Exception as exc:
+        caught[name] = f"not caught: {type(exc).__name__}: {exc}"
+print(json.dumps(caught))
+"""
+
+
+def test_imap_on_threads_raises_the_functions_own_exception(tmp_path):
+    """A thread runs in this process: ``imap`` raises what ``func`` raised, as ``map`` does,
+    even when it cannot be pickled (a class made in a function, one holding a socket): it
+    came back as the library's ItemError, which ``except Throttled`` missed."""
+    from .test_user_scripts import run_script
+
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    out, _ = run_script(tmp_path, EXCEPTIONS_ON_THREADS, EXCEPTIONS_ON_THREADS_MAIN, env=env)
+    assert out == {"local class": "rate limited on 150", "unpicklable": "HTTP 503 for item 150"}

@@ -89,7 +89,9 @@ class ThreadSubmitter(_FuturesSubmitter):
         self.pool = get_engine("threads").pool(n_workers)
 
     def submit(self, chunk, first):
-        return self.here_if_refused(lambda: self.pool.submit(run_chunk, self.call, chunk, first), chunk, first)
+        # portable_only=False: a thread is this process, so func's exception is raised as it is.
+        return self.here_if_refused(lambda: self.pool.submit(run_chunk, self.call, chunk, first, portable_only=False),
+                                    chunk, first)
 
     def result(self, handle, chunk, first):
         return handle.result()
