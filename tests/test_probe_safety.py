@@ -249,3 +249,77 @@ def test_a_recorded_thread_failure_keeps_other_processes_off_threads(tmp_path):
         outcome = run_map(_sleepy, range(100), training_dir=tmp_path)
         assert outcome.results == list(range(1, 101))
         assert outcome.plan.engine != "threads", outcome.plan.explain()
+
+
+BECOMES_UNSAFE = """
+import json, os, sys, threading, time, warnings
+from amorsize_dask.mapping import run_map
+
+CALLS = 0
+
+def fetch(x):
+    global CALLS
+    CALLS += 1
+    time.sleep(0.005)
+    if os.environ.get("UNSAFE") == "1" and threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("not thread-safe")
+    return x
+
+if __name__ == "__main__":
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = run_map(fetch, range(400), training_dir=sys.argv[1])
+    assert out.results == list(range(400))
+    print(json.dumps({"engine": out.plan.engine, "source": out.plan.source, "calls": CALLS,
+                      "warned": any("on threads only" in str(w.message) for w in caught)}))
+"""
+
+
+def test_a_failure_on_threads_in_a_model_planned_run_keeps_later_processes_off_threads(tmp_path):
+    """Runs 1-2 learn threads; run 3's function fails there (the warning says threads are
+    not used again). Runs 4-5, fresh processes: the model's plan was threads again (the
+    mark was kept only from sampled runs' records), every run warned again and ran ~55
+    items twice."""
+    script = tmp_path / "user.py"
+    script.write_text(BECOMES_UNSAFE)
+    train = tmp_path / "train"
+    runs = []
+    for unsafe in "00111":
+        env = dict(os.environ, UNSAFE=unsafe, XDG_CACHE_HOME=str(tmp_path / "cache"))
+        out = subprocess.run([sys.executable, str(script), str(train)], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert any(r["engine"] == "threads" for r in runs[:2]), runs  # the case: threads learned first
+    for run in runs[3:]:
+        # calls: this process's (a process plan's items run in its workers); none ran twice
+        assert run["engine"] != "threads" and not run["warned"] and run["calls"] <= 400, runs
+
+
+@pytest.mark.parametrize("seal_bytes", [None, 1500], ids=["json-lines", "sealed"])
+def test_a_model_planned_runs_thread_failure_is_kept_by_a_new_reader(tmp_path, seal_bytes):
+    """A sampled run, then a model-planned one that failed on threads (``thread_safe: 0``,
+    no sampled features), then more sampled-free runs: a new process's reader keeps the mark,
+    from JSON lines and from sealed files alike."""
+    import dask
+
+    from amorsize_dask.learning.learner import Learner
+    from amorsize_dask.target.target import Target
+
+    target = Target.local(_sleepy, tmp_path)
+    sampled = {"n_items": 100, "n_sampled": 2, "item_seconds": 0.002, "item_cv": 0.0, "cpu_ratio": 0.01,
+               "bytes_in": 5.0, "bytes_out": 5.0}
+    settings = {} if seal_bytes is None else {"amorsize.store.seal-bytes": seal_bytes}
+    with dask.config.set(settings):
+        for features, source in [(sampled, "sample"), ({"n_items": 100, "thread_safe": 0}, "model")] + \
+                                [({"n_items": 100}, "model")] * 6:
+            assert target.learner.record(
+                fingerprint=target.fingerprint.id, fingerprint_fields=target.fingerprint.as_dict(),
+                workload=target.workload, function="tests._sleepy", features=features, engine="threads",
+                n_workers=4, chunksize=25, source=source, wall_seconds=0.02, compute_seconds=0.05)
+    if seal_bytes is not None:
+        from amorsize_dask.learning import sealed
+
+        assert any(sealed.is_sealed(p.name) for p in tmp_path.rglob("*.jsonl")), "nothing was sealed"
+    features = Learner(tmp_path).features(target.fingerprint.id, target.workload)
+    assert features["thread_safe"] == 0 and features["bytes_in"] == 5.0, features

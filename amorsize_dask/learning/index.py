@@ -21,7 +21,7 @@ import numpy as np
 
 from . import model
 
-__all__ = ["ENGINES", "SOURCES", "ROW", "row_of", "Group", "SavedGroup"]
+__all__ = ["ENGINES", "SOURCES", "ROW", "row_of", "Group", "SavedGroup", "THREAD_SAFE", "kept_features"]
 
 ENGINES = ("serial", "threads", "processes", "dask")
 SOURCES = ("sample", "model", "explore", "default")  # codes: append only
@@ -30,6 +30,26 @@ ROW = np.dtype([
     ("chunksize", "i8"), ("run_seconds", "f8"), ("time", "f8"), ("source", "i1"),
     ("bytes_per_item", "f8"), ("cpu_ratio", "f8"), ("predicted_seconds", "f8"),
 ])
+# The feature a record sets to 0 once its workload failed on threads only
+# (planning.thread_safety.FEATURE): kept for the group whatever records come after. Kept
+# from sampled records only, a model-planned run's failure was forgotten: every later
+# process planned threads again, warned again, and ran ~55 of 400 items twice.
+THREAD_SAFE = "thread_safe"
+
+
+def kept_features(features: dict | None, record_features: dict) -> dict | None:
+    """A group's ``features`` after a record with ``record_features``: as they were, but
+    for the thread-safety mark, which a record of any kind sets and none clears.
+
+    >>> kept_features({"bytes_in": 8.0}, {"n_items": 400, "thread_safe": 0})
+    {'bytes_in': 8.0, 'thread_safe': 0}
+    >>> kept_features(None, {"n_items": 400})
+    """
+    if record_features.get(THREAD_SAFE) == 0 and (features or {}).get(THREAD_SAFE) != 0:
+        return {**(features or {}), THREAD_SAFE: 0}
+    return features
+
+
 # Rows added one by one are kept as tuples until this many, then stored in bulk (a numpy
 # row assignment costs ~2 us; a bulk conversion a fraction of that per row).
 _FLUSH_ROWS = 256

@@ -27,7 +27,7 @@ import numpy as np
 from .. import config
 from ..settings import Settings, current
 from . import model, snapshot
-from .index import Group, SavedGroup
+from .index import Group, SavedGroup, kept_features
 from .records import RecordError, make_record
 from .store import TrainingStore
 
@@ -101,7 +101,10 @@ class Learner:
             rows.append(cols.rows[keep])
             for fp, wl, feats, when in cols.groups:
                 if feats is not None and (when or 0) >= features.get((fp, wl), (-np.inf,))[0]:
-                    features[(fp, wl)] = (when or 0, feats)
+                    features[(fp, wl)] = (when or 0, kept_features(feats, features.get((fp, wl), (0, {}))[1]))
+                elif feats is not None and (fp, wl) in features:
+                    when_kept, kept = features[(fp, wl)]
+                    features[(fp, wl)] = (when_kept, kept_features(kept, feats))
             for fp, fields in cols.fields.items():
                 self._fields.setdefault(fp, fields)
         n_rows = sum(len(cols.rows) for cols in columns)
@@ -115,8 +118,12 @@ class Learner:
                     group = self._groups[key] = Group(capacity)
                 group.extend(rows[order[max(start, stop - capacity): stop]])
             group = self._group(key)
-            if key in features and group is not None and features[key][0] >= group.features_time:
-                group.features_time, group.features = features[key]
+            if key in features and group is not None:
+                when, feats = features[key]
+                if when >= group.features_time:
+                    group.features_time, group.features = when, kept_features(feats, group.features or {})
+                else:
+                    group.features = kept_features(group.features, feats)
         return n_rows
 
     def _resume(self, settings: Settings | None = None) -> None:
@@ -159,7 +166,8 @@ class Learner:
         group.add(fields)
         self._fields.setdefault(rec["fingerprint"], rec["fingerprint_fields"])
         if "bytes_in" in rec["features"]:  # sampled: the full set of measured features
-            group.features, group.features_time = rec["features"], rec["time"]
+            group.features, group.features_time = kept_features(rec["features"], group.features or {}), rec["time"]
+        group.features = kept_features(group.features, rec["features"])
         return group
 
     def nbytes(self) -> int:

@@ -52,7 +52,7 @@ import stat
 import numpy as np
 
 from . import model
-from .index import ENGINES, ROW, SOURCES, row_of
+from .index import ENGINES, ROW, SOURCES, kept_features, row_of
 from .records import encode_line
 from .schema import HEX16
 from .segments import O_COMMON, O_READ, new_segment_name
@@ -139,7 +139,10 @@ def _parts(records: list[dict], lines: list[bytes], keys: list[int]) -> dict:
         bounds.append(len(order))
         sampled = [records[i] for i in members if "bytes_in" in records[i]["features"]]
         newest = sampled[-1] if sampled else None
-        groups.append([fp, wl, newest and newest["features"], newest and newest["time"]])
+        feats, when = (newest["features"], newest["time"]) if newest else (None, None)
+        for i in members:  # a thread failure of any run is kept (index.kept_features)
+            feats = kept_features(feats, records[i]["features"])
+        groups.append([fp, wl, feats, when if when is not None or feats is None else records[members[-1]]["time"]])
         fields.setdefault(fp, records[members[0]]["fingerprint_fields"])
     return {"groups": groups, "fields": fields,
             "rows": np.array([row_of(model.fields_of_record(records[i])) for i in order], dtype=ROW),
