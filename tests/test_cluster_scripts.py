@@ -123,3 +123,37 @@ def test_a_run_on_an_adaptive_cluster_leaves_tasks_for_the_workers_it_adds(tmp_p
     out, proc = run_script(tmp_path, HEAD, ADAPTIVE, env=_env(tmp_path), timeout=180)
     assert out["same"], out
     assert out["workers_used"] == 2, out
+
+
+UNPICKLABLE_RESULT = """
+import logging
+logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)  # distributed logs the failed pickling
+
+def open_lock(x):
+    return threading.Lock() if x == 5 else x  # item 5's result cannot travel back
+
+with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+    out = {}
+    for name, run in [("map", lambda: ad.map(open_lock, range(10), client=client)),
+                      ("map 2000", lambda: ad.map(open_lock, range(2000), client=client)),
+                      ("imap", lambda: list(ad.imap(open_lock, range(10), client=client))),
+                      ("imap 2000", lambda: list(ad.imap(open_lock, range(2000), client=client)))]:
+        try:
+            run()
+            out[name] = "no error"
+        except TypeError as exc:
+            out[name] = str(exc)
+    out["still works"] = ad.map(plain, range(50), client=client) == [x * x for x in range(50)]
+print(json.dumps(out))
+"""
+
+
+def test_a_result_that_cannot_travel_back_from_a_worker_is_named(tmp_path):
+    """A result that cannot be pickled (a lock) on item 5: a TypeError naming the item, on
+    every path (the sample's first task, the chunks, a stream's head and chunks); the
+    sample and the stream said ``Could not serialize object of type Sample`` (or
+    ``ChunkResult``): the library's own classes, no item."""
+    out, _ = run_script(tmp_path, HEAD, UNPICKLABLE_RESULT, env=_env(tmp_path), timeout=180)
+    assert out.pop("still works") is True
+    for name, message in out.items():
+        assert "item 5 (lock" in message and "cannot be pickled" in message, (name, message)

@@ -15,29 +15,38 @@ budget as in-process) and sends back the profile and the results, which are kept
 from __future__ import annotations
 
 from ..settings import Settings
-from ..engines.chunks import ChunkResult, make_failure, portable_failure, without_unpicklable
+from ..engines.chunks import ChunkResult, dump_chunk_result, make_failure, portable_failure, without_unpicklable
 from ..engines.transport import first_untravelled
 from ..planning import pickled
 from ..planning.sampling import Sample, sample_items
-from ..target.context import off_the_worker_pool
 
 
 def sample_on_worker(client, func, items, n_total: int, *, parallelism: tuple[int, int], key: str) -> Sample:
     """Time ``func`` on the first items of ``items`` in one task on a worker (results kept)."""
     from ..engines.base import raise_failure
-    from ..engines.dask import items_in_the_graph
+    from ..engines.dask import items_in_the_graph, result_or_travelled
 
     settings = Settings.from_config()  # the client's settings: the worker's config may differ
     n = head_size(items, max_items=settings.sample_items, max_bytes=settings.sample_bytes)
     with items_in_the_graph():
         future = client.submit(_sample_task, func, items[:n], n_total, settings, parallelism, key=key, pure=False)
     try:
-        with off_the_worker_pool():  # called inside a task: free its thread meanwhile
-            sample, failure = future.result()
+        answer = result_or_travelled(client, future, pack=_packed_results)
     finally:
         future.release()
+    if isinstance(answer, ChunkResult):  # a result the sample's check missed could not travel back
+        raise_failure(answer.failure, func, remote=True)
+        raise TypeError(f"the sampled results of {n} items could not be returned from a Dask worker")
+    sample, failure = answer
     raise_failure(failure, func, remote=True)
     return sample
+
+
+def _packed_results(answer):
+    """On the worker: the sample's results as :func:`.engines.chunks.dump_chunk_result`
+    packs them (what does not pickle left out and named)."""
+    sample, _ = answer
+    return dump_chunk_result(ChunkResult(0, sample.results, 0.0))
 
 
 def head_size(items, *, max_items: int, max_bytes: int) -> int:

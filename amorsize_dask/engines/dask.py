@@ -142,16 +142,7 @@ class DaskEngine(Engine):
         except (OSError, CancelledError):  # CommClosedError is an OSError
             return {}
         except TypeError:  # distributed could not pickle a result (logging why)
-            return {f.key: self._travelled(f) for f in finished}
-
-    def _travelled(self, future):
-        """The ChunkResult of ``future``, pickled on its worker by :func:`.chunks.dump_chunk_result`
-        (its results that do not pickle left out and named): failed at the first of them."""
-        packed = self.client.submit(dump_chunk_result, future, pure=False)
-        try:
-            return transport.first_untravelled(transport.load_outcome(packed.result()), dask=True)
-        finally:
-            packed.release()
+            return {f.key: travelled(self.client, f) for f in finished}
 
     def _some_done(self, pending: set, workers: list | None, last_wave: bool):
         """``(done, not done)`` once some futures are done (all of them, ``last_wave``: one
@@ -171,6 +162,30 @@ class DaskEngine(Engine):
             except TimeoutError:
                 if not _reachable(self.client) or (workers and not _all_present(self.client, workers)):
                     return None, pending
+
+
+def travelled(client, future, pack=dump_chunk_result):
+    """The ChunkResult of a finished ``future`` whose value could not travel from its worker
+    (a result that does not pickle), as ``pack`` pickles it there (its results that do not
+    pickle left out and named, :func:`.chunks.dump_chunk_result`): failed at the first."""
+    packed = client.submit(pack, future, pure=False)
+    try:
+        return transport.first_untravelled(transport.load_outcome(packed.result()), dask=True)
+    finally:
+        packed.release()
+
+
+def result_or_travelled(client, future, pack=dump_chunk_result):
+    """``future.result()``; if its value could not travel back (distributed's TypeError on a
+    finished task), :func:`travelled`: a stream's chunk (or a sample) whose result was a lock
+    said ``Could not serialize object of type ChunkResult``, naming no item."""
+    try:
+        with off_the_worker_pool():  # called in a task: its thread may be the one the task needs
+            return future.result()
+    except TypeError:
+        if future.status != "finished":
+            raise  # the task's own error
+        return travelled(client, future, pack)
 
 
 @contextlib.contextmanager

@@ -37,7 +37,6 @@ from ..planning.planner import Planned
 from ..planning.sampling import Profile
 from ..settings import Settings
 from ..mapping import target_for
-from ..target.context import off_the_worker_pool
 
 __all__ = ["SAMPLE_SECONDS", "RECHECK_GROWTH", "TARGET_CHUNK_SECONDS", "MAX_CHUNK_BYTES",
            "MAX_CHUNK_ITEMS", "IN_FLIGHT_PER_WORKER", "REPLAN_FACTOR", "THREADS_BELOW_CPU_RATIO",
@@ -169,13 +168,12 @@ class StreamPlanner:
         self._cpu_ratio = 1.0
         if not items:
             return ChunkResult(0, [], 0.0), items, input_error
-        from ..engines.dask import items_in_the_graph
+        from ..engines.dask import items_in_the_graph, result_or_travelled
 
         with items_in_the_graph():
             fut = self.client.submit(run_packed_chunk, self.call, items, 0, pure=False, key=sample_key(self.func))
         try:
-            with off_the_worker_pool():  # called in a task: its thread may be the one the sample needs
-                return fut.result(), items, input_error
+            return result_or_travelled(self.client, fut), items, input_error
         finally:
             fut.release()
 

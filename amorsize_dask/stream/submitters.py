@@ -20,9 +20,9 @@ from ..engines import get_engine, shared_engine
 from ..engines import exit_hooks, transport
 from ..engines.function_parcel import FunctionParcel
 from ..engines.chunks import run_chunk, run_packed_chunk
-from ..engines.dask import items_in_the_graph, placed_on, restricted_workers, shipped_function, wait_for
+from ..engines.dask import (items_in_the_graph, placed_on, restricted_workers, result_or_travelled, shipped_function,
+                            wait_for)
 from ..errors import WorkerLostError
-from ..target.context import off_the_worker_pool
 from ..target.workload import function_name
 
 __all__ = ["SerialSubmitter", "ThreadSubmitter", "ProcessSubmitter", "DaskSubmitter", "submitter_for"]
@@ -158,8 +158,7 @@ class DaskSubmitter:
         from distributed.client import FutureCancelledError
 
         try:
-            with off_the_worker_pool():  # called in a task: its thread may be the one the chunk needs
-                return handle.result()
+            return result_or_travelled(self.client, handle)
         except FutureCancelledError:
             raise WorkerLostError(
                 f"the cluster lost items {first}..{first + len(chunk) - 1} of {function_name(self.func)} "
