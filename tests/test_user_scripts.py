@@ -576,3 +576,42 @@ def test_a_map_in_an_atexit_handler_runs_as_builtins_map_would(tmp_path):
     out, proc = run_script(tmp_path, AT_EXIT_HEAD, AT_EXIT_MAIN)
     assert out == {"auto": True, "processes": True, "threads": True, "imap": True}
     assert proc.stderr.count("the interpreter is exiting") == 2, proc.stderr  # the engines asked for by name
+
+
+CACHED_HEAD = """
+import functools, json, sys, threading, time
+from amorsize_dask.mapping import run_map
+
+@functools.cache
+def score(x):
+    return sum(i * i for i in range(x % 50 + 200))
+
+@functools.lru_cache(maxsize=128)
+def fib(n):  # reads itself through the module's global: the cached wrapper
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+"""
+
+CACHED_MAIN = """
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # a heartbeat: no fork then
+out = {}
+for name, func in [("score", score), ("fib", fib)]:
+    res = run_map(func, list(range(300)), engine=sys.argv[1], learn=False,
+                  **({} if sys.argv[1] == "auto" else {"n_workers": 2, "chunksize": 50}))
+    out[name] = [res.plan.engine, res.results == [func(x) for x in range(300)]]
+from amorsize_dask.engines import shared_engine
+out["start_method"] = shared_engine().last_start_method
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("engine", ["processes", "auto"])
+def test_a_functools_cache_function_runs_on_workers_that_never_imported_the_script(tmp_path, engine):
+    """``@functools.cache`` on a script's function, with another thread alive (a heartbeat,
+    a Jupyter kernel's): the pool's workers come from the forkserver, which never imports
+    ``__main__``, and pickle sends a cached function by name: every chunk failed with
+    ``AttributeError: Can't get attribute 'score' on <module '__main__'>``."""
+    out, _ = run_script(tmp_path, CACHED_HEAD, CACHED_MAIN, force_processes=engine == "auto", args=[engine])
+    assert out["start_method"] == "forkserver", out
+    assert out["score"][1] and out["fib"][1], out
+    if engine == "processes":  # auto may have computed every item while sampling (fib's are cached)
+        assert out["score"][0] == out["fib"][0] == "processes", out

@@ -25,6 +25,7 @@ import cloudpickle
 from ..target.workload import function_name
 from .chunks import ChunkResult, make_failure
 from .module_state import with_state
+from . import pickling
 from .pickling import dumps
 from .worker_start import edited_since_imported
 
@@ -43,12 +44,12 @@ def dump_function(func) -> bytes:
     try:
         edited = edited_since_imported(func)
         if not edited:
-            return cloudpickle.dumps(with_state(func), protocol=pickle.HIGHEST_PROTOCOL)
+            return pickling.dumps_function(with_state(func))
         with _BY_VALUE:  # cloudpickle's registry is global: one call at a time
             for module in edited:
                 cloudpickle.register_pickle_by_value(module)
             try:
-                return cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+                return pickling.dumps_function(func)
             finally:
                 for module in edited:
                     cloudpickle.unregister_pickle_by_value(module)
