@@ -615,3 +615,38 @@ def test_a_functools_cache_function_runs_on_workers_that_never_imported_the_scri
     assert out["score"][1] and out["fib"][1], out
     if engine == "processes":  # auto may have computed every item while sampling (fib's are cached)
         assert out["score"][0] == out["fib"][0] == "processes", out
+
+
+TRACEBACK_HEAD = """
+import json, sys, threading, time, traceback
+from amorsize_dask.mapping import run_map
+
+def prepare(x):
+    return x + 1
+
+def parse(x):
+    if x == 250:
+        raise ValueError(f"bad record {x}")  # THE LINE THE USER NEEDS
+    return x
+"""
+
+TRACEBACK_MAIN = """
+if sys.argv[1] == "thread":
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # the forkserver's workers
+run_map(prepare, list(range(300)), engine="processes", n_workers=2, chunksize=50, learn=False)  # starts the pool
+try:
+    run_map(parse, list(range(300)), engine="processes", n_workers=2, chunksize=50, learn=False)  # reuses it
+except ValueError as exc:
+    text = "".join(traceback.format_exception(exc))
+print(json.dumps({"file": __file__ in text, "line": "THE LINE THE USER NEEDS" in text,
+                  "dynamic": "<dynamic-code>" in text}))
+"""
+
+
+@pytest.mark.parametrize("case", ["warm pool", "thread"])
+def test_a_worker_traceback_shows_the_scripts_file_and_line(tmp_path, case):
+    """A function sent to running workers by value: its traceback named ``<dynamic-code>``
+    with no source line (cloudpickle names every code object's file so); ``Pool`` (fork)
+    and ``builtins.map`` show the script's file and the line that raised."""
+    out, _ = run_script(tmp_path, TRACEBACK_HEAD, TRACEBACK_MAIN, args=[case.split()[0]])
+    assert out == {"file": True, "line": True, "dynamic": False}, out

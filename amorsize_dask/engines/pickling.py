@@ -66,11 +66,25 @@ def _reduce_cached(obj):
     return CachedCall, (params["maxsize"], params["typed"]), obj.__wrapped__, None, None, CachedCall.fill
 
 
+_CODE_REDUCE = cloudpickle.Pickler.dispatch_table.get(types.CodeType)
+_DYNAMIC_CODE = "<dynamic-code>"  # what cloudpickle names every code object's file
+
+
+def _reduce_code(code):
+    """cloudpickle's reduction of ``code``, but with its file's name kept: a traceback
+    from a worker said ``File "<dynamic-code>", line 9, in parse`` with no source line,
+    where ``Pool`` (fork) showed the script's file and line."""
+    rebuild, args = _CODE_REDUCE(code)
+    return rebuild, tuple(code.co_filename if arg == _DYNAMIC_CODE else arg for arg in args)
+
+
 class _CachedByValue(cloudpickle.Pickler):
-    # A dispatch entry, not a reducer_override: asked for that type only (an override,
+    # Dispatch entries, not a reducer_override: asked for those types only (an override,
     # asked for every object, made a 30 MB table's pickle 5-7% slower). The pickler reads
-    # it when made: a class attribute.
-    dispatch_table = collections.ChainMap({_CACHE_WRAPPER: _reduce_cached}, cloudpickle.Pickler.dispatch_table)
+    # them when made: a class attribute.
+    dispatch_table = collections.ChainMap(
+        {_CACHE_WRAPPER: _reduce_cached, **({types.CodeType: _reduce_code} if _CODE_REDUCE else {})},
+        cloudpickle.Pickler.dispatch_table)
 
 
 class CachedCall:
