@@ -20,7 +20,7 @@ from concurrent.futures import wait
 from dataclasses import dataclass
 
 from ..engines import exit_hooks
-from ..engines.threads import ThreadPool
+from ..engines.threads import ThreadPool, raises_on_a_thread_again
 from ..errors import reraise_with_item
 
 __all__ = ["PROBE_STOP_FACTOR", "ThreadProbe", "probe_threads", "timed_serially"]
@@ -145,10 +145,13 @@ def _probe_on(pool, func, items, first, n, serial_item_seconds, computing) -> Th
     finally:
         wait(futures)  # both halves done before any item runs here
     # A thread stopped at the deadline or by an exception: the items it left run here, in
-    # order (an item that failed on the thread runs again: raising here too, it is the user's).
+    # order (an item that failed on the thread runs again: raising here too, it is the user's,
+    # as it is when it does not raise on a thread again).
     results = list(a)
+    _raise_unless_the_threads(pool, func, items, first + len(a), a_failure)
     _left_here(func, items, first + len(a), first + half, results)
     results += b
+    _raise_unless_the_threads(pool, func, items, first + half + len(b), b_failure)
     _left_here(func, items, first + half + len(b), first + n, results)
     failure = a_failure or b_failure
     if failure is not None:
@@ -159,6 +162,13 @@ def _probe_on(pool, func, items, first, n, serial_item_seconds, computing) -> Th
     n_threaded = len(a) + len(b)
     return ThreadProbe(None, results, item_bound=bound, elapsed=elapsed, cpu_seconds=a_cpu + b_cpu,
                        n_threaded=n_threaded).measured(serial_item_seconds, computing)
+
+
+def _raise_unless_the_threads(pool, func, items, index: int, failure: Exception | None) -> None:
+    """Raise ``failure`` (item ``index``'s on a probe thread) unless it raises on a thread
+    again (:func:`~amorsize_dask.engines.threads.raises_on_a_thread_again`)."""
+    if failure is not None and not raises_on_a_thread_again(pool, func, items[index]):
+        reraise_with_item(failure, index, func)
 
 
 def _left_here(func, items, lo: int, hi: int, results: list) -> None:
