@@ -157,3 +157,31 @@ def test_a_result_that_cannot_travel_back_from_a_worker_is_named(tmp_path):
     assert out.pop("still works") is True
     for name, message in out.items():
         assert "item 5 (lock" in message and "cannot be pickled" in message, (name, message)
+
+
+TIGHT_MEMORY = """
+import numpy as np
+
+def big(x):
+    return np.full(48 * 2**20 // 8, float(x))  # a 48 MB result
+
+with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="300MB", dashboard_address=None) as cluster, \\
+        Client(cluster) as client:
+    before = set(client.scheduler_info()["workers"])
+    runs = []
+    for _ in range(3):  # the first plan from a sample, the next ones from the model
+        got = ad.map(big, range(7), client=client)
+        runs.append([float(a[0]) for a in got] == [float(x) for x in range(7)])
+    after = set(client.scheduler_info()["workers"])
+print(json.dumps({"runs": runs, "workers_kept": before == after}))
+"""
+
+
+def test_results_larger_than_a_workers_share_of_memory_kill_no_worker(tmp_path):
+    """7 results of 48 MB on two workers limited to 300 MB: ``Client.map`` ran in ~3 s.
+    Chunks came back as ``ChunkResult`` objects, which dask sized at 56 bytes: the workers
+    never spilled them, the nanny killed them (45 times in a minute) and a run could wait
+    for ever once none came back; chunks gathered already were pinned (and computed again)
+    until the round ended."""
+    out, _ = run_script(tmp_path, HEAD, TIGHT_MEMORY, env=_env(tmp_path), timeout=240)
+    assert out == {"runs": [True, True, True], "workers_kept": True}, out

@@ -32,8 +32,12 @@ def test_unpicklable_result_and_item_labels():
 def test_a_dask_task_carries_small_items_as_bytes_and_large_ones_as_they_are():
     import numpy as np
 
-    from amorsize_dask.engines.chunks import run_packed_chunk
+    from amorsize_dask.engines.chunks import ChunkResult
+    from amorsize_dask.engines.chunks import run_packed_chunk as run_task
     from amorsize_dask.engines.transport import PACK_MAX_BYTES, items_for_task
+
+    def run_packed_chunk(func, packed, first):
+        return ChunkResult.from_task_result(run_task(func, packed, first))
 
     small = list(range(25_000))
     sent = items_for_task(small, 0)

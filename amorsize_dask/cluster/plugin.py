@@ -168,14 +168,14 @@ class AmorsizePlugin(SchedulerPlugin):
         run = self._runs.get(parsed[0]) if parsed else None
         if run is None or run.finished is not None:
             return  # not ours, or finished (its results are being released)
-        if finish != "memory":
-            self._drop(run, f"task {key} went {start} -> {finish}")
-            return
         index = parsed[1]
-        if index >= run.n_tasks:
-            return
         byte, bit = divmod(index, 8)
-        if run.done[byte] >> bit & 1:
+        counted = index < run.n_tasks and bool(run.done[byte] >> bit & 1)
+        if finish != "memory":
+            if not (finish == "forgotten" and counted):  # a done chunk its client gathered and released
+                self._drop(run, f"task {key} went {start} -> {finish}")
+            return
+        if index >= run.n_tasks or counted:
             return  # recomputed (its worker died after it finished): counted once
         run.done[byte] |= 1 << bit
         run.n_done += 1

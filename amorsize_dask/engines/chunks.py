@@ -25,7 +25,7 @@ import cloudpickle
 from .pickling import dumps
 
 __all__ = ["Failure", "ChunkResult", "run_chunk", "run_packed_chunk", "make_failure", "portable_failure",
-           "pickle_by_state", "dump_chunk_result", "without_unpicklable", "identity"]
+           "pickle_by_state", "dump_chunk_result", "dump_task_result", "without_unpicklable", "identity"]
 
 
 @dataclass
@@ -53,6 +53,23 @@ class ChunkResult:
     compute_seconds: float
     failure: Failure | None = None
     untravelled: list = field(default_factory=list)
+
+    def as_task_result(self) -> tuple:
+        """As a Dask task returns it: a plain tuple, which distributed sizes, spills and
+        sends part by part. Returned whole, a chunk of one 48 MB array was sized at 56
+        bytes and, sized right, still went through pickle whole: workers limited to 300 MB
+        were killed again and again, where ``Client.map`` of the same arrays, or of them
+        in a tuple, ran (/tmp m2.py, session 20)."""
+        return (self.first_index, self.results, self.compute_seconds, self.failure, self.untravelled)
+
+    @classmethod
+    def from_task_result(cls, value) -> "ChunkResult":
+        """The ChunkResult of what a Dask task returned (:meth:`as_task_result`).
+
+        >>> ChunkResult.from_task_result(ChunkResult(3, [1], 0.0).as_task_result()).results
+        [1]
+        """
+        return value if isinstance(value, cls) else cls(*value)
 
 
 def run_chunk(func, chunk, first_index: int, portable_only: bool = True) -> ChunkResult:
@@ -87,17 +104,23 @@ def _name(func) -> str:
     return getattr(func, "__qualname__", None) or type(func).__name__
 
 
-def run_packed_chunk(func, packed, first_index: int) -> ChunkResult:
+def run_packed_chunk(func, packed, first_index: int) -> tuple:
     """:func:`run_chunk` of a Dask task's items: one cloudpickle bytes object, or a list
-    (:func:`~amorsize_dask.engines.transport.items_for_task` chose). The exception of a
-    failed item is kept if cloudpickle carries it (distributed falls back to cloudpickle
-    for a class of the caller's script, which then comes back as that very class).
+    (:func:`~amorsize_dask.engines.transport.items_for_task` chose), as the task returns it
+    (:meth:`ChunkResult.as_task_result`). The exception of a failed item is kept if
+    cloudpickle carries it (distributed falls back to cloudpickle for a class of the
+    caller's script, which then comes back as that very class).
 
-    >>> run_packed_chunk(abs, cloudpickle.dumps([-1, -2]), 0).results, run_packed_chunk(abs, [-3], 2).results
-    ([1, 2], [3])
+    >>> ChunkResult.from_task_result(run_packed_chunk(abs, cloudpickle.dumps([-1, -2]), 0)).results
+    [1, 2]
     """
     items = cloudpickle.loads(packed) if isinstance(packed, bytes) else packed
-    return _portable(run_chunk(func, items, first_index, portable_only=False))
+    return _portable(run_chunk(func, items, first_index, portable_only=False)).as_task_result()
+
+
+def dump_task_result(value) -> bytes:
+    """:func:`dump_chunk_result` of what a Dask task returned (:func:`run_packed_chunk`)."""
+    return dump_chunk_result(ChunkResult.from_task_result(value))
 
 
 def make_failure(exc: BaseException, index: int, *, portable_only: bool = False) -> Failure:

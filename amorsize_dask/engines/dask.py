@@ -23,7 +23,7 @@ from ..errors import LostTasksError
 from ..target.context import off_the_worker_pool
 from .base import Engine, Gathered, RunResult, chunk_bounds
 from . import transport
-from .chunks import dump_chunk_result, run_packed_chunk
+from .chunks import ChunkResult, dump_task_result, run_packed_chunk
 from .function_parcel import pickles_large
 
 # Rounds of re-submitting chunks whose futures were cancelled under the run (a restart
@@ -118,6 +118,11 @@ class DaskEngine(Engine):
                     if out is None:
                         lost.append(index[fut.key])
                         continue
+                    out = ChunkResult.from_task_result(out)
+                    # Gathered: its result and items no longer pinned on the worker (kept to the
+                    # round's end, a worker that died had them all computed again, and paused
+                    # workers held every finished chunk's inputs).
+                    fut.release()
                     if not gathered.take(index[fut.key][0], out, remote=True):
                         later = gathered.unneeded((f, index[f.key][0]) for f in pending)
                         self.client.cancel(later)
@@ -164,7 +169,7 @@ class DaskEngine(Engine):
                     return None, pending
 
 
-def travelled(client, future, pack=dump_chunk_result):
+def travelled(client, future, pack=dump_task_result):
     """The ChunkResult of a finished ``future`` whose value could not travel from its worker
     (a result that does not pickle), as ``pack`` pickles it there (its results that do not
     pickle left out and named, :func:`.chunks.dump_chunk_result`): failed at the first."""
@@ -175,7 +180,7 @@ def travelled(client, future, pack=dump_chunk_result):
         packed.release()
 
 
-def result_or_travelled(client, future, pack=dump_chunk_result):
+def result_or_travelled(client, future, pack=dump_task_result):
     """``future.result()``; if its value could not travel back (distributed's TypeError on a
     finished task), :func:`travelled`: a stream's chunk (or a sample) whose result was a lock
     said ``Could not serialize object of type ChunkResult``, naming no item."""

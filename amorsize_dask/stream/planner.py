@@ -173,7 +173,7 @@ class StreamPlanner:
         with items_in_the_graph():
             fut = self.client.submit(run_packed_chunk, self.call, items, 0, pure=False, key=sample_key(self.func))
         try:
-            return result_or_travelled(self.client, fut), items, input_error
+            return ChunkResult.from_task_result(result_or_travelled(self.client, fut)), items, input_error
         finally:
             fut.release()
 

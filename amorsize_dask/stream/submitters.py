@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from ..engines import get_engine, shared_engine
 from ..engines import exit_hooks, transport
 from ..engines.function_parcel import FunctionParcel
-from ..engines.chunks import run_chunk, run_packed_chunk
+from ..engines.chunks import ChunkResult, run_chunk, run_packed_chunk
 from ..engines.dask import (items_in_the_graph, placed_on, restricted_workers, result_or_travelled, shipped_function,
                             wait_for)
 from ..errors import WorkerLostError
@@ -158,7 +158,7 @@ class DaskSubmitter:
         from distributed.client import FutureCancelledError
 
         try:
-            return result_or_travelled(self.client, handle)
+            return ChunkResult.from_task_result(result_or_travelled(self.client, handle))
         except FutureCancelledError:
             raise WorkerLostError(
                 f"the cluster lost items {first}..{first + len(chunk) - 1} of {function_name(self.func)} "
