@@ -50,7 +50,7 @@ def dumps_function(func) -> bytes:
     ``__main__`` (a forkserver's, a Dask worker's): a ``functools.lru_cache``'d function of
     ``__main__``, which pickle sends by name, goes by value (:class:`CachedCall`)."""
     buffer = io.BytesIO()
-    _CachedByValue(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(func)
+    _WorkerPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(func)
     return buffer.getvalue()
 
 
@@ -78,7 +78,7 @@ def _reduce_code(code):
     return rebuild, tuple(code.co_filename if arg == _DYNAMIC_CODE else arg for arg in args)
 
 
-class _CachedByValue(cloudpickle.Pickler):
+class _WorkerPickler(cloudpickle.Pickler):
     # Dispatch entries, not a reducer_override: asked for those types only (an override,
     # asked for every object, made a 30 MB table's pickle 5-7% slower). The pickler reads
     # them when made: a class attribute.
