@@ -373,3 +373,31 @@ def test_a_transient_error_on_a_thread_is_raised_and_keeps_threads(tmp_path, fla
     flaky_run = next(i for i, flaky in enumerate(flakes) if flaky)
     assert runs[flaky_run] == {"engine": None, "raised": "connection reset by peer"}, runs
     assert runs[-1]["engine"] == "threads", runs
+
+
+@pytest.mark.parametrize("seal_bytes", [300, 800, 1500])
+def test_a_thread_failure_sealed_apart_from_the_sampled_run_keeps_its_features(tmp_path, seal_bytes):
+    """The sampled run in one sealed file, the model-planned run that failed on threads in a
+    later one: a new reader keeps both the mark and the sampled features (a file's marks
+    alone, timed as its newest run, replaced the sampled features: the cost model then had
+    no profile of the workload)."""
+    import dask
+
+    from amorsize_dask.learning import sealed
+    from amorsize_dask.learning.learner import Learner
+    from amorsize_dask.target.target import Target
+
+    target = Target.local(_sleepy, tmp_path)
+    sampled = {"n_items": 100, "n_sampled": 2, "item_seconds": 0.002, "item_cv": 0.0, "cpu_ratio": 0.01,
+               "bytes_in": 5.0, "bytes_out": 5.0}
+    plain, marked = {"n_items": 100}, {"n_items": 100, "thread_safe": 0}
+    with dask.config.set({"amorsize.store.seal-bytes": seal_bytes}):
+        for features in [sampled] + [plain] * 5 + [marked] + [plain] * 8:
+            assert target.learner.record(
+                fingerprint=target.fingerprint.id, fingerprint_fields=target.fingerprint.as_dict(),
+                workload=target.workload, function="tests._sleepy", features=features, engine="threads",
+                n_workers=4, chunksize=25, source="sample" if features is sampled else "model",
+                wall_seconds=0.02, compute_seconds=0.05)
+    assert len([p for p in tmp_path.rglob("*.jsonl") if sealed.is_sealed(p.name)]) > 1
+    features = Learner(tmp_path).features(target.fingerprint.id, target.workload)
+    assert features["thread_safe"] == 0 and features["bytes_in"] == 5.0, features

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import model
 
-__all__ = ["ENGINES", "SOURCES", "ROW", "row_of", "Group", "SavedGroup", "THREAD_SAFE", "kept_features"]
+__all__ = ["ENGINES", "SOURCES", "ROW", "row_of", "Group", "SavedGroup", "THREAD_SAFE", "kept_features", "newer_features"]
 
 ENGINES = ("serial", "threads", "processes", "dask")
 SOURCES = ("sample", "model", "explore", "default")  # codes: append only
@@ -48,6 +48,28 @@ def kept_features(features: dict | None, record_features: dict) -> dict | None:
     if record_features.get(THREAD_SAFE) == 0 and (features or {}).get(THREAD_SAFE) != 0:
         return {**(features or {}), THREAD_SAFE: 0}
     return features
+
+
+def newer_features(kept: tuple, new: tuple) -> tuple:
+    """A group's ``(features, time)`` after another ``(features, time)`` of it (a sealed
+    file's, or the group's so far): the newer sampled features, with the thread-safety
+    mark of both. A time of None (features that are marks alone) is older than any.
+
+    >>> newer_features(({"bytes_in": 8.0}, 5.0), ({"thread_safe": 0}, None))
+    ({'bytes_in': 8.0, 'thread_safe': 0}, 5.0)
+    >>> newer_features(({"bytes_in": 8.0, "thread_safe": 0}, 5.0), ({"bytes_in": 9.0}, 7.0))
+    ({'bytes_in': 9.0, 'thread_safe': 0}, 7.0)
+    """
+    (kept_features_, kept_time), (new_features, new_time) = kept, new
+    if new_features is None:
+        return kept
+    if kept_features_ is None or _time(new_time) >= _time(kept_time):
+        return kept_features(new_features, kept_features_ or {}), new_time
+    return kept_features(kept_features_, new_features), kept_time
+
+
+def _time(when) -> float:
+    return -math.inf if when is None else when
 
 
 # Rows added one by one are kept as tuples until this many, then stored in bulk (a numpy
@@ -127,7 +149,7 @@ class Group:
         self.recent: dict[str, list[float]] = {}  # "engine/workers" ("" any) -> newest item seconds
         self.drifted = False
         self.features: dict | None = None  # the newest sampled run's features
-        self.features_time = -math.inf     # ... and that run's time
+        self.features_time = None          # ... and that run's time (None: none yet)
         self._cache: list[model.Observation] | None = None
         self._pending: list[tuple] = []  # rows added since the last flush (numpy in bulk)
 

@@ -27,7 +27,7 @@ import numpy as np
 from .. import config
 from ..settings import Settings, current
 from . import model, snapshot
-from .index import Group, SavedGroup, kept_features
+from .index import Group, SavedGroup, kept_features, newer_features
 from .records import RecordError, make_record
 from .store import TrainingStore
 
@@ -100,11 +100,7 @@ class Learner:
             group_of.append(np.repeat(local, np.diff(cols.bounds))[keep])
             rows.append(cols.rows[keep])
             for fp, wl, feats, when in cols.groups:
-                if feats is not None and (when or 0) >= features.get((fp, wl), (-np.inf,))[0]:
-                    features[(fp, wl)] = (when or 0, kept_features(feats, features.get((fp, wl), (0, {}))[1]))
-                elif feats is not None and (fp, wl) in features:
-                    when_kept, kept = features[(fp, wl)]
-                    features[(fp, wl)] = (when_kept, kept_features(kept, feats))
+                features[(fp, wl)] = newer_features(features.get((fp, wl), (None, None)), (feats, when))
             for fp, fields in cols.fields.items():
                 self._fields.setdefault(fp, fields)
         n_rows = sum(len(cols.rows) for cols in columns)
@@ -119,11 +115,8 @@ class Learner:
                 group.extend(rows[order[max(start, stop - capacity): stop]])
             group = self._group(key)
             if key in features and group is not None:
-                when, feats = features[key]
-                if when >= group.features_time:
-                    group.features_time, group.features = when, kept_features(feats, group.features or {})
-                else:
-                    group.features = kept_features(group.features, feats)
+                group.features, group.features_time = newer_features((group.features, group.features_time),
+                                                                     features[key])
         return n_rows
 
     def _resume(self, settings: Settings | None = None) -> None:

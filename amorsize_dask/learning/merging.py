@@ -25,6 +25,7 @@ import stat
 import numpy as np
 
 from . import sealed
+from .index import newer_features
 
 __all__ = ["FANOUT", "MAX_MERGES", "tier", "due", "combine", "merge", "merge_due"]
 
@@ -75,8 +76,8 @@ def combine(parts: list) -> dict:
             code = codes.setdefault((fp, wl), len(groups))
             if code == len(groups):
                 groups.append([fp, wl, feats, when])
-            elif feats is not None and (when or 0) >= (groups[code][3] or 0):
-                groups[code][2:] = [feats, when]
+            else:
+                groups[code][2:] = newer_features(tuple(groups[code][2:]), (feats, when))
             local.append(code)
         group_of.append(np.repeat(np.array(local, np.int64), np.diff(cols.bounds)))
         for fp, value in cols.fields.items():

@@ -139,10 +139,12 @@ def _parts(records: list[dict], lines: list[bytes], keys: list[int]) -> dict:
         bounds.append(len(order))
         sampled = [records[i] for i in members if "bytes_in" in records[i]["features"]]
         newest = sampled[-1] if sampled else None
-        feats, when = (newest["features"], newest["time"]) if newest else (None, None)
+        feats = newest and newest["features"]
         for i in members:  # a thread failure of any run is kept (index.kept_features)
             feats = kept_features(feats, records[i]["features"])
-        groups.append([fp, wl, feats, when if when is not None or feats is None else records[members[-1]]["time"]])
+        # Timed by the newest sampled run only: marks alone lose to any sampled features,
+        # which take the mark (timed as the file's newest run, they replaced them).
+        groups.append([fp, wl, feats, newest and newest["time"]])
         fields.setdefault(fp, records[members[0]]["fingerprint_fields"])
     return {"groups": groups, "fields": fields,
             "rows": np.array([row_of(model.fields_of_record(records[i])) for i in order], dtype=ROW),
