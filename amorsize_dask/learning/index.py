@@ -30,8 +30,8 @@ ROW = np.dtype([
     ("chunksize", "i8"), ("run_seconds", "f8"), ("time", "f8"), ("source", "i1"),
     ("bytes_per_item", "f8"), ("cpu_ratio", "f8"), ("predicted_seconds", "f8"),
 ])
-# The feature a record sets to 0 once its workload failed on threads only
-# (planning.thread_safety.FEATURE): kept for the group whatever records come after. Kept
+# The feature a record sets to 0 once its workload failed on threads only (what
+# planning.thread_safety marks): kept for the group whatever records come after. Kept
 # from sampled records only, a model-planned run's failure was forgotten: every later
 # process planned threads again, warned again, and ran ~55 of 400 items twice.
 THREAD_SAFE = "thread_safe"

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import threading
 
+from ..learning.index import THREAD_SAFE
+
 __all__ = ["FEATURE", "mark_unsafe", "is_marked_unsafe"]
 
 # The record feature that says a workload failed on threads (0); records hold numbers only.
-FEATURE = "thread_safe"
+# The learner keeps it for the workload whatever records follow.
+FEATURE = THREAD_SAFE
 
 _UNSAFE: set[str] = set()
 _LOCK = threading.Lock()
