@@ -277,21 +277,26 @@ if __name__ == "__main__":
 """
 
 
+def _script_runs(tmp_path, text: str, envs: list[dict]) -> list[dict]:
+    """Run the script ``text`` once per environment change of ``envs``, each a fresh
+    process on one training directory; the JSON line each run printed last."""
+    script, train = tmp_path / "user.py", tmp_path / "train"
+    script.write_text(text)
+    runs = []
+    for change in envs:
+        env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), **change)
+        out = subprocess.run([sys.executable, str(script), str(train)], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return runs
+
 def test_a_failure_on_threads_in_a_model_planned_run_keeps_later_processes_off_threads(tmp_path):
     """Runs 1-2 learn threads; run 3's function fails there (the warning says threads are
     not used again). Runs 4-5, fresh processes: the model's plan was threads again (the
     mark was kept only from sampled runs' records), every run warned again and ran ~55
     items twice."""
-    script = tmp_path / "user.py"
-    script.write_text(BECOMES_UNSAFE)
-    train = tmp_path / "train"
-    runs = []
-    for unsafe in "00111":
-        env = dict(os.environ, UNSAFE=unsafe, XDG_CACHE_HOME=str(tmp_path / "cache"))
-        out = subprocess.run([sys.executable, str(script), str(train)], capture_output=True, text=True,
-                             timeout=120, cwd=tmp_path, env=env)
-        assert out.returncode == 0, out.stderr[-3000:]
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    runs = _script_runs(tmp_path, BECOMES_UNSAFE, [{"UNSAFE": unsafe} for unsafe in "00111"])
     assert any(r["engine"] == "threads" for r in runs[:2]), runs  # the case: threads learned first
     for run in runs[3:]:
         # calls: this process's (a process plan's items run in its workers); none ran twice
@@ -360,16 +365,7 @@ def test_a_transient_error_on_a_thread_is_raised_and_keeps_threads(tmp_path, fla
     ``Pool().map`` and ``Client.map`` raise it. It was taken as "not thread-safe": the call
     returned (the item re-ran serially) and every later run of the function was planned
     off threads, 20x slower (0.05 s on 64 threads, then 1.05 s on 2 processes)."""
-    script = tmp_path / "user.py"
-    script.write_text(TRANSIENT)
-    train = tmp_path / "train"
-    runs = []
-    for flaky in flakes:
-        env = dict(os.environ, FLAKY=flaky, XDG_CACHE_HOME=str(tmp_path / "cache"))
-        out = subprocess.run([sys.executable, str(script), str(train)], capture_output=True, text=True,
-                             timeout=120, cwd=tmp_path, env=env)
-        assert out.returncode == 0, out.stderr[-3000:]
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    runs = _script_runs(tmp_path, TRANSIENT, [{"FLAKY": flaky} for flaky in flakes])
     flaky_run = next(i for i, flaky in enumerate(flakes) if flaky)
     assert runs[flaky_run] == {"engine": None, "raised": "connection reset by peer"}, runs
     assert runs[-1]["engine"] == "threads", runs

@@ -25,8 +25,7 @@ import cloudpickle
 from ..target.workload import function_name
 from .chunks import ChunkResult, make_failure
 from .module_state import with_state
-from . import pickling
-from .pickling import dumps
+from .pickling import dumps, dumps_function
 from .worker_start import edited_since_imported
 
 __all__ = ["dump_function", "dump_items", "items_for_task", "PACK_MAX_BYTES", "load_outcome",
@@ -44,12 +43,12 @@ def dump_function(func) -> bytes:
     try:
         edited = edited_since_imported(func)
         if not edited:
-            return pickling.dumps_function(with_state(func))
+            return dumps_function(with_state(func))
         with _BY_VALUE:  # cloudpickle's registry is global: one call at a time
             for module in edited:
                 cloudpickle.register_pickle_by_value(module)
             try:
-                return pickling.dumps_function(func)
+                return dumps_function(func)
             finally:
                 for module in edited:
                     cloudpickle.unregister_pickle_by_value(module)
