@@ -193,6 +193,53 @@ def test_real_local_cluster_client_and_scheduler_agree():
     assert fields["threads_per_worker"] == "1" and fields["n_hosts"] == 1
 
 
+def test_a_cluster_fingerprint_carries_its_workers_cpu_model():
+    """DESIGN: a cluster's fingerprint holds its CPU models, so two clusters of one shape on
+    different hardware keep apart models; every cluster record said ``"unknown"`` (nothing
+    told the scheduler a worker's CPU). The client asks each new host once and leaves the
+    answer on the scheduler, where the plugin's fingerprint reads it too."""
+    distributed = pytest.importorskip("distributed")
+    from amorsize_dask.target.target import Target
+    from tests.helpers.cluster import local_cluster
+
+    with local_cluster() as cluster, distributed.Client(cluster) as client:
+        client.wait_for_workers(2)
+        here = Target.cluster(client, len).fingerprint
+        on_scheduler = client.run_on_scheduler(
+            lambda dask_scheduler: cluster_fingerprint(workers_from_scheduler(dask_scheduler)).id
+        )
+    assert here.as_dict()["cpu_models"] == (machine.cpu_model() or "unknown")
+    assert here.as_dict()["cpu_models"] != "unknown"
+    assert here.id == on_scheduler
+
+
+def test_records_of_a_cluster_carry_its_cpu_model(tmp_path):
+    """A run the scheduler plugin records and one the client records name the CPU."""
+    distributed = pytest.importorskip("distributed")
+    import amorsize_dask as ad
+    from amorsize_dask import AmorsizePlugin, TrainingStore
+    from tests.helpers.cluster import local_cluster
+    from tests.helpers.funcs import square
+
+    fixed = dict(engine="dask", n_workers=2, chunksize=4)
+    with local_cluster() as cluster, distributed.Client(cluster) as client:
+        out = ad.map(square, range(30), client=client, training_dir=tmp_path / "client", **fixed)
+        client.register_plugin(AmorsizePlugin(training_dir=str(tmp_path / "plugin")))
+        assert ad.map(square, range(30), client=client, training_dir=tmp_path / "plugin", **fixed) == out
+    assert out == [i * i for i in range(30)]
+    for where in ("client", "plugin"):
+        (record,) = TrainingStore(tmp_path / where).records()
+        assert record["fingerprint_fields"]["cpu_models"] == machine.cpu_model(), where
+
+
+def test_cpu_models_count_the_workers_that_told_theirs():
+    """A worker that joined since its host was asked does not turn a cluster's models into
+    another fingerprint until it is asked."""
+    told = _workers(n=1, cpu_model="Xeon", port0=1)
+    fresh = _workers(n=1, port0=2)
+    assert cluster_fingerprint({**told, **fresh}).as_dict()["cpu_models"] == "Xeon"
+
+
 # -- similarity -----------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import time
 import weakref
 
 from ..learning.model import Prediction
+from .cpu_models import with_cpu_models
 
 __all__ = ["METADATA_KEY", "has_plugin", "forget", "uses_training_dir", "ping", "remote_plan", "register_run", "finish_run",
            "remote_target", "prediction_from_reply", "cluster_workers", "plugin_failed"]
@@ -149,7 +150,8 @@ _SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def cluster_workers(client) -> dict:
-    """``scheduler_info()["workers"]`` of ``client``'s cluster, cached until its workers change."""
+    """``scheduler_info()["workers"]`` of ``client``'s cluster with their CPU models
+    (:func:`~amorsize_dask.cluster.cpu_models.with_cpu_models`), cached until its workers change."""
     if getattr(client, "asynchronous", False):
         raise TypeError(
             f"amorsize_dask needs a synchronous distributed.Client, got an asynchronous one ({client!r}); "
@@ -163,7 +165,7 @@ def cluster_workers(client) -> dict:
     except TypeError:  # not weak-referenceable
         known, workers = None, None
     if known != nthreads or workers is None:
-        workers = client.scheduler_info(n_workers=-1)["workers"]
+        workers = with_cpu_models(client, client.scheduler_info(n_workers=-1)["workers"])
         try:
             _SHAPES[client] = (nthreads, workers)
         except TypeError:

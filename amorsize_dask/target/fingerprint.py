@@ -36,6 +36,7 @@ __all__ = [
     "cluster_fingerprint",
     "workers_from_scheduler",
     "similarity",
+    "CPU_MODELS_METADATA",
 ]
 
 _GIB = 2**30
@@ -131,6 +132,12 @@ def _local_fingerprint(start_method: str) -> Fingerprint:
     )
 
 
+# Where a cluster's CPU models are kept: the scheduler's metadata (``Client.set_metadata``)
+# under this key, by host, e.g. ``{"10.0.0.1": "Intel(R) Xeon(R) ..."}``. Workers do not
+# report their CPU; a client asks each new host once (``cluster.cpu_models``).
+CPU_MODELS_METADATA = "amorsize-cpu-models"
+
+
 def _dask_minor() -> str:
     import dask
 
@@ -143,9 +150,10 @@ def cluster_fingerprint(workers: Mapping[str, Mapping[str, Any]]) -> Fingerprint
     Only the shape counts: ``n_workers``, ``n_hosts``, ``threads_per_worker``
     (sorted distinct values, e.g. ``"1,2"``), ``total_threads``,
     ``memory_per_worker_gib`` (smallest limit, rounded to 0.5 GiB; 0 when
-    unlimited), ``cpu_models`` (sorted distinct, ``";"``-joined; ``"unknown"``
-    unless a worker entry carries ``"cpu_model"``, directly or in its
-    ``"metrics"``), plus this process's ``dask`` and ``python`` minor versions.
+    unlimited), ``cpu_models`` (sorted distinct, ``";"``-joined, of the worker
+    entries carrying a ``"cpu_model"``, directly or in their ``"metrics"``:
+    a worker not asked yet does not change them; ``"unknown"`` if none does),
+    plus this process's ``dask`` and ``python`` minor versions.
     """
     threads: list[int] = []
     memories: list[float] = []
@@ -159,7 +167,8 @@ def cluster_fingerprint(workers: Mapping[str, Mapping[str, Any]]) -> Fingerprint
         model = info.get("cpu_model") or (
             metrics.get("cpu_model") if isinstance(metrics, Mapping) else None
         )
-        models.add(str(model) if model else "unknown")
+        if model and model != "unknown":
+            models.add(str(model))
     min_memory = min(memories) if memories else 0.0
     return Fingerprint.from_fields(
         {
@@ -180,8 +189,11 @@ def workers_from_scheduler(scheduler) -> dict:
     """The ``scheduler_info()["workers"]`` shape, built on the scheduler itself.
 
     For use inside a scheduler plugin: ``cluster_fingerprint(workers_from_scheduler(s))``
-    equals ``cluster_fingerprint(client.scheduler_info()["workers"])``.
+    equals the client's fingerprint (``cluster.client.cluster_workers``), CPU models
+    included: each entry's ``cpu_model`` is the one clients left in the scheduler's
+    metadata for its host (:data:`CPU_MODELS_METADATA`).
     """
+    told = scheduler.task_metadata.get(CPU_MODELS_METADATA)
     out = {}
     for address, ws in list(scheduler.workers.items()):
         entry = dict(getattr(ws, "extra", None) or {})  # identity() merges extra too
@@ -192,6 +204,8 @@ def workers_from_scheduler(scheduler) -> dict:
             name=ws.name,
             metrics=dict(ws.metrics or {}),
         )
+        if isinstance(told, dict) and told.get(ws.host):
+            entry.setdefault("cpu_model", told[ws.host])
         out[address] = entry
     return out
 

@@ -1,0 +1,58 @@
+"""The CPU model of each host of a cluster, for its fingerprint.
+
+Dask's workers do not report their CPU. The first client that sees a host ask one of its
+workers (``Client.run``) and leaves the answer in the scheduler's metadata under
+:data:`~amorsize_dask.target.fingerprint.CPU_MODELS_METADATA`, where every later client
+and the scheduler plugin (``fingerprint.workers_from_scheduler``) read it: both compute
+one fingerprint for one cluster. A host that cannot be asked stays unknown; a map never
+fails for it.
+
+>>> told({"tcp://10.0.0.1:4001": {"host": "10.0.0.1"}}, {"10.0.0.1": "Xeon"})
+{'tcp://10.0.0.1:4001': {'host': '10.0.0.1', 'cpu_model': 'Xeon'}}
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..target import machine
+from ..target.fingerprint import CPU_MODELS_METADATA
+
+__all__ = ["with_cpu_models", "told"]
+
+logger = logging.getLogger("amorsize_dask")
+
+
+def with_cpu_models(client, workers: dict) -> dict:
+    """``workers`` (``scheduler_info()["workers"]``) with each entry's ``cpu_model``, asking
+    the hosts no client has asked yet (one worker each) and telling the scheduler."""
+    try:
+        known = dict(client.get_metadata(CPU_MODELS_METADATA, default=None) or {})
+        ask = {}
+        for address, info in workers.items():
+            host = str(info.get("host") or "")
+            if host not in known and host not in ask.values():
+                ask[address] = host
+        if ask:
+            answers = client.run(_cpu_model, workers=list(ask))
+            for address, model in answers.items():
+                known[ask[address]] = model
+                client.set_metadata([CPU_MODELS_METADATA, ask[address]], model)
+    except Exception as exc:  # a worker gone, or without this package: the models stay unknown
+        logger.debug("amorsize_dask: could not learn the cluster's CPU models (%r)", exc)
+        return workers
+    return told(workers, known)
+
+
+def told(workers: dict, known: dict) -> dict:
+    """Copies of the worker entries, each with its host's model from ``known`` (if any)."""
+    out = {}
+    for address, info in workers.items():
+        model = known.get(str(info.get("host") or ""))
+        out[address] = {**info, "cpu_model": model} if model else info
+    return out
+
+
+def _cpu_model() -> str:
+    """Run on a worker: its CPU model (``"unknown"`` where the platform does not say)."""
+    return machine.cpu_model() or "unknown"
