@@ -119,8 +119,11 @@ AUTO = "auto"  # fork when :func:`fork_is_safe`, else the forkserver
 def fork_is_safe() -> bool:
     """True when a fork now copies no thread in the middle of something: on Linux, every
     other live thread is an idle thread of this library's thread pools (Python 3.12+, which
-    warns about forking a process with threads: no other thread at all)."""
+    warns about forking a process with threads: no other thread at all), and no OpenMP
+    runtime has threads running (:func:`openmp_threads_running`)."""
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    if openmp_threads_running():
         return False
     me = threading.current_thread()
     others = [t for t in threading.enumerate() if t is not me]
@@ -131,6 +134,42 @@ def fork_is_safe() -> bool:
     from .threads import only_idle_pool_threads
 
     return only_idle_pool_threads(others)
+
+
+# Shared libraries of the OpenMP runtimes (GNU, Intel, LLVM), as named in /proc/self/maps:
+# torch, numba's ``parallel=True``, scikit-learn and conda's MKL bring one of them.
+_OPENMP_LIBRARIES = ("libgomp", "libiomp", "libomp")
+_openmp_seen = False
+_maps_read_at: tuple = ()  # (modules imported, threads) when /proc/self/maps was last read
+
+
+def openmp_threads_running() -> bool:
+    """Does this process run native threads (more than ``threading`` knows) beside a loaded
+    OpenMP runtime? A child forked after GNU OpenMP ran inherits its pool's state but
+    none of its threads, and its first parallel region waits for them for ever: a torch
+    script's pool hung, numba ``parallel=True`` aborted its workers, ``Pool().map`` hangs
+    too (hunt 12; tests/test_native_threads.py). Threads of a pthreads BLAS beside an
+    OpenMP runtime that never ran count too: told apart by nothing cheap, they cost a
+    forkserver start instead of a fork."""
+    global _openmp_seen, _maps_read_at
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        return False
+    if threads <= threading.active_count():
+        return False
+    # A runtime once loaded stays loaded; until then the maps (~1 ms with pandas loaded)
+    # are read again only after an import or a new thread.
+    now = (len(sys.modules), threads)
+    if not _openmp_seen and now != _maps_read_at:
+        _maps_read_at = now
+        try:
+            with open("/proc/self/maps") as maps:
+                text = maps.read()
+        except OSError:
+            return False
+        _openmp_seen = any(name in text for name in _OPENMP_LIBRARIES)
+    return _openmp_seen
 
 
 def resolve_start_method(start_method: str) -> str:
