@@ -9,6 +9,7 @@ too, ``builtins.map`` runs). The library compiled here stands in for them.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -68,3 +69,21 @@ def test_a_pool_started_after_openmp_ran_does_not_hang(tmp_path, openmp_library,
     done = run_script(tmp_path, SCRIPT, engine, deadline=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert '{"same": true}' in done.stdout
+
+
+PLAN_SCRIPT = SCRIPT.replace('''    out = ad.map(spin, items, engine=sys.argv[1], training_dir="training")
+    print(json.dumps({"same": out == expected}))''', '''    plans = [ad.plan(spin, [3_000_000] * 100, training_dir=f"training{i}") for i in range(2)]
+    print(json.dumps({"engines": [p.engine for p in plans], "explain": plans[0].explain()}))''')
+
+
+def test_a_function_that_keeps_the_cores_busy_itself_runs_serially(tmp_path, openmp_library):
+    """Its OpenMP threads already use both cores: workers beside each other only share
+    them (hunt 12: BLAS-threaded numpy and torch ran on processes, 1.05-18x serial; the
+    sample timed the calling thread's CPU alone and saw one core). Two first plans, one of
+    them serial: on a loaded machine the OpenMP thread, queued behind other processes, may
+    leave a one-item sample reading less than a core."""
+    shutil.copy(openmp_library, tmp_path / "libspin.so")
+    done = run_script(tmp_path, PLAN_SCRIPT, "auto", deadline=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "serial" in found["engines"], found["explain"]

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from ..settings import Settings, current
 
 from .overheads import Overheads
-from .sampling import COMPUTING_CPU_RATIO, Profile
+from .sampling import COMPUTING_CPU_RATIO, ONE_CORE_UP_TO, Profile
 
 __all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
            "process_seconds", "BUSY_TASK_FACTOR", "dask_seconds", "thread_seconds", "predict_one",
@@ -107,7 +107,7 @@ def _pool_parts(profile: Profile, n_items: int, overheads: Overheads, n_workers:
                 cores: int) -> tuple[float, float, float]:
     """(the workers' makespan, the caller's serial work, its transfer seconds per item) of
     ``n_items`` in tasks of ``chunksize`` on ``n_workers`` (at most ``cores``) workers."""
-    t = profile.item_seconds
+    t = profile.item_seconds * busy_slowdown(profile, n_workers, cores)
     n_tasks = math.ceil(n_items / chunksize)
     w = max(1, min(n_workers, cores))
     makespan = max(n_items * t / w, waves_seconds(n_items, chunksize, w, t))
@@ -136,7 +136,7 @@ def process_seconds(
     makespan, parent, per_item_transfer = _pool_parts(profile, n_items, overheads, n_workers, chunksize, cores)
     n_tasks = math.ceil(n_items / chunksize)
     hand_offs = (BUSY_TASK_FACTOR - 1) * n_tasks * overheads.task_seconds  # beyond the parent's own share
-    shared_cpu = (n_items * profile.item_seconds + parent + hand_offs) / cores
+    shared_cpu = (n_items * profile.item_seconds * profile.cores_busy + parent + hand_offs) / cores
     start = 0.0 if pool_warm else overheads.start_seconds
     # Pipeline fill: the first chunk travels before any worker computes, the last one after.
     fill = overheads.task_seconds + min(chunksize, n_items) * per_item_transfer
@@ -150,6 +150,25 @@ def dask_seconds(profile: Profile, n_items: int, overheads: Overheads, *, n_work
     return client + makespan
 
 
+def busy_slowdown(profile: Profile, n_workers: int, cores: int) -> float:
+    """How many times longer an item takes beside the other workers' when it runs threads
+    of its own: the threads all workers run over the cores there are. A function whose
+    OpenMP or BLAS threads use both cores of this machine ran on 2 processes at 1.05-18x
+    its serial time (hunt 12: torch inference, numpy matrix products). Its threads are
+    whole: the cores it was measured to keep busy, rounded up (an OpenMP loop on both
+    cores read 1.5 beside other processes; tests/test_native_threads.py).
+
+    >>> p = Profile(n_sampled=4, item_seconds=1e-3, item_cv=0.0, cpu_ratio=1.0, bytes_in=0, bytes_out=0,
+    ...             picklable=True, thread_speedup=None, sample_seconds=0.0, cores_busy=1.5)
+    >>> busy_slowdown(p, 2, 2), busy_slowdown(p, 1, 2), busy_slowdown(p, 4, 8)
+    (2.0, 1.0, 1.0)
+    """
+    w = max(1, min(n_workers, cores))
+    if w == 1 or profile.cores_busy <= ONE_CORE_UP_TO:
+        return 1.0
+    return max(1.0, w * math.ceil(profile.cores_busy - 0.1) / cores)
+
+
 def thread_seconds(
     profile: Profile, n_items: int, overheads: Overheads, *, n_workers: int, chunksize: int, cores: int
 ) -> float:
@@ -159,7 +178,8 @@ def thread_seconds(
     computing = max(0.0, parallel - waiting)
     compute = n_items * t
     serialized = compute * (1 - parallel)
-    overlapped = compute * (waiting / n_workers + computing / max(1, min(n_workers, cores)))
+    overlapped = compute * (waiting / n_workers
+                            + computing * busy_slowdown(profile, n_workers, cores) / max(1, min(n_workers, cores)))
     waves = math.ceil(n_tasks / n_workers) * compute / n_tasks * parallel
     return (serialized + max(overlapped, waves)) * thread_slowdown(profile) + n_tasks * overheads.thread_task_seconds
 
@@ -192,6 +212,7 @@ def profile_from_features(features: dict) -> Profile | None:
         thread_speedup=features.get("thread_speedup"),
         sample_seconds=0.0,
         pickle_seconds=float(features.get("pickle_seconds", 0.0)),
+        cores_busy=float(features.get("cores_busy", 1.0)),
     )
 
 

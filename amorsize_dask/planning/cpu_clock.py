@@ -15,6 +15,11 @@ wall time. Two things inflate the wall time of a function that computes:
   alone. In a test process with other busy threads, timing the whole sample read 0.30
   for pure Python.
 
+A function may also keep more than its thread busy: its native code runs threads of its
+own (OpenMP in torch or numba ``parallel=True``, a BLAS). Their CPU time, read per thread
+from ``/proc/self/task/*/schedstat`` for the threads ``threading`` does not know (Python
+threads, this library's among them, never count), gives :meth:`ThreadClock.cores_busy`.
+
 >>> clock = ThreadClock()
 >>> with clock.span():
 ...     _ = sum(range(100_000))
@@ -26,15 +31,23 @@ True
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import contextmanager
 
-__all__ = ["MIN_SPAN_SECONDS", "ThreadClock"]
+__all__ = ["MIN_SPAN_SECONDS", "ThreadClock", "native_threads_cpu"]
 
 _SCHEDSTAT = "/proc/thread-self/schedstat"
 # Spans shorter than this in all tell nothing: one 2-5 us item read CPU/wall 1.1-12.5
 # (the CPU clock's own cost and resolution); the sampler then takes the function to compute.
 MIN_SPAN_SECONDS = 200e-6
+# Spans shorter than this in all tell nothing of the cores busy: native threads' CPU is
+# read from another clock than the thread's (two readings, ~10 us each).
+MIN_BUSY_SPAN_SECONDS = 1e-3
+# Native threads found running when a clock starts are looked at again after this wait:
+# GNU OpenMP's spin after a parallel region ends within it, a BLAS's (~130 ms) does not
+# (tests/test_native_threads.py read 1.0 core now and then without it, on a loaded machine).
+NATIVE_SPIN_WAIT_SECONDS = 2e-3
 
 
 class ThreadClock:
@@ -49,7 +62,11 @@ class ThreadClock:
             self._fd: int | None = os.open(_SCHEDSTAT, os.O_RDONLY)
         except OSError:
             self._fd = None
-        self.wall = self.cpu = self.queued = 0.0
+        self.wall = self.cpu = self.queued = self.native = 0.0
+        self._spans: list[tuple[float, float]] = []  # per span: (runnable wall, CPU of it and its native threads)
+        # Native threads running before the function ran (a BLAS's spin after its last call)
+        # would be read as the function's own: then none are counted.
+        self._native_before = native_threads_running() and _still_running_after(NATIVE_SPIN_WAIT_SECONDS)
 
     def _queued(self) -> float:
         if self._fd is None:
@@ -62,14 +79,17 @@ class ThreadClock:
     @contextmanager
     def span(self):
         """Add the wall, CPU and run-queue seconds of the ``with`` block."""
-        queued = self._queued()
+        queued, native = self._queued(), native_threads_cpu()
         cpu, wall = time.thread_time(), time.perf_counter()
         try:
             yield
         finally:
             wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
             self.wall, self.cpu = self.wall + wall, self.cpu + cpu
-            self.queued += min(max(self._queued() - queued, 0.0), wall)
+            queued = min(max(self._queued() - queued, 0.0), wall)
+            native = max(native_threads_cpu() - native, 0.0)
+            self.queued, self.native = self.queued + queued, self.native + native
+            self._spans.append((wall - queued, cpu + native))
 
     def cpu_ratio(self) -> float:
         """CPU seconds over the wall seconds the thread could have run, at most 1 (one
@@ -78,6 +98,19 @@ class ThreadClock:
         if self.wall < MIN_SPAN_SECONDS or runnable <= 0:
             return 1.0
         return min(self.cpu / runnable, 1.0)
+
+    def cores_busy(self) -> float:
+        """The cores the spans kept busy: the thread's CPU seconds plus those of the native
+        threads (:func:`native_threads_cpu`), over the wall seconds the thread could have
+        run, in the spans after the first (torch starts its threads in its first call);
+        at least 1. 1.0 when too short to tell, or when native threads were running before
+        the first span: a BLAS's threads spin ~130 ms after it last ran, and a pure-Python
+        loop timed just after a matrix product read 1.8-2.2 cores."""
+        spans = self._spans[1:] or self._spans
+        runnable = sum(r for r, _ in spans)
+        if self._native_before or runnable < MIN_BUSY_SPAN_SECONDS:
+            return 1.0
+        return max(1.0, sum(b for _, b in spans) / runnable)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -89,3 +122,49 @@ class ThreadClock:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_TASKS = "/proc/self/task"
+
+
+def _native_tids() -> list[str]:
+    """Ids of this process's threads that ``threading`` does not know ([] without ``/proc``;
+    no reading beyond the listing when there are none)."""
+    try:
+        tids = os.listdir(_TASKS)
+    except OSError:
+        return []
+    if len(tids) <= threading.active_count():
+        return []
+    known = {str(t.native_id) for t in threading.enumerate()}
+    return [tid for tid in tids if tid not in known]
+
+
+def native_threads_running() -> bool:
+    """Is a thread ``threading`` does not know on a CPU or waiting for one (state R) now?"""
+    for tid in _native_tids():
+        try:
+            with open(f"{_TASKS}/{tid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"R":
+                    return True
+        except (OSError, IndexError):  # the thread ended meanwhile
+            continue
+    return False
+
+
+def _still_running_after(seconds: float) -> bool:
+    time.sleep(seconds)
+    return native_threads_running()
+
+
+def native_threads_cpu() -> float:
+    """CPU seconds the threads of this process that ``threading`` does not know have run
+    (0.0 without ``/proc``). Read only when there are such threads: ~10 us each."""
+    total = 0
+    for tid in _native_tids():
+        try:
+            with open(f"{_TASKS}/{tid}/schedstat", "rb") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):  # the thread ended meanwhile
+            continue
+    return total / 1e9

@@ -25,7 +25,7 @@ from . import thread_safety
 from .overheads import Overheads
 from .fork_cost import forked_start
 from .plan import Plan, format_bytes, format_seconds
-from .sampling import Profile, Sample, sample_items
+from .sampling import ONE_CORE_UP_TO, Profile, Sample, sample_items
 from .prestart import PRESTART_ABOVE_SECONDS, PoolPrestart
 from .speculation import Speculation
 
@@ -325,6 +325,8 @@ def _fixed_plan(engine: str, n_workers: int, chunksize: int, n: int, reasons) ->
 
 def describe_profile(p: Profile) -> str:
     threads = "" if p.thread_speedup is None else f", 2 threads {p.thread_speedup:.2f}x"
+    if p.cores_busy > ONE_CORE_UP_TO:
+        threads += f", {p.cores_busy:.1f} cores busy per item (its own threads)"
     return (
         f"sampled {p.n_sampled} items in {format_seconds(p.sample_seconds)}: "
         f"{format_seconds(p.item_seconds)}/item (cv {p.item_cv:.2f}), CPU/wall {p.cpu_ratio:.2f}{threads}; "

@@ -27,6 +27,10 @@ __all__ = ["COMPUTING_CPU_RATIO", "PoolStart", "Profile", "Sample", "sample_item
 # goes on until one batch took this long (a script's first call of a 1 us method read 3-11 us).
 _MIN_BATCH_SECONDS = 50e-6
 COMPUTING_CPU_RATIO = 0.8  # and above, a function computes (pure Python reads 0.98-1.02 quiet)
+# Cores busy up to this are one core (kept out of the features): pure Python read 1.00 beside
+# an idle or a spinning BLAS thread; a 800x800 float matrix product 1.52, an OpenMP loop
+# ~2 on 2 cores (tests/test_native_threads.py, session 21).
+ONE_CORE_UP_TO = 1.1
 # Below this CPU/wall ratio a function waits and is not probed (it cost bench family io-wait
 # 5%): a 2 ms sleep reads 0.01-0.12 on a 2-core VM (30-150 us CPU per wake-up; CI: 0.119).
 _PURE_WAIT_CPU_RATIO = 0.2
@@ -69,7 +73,9 @@ class Profile:
     computing, ≈0 waiting; less the time it waited for a core: :mod:`.cpu_clock`);
     ``thread_speedup`` is the speedup of two threads over one on the next items
     (≈2 when the function releases the GIL), None when not measured; ``thread_failure``
-    is the exception those items raised on threads only (then they ran again serially).
+    is the exception those items raised on threads only (then they ran again serially);
+    ``cores_busy`` the cores an item keeps busy, its native threads' included (>1: OpenMP,
+    a BLAS, torch; :meth:`.cpu_clock.ThreadClock.cores_busy`).
     """
 
     n_sampled: int
@@ -83,6 +89,7 @@ class Profile:
     sample_seconds: float
     thread_failure: str | None = None
     pickle_seconds: float = 0.0  # pickling and unpickling an item and its result (:mod:`.pickled`)
+    cores_busy: float = 1.0
 
     def features(self, n_items: int) -> dict:
         """The workload features stored with a record."""
@@ -97,6 +104,8 @@ class Profile:
         }
         if self.thread_speedup is not None:
             out["thread_speedup"] = self.thread_speedup
+        if self.cores_busy > ONE_CORE_UP_TO:
+            out["cores_busy"] = round(self.cores_busy, 2)
         if self.thread_failure is not None:
             out[thread_safety.FEATURE] = 0
         if not self.picklable:
@@ -174,6 +183,7 @@ def sample_items(
         sample_seconds=time.perf_counter() - timing.wall_start,
         thread_failure=thread_failure,
         pickle_seconds=travel.seconds,
+        cores_busy=timing.cores_busy,
     )
     return Sample(profile=profile, results=timing.results)
 
@@ -190,6 +200,7 @@ class _Timing:
         self.per_item: list[float] = []  # seconds per item of each timed batch
         self.batch_sizes: list[int] = []
         self.wall, self.ratio = 0.0, 1.0  # of the serial part (the probe's not counted)
+        self.cores_busy = 1.0
         self.warm_bound: float | None = None  # seconds per item the probe's threads read, when less
         self.wall_start, self.clock = time.perf_counter(), ThreadClock()
 
@@ -240,13 +251,20 @@ class _Timing:
                 size = min(batch, len(self.items) - len(self.results))
                 elapsed = self.timed(size) * size
                 spent, ratio = time.perf_counter() - self.wall_start, self.clock.cpu_ratio()
-                if self.pool_start is not None:
+                if self.pool_start is not None and not self._uses_the_cores_itself():
                     self.pool_start.on_estimate(self.settled, ratio)
                 if self._spent_enough(spent, ratio):
                     break
                 if elapsed < _MIN_BATCH_SECONDS:
                     batch *= 2
             self.wall, self.ratio = time.perf_counter() - self.wall_start, self.clock.cpu_ratio()
+            self.cores_busy = self.clock.cores_busy()
+
+    def _uses_the_cores_itself(self) -> bool:
+        """Do the function's own threads keep every core busy (workers beside each other
+        could only share them)? A torch script's sample started a pool for nothing."""
+        busy = self.clock.cores_busy()
+        return busy > ONE_CORE_UP_TO and math.ceil(busy - 0.1) >= self.parallelism[0]
 
     def _spent_enough(self, spent: float, ratio: float) -> bool:
         """The budget is spent (a dear first item is evidence enough), unless the items are
