@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from ..settings import Settings, current
 
 from .overheads import Overheads
-from .sampling import COMPUTING_CPU_RATIO, ONE_CORE_UP_TO, Profile
+from .sampling import COMPUTING_CPU_RATIO, Profile, own_threads
 
 __all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
            "process_seconds", "BUSY_TASK_FACTOR", "dask_seconds", "thread_seconds", "predict_one",
@@ -164,9 +164,7 @@ def busy_slowdown(profile: Profile, n_workers: int, cores: int) -> float:
     (2.0, 1.0, 1.0)
     """
     w = max(1, min(n_workers, cores))
-    if w == 1 or profile.cores_busy <= ONE_CORE_UP_TO:
-        return 1.0
-    return max(1.0, w * math.ceil(profile.cores_busy - 0.1) / cores)
+    return max(1.0, w * own_threads(profile.cores_busy) / cores) if w > 1 else 1.0
 
 
 def thread_seconds(

@@ -20,17 +20,28 @@ from . import pickled, sample_stats, thread_safety
 from .cpu_clock import ThreadClock
 from .thread_probe import ThreadProbe, probe_threads, timed_serially
 
-__all__ = ["COMPUTING_CPU_RATIO", "PoolStart", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
+__all__ = ["COMPUTING_CPU_RATIO", "ONE_CORE_UP_TO", "own_threads", "PoolStart", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
 
 # Batches of items timed together when items are too fast for one perf_counter reading
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items); the sample
 # goes on until one batch took this long (a script's first call of a 1 us method read 3-11 us).
 _MIN_BATCH_SECONDS = 50e-6
 COMPUTING_CPU_RATIO = 0.8  # and above, a function computes (pure Python reads 0.98-1.02 quiet)
-# Cores busy up to this are one core (kept out of the features): pure Python read 1.00 beside
-# an idle or a spinning BLAS thread; a 800x800 float matrix product 1.52, an OpenMP loop
-# ~2 on 2 cores (tests/test_native_threads.py, session 21).
-ONE_CORE_UP_TO = 1.1
+# Cores busy up to this are one core (kept out of the features): pure Python read 1.0000-1.0004
+# beside idle native threads (a spinning BLAS's are not counted: .cpu_clock); a 800x800
+# float matrix product 1.52; a 3.5 ms OpenMP loop on 2 cores 1.15-1.73 (its second thread
+# wakes late), one of 30 ms ~2 (tests/test_native_threads.py, session 21).
+ONE_CORE_UP_TO = 1.05
+
+
+def own_threads(cores_busy: float) -> int:
+    """The threads an item runs, from the cores it kept busy: whole ones, rounded up beyond
+    the noise (an OpenMP loop on both cores read 1.15-1.73 for 3.5 ms items).
+
+    >>> own_threads(1.0), own_threads(1.04), own_threads(1.2), own_threads(2.03)
+    (1, 1, 2, 2)
+    """
+    return 1 if cores_busy <= ONE_CORE_UP_TO else math.ceil(cores_busy - (ONE_CORE_UP_TO - 1))
 # Below this CPU/wall ratio a function waits and is not probed (it cost bench family io-wait
 # 5%): a 2 ms sleep reads 0.01-0.12 on a 2-core VM (30-150 us CPU per wake-up; CI: 0.119).
 _PURE_WAIT_CPU_RATIO = 0.2
@@ -263,8 +274,8 @@ class _Timing:
     def _uses_the_cores_itself(self) -> bool:
         """Do the function's own threads keep every core busy (workers beside each other
         could only share them)? A torch script's sample started a pool for nothing."""
-        busy = self.clock.cores_busy()
-        return busy > ONE_CORE_UP_TO and math.ceil(busy - 0.1) >= self.parallelism[0]
+        threads = own_threads(self.clock.cores_busy())
+        return threads > 1 and threads >= self.parallelism[0]
 
     def _spent_enough(self, spent: float, ratio: float) -> bool:
         """The budget is spent (a dear first item is evidence enough), unless the items are
