@@ -36,9 +36,12 @@ class ThreadPool(ThreadPoolExecutor):
     (1, True)
     """
 
-    def __init__(self, max_workers: int, thread_name_prefix: str):
+    def __init__(self, max_workers: int, thread_name_prefix: str, depth: int = 0):
+        if depth:
+            thread_name_prefix = f"{thread_name_prefix}-nested{depth}"
         super().__init__(max_workers, thread_name_prefix=thread_name_prefix)
         self.name_prefix = thread_name_prefix
+        self.depth = depth  # maps on this pool run in maps on pools of every lower depth
         self._held = 0
         self._held_lock = threading.Lock()
         _POOLS.add(self)
@@ -64,6 +67,15 @@ class ThreadPool(ThreadPoolExecutor):
 
     def owns(self, thread: threading.Thread) -> bool:
         return thread.name.startswith(self.name_prefix + "_")
+
+
+def nesting_depth() -> int:
+    """0 here; 1 + its pool's depth on a thread of one of this library's thread pools: a
+    map called there must not wait for its own pool's threads, all of which may be
+    running items of maps waiting for it (hunt 13: a map on threads inside one hung)."""
+    me = threading.current_thread()
+    owner = next((p for p in list(_POOLS) if p.owns(me)), None)
+    return 0 if owner is None else owner.depth + 1
 
 
 def only_idle_pool_threads(threads) -> bool:
@@ -137,7 +149,7 @@ class ThreadEngine(Engine):
     name = "threads"
 
     def __init__(self):
-        self._pools: dict[int, ThreadPool] = {}
+        self._pools: dict[tuple[int, int], ThreadPool] = {}  # by (threads, nesting depth)
         self._lock = threading.Lock()
         _ENGINES.add(self)
 
@@ -147,11 +159,13 @@ class ThreadEngine(Engine):
         self._lock = threading.Lock()
 
     def pool(self, n_workers: int) -> ThreadPool:
-        """The pool of ``n_workers`` threads (kept per size: starting threads is not free)."""
+        """The pool of ``n_workers`` threads (kept per size: starting threads is not free),
+        one for each depth of maps nested in maps on threads (:func:`nesting_depth`)."""
+        depth = nesting_depth()
         with self._lock:
-            pool = self._pools.get(n_workers)
+            pool = self._pools.get((n_workers, depth))
             if pool is None:
-                pool = self._pools[n_workers] = ThreadPool(n_workers, thread_name_prefix="amorsize-thread")
+                pool = self._pools[n_workers, depth] = ThreadPool(n_workers, "amorsize-thread", depth)
             return pool
 
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, serial_retry=False):

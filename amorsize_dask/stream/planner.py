@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from ..engines import shared_engine
+from ..engines import get_engine, shared_engine
 from ..engines.function_parcel import travels
 from ..cluster.keys import sample_key
 from ..engines.chunks import ChunkResult, Failure, run_chunk, run_packed_chunk
@@ -106,6 +106,8 @@ class StreamPlanner:
         self.target = target_for(func, client, engine, training_dir)
         self.client = self.target.client
         self.engine = "serial" if engine == "auto" and self.client is None else ("dask" if engine == "auto" else engine)
+        if self.engine == "processes" and get_engine("processes").name == "threads":
+            self.engine = "threads"  # a daemonic process starts none (warned), as map runs there
         self.n_workers = n_workers or (1 if self.engine == "serial" else self.target.cores)
         self.chunksize = chunksize or 1
         self.n_done = 0

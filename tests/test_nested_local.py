@@ -1,0 +1,67 @@
+"""``amorsize_dask`` called inside work it is running, or inside other pools, on one
+machine: scripts run as ``__main__``, as users run them (hunt 13).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers.scripts import run_script
+
+THREADS_IN_THREADS = """
+import json, sys
+import amorsize_dask as ad
+
+def inner(x):
+    return x + 1
+
+def outer(x):
+    if sys.argv[1] == "imap":
+        return sum(ad.imap(inner, range(x, x + 10), engine="threads", n_workers=2, chunksize=5))
+    return sum(ad.map(inner, range(x, x + 10), engine="threads", n_workers=2, chunksize=5))
+
+if __name__ == "__main__":
+    out = ad.map(outer, range(8), engine="threads", n_workers=2, chunksize=1, training_dir="training")
+    print(json.dumps(out == [sum(range(x + 1, x + 11)) for x in range(8)]))
+"""
+
+
+@pytest.mark.parametrize("inner", ["map", "imap"])
+def test_a_map_on_threads_inside_a_map_on_threads_does_not_deadlock(tmp_path, inner):
+    """Both levels on pools of two threads: the inner map's chunks went to the pool whose
+    threads all ran outer items waiting for them, for ever (a user's ThreadPoolExecutor
+    outside: 0.6 s)."""
+    done = run_script(tmp_path, THREADS_IN_THREADS, inner, deadline=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "true"
+
+
+IMAP_IN_A_POOL_WORKER = """
+import json, multiprocessing, warnings
+import amorsize_dask as ad
+
+def inner(x):
+    return x * 2
+
+def outer(n):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = list(ad.imap(inner, range(n), engine="processes", training_dir="training"))
+    return out, [str(w.message)[:200] for w in caught]
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        out, caught = pool.apply(outer, (30,))
+    print(json.dumps({"same": out == [2 * x for x in range(30)], "warned": caught}))
+"""
+
+
+def test_imap_on_processes_in_a_daemonic_process_runs_as_map_does(tmp_path):
+    """A ``Pool`` worker may not start processes: ``map(engine="processes")`` warns and runs
+    on threads there; ``imap`` raised ``AssertionError: daemonic processes are not allowed
+    to have children``."""
+    done = run_script(tmp_path, IMAP_IN_A_POOL_WORKER, deadline=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    assert found["same"], found
+    assert any("processes" in w for w in found["warned"]), found
