@@ -65,3 +65,46 @@ def test_imap_on_processes_in_a_daemonic_process_runs_as_map_does(tmp_path):
     found = __import__("json").loads(done.stdout.strip().splitlines()[-1])
     assert found["same"], found
     assert any("processes" in w for w in found["warned"]), found
+
+
+CALLERS_CONTEXT = """
+import decimal, json, sys
+import numpy as np
+import amorsize_dask as ad
+
+def root(x):
+    return float(np.sqrt(x))
+
+def third(x):
+    return str(decimal.Decimal(1) / decimal.Decimal(x))
+
+def outcome(call):
+    try:
+        return call()
+    except Exception as exc:
+        return type(exc).__name__
+
+if __name__ == "__main__":
+    mapper = {"map": ad.map, "imap": lambda f, xs, **kw: list(ad.imap(f, xs, **kw))}[sys.argv[1]]
+    kw = dict(engine="threads", n_workers=2, chunksize=2, training_dir="training")
+    found = {}
+    with np.errstate(invalid="raise"):
+        found["errstate"] = [outcome(lambda: list(map(root, [1.0, 4.0, -1.0]))),
+                             outcome(lambda: mapper(root, [1.0, 4.0, -1.0], **kw))]
+    with decimal.localcontext(prec=40):
+        found["decimal"] = [list(map(third, [3, 7])), mapper(third, [3, 7], **kw)]
+    print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("how", ["map", "imap"])
+def test_threads_run_items_in_the_callers_context(tmp_path, how):
+    """numpy's error state and decimal's context live in context variables: on threads the
+    items ran without them (a negative square root gave nan where ``builtins.map`` raised
+    ``FloatingPointError``; 40 digits came back as 28), as a plain ThreadPoolExecutor
+    runs them; ``asyncio.to_thread`` copies the context, and so do these threads."""
+    done = run_script(tmp_path, CALLERS_CONTEXT, how, deadline=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    assert found["errstate"] == ["FloatingPointError", "FloatingPointError"], found
+    assert found["decimal"][0] == found["decimal"][1], found

@@ -10,6 +10,7 @@ anything (:func:`only_idle_pool_threads`): the process engine may fork then.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
 import threading
@@ -47,10 +48,14 @@ class ThreadPool(ThreadPoolExecutor):
         _POOLS.add(self)
 
     def submit(self, fn, /, *args, **kwargs):
+        """As ``ThreadPoolExecutor.submit``, ``fn`` run in a copy of the caller's context, as
+        ``asyncio.to_thread`` runs it: numpy's error state and decimal's context are context
+        variables (a negative square root under ``np.errstate(invalid="raise")`` gave nan
+        on threads where ``builtins.map`` raised)."""
         with self._held_lock:
             self._held += 1
         try:
-            future = super().submit(fn, *args, **kwargs)
+            future = super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
         except BaseException:
             self._release(None)
             raise
