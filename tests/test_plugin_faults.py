@@ -102,3 +102,32 @@ def test_run_of_100k_tasks_keeps_plugin_memory_bounded(tmp_path):
         assert pending == 1  # finished, waiting for the client's confirmation
         assert plugin_client.finish_run(c, run_id) is True
         assert on_plugin(c, lambda plugin: plugin.pending_runs()) == 0
+
+
+def test_a_run_is_recorded_under_the_shape_it_was_planned_for(tmp_path):
+    """Workers that join between a plan and its run's start (a restart's workers coming back,
+    adaptive scaling) change the cluster's fingerprint: the plan of one task for the one
+    worker present was filed under the three workers that joined, and later plans for
+    three workers repeated it (hunt 14: 1x1988 items, 41 s against 14-19 s). The client
+    sends the fingerprint it planned for; the plugin files the run there."""
+    from amorsize_dask import TrainingStore
+    from amorsize_dask.target.fingerprint import Fingerprint
+
+    with in_process_cluster() as lc, Client(lc) as c:
+        c.register_plugin(AmorsizePlugin(training_dir=str(tmp_path)))
+        now = Fingerprint.from_fields(on_plugin(c, lambda plugin: plugin._fingerprint().as_dict()))
+        planned_for = Fingerprint.from_fields(dict(now.as_dict(), n_workers=7, total_threads=7))
+        run_id = new_run_id()
+        plugin_client.register_run(c, dict(run_message(run_id, 4), fingerprint_fields=planned_for.as_dict()))
+
+        def finish(plugin):
+            for i in range(4):
+                plugin.transition(task_key(run_id, i), "processing", "memory", stimulus_id="s", worker="w",
+                                  startstops=[{"action": "compute", "start": 0.0, "stop": 1e-3}])
+
+        on_plugin(c, finish)
+        assert plugin_client.finish_run(c, run_id) is True
+        with pytest.raises(ValueError, match="fingerprint_fields"):
+            plugin_client.register_run(c, dict(run_message(new_run_id(), 4), fingerprint_fields={"kind": "local"}))
+    (record,) = TrainingStore(tmp_path).records()
+    assert record["fingerprint"] == planned_for.id != now.id

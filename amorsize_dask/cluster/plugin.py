@@ -261,13 +261,17 @@ class AmorsizePlugin(SchedulerPlugin):
 
         ``run``: ``{"run_id": 16 hex, "n_tasks": int, "workload": 16 hex, "function": str,
         "features": {"n_items": ..., ...}, "plan": {"engine": "dask", "n_workers",
-        "chunksize", "source"}, "predicted_seconds": float | None, "planning_seconds": float}``.
+        "chunksize", "source"}, "predicted_seconds": float | None, "planning_seconds": float,
+        "fingerprint_fields": the fields of the cluster fingerprint it was planned for (optional:
+        the cluster's now)}``.
         """
         run = check_run(run)
         if run["run_id"] in self._runs:
             raise ValueError(f"amorsize plugin: run_id {run['run_id']!r} is already registered; "
                              "use a new id per run (engines.dask.new_run_id())")
-        fp = self._fingerprint()
+        # Filed under the shape it was planned for (workers may have joined since the plan).
+        fields = run.get("fingerprint_fields")
+        fp = fingerprints.Fingerprint.from_fields(fields) if fields else self._fingerprint()
         # The record must validate when it is written: fail now, naming the field.
         make_record(fingerprint=fp.id, fingerprint_fields=fp.as_dict(), workload=run["workload"],
                     function=run["function"], features=dict(run["features"], item_seconds=0.0),

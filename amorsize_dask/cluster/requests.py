@@ -8,6 +8,7 @@ import re
 import reprlib
 
 from ..learning.records import MAX_INT, SOURCES
+from ..target.fingerprint import Fingerprint
 
 # Finished tasks are kept as one bit each: at most 125 KB per run.
 __all__ = ["MAX_TASKS_PER_RUN", "MAX_STR_CHARS", "bad_value", "checked_int", "checked_text", "checked_hex16",
@@ -18,7 +19,8 @@ MAX_STR_CHARS = 200
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _RUN_ID = re.compile(r"[0-9a-f]{16}")
 _RUN_KEYS = frozenset({"run_id", "n_tasks", "workload", "function", "features", "plan",
-                       "predicted_seconds", "planning_seconds"})
+                       "predicted_seconds", "planning_seconds", "fingerprint_fields"})
+_OPTIONAL_RUN_KEYS = {"predicted_seconds", "planning_seconds", "fingerprint_fields"}
 _PLAN_KEYS = ("engine", "n_workers", "chunksize", "source")
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 60
@@ -100,7 +102,7 @@ def check_run(run) -> dict:
     if unknown:
         raise ValueError(f"amorsize plugin: run has unknown fields {_show(unknown)}; "
                          f"expected {sorted(_RUN_KEYS)}")
-    missing = sorted(_RUN_KEYS - set(run) - {"predicted_seconds", "planning_seconds"})
+    missing = sorted(_RUN_KEYS - set(run) - _OPTIONAL_RUN_KEYS)
     if missing:
         raise ValueError(f"amorsize plugin: run is missing {missing}")
     run_id = checked_run_id("run.run_id", run["run_id"])
@@ -133,4 +135,19 @@ def check_run(run) -> dict:
     }
     if "sample_seconds" in features:
         _number("run.features.sample_seconds", features["sample_seconds"])
+    if run.get("fingerprint_fields") is not None:
+        clean["fingerprint_fields"] = _cluster_fields(run["fingerprint_fields"])
     return clean
+
+
+def _cluster_fields(fields) -> dict:
+    """The fields of the cluster fingerprint a run was planned for (it is recorded there)."""
+    if type(fields) is not dict:
+        raise bad_value("run.fingerprint_fields", "a dict", fields, TypeError)
+    try:
+        Fingerprint.from_fields(fields)
+    except TypeError as exc:
+        raise ValueError(f"amorsize plugin: run.fingerprint_fields: {exc}") from None
+    if fields.get("kind") != "cluster":
+        raise bad_value("run.fingerprint_fields", "a cluster fingerprint's fields (kind 'cluster')", fields)
+    return dict(fields)

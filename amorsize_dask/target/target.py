@@ -266,6 +266,7 @@ class Target:
                      "source": "explore" if plan.explored else plan.source},
             "predicted_seconds": None if plan.predicted_seconds is None else float(plan.predicted_seconds),
             "planning_seconds": float(plan.planning_seconds),
+            "fingerprint_fields": self.fingerprint.as_dict(),  # recorded under the shape planned for
         }
         run["features"]["sample_seconds"] = self._sample_seconds(planned)
         try:
