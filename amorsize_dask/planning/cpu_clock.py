@@ -55,9 +55,10 @@ class ThreadClock:
 
     Time spans on that thread only (the CPU clock is the calling thread's); :meth:`close`
     when done (it holds the schedstat file open: 0.5 us a reading instead of 11).
+    ``native``: also read the CPU of the native threads, for :meth:`cores_busy`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, native: bool = False) -> None:
         try:
             self._fd: int | None = os.open(_SCHEDSTAT, os.O_RDONLY)
         except OSError:
@@ -66,7 +67,8 @@ class ThreadClock:
         self._spans: list[tuple[float, float]] = []  # per span: (runnable wall, CPU of it and its native threads)
         # Native threads running before the function ran (a BLAS's spin after its last call)
         # would be read as the function's own: then none are counted.
-        self._native_before = native_threads_running() and not _stop_running_within(NATIVE_SPIN_WAIT_SECONDS)
+        self._count_native = native and not (native_threads_running()
+                                             and not _stop_running_within(NATIVE_SPIN_WAIT_SECONDS))
 
     def _queued(self) -> float:
         if self._fd is None:
@@ -79,7 +81,7 @@ class ThreadClock:
     @contextmanager
     def span(self):
         """Add the wall, CPU and run-queue seconds of the ``with`` block."""
-        queued, native = self._queued(), native_threads_cpu()
+        queued, native = self._queued(), native_threads_cpu() if self._count_native else 0.0
         cpu, wall = time.thread_time(), time.perf_counter()
         try:
             yield
@@ -87,7 +89,7 @@ class ThreadClock:
             wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
             self.wall, self.cpu = self.wall + wall, self.cpu + cpu
             queued = min(max(self._queued() - queued, 0.0), wall)
-            native = max(native_threads_cpu() - native, 0.0)
+            native = max(native_threads_cpu() - native, 0.0) if self._count_native else 0.0
             self.queued, self.native = self.queued + queued, self.native + native
             self._spans.append((wall - queued, cpu + native))
 
@@ -105,10 +107,11 @@ class ThreadClock:
         run, in the spans after the first (torch starts its threads in its first call);
         at least 1. 1.0 when too short to tell, or when native threads were running before
         the first span: a BLAS's threads spin ~130 ms after it last ran, and a pure-Python
-        loop timed just after a matrix product read 1.8-2.2 cores."""
+        loop timed just after a matrix product read 1.8-2.2 cores. 1.0 from a clock made
+        without ``native``."""
         spans = self._spans[1:] or self._spans
         runnable = sum(r for r, _ in spans)
-        if self._native_before or runnable < MIN_BUSY_SPAN_SECONDS:
+        if not self._count_native or runnable < MIN_BUSY_SPAN_SECONDS:
             return 1.0
         return max(1.0, sum(b for _, b in spans) / runnable)
 
