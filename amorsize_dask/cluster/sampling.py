@@ -69,9 +69,7 @@ def _sample_task(func, head, n_total: int, settings: Settings, parallelism):
     """On the worker: ``(Sample, None)``, or ``(None, Failure)`` when ``func`` raised or
     a result cannot be pickled to travel back (then the first such item is named)."""
     try:
-        # A worker runs other tasks' native code beside the sample: their threads are not its.
-        sample = sample_items(func, head, n_total, probe=False, settings=settings, parallelism=tuple(parallelism),
-                              own_threads_counted=False)
+        sample = sample_items(func, head, n_total, probe=False, settings=settings, parallelism=tuple(parallelism))
     except Exception as exc:
         return None, portable_failure(make_failure(exc, _failed_index(exc)))
     if not sample.profile.picklable:

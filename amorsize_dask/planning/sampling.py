@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from ..settings import Settings, current
+from ..target.context import current_worker
 from . import pickled, sample_stats, thread_safety
 from .cpu_clock import ThreadClock
 from .thread_probe import ThreadProbe, probe_threads, timed_serially
@@ -152,7 +153,6 @@ def sample_items(
     parallelism: tuple[int, int] = (1, 1),
     probe_is_free: Callable[[float, float], bool] | None = None,
     pool_start: PoolStart | None = None,
-    own_threads_counted: bool = True,
 ) -> Sample:
     """Time ``func`` on the first items of ``items`` until the budget is spent.
 
@@ -173,11 +173,11 @@ def sample_items(
     and the CPU/wall ratio so far after every batch (the planner may start the process
     pool meanwhile: :mod:`.prestart`); ``pool_start.wait()`` is called before the probe runs.
 
-    ``own_threads_counted``: measure the cores an item keeps busy with native threads of its
-    own (False in a process whose other tasks run native code beside it: a Dask worker).
+    The cores an item keeps busy with native threads of its own are measured, but in a
+    Dask worker, whose other tasks run native code beside it (their threads are not its).
     """
     settings = current(settings)
-    timing = _Timing(func, items, n_total, settings, parallelism, pool_start, own_threads_counted)
+    timing = _Timing(func, items, n_total, settings, parallelism, pool_start)
     timing.run_serially()
     travel = pickled.measure(items, timing.results, settings.pickle_items)
     bytes_in, bytes_out, picklable = travel.bytes_in, travel.bytes_out, travel.picklable
@@ -207,7 +207,7 @@ class _Timing:
     """The items timed so far: their results, and seconds per item of each batch."""
 
     def __init__(self, func, items, n_total: int, settings: Settings, parallelism: tuple[int, int],
-                 pool_start: PoolStart | None = None, own_threads_counted: bool = True):
+                 pool_start: PoolStart | None = None):
         self.func, self.items, self.n_total = func, items, n_total
         self.settings, self.parallelism, self.pool_start = settings, parallelism, pool_start
         self.n_avail = min(len(items), n_total)
@@ -217,7 +217,7 @@ class _Timing:
         self.wall, self.ratio = 0.0, 1.0  # of the serial part (the probe's not counted)
         self.cores_busy = 1.0
         self.warm_bound: float | None = None  # seconds per item the probe's threads read, when less
-        self.wall_start, self.clock = time.perf_counter(), ThreadClock(native=own_threads_counted)
+        self.wall_start, self.clock = time.perf_counter(), ThreadClock(native=current_worker() is None)
 
     def _steady(self) -> tuple[list[float], list[int]]:
         """The batches after the warm-up: their seconds per item and sizes (:mod:`.sample_stats`)."""
