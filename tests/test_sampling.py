@@ -222,19 +222,27 @@ def test_a_cheap_job_is_sampled_until_a_batch_is_long_enough_to_read():
     item, read as the item cost, and a warm pool's processes were planned for a 0.5 ms job
     (the CI flake of test_hidden_state_..., session 11). Sampling on costs nothing: its
     results are kept."""
-    calls = []
+    def first_call_dear():
+        calls = []
 
-    def func(x):
-        if not calls:
-            end = time.perf_counter() + 20e-6
-            while time.perf_counter() < end:
-                pass
-        calls.append(x)
-        return x
+        def func(x):
+            if not calls:
+                end = time.perf_counter() + 20e-6
+                while time.perf_counter() < end:
+                    pass
+            calls.append(x)
+            return x
+        return func
 
     # A tenth of the usual budget: the old rule stops at the first item on any machine.
     settings = Settings.from_config().replace(budget_fraction=0.002)
-    s = sample_items(func, list(range(400)), 400, probe=False, parallelism=(2, 2), settings=settings)
+    # Three tries: a first item that another thread of this process delays past 50 us
+    # (read 68 us once in a clean-clone CI run) is long enough to read, and then ends it.
+    for _ in range(3):
+        s = sample_items(first_call_dear(), list(range(400)), 400, probe=False, parallelism=(2, 2),
+                         settings=settings)
+        if s.profile.n_sampled > 1:
+            break
     assert s.profile.n_sampled > 1, s.profile
     assert s.profile.item_seconds < 10e-6, s.profile  # ~1 us, not the first call's 20
     assert s.results == list(range(s.profile.n_sampled))
