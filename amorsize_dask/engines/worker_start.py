@@ -38,6 +38,8 @@ import types
 from multiprocessing import context as mp_context
 from multiprocessing import spawn
 
+from ..target.machine import native_thread_ids
+
 from .module_state import names_read_by
 
 _local = threading.local()
@@ -152,15 +154,12 @@ def openmp_threads_running() -> bool:
     OpenMP runtime that never ran count too: told apart by nothing cheap, they cost a
     forkserver start instead of a fork."""
     global _openmp_seen, _maps_read_at
-    try:
-        threads = len(os.listdir("/proc/self/task"))
-    except OSError:
-        return False
-    if threads <= threading.active_count():
+    native = native_thread_ids()
+    if not native:
         return False
     # A runtime once loaded stays loaded; until then the maps (~1 ms with pandas loaded)
     # are read again only after an import or a new thread.
-    now = (len(sys.modules), threads)
+    now = (len(sys.modules), len(native))
     if not _openmp_seen and now != _maps_read_at:
         _maps_read_at = now
         try:

@@ -31,9 +31,10 @@ True
 from __future__ import annotations
 
 import os
-import threading
 import time
 from contextlib import contextmanager
+
+from ..target.machine import native_thread_ids
 
 __all__ = ["MIN_SPAN_SECONDS", "ThreadClock", "native_threads_cpu"]
 
@@ -67,8 +68,7 @@ class ThreadClock:
         self._spans: list[tuple[float, float]] = []  # per span: (runnable wall, CPU of it and its native threads)
         # Native threads running before the function ran (a BLAS's spin after its last call)
         # would be read as the function's own: then none are counted.
-        self._count_native = native and not (native_threads_running()
-                                             and not _stop_running_within(NATIVE_SPIN_WAIT_SECONDS))
+        self._count_native = native and _native_threads_quiet_within(NATIVE_SPIN_WAIT_SECONDS)
 
     def _queued(self) -> float:
         if self._fd is None:
@@ -130,22 +130,9 @@ class ThreadClock:
 _TASKS = "/proc/self/task"
 
 
-def _native_tids() -> list[str]:
-    """Ids of this process's threads that ``threading`` does not know ([] without ``/proc``;
-    no reading beyond the listing when there are none)."""
-    try:
-        tids = os.listdir(_TASKS)
-    except OSError:
-        return []
-    if len(tids) <= threading.active_count():
-        return []
-    known = {str(t.native_id) for t in threading.enumerate()}
-    return [tid for tid in tids if tid not in known]
-
-
 def native_threads_running() -> bool:
     """Is a thread ``threading`` does not know on a CPU or waiting for one (state R) now?"""
-    for tid in _native_tids():
+    for tid in native_thread_ids():
         try:
             with open(f"{_TASKS}/{tid}/stat", "rb") as f:
                 if f.read().rsplit(b")", 1)[1].split()[0] == b"R":
@@ -155,21 +142,22 @@ def native_threads_running() -> bool:
     return False
 
 
-def _stop_running_within(seconds: float) -> bool:
-    """Do the native threads running now all stop within ``seconds`` (looked at every ms)?"""
+def _native_threads_quiet_within(seconds: float) -> bool:
+    """Is no native thread running now, or do they all stop within ``seconds`` (looked at
+    every ms)?"""
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
+    while native_threads_running():
+        if time.perf_counter() >= deadline:
+            return False
         time.sleep(1e-3)
-        if not native_threads_running():
-            return True
-    return False
+    return True
 
 
 def native_threads_cpu() -> float:
     """CPU seconds the threads of this process that ``threading`` does not know have run
     (0.0 without ``/proc``). Read only when there are such threads: ~10 us each."""
     total = 0
-    for tid in _native_tids():
+    for tid in native_thread_ids():
         try:
             with open(f"{_TASKS}/{tid}/schedstat", "rb") as f:
                 total += int(f.read().split()[0])

@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import threading
 
 import psutil
 
-__all__ = ["cpu_count", "cgroup_cpu_quota", "available_memory", "total_memory", "cpu_model"]
+__all__ = ["cpu_count", "cgroup_cpu_quota", "available_memory", "total_memory", "cpu_model",
+           "native_thread_ids"]
 
 _CGROUP_V2_CPU_MAX = pathlib.Path("/sys/fs/cgroup/cpu.max")
 _CGROUP_V1_QUOTA = pathlib.Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
@@ -80,3 +82,20 @@ def cpu_model() -> str:
     import platform
 
     return platform.processor() or platform.machine()
+
+
+def native_thread_ids() -> list[str]:
+    """Ids of this process's threads that ``threading`` does not know — a BLAS's, OpenMP's,
+    torch's ([] without ``/proc``; nothing read beyond the listing when there are none).
+
+    >>> isinstance(native_thread_ids(), list)
+    True
+    """
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    if len(tids) <= threading.active_count():
+        return []
+    known = {str(t.native_id) for t in threading.enumerate()}
+    return [tid for tid in tids if tid not in known]
