@@ -173,7 +173,7 @@ def sample_items(
     and the CPU/wall ratio so far after every batch (the planner may start the process
     pool meanwhile: :mod:`.prestart`); ``pool_start.wait()`` is called before the probe runs.
 
-    The cores an item keeps busy with native threads of its own are measured, but in a
+    The cores an item keeps busy with native threads of its own are measured, except in a
     Dask worker, whose other tasks run native code beside it (their threads are not its).
     """
     settings = current(settings)
@@ -198,7 +198,7 @@ def sample_items(
         sample_seconds=time.perf_counter() - timing.wall_start,
         thread_failure=thread_failure,
         pickle_seconds=travel.seconds,
-        cores_busy=timing.cores_busy,
+        cores_busy=timing.cores_busy if timing.cores_busy > ONE_CORE_UP_TO else 1.0,  # noise: one core
     )
     return Sample(profile=profile, results=timing.results)
 
