@@ -34,7 +34,7 @@ import os
 import time
 from contextlib import contextmanager
 
-from ..target.machine import native_thread_ids
+from ..target.machine import TASKS_DIR, native_thread_ids
 
 __all__ = ["MIN_SPAN_SECONDS", "ThreadClock", "native_threads_cpu"]
 
@@ -64,7 +64,7 @@ class ThreadClock:
             self._fd: int | None = os.open(_SCHEDSTAT, os.O_RDONLY)
         except OSError:
             self._fd = None
-        self.wall = self.cpu = self.queued = self.native = 0.0
+        self.wall = self.cpu = self.queued = 0.0
         self._spans: list[tuple[float, float]] = []  # per span: (runnable wall, CPU of it and its native threads)
         # Native threads running before the function ran (a BLAS's spin after its last call)
         # would be read as the function's own: then none are counted.
@@ -90,7 +90,7 @@ class ThreadClock:
             self.wall, self.cpu = self.wall + wall, self.cpu + cpu
             queued = min(max(self._queued() - queued, 0.0), wall)
             native = max(native_threads_cpu() - native, 0.0) if self._count_native else 0.0
-            self.queued, self.native = self.queued + queued, self.native + native
+            self.queued += queued
             self._spans.append((wall - queued, cpu + native))
 
     def cpu_ratio(self) -> float:
@@ -127,14 +127,11 @@ class ThreadClock:
         self.close()
 
 
-_TASKS = "/proc/self/task"
-
-
 def native_threads_running() -> bool:
     """Is a thread ``threading`` does not know on a CPU or waiting for one (state R) now?"""
     for tid in native_thread_ids():
         try:
-            with open(f"{_TASKS}/{tid}/stat", "rb") as f:
+            with open(f"{TASKS_DIR}/{tid}/stat", "rb") as f:
                 if f.read().rsplit(b")", 1)[1].split()[0] == b"R":
                     return True
         except (OSError, IndexError):  # the thread ended meanwhile
@@ -159,7 +156,7 @@ def native_threads_cpu() -> float:
     total = 0
     for tid in native_thread_ids():
         try:
-            with open(f"{_TASKS}/{tid}/schedstat", "rb") as f:
+            with open(f"{TASKS_DIR}/{tid}/schedstat", "rb") as f:
                 total += int(f.read().split()[0])
         except (OSError, ValueError, IndexError):  # the thread ended meanwhile
             continue

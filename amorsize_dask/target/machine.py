@@ -19,7 +19,7 @@ import threading
 import psutil
 
 __all__ = ["cpu_count", "cgroup_cpu_quota", "available_memory", "total_memory", "cpu_model",
-           "native_thread_ids"]
+           "native_thread_ids", "TASKS_DIR"]
 
 _CGROUP_V2_CPU_MAX = pathlib.Path("/sys/fs/cgroup/cpu.max")
 _CGROUP_V1_QUOTA = pathlib.Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
@@ -84,6 +84,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# This process's threads, one folder each (Linux).
+TASKS_DIR = "/proc/self/task"
+
+
 def native_thread_ids() -> list[str]:
     """Ids of this process's threads that ``threading`` does not know — a BLAS's, OpenMP's,
     torch's ([] without ``/proc``; nothing read beyond the listing when there are none).
@@ -92,7 +96,7 @@ def native_thread_ids() -> list[str]:
     True
     """
     try:
-        tids = os.listdir("/proc/self/task")
+        tids = os.listdir(TASKS_DIR)
     except OSError:
         return []
     if len(tids) <= threading.active_count():
