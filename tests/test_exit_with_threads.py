@@ -72,3 +72,85 @@ def test_a_stream_in_a_non_daemon_thread_finishes_after_the_main_thread_returns(
     env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
     run_script(tmp_path, HEAD, MAIN, args=[out_file, engine, "thread", when, "imap"], env=env, timeout=90)
     assert json.loads(out_file.read_text()) == {"ok": True}
+
+
+WATCHED = """
+import json, os, sys, threading, time
+import amorsize_dask as ad
+
+OUT = sys.argv[1]
+MARK = OUT + ".mark"
+
+def cost(x):
+    # Cheap items first (the sample plans serial), dear ones from 600 on: the serial run,
+    # watched, overruns its prediction and is planned again once the main thread returned.
+    if x == 600 and not os.path.exists(MARK):
+        open(MARK, "w").close()
+        time.sleep(0.2)
+    end = time.perf_counter() + (0.003 if x >= 600 else 0.00001)
+    while time.perf_counter() < end:
+        pass
+    return x * x
+
+def job():
+    try:
+        got = ad.map(cost, range(1000))
+        out = {"ok": got == [x * x for x in range(1000)]}
+    except Exception as exc:
+        out = {"error": f"{type(exc).__name__}: {exc}"}
+    with open(OUT, "w") as fh:
+        json.dump(out, fh)
+"""
+
+WATCHED_MAIN = """
+threading.Thread(target=job).start()
+for _ in range(3000):  # until the serial run reaches item 600
+    if os.path.exists(MARK):
+        break
+    time.sleep(0.01)
+print(json.dumps({"main": "returns"}))
+"""
+
+
+def test_a_serial_run_planned_again_after_the_main_thread_returned_finishes_serially(tmp_path):
+    """The watched serial run's new plan (processes) found its pool refusing work: the
+    map raised "cannot schedule new futures after interpreter shutdown" (a CI run of the
+    executor case above met it by chance)."""
+    out_file = tmp_path / "out.json"
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    run_script(tmp_path, WATCHED, WATCHED_MAIN, args=[out_file], env=env, timeout=90)
+    assert (tmp_path / "out.json.mark").exists()  # the main thread returned as the serial run went on
+    assert json.loads(out_file.read_text()) == {"ok": True}
+
+
+ENGINE_AT_EXIT = """
+import json, sys, threading, time
+from amorsize_dask.engines.threads import ThreadEngine
+
+OUT = sys.argv[1]
+
+def job():
+    while threading.main_thread().is_alive():  # until the interpreter's exit hooks ran
+        time.sleep(0.01)
+    try:
+        run = ThreadEngine().run(abs, list(range(-40, 0)), n_workers=2, chunksize=5)
+        out = {"results": run.results}
+    except Exception as exc:
+        out = {"error": f"{type(exc).__name__}: {exc}"}
+    with open(OUT, "w") as fh:
+        json.dump(out, fh)
+"""
+
+ENGINE_AT_EXIT_MAIN = """
+threading.Thread(target=job).start()
+print(json.dumps({"main": "returns"}))
+"""
+
+
+def test_the_thread_engine_runs_its_chunks_here_once_the_pools_take_no_new_work(tmp_path):
+    """At exit a thread pool refuses new work, from any chunk on: those chunks run in the
+    calling thread (a refusal after the first chunks were sent had left them running on
+    the pool beside a serial rerun of every chunk: items run twice)."""
+    out_file = tmp_path / "out.json"
+    run_script(tmp_path, ENGINE_AT_EXIT, ENGINE_AT_EXIT_MAIN, args=[out_file], timeout=60)
+    assert json.loads(out_file.read_text()) == {"results": list(range(40, 0, -1))}

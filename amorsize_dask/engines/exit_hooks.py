@@ -16,12 +16,14 @@ False
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import functools
 import multiprocessing.util
 import threading
 
-__all__ = ["stop_at_exit", "mapping_here", "waited_for", "interpreter_exiting", "refused_at_exit", "exiting_error"]
+__all__ = ["stop_at_exit", "mapping_here", "waited_for", "interpreter_exiting", "refused_at_exit", "submit_or_run_here",
+           "exiting_error"]
 
 _EXITING = threading.Event()
 
@@ -104,6 +106,25 @@ def refused_at_exit(exc: BaseException) -> bool:
     """Is ``exc`` a pool refusing new work because the interpreter is exiting (the main
     thread returned while another thread maps)?"""
     return isinstance(exc, RuntimeError) and "cannot schedule new futures" in str(exc) and interpreter_exiting()
+
+
+def submit_or_run_here(submit, run_here) -> concurrent.futures.Future:
+    """``submit()``'s future; once the main thread returned while this (non-daemon) thread
+    maps, pools take no new work: then ``run_here()`` runs in this thread, as
+    ``builtins.map`` would, its result a done future (``ran_here``). Work submitted before
+    the refusal goes on in the pool: nothing runs twice.
+
+    >>> submit_or_run_here(lambda: None, lambda: 1)  # not refused: submit's answer
+    """
+    try:
+        return submit()
+    except RuntimeError as exc:
+        if not refused_at_exit(exc):
+            raise
+    done = concurrent.futures.Future()
+    done.set_result(run_here())
+    done.ran_here = True
+    return done
 
 
 def exiting_error(label: str, func_name: str) -> RuntimeError:

@@ -16,8 +16,9 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass, replace
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 
+from . import exit_hooks
 from .base import Engine, Gathered, RunResult, chunk_bounds, raise_failure
 from .chunks import run_chunk
 
@@ -184,10 +185,7 @@ class ThreadEngine(Engine):
         bounds = chunk_bounds(len(items), chunksize)
         pool = self.pool(n_workers)
         chunks = [_Stoppable(items[lo:hi]) for lo, hi in bounds]  # stopped when the caller stops waiting
-        # portable_only=False: the exception raised by func is raised here as it is.
-        futures = {
-            pool.submit(run_chunk, func, chunk, first_index + lo, False): lo for chunk, (lo, _) in zip(chunks, bounds)
-        }
+        futures = {_submit(pool, func, chunk, first_index + lo): lo for chunk, (lo, _) in zip(chunks, bounds)}
         gathered, partial = Gathered(first_index, progress), {}
         thread_failure = None
         try:
@@ -226,6 +224,14 @@ class ThreadEngine(Engine):
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _submit(pool: ThreadPool, func, chunk, index: int) -> Future:
+    """The chunk's future on ``pool``, or its outcome run here once the interpreter exits
+    (:func:`.exit_hooks.submit_or_run_here`). portable_only=False: the exception raised by
+    func is raised here as it is."""
+    return exit_hooks.submit_or_run_here(lambda: pool.submit(run_chunk, func, chunk, index, False),
+                                         lambda: run_chunk(func, chunk, index, False))
 
 
 def _after_fork_in_child() -> None:

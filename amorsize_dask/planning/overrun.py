@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..engines import get_engine
+from ..engines import exit_hooks, get_engine
 from ..engines.base import raise_failure
 from ..engines.chunks import run_chunk
 from ..errors import WorkerStartError, warn_running_serially
@@ -116,12 +116,18 @@ def _rate(per_piece: list, sizes: list, first: int) -> float:
 
 
 def _rest_on(done: Watched, cand: Candidate, func, items, lo: int, first_index: int, progress, kwargs) -> Watched:
-    """The items from ``lo`` on, run on the re-planned engine (serially if it cannot start)."""
+    """The items from ``lo`` on, run on the re-planned engine (serially if it cannot start,
+    or takes no work because the interpreter is exiting)."""
     try:
         run = get_engine(cand.engine).run(func, items[lo:], n_workers=cand.n_workers, chunksize=cand.chunksize,
                                           first_index=first_index + lo, progress=progress, **kwargs)
-    except WorkerStartError as exc:
-        warn_running_serially(exc)
+    except RuntimeError as exc:
+        # Its workers did not start, or the main thread returned while this non-daemon
+        # thread ran serially, and the pools take no new work: serially, as it began.
+        if isinstance(exc, WorkerStartError):
+            warn_running_serially(exc)
+        elif not exit_hooks.refused_at_exit(exc):
+            raise
         done.reasons.append(f"{exc}: the rest ran serially")
         run = get_engine("serial").run(func, items[lo:], first_index=first_index + lo, progress=progress)
         cand = None

@@ -139,7 +139,10 @@ def _probe_on(pool, func, items, first, n, serial_item_seconds, computing) -> Th
             failure = exc
         return out, start, time.perf_counter(), time.thread_time() - cpu_start, failure
 
-    futures = [pool.submit(run, first, first + half), pool.submit(run, first + half, first + n)]
+    def start(lo, hi):  # at exit the pool refuses new work: the half runs here
+        return exit_hooks.submit_or_run_here(lambda: pool.submit(run, lo, hi), lambda: run(lo, hi))
+
+    futures = [start(first, first + half), start(first + half, first + n)]
     try:
         (a, a_start, a_stop, a_cpu, a_failure), (b, b_start, b_stop, b_cpu, b_failure) = [f.result() for f in futures]
     finally:

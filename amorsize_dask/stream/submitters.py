@@ -59,17 +59,8 @@ class _FuturesSubmitter:
         return _first_done(handles)
 
     def here_if_refused(self, submit, chunk, first):
-        """``submit()``'s future; once the main thread returned while this (non-daemon)
-        thread streams, pools take no new work: the chunk's outcome, run here, as a done one."""
-        try:
-            return submit()
-        except RuntimeError as exc:
-            if not exit_hooks.refused_at_exit(exc):
-                raise
-        done = concurrent.futures.Future()
-        done.set_result(run_chunk(self.call, chunk, first, portable_only=False))
-        done.ran_here = True
-        return done
+        """``submit()``'s future, or the chunk run here at exit (:func:`.exit_hooks.submit_or_run_here`)."""
+        return exit_hooks.submit_or_run_here(submit, lambda: run_chunk(self.call, chunk, first, portable_only=False))
 
     def cancel(self, handles) -> None:
         for fut in handles:
