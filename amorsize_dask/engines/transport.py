@@ -17,41 +17,33 @@ True
 from __future__ import annotations
 
 import pickle
-import threading
 from dataclasses import replace
 
 import cloudpickle
 
 from ..target.workload import function_name
+from .by_value import modules_by_value, registered
 from .chunks import ChunkResult, make_failure
 from .module_state import with_state
 from .pickling import dumps, dumps_function
-from .worker_start import edited_since_imported
 
 __all__ = ["dump_function", "dump_items", "items_for_task", "PACK_MAX_BYTES", "load_outcome",
            "unpicklable_items", "unpicklable_result", "first_untravelled", "items_label", "WholeList"]
 
 _REMEDY = "use engine='threads' or engine='serial'"
-_BY_VALUE = threading.Lock()
 
 
 def dump_function(func) -> bytes:
     """``func`` as cloudpickle bytes (a module's function with the module-level values it
-    reads: :mod:`.module_state`; by value when its module's file was edited since this
-    process imported it: :func:`.worker_start.edited_since_imported`), or a TypeError that
+    reads: :mod:`.module_state`; by value when its module was edited since this process
+    imported it, or cannot be imported by name: :mod:`.by_value`), or a TypeError that
     names it and the way out."""
     try:
-        edited = edited_since_imported(func)
-        if not edited:
+        modules = modules_by_value(func)
+        if not modules:
             return dumps_function(with_state(func))
-        with _BY_VALUE:  # cloudpickle's registry is global: one call at a time
-            for module in edited:
-                cloudpickle.register_pickle_by_value(module)
-            try:
-                return dumps_function(func)
-            finally:
-                for module in edited:
-                    cloudpickle.unregister_pickle_by_value(module)
+        with registered(modules):
+            return dumps_function(func)
     except Exception as exc:
         raise TypeError(
             f"{function_name(func)} cannot be sent to worker processes: {type(exc).__name__}: {exc}; "
@@ -84,7 +76,8 @@ def dump_items(chunk, first_index: int, *, by_name: bool = False) -> bytes:
     """The items of a chunk as cloudpickle bytes, or a TypeError naming the first that
     fails. ``by_name``: for workers that inherited the function (:mod:`.pickling`)."""
     try:
-        return dumps(chunk, by_name=by_name)
+        with registered():  # the classes of modules the workers cannot import
+            return dumps(chunk, by_name=by_name)
     except Exception as cause:
         raise unpicklable_items(chunk, first_index, cause) from cause
 

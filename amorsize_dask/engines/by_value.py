@@ -1,0 +1,112 @@
+"""The user's modules whose code goes to the process workers by value, not by name.
+
+cloudpickle sends a module's function by reference (its module and name): a worker
+imports the module itself. Two kinds of module must travel by value instead (cloudpickle's
+``register_pickle_by_value``), as ``__main__``'s code always does:
+
+- one edited on disk since this process imported it (:func:`.worker_start.edited_since_imported`):
+  a worker importing it afresh would run other code than the caller;
+- one that a worker importing afresh cannot find by name (:func:`not_importable_by_name`):
+  a script's module loaded by path (``importlib.util.spec_from_file_location``, its folder
+  not on ``sys.path``). ``Pool().map`` forks and runs it; the forkserver's workers raised
+  ``ModuleNotFoundError: No module named 'helpers'``. Once found, such a module's classes
+  go by value in the items too (:func:`registered`).
+
+>>> import json
+>>> not_importable_by_name(json.dumps)
+[]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.machinery
+import os
+import sys
+import threading
+
+import cloudpickle
+
+from .worker_start import edited_since_imported, module_stamps
+
+__all__ = ["not_importable_by_name", "modules_by_value", "registered"]
+
+# Modules of this process found not importable by name (their names); the answers, by
+# module name and sys.path.
+_NOT_IMPORTABLE: set[str] = set()
+_FOUND: dict[tuple, bool] = {}
+# cloudpickle's registry is global: one registration at a time.
+_REGISTRY_LOCK = threading.Lock()
+
+
+def not_importable_by_name(func) -> list:
+    """The modules whose code a run of ``func`` uses (:func:`.worker_start.module_stamps`)
+    loaded from a Python file that this ``sys.path`` does not lead to by their name."""
+    out = []
+    path = tuple(sys.path)
+    for name, _stamp in module_stamps(func):
+        module = sys.modules.get(name)
+        key = (name, path)
+        if key not in _FOUND:
+            _FOUND[key] = _found_by_name(module)
+        if not _FOUND[key]:
+            _NOT_IMPORTABLE.add(name)
+            out.append(module)
+    return out
+
+
+def modules_by_value(func) -> list:
+    """The modules ``func``'s pickle must carry by value (both kinds above)."""
+    edited = edited_since_imported(func)
+    return edited + [module for module in not_importable_by_name(func) if module not in edited]
+
+
+@contextlib.contextmanager
+def registered(modules=None):
+    """While in it, cloudpickle pickles ``modules`` by value (default: every module found
+    not importable by name so far, for items of their classes)."""
+    if modules is None:
+        modules = [sys.modules[name] for name in sorted(_NOT_IMPORTABLE) if name in sys.modules]
+    if not modules:
+        yield
+        return
+    with _REGISTRY_LOCK:
+        for module in modules:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            yield
+        finally:
+            for module in modules:
+                cloudpickle.unregister_pickle_by_value(module)
+
+
+def _found_by_name(module) -> bool:
+    """Would an interpreter with this ``sys.path`` import ``module``'s own file by its name?
+    Only modules loaded from a Python source file are asked (others: yes, as before), of
+    every finder here (``sys.path``'s, an editable install's; one that the script installed
+    and the workers lack makes a module look importable: as before)."""
+    spec = getattr(module, "__spec__", None)
+    if spec is None or not isinstance(spec.loader, importlib.machinery.SourceFileLoader) or not spec.origin:
+        return True
+    found, search = None, None
+    parts = module.__name__.split(".")
+    for i in range(len(parts)):
+        found = _find(".".join(parts[: i + 1]), search)
+        if found is None:
+            return False
+        search = found.submodule_search_locations
+    return found.origin is not None and os.path.realpath(found.origin) == os.path.realpath(spec.origin)
+
+
+def _find(name: str, search):
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            spec = find_spec(name, search)
+        except Exception:  # a finder that fails on this name: not found by it
+            continue
+        if spec is not None:
+            return spec
+    return None
