@@ -207,21 +207,21 @@ class _Counted:
 def test_thread_engine_retry_runs_no_item_twice_but_the_one_that_raised():
     """The serial retry of a chunk that failed on a thread keeps the results before its
     failure: an item with side effects (a write) ran twice before (5 of a run's items).
-    The item that raised runs three times: on a thread, on a thread again (raising there
-    again, the error may be the threads'), then here, where it is the user's."""
+    The item that raised runs twice: on a thread, then here, where it is the user's (it
+    ran three times, a second time on a thread first: hunt 15, a log line written thrice)."""
     from amorsize_dask.engines import ThreadEngine
 
     counted = _Counted()
     with pytest.raises(KeyError):
         ThreadEngine().run(counted, list(range(30)), n_workers=2, chunksize=10, first_index=0, serial_retry=True)
-    assert counted.calls[7] == 3 and all(n == 1 for x, n in counted.calls.items() if x != 7), counted.calls
+    assert counted.calls[7] == 2 and all(n == 1 for x, n in counted.calls.items() if x != 7), counted.calls
 
 
 def test_the_probe_runs_no_item_twice_but_the_one_that_raised():
     counted = _Counted()
     with pytest.raises(KeyError):
         sampling.probe_threads(counted, list(range(20)), 4, 6, 1e-3)
-    assert counted.calls[7] == 3 and all(n == 1 for x, n in counted.calls.items() if x != 7), counted.calls
+    assert counted.calls[7] == 2 and all(n == 1 for x, n in counted.calls.items() if x != 7), counted.calls
     assert set(counted.calls) == {4, 5, 6, 7}  # the thread with items 7-9 stopped at 7; here 7 raises again
 
 
@@ -359,15 +359,14 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize("flakes", [["6", "", ""], ["", "", "300", "", ""]], ids=["in the probe", "in the run"])
-def test_a_transient_error_on_a_thread_is_raised_and_keeps_threads(tmp_path, flakes):
-    """An I/O function whose item fails once (a reset connection) on a thread: a retry on
-    a thread succeeds, so the error is not the threads' and is raised as ``builtins.map``,
-    ``Pool().map`` and ``Client.map`` raise it. It was taken as "not thread-safe": the call
-    returned (the item re-ran serially) and every later run of the function was planned
-    off threads, 20x slower (0.05 s on 64 threads, then 1.05 s on 2 processes)."""
+def test_a_transient_error_on_a_thread_keeps_threads(tmp_path, flakes):
+    """An I/O function whose item fails once (a reset connection) on a thread: the item
+    runs once more, here, and succeeds; once in a run is not taken for "not thread-safe".
+    It was: every later run of the function was planned off threads, 20x slower (0.05 s
+    on 64 threads, then 1.05 s on 2 processes). (Before hunt 15 the retry was on a thread
+    and the error was raised; an item that raised every time then ran three times.)"""
     runs = _script_runs(tmp_path, TRANSIENT, [{"FLAKY": flaky} for flaky in flakes])
-    flaky_run = next(i for i, flaky in enumerate(flakes) if flaky)
-    assert runs[flaky_run] == {"engine": None, "raised": "connection reset by peer"}, runs
+    assert all(run["raised"] is None for run in runs), runs
     assert runs[-1]["engine"] == "threads", runs
 
 
@@ -397,3 +396,44 @@ def test_a_thread_failure_sealed_apart_from_the_sampled_run_keeps_its_features(t
     assert len([p for p in tmp_path.rglob("*.jsonl") if sealed.is_sealed(p.name)]) > 1
     features = Learner(tmp_path).features(target.fingerprint.id, target.workload)
     assert features["thread_safe"] == 0 and features["bytes_in"] == 5.0, features
+
+
+SIDE_EFFECTS = """
+import collections, json, sys, time
+import amorsize_dask as ad
+
+LOG = sys.argv[1]
+
+def work(x):
+    time.sleep(0.001)  # I/O-like: threads
+    with open(LOG, "a") as fh:  # the side effect (a POST, an insert)
+        fh.write(f"{x}\\n")
+    if x == int(sys.argv[2]):
+        raise ValueError(f"bad item {x}")
+    return x
+"""
+
+SIDE_EFFECTS_MAIN = """
+raised = []
+for _ in range(2):
+    open(LOG, "w").close()
+    try:
+        ad.map(work, range(1000), training_dir=sys.argv[3])
+    except ValueError as exc:
+        raised.append(str(exc))
+    counts = collections.Counter(int(v) for v in open(LOG).read().split())
+print(json.dumps({"raised": raised, "bad": counts[int(sys.argv[2])],
+                  "others": max(n for x, n in counts.items() if x != int(sys.argv[2]))}))
+"""
+
+
+@pytest.mark.parametrize("bad", [15, 300])
+def test_an_item_that_raises_runs_at_most_twice_and_every_other_item_once(tmp_path, bad):
+    """Hunt 15: an item that raised on a thread ran three times (a log line written
+    thrice; builtins.map and Pool().map: once): on a thread, on a thread again, then here."""
+    from .test_user_scripts import run_script
+
+    out, _ = run_script(tmp_path, SIDE_EFFECTS, SIDE_EFFECTS_MAIN,
+                        args=[tmp_path / "log.txt", bad, tmp_path / "training"])
+    assert out["raised"] == [f"bad item {bad}"] * 2, out
+    assert out["bad"] <= 2 and out["others"] == 1, out

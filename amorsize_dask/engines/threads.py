@@ -22,7 +22,8 @@ from . import exit_hooks
 from .base import Engine, Gathered, RunResult, chunk_bounds, raise_failure
 from .chunks import run_chunk
 
-__all__ = ["ThreadRunResult", "ThreadEngine", "ThreadPool", "only_idle_pool_threads", "raises_on_a_thread_again"]
+__all__ = ["ThreadRunResult", "ThreadEngine", "ThreadPool", "only_idle_pool_threads", "again_here",
+           "THREAD_ONLY_FAILURES"]
 
 # Every pool and engine of this process: a forked child forgets them (their threads are the parent's).
 _POOLS: "weakref.WeakSet[ThreadPool]" = weakref.WeakSet()
@@ -94,17 +95,25 @@ def only_idle_pool_threads(threads) -> bool:
     return True
 
 
-def raises_on_a_thread_again(pool: ThreadPool, func, item) -> bool:
-    """Does ``func(item)``, which raised on a thread of ``pool``, raise there again? If not,
-    the exception was not the threads' (a reset connection, a timeout) but the function's,
-    for the caller as ``builtins.map`` raises it; taken for "not thread-safe", one reset
-    connection re-ran the item serially and kept every later run of an I/O function off
-    threads (0.05 s on 64 threads, then 1.05 s on 2 processes)."""
-    try:
-        pool.submit(func, item).result()
-    except Exception:
-        return True
-    return False
+# An exception seen on threads only (the item ran here without it) rules threads out for
+# the rest of a run, and for the function from then on, once it happened this many times
+# in one run (or probe). Once is a transient error as often as a thread's: one reset
+# connection taken for "not thread-safe" kept every later run of an I/O function off
+# threads, 20x slower (tests/test_probe_safety.py, 0.05 s on 64 threads, then 1.05 s on 2
+# processes). A function that fails off the main thread fails on every thread.
+THREAD_ONLY_FAILURES = 2
+
+
+def again_here(func, items, lo: int, hi: int, first_index: int, out):
+    """A chunk (``items[lo:hi]``) raised on a thread: its items from the one that raised on
+    run once more, here. (The chunk's outcome, did that item run here without raising?)
+    Raising here too, the exception is the caller's, as from ``builtins.map``: the item ran
+    twice, every other item once."""
+    at = out.failure.index - first_index
+    here = run_chunk(func, items[at:hi], first_index + at, portable_only=False)
+    threads_only = here.failure is None or here.failure.index != out.failure.index
+    return replace(here, first_index=first_index + lo, results=out.results + here.results,
+                   compute_seconds=out.compute_seconds + here.compute_seconds), threads_only
 
 
 @dataclass
@@ -177,33 +186,36 @@ class ThreadEngine(Engine):
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, serial_retry=False):
         """Run the chunks on ``n_workers`` threads; results in item order.
 
-        ``serial_retry``: an exception on a thread is first taken to mean "not thread-safe":
-        the chunks that raised, and those not started yet, run again here, in order; only
-        an exception raised there too reaches the caller. The result's ``thread_failure``
-        then names the exception seen on threads.
+        ``serial_retry``: an item that raises on a thread runs once more here
+        (:func:`again_here`); only an exception raised here too reaches the caller. Seen
+        on threads only :data:`THREAD_ONLY_FAILURES` times, it is the threads': the chunks
+        that raised, and those not started yet, run here, in order, and the result's
+        ``thread_failure`` names it.
         """
         bounds = chunk_bounds(len(items), chunksize)
         pool = self.pool(n_workers)
         chunks = [_Stoppable(items[lo:hi]) for lo, hi in bounds]  # stopped when the caller stops waiting
         futures = {_submit(pool, func, chunk, first_index + lo): lo for chunk, (lo, _) in zip(chunks, bounds)}
+        ends = dict(bounds)
         gathered, partial = Gathered(first_index, progress), {}
-        thread_failure = None
+        thread_failure, threads_only = None, 0
         try:
             for fut in as_completed(futures):
                 if fut.cancelled():
                     continue
-                out = fut.result()
-                if (out.failure is not None and serial_retry and thread_failure is None
-                        and not raises_on_a_thread_again(pool, func, items[out.failure.index - first_index])):
-                    serial_retry = False  # not the threads': raised in item order, as builtins.map would
-                if out.failure is not None and serial_retry:
-                    if thread_failure is None:
-                        thread_failure = f"{out.failure.type_name}: {out.failure.message}"[:200]
+                out, lo = fut.result(), futures[fut]
+                if out.failure is not None and serial_retry and thread_failure is None and gathered.needed(lo):
+                    seen = f"{out.failure.type_name}: {out.failure.message}"[:200]
+                    out, once_more = again_here(func, items, lo, ends[lo], first_index, out)
+                    threads_only += once_more
+                    if threads_only >= THREAD_ONLY_FAILURES:
+                        thread_failure = seen
                         for other in futures:
                             other.cancel()  # not started yet: they run here, serially
-                    partial[futures[fut]] = out  # the items before the failure: not run again
+                elif out.failure is not None and serial_retry:
+                    partial[lo] = out  # the items before the failure: not run again
                     continue
-                if not gathered.take(futures[fut], out, remote=False):
+                if not gathered.take(lo, out, remote=False):
                     for other in gathered.unneeded(futures.items()):
                         other.cancel()
         except BaseException:

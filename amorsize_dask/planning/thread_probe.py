@@ -20,7 +20,7 @@ from concurrent.futures import wait
 from dataclasses import dataclass
 
 from ..engines import exit_hooks
-from ..engines.threads import ThreadPool, raises_on_a_thread_again
+from ..engines.threads import THREAD_ONLY_FAILURES, ThreadPool
 from ..errors import reraise_with_item
 
 __all__ = ["PROBE_STOP_FACTOR", "ThreadProbe", "probe_threads", "timed_serially"]
@@ -148,30 +148,23 @@ def _probe_on(pool, func, items, first, n, serial_item_seconds, computing) -> Th
     finally:
         wait(futures)  # both halves done before any item runs here
     # A thread stopped at the deadline or by an exception: the items it left run here, in
-    # order (an item that failed on the thread runs again: raising here too, it is the user's,
-    # as it is when it does not raise on a thread again).
+    # order; an item that raised on the thread runs once more, raising here too as the
+    # user's (:func:`~amorsize_dask.engines.threads.again_here`).
     results = list(a)
-    _raise_unless_the_threads(pool, func, items, first + len(a), a_failure)
     _left_here(func, items, first + len(a), first + half, results)
     results += b
-    _raise_unless_the_threads(pool, func, items, first + half + len(b), b_failure)
     _left_here(func, items, first + half + len(b), first + n, results)
-    failure = a_failure or b_failure
-    if failure is not None:
-        return ThreadProbe(None, results, f"{type(failure).__name__}: {failure}"[:200])
+    failures = [f for f in (a_failure, b_failure) if f is not None]
+    if len(failures) >= THREAD_ONLY_FAILURES:  # both threads: the function's on threads
+        return ThreadProbe(None, results, f"{type(failures[0]).__name__}: {failures[0]}"[:200])
+    if failures:  # once, not here: a transient error, as likely as the threads' (no speedup read)
+        return ThreadProbe(None, results)
     # Timed inside the threads: hand-over to and from the pool is not the function's.
     elapsed = max(a_stop, b_stop) - min(a_start, b_start)
     bound = min((a_stop - a_start) / max(len(a), 1), (b_stop - b_start) / max(len(b), 1)) if half else None
     n_threaded = len(a) + len(b)
     return ThreadProbe(None, results, item_bound=bound, elapsed=elapsed, cpu_seconds=a_cpu + b_cpu,
                        n_threaded=n_threaded).measured(serial_item_seconds, computing)
-
-
-def _raise_unless_the_threads(pool, func, items, index: int, failure: Exception | None) -> None:
-    """Raise ``failure`` (item ``index``'s on a probe thread) unless it raises on a thread
-    again (:func:`~amorsize_dask.engines.threads.raises_on_a_thread_again`)."""
-    if failure is not None and not raises_on_a_thread_again(pool, func, items[index]):
-        reraise_with_item(failure, index, func)
 
 
 def _left_here(func, items, lo: int, hi: int, results: list) -> None:
