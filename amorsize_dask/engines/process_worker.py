@@ -32,21 +32,21 @@ INHERITED: dict[bytes, object] = {}
 _START_GATE = None
 
 
-def initialize_worker(start_gate=None, environ: dict | None = None, heap_pad: int = 0) -> None:
+def initialize_worker(start_gate=None, settings=None, heap_pad: int = 0) -> None:
     """Ctrl-C is the parent's to handle (it stops the workers itself), and SIGTERM, with
     which it stops them, ends a worker (a forked one inherited the script's own handler,
     which ran once per worker at every exit); a worker whose parent is gone (SIGTERM,
     SIGKILL, a crash) exits at once instead of lingering.
-    ``start_gate``: the pool's :class:`.pool_start.StartGate` semaphores. ``environ``: the caller's environment when the pool started (a forkserver's children
-    would otherwise inherit the forkserver's, which may be older). ``heap_pad``: see
-    :func:`keep_heap_pad`."""
+    ``start_gate``: the pool's :class:`.pool_start.StartGate` semaphores. ``settings``:
+    the caller's :class:`.caller_settings.CallerSettings` when the pool started (its
+    environment, umask, limits; a forkserver's children would otherwise inherit the
+    forkserver's, which may be older). ``heap_pad``: see :func:`keep_heap_pad`."""
     global _START_GATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _START_GATE = start_gate
-    if environ is not None and environ != os.environ:
-        os.environ.clear()
-        os.environ.update(environ)
+    if settings is not None:
+        settings.apply()
     threading.Thread(target=_exit_with_parent, name="amorsize-parent-watch", daemon=True).start()
     keep_heap_pad(heap_pad)
 

@@ -38,6 +38,7 @@ from .chunks import ChunkResult
 from .function_parcel import FunctionParcel, remember_if_large, travels
 from .pool_start import StartGate, start_all
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
+from .caller_settings import CallerSettings
 from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamps, package_changed,
                            resolve_start_method, slim_context)
 
@@ -177,7 +178,7 @@ class ProcessEngine(Engine):
             gate = StartGate(ctx)
             pool = ProcessPoolExecutor(
                 n_workers, mp_context=ctx, initializer=process_worker.initialize_worker,
-                initargs=(gate.for_workers(), dict(os.environ), heap_pad),
+                initargs=(gate.for_workers(), CallerSettings.now(), heap_pad),
             )
         except OSError as exc:
             raise WorkerStartError(exc) from exc

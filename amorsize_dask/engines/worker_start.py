@@ -40,6 +40,7 @@ from multiprocessing import spawn
 
 from ..target.machine import native_thread_ids
 
+from . import caller_settings
 from .module_state import names_read_by
 
 _local = threading.local()
@@ -220,9 +221,10 @@ def forkserver_preload(module_name: str) -> list[str]:
 
 def caller_state(start_method: str) -> tuple:
     """What workers started now would inherit from the caller: a pool started under a
-    different state (working directory, ``sys.path``, environment, start method) runs
+    different state (working directory, ``sys.path``, environment and the other
+    :mod:`.caller_settings`, start method) runs
     the user's code elsewhere than the caller would, and must not be reused."""
-    return (start_method, os.getcwd(), tuple(sys.path), hash(frozenset(os.environ.items())))
+    return (start_method, os.getcwd(), tuple(sys.path), caller_settings.key_now())
 
 
 def package_changed(start_method: str) -> list[str]:
