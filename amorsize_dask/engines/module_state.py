@@ -35,6 +35,8 @@ import types
 
 import cloudpickle
 
+from .pickling import dumps_function
+
 __all__ = ["ModuleState", "WithModuleState", "StatefulFunction", "names_read_by", "states_of", "with_state"]
 
 _CODE_KINDS = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
@@ -84,7 +86,7 @@ def _pickled_values(glb: dict, keys, code_too: bool = False) -> dict[str, bytes]
         if key.startswith("__") or (isinstance(value, _CODE_KINDS) and not code_too) or type(value) is object:
             continue
         try:
-            values[key] = cloudpickle.dumps(value)
+            values[key] = dumps_function(value)  # a memmap as its file, as with the function
         except Exception:  # it stays as the worker has it
             continue
     return values

@@ -46,12 +46,58 @@ class _MainByName(cloudpickle.Pickler):
 
 
 def dumps_function(func) -> bytes:
-    """``func`` as cloudpickle bytes for workers that never imported the caller's
-    ``__main__`` (a forkserver's, a Dask worker's): a ``functools.lru_cache``'d function of
-    ``__main__``, which pickle sends by name, goes by value (:class:`CachedCall`)."""
+    """``func`` (or a value it reads) as cloudpickle bytes for workers that never imported
+    the caller's ``__main__`` (a forkserver's, a Dask worker's): a ``functools.lru_cache``'d
+    function of ``__main__``, which pickle sends by name, goes by value (:class:`CachedCall`);
+    a ``numpy.memmap`` as its file (:func:`_reduce_memmap`)."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and not _FILE_MAPS:
+        _FILE_MAPS[numpy.memmap] = _reduce_memmap
     buffer = io.BytesIO()
     _WorkerPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(func)
     return buffer.getvalue()
+
+
+# Filled once numpy is imported (this module must not import it: workers import this one).
+_FILE_MAPS: dict = {}
+
+
+def _reduce_memmap(obj):
+    """A ``numpy.memmap`` over a file, opened again over that file in the worker, as a
+    forked ``Pool``'s workers hold it: writes to an ``"r+"`` map reach the file (pickled as
+    its contents, they went to each worker's private copy: 0 of 2,000 on disk, hunt 15), and
+    a 400 MB read-only map is not copied. A map written privately (``"c"``), or a view
+    that is not one block of the file, goes as its contents, as pickle sends it."""
+    place = _place_in_file(obj)
+    if place is None:
+        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    return _open_memmap, place
+
+
+def _place_in_file(obj) -> tuple | None:
+    """(file, dtype, mode, offset, shape, order) of the block of its file that ``obj`` is."""
+    import mmap  # here: a worker's pickling of results never needs it
+
+    numpy = sys.modules["numpy"]
+    mapped, filename = getattr(obj, "_mmap", None), getattr(obj, "filename", None)
+    if mapped is None or not filename or obj.mode not in ("r", "r+", "w+") or obj.size == 0 or obj.ndim == 0:
+        return None
+    order = "C" if obj.flags.c_contiguous else "F" if obj.flags.f_contiguous else None
+    if order is None:
+        return None
+    try:
+        mapped_at = numpy.frombuffer(mapped, dtype=numpy.uint8).ctypes.data
+    except (ValueError, TypeError):  # closed
+        return None
+    start = obj.offset - obj.offset % mmap.ALLOCATIONGRANULARITY  # the file position mapped_at holds
+    mode = "r+" if obj.mode == "w+" else obj.mode  # "w+" would empty the file
+    return filename, obj.dtype, mode, start + obj.ctypes.data - mapped_at, obj.shape, order
+
+
+def _open_memmap(filename, dtype, mode, offset, shape, order):
+    import numpy
+
+    return numpy.memmap(filename, dtype=dtype, mode=mode, offset=offset, shape=shape, order=order)
 
 
 _CACHE_WRAPPER = type(functools.lru_cache()(len))
@@ -83,7 +129,7 @@ class _WorkerPickler(cloudpickle.Pickler):
     # asked for every object, made a 30 MB table's pickle 5-7% slower). The pickler reads
     # them when made: a class attribute.
     dispatch_table = collections.ChainMap(
-        {_CACHE_WRAPPER: _reduce_cached, **({types.CodeType: _reduce_code} if _CODE_REDUCE else {})},
+        _FILE_MAPS, {_CACHE_WRAPPER: _reduce_cached, **({types.CodeType: _reduce_code} if _CODE_REDUCE else {})},
         cloudpickle.Pickler.dispatch_table)
 
 
