@@ -25,7 +25,7 @@ import types
 
 import cloudpickle
 
-__all__ = ["dumps", "dumps_function", "CachedCall", "found_by_name", "track_unnamed_classes"]
+__all__ = ["dumps", "dumps_function", "CachedCall", "found_by_name", "track_unnamed_classes", "hold_in_main"]
 
 
 def dumps(obj, *, by_name: bool = False) -> bytes:
@@ -209,3 +209,39 @@ def track_unnamed_classes(func) -> None:
             elif isinstance(value, types.FunctionType) and value.__globals__ is glb:
                 todo.append(value.__code__)
 
+
+
+def hold_in_main(func) -> None:
+    """In a worker, after ``func`` came by value: the caller's ``__main__`` classes and
+    functions it reaches (and itself), put in this process's ``__main__`` under their names.
+    stdlib ``pickle`` sends them by name: in an item, ``pickle.dumps(Point(x))`` raised
+    "it's not the same object as __main__.Point" on a pool forked before the call (whose
+    ``__main__`` holds the caller's older objects) and "attribute lookup Point on __main__
+    failed" from the forkserver's (hunt 15); so did an item's own ``ProcessPoolExecutor``."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        return
+    inner = getattr(func, "func", func)  # a StarCall or functools.partial
+    todo, seen = [inner if isinstance(inner, (type, types.FunctionType)) else type(inner)], set()
+    while todo:
+        value = todo.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", None) == "__main__":
+            name = getattr(value, "__qualname__", "")
+            if name.isidentifier():  # top level: not "<lambda>", not "make.<locals>.Record"
+                setattr(main, name, value)
+        glb = getattr(value, "__globals__", None)
+        if isinstance(value, types.FunctionType) and isinstance(glb, dict) and glb.get("__name__") == "__main__":
+            todo += [glb[key] for key in _names_in(value.__code__) if key in glb]
+
+
+def _names_in(code) -> set:
+    """The global names ``code`` and the code nested in it read."""
+    names, todo = set(), [code]
+    while todo:
+        current = todo.pop()
+        names.update(current.co_names)
+        todo += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+    return names

@@ -16,6 +16,7 @@ import cloudpickle
 
 from .chunks import dump_chunk_result, run_chunk
 from .module_state import StatefulFunction
+from .pickling import hold_in_main
 
 __all__ = ["initialize_worker", "wait_for_peers", "FunctionFile", "run_pickled_chunk", "INHERITED"]
 
@@ -132,6 +133,7 @@ def run_pickled_chunk(func_key: bytes, func_bytes, chunk_bytes: bytes, first_ind
         func = _FUNCTIONS.get(func_key)
     if func is None:
         func = cloudpickle.loads(func_bytes if isinstance(func_bytes, bytes) else func_bytes.read())
+        hold_in_main(func)
         if len(_FUNCTIONS) >= _MAX_FUNCTIONS:
             _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
         _FUNCTIONS[func_key] = func
