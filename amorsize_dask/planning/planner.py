@@ -192,7 +192,9 @@ def _thread_reasons(prof: Profile, target, engine: str) -> list[str]:
     """Why threads are out (a failure seen on threads, now or before), marking the workload."""
     reasons = []
     if _known_unsafe(target, engine):
-        reasons.append("threads ruled out: this function failed on threads in an earlier run here")
+        changed = target.changed_shared_state()
+        reasons.append(f"threads ruled out: the function changes {changed}, which every thread shares" if changed
+                       else "threads ruled out: this function failed on threads in an earlier run here")
     if prof.thread_failure is not None:
         thread_safety.mark_unsafe(target.workload)
         verdict = "threads ruled out" if engine == "auto" else "threads kept: asked for"

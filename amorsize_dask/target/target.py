@@ -128,13 +128,17 @@ class Target:
         return engines + ("processes",) if travels and can_start_processes() else engines
 
     def thread_safe(self, features: dict | None = None) -> bool:
-        """False once this workload failed only on threads: in this process, or in a run
-        recorded here with ``thread_safe: 0`` (``features``: its newest, when read already)."""
-        if thread_safety.is_marked_unsafe(self.workload):
+        """False for a function that :meth:`changed_shared_state`, and once this workload failed
+        only on threads: here, or in a run recorded with ``thread_safe: 0`` (``features``)."""
+        if thread_safety.is_marked_unsafe(self.workload) or self.changed_shared_state():
             return False
         if features is None:
             features = self.learner.features(self.fingerprint.id, self.workload) or {}
         return features.get(thread_safety.FEATURE, 1) != 0
+
+    def changed_shared_state(self) -> str | None:
+        """:func:`.thread_safety.changes_process_state` of the function (here)."""
+        return thread_safety.changes_process_state(self._func) if self._func is not None else None
 
     @property
     def on_workers_only(self) -> bool:
@@ -181,11 +185,9 @@ class Target:
 
     def learned_plan(self, n_items: int, explore: bool = True, engine: str = "auto") -> Plan | None:
         """A ``source="model"`` plan when the model is confident, else None (then: sample).
-
         On a cluster whose scheduler runs the amorsize plugin, the plugin's model answers.
         An exploration is kept only where ``func`` may run and, for an ``engine`` the caller
-        fixed, only from a best measured on that engine to another configuration of it.
-        """
+        fixed, only from a best measured on that engine to another configuration of it."""
         engines = None if engine in ("auto", "dask") else (engine,)  # an engine asked for: its runs
         pred = self._any_prediction(n_items, explore, engines)
         if pred is not None and pred.explored and not self._may_explore(pred, engine):

@@ -1,0 +1,87 @@
+"""A function that changes what every thread of a process shares — the working directory,
+the environment — runs on no threads under ``engine="auto"``: two items at once would each
+see the other's.
+
+Hunt 15: an item that ``os.chdir``-ed into its own folder to read a relative path (and
+back) returned another item's data for 298 of 300 items on threads, and left the script in
+some item's folder; one that set ``os.environ["ITEM_ID"]`` before shelling out read others'
+ids in 70-98 of 200. ``builtins.map``, ``Pool().map`` and ``ProcessPoolExecutor().map``: right.
+"""
+
+import os
+
+import pytest
+
+from amorsize_dask.planning.thread_safety import changes_process_state
+
+from .test_user_scripts import run_script
+
+HEAD = """
+import json, os, subprocess, sys, tempfile, time
+import amorsize_dask as ad
+
+BASE = tempfile.mkdtemp()
+for i in range(200):
+    os.makedirs(os.path.join(BASE, str(i)))
+    with open(os.path.join(BASE, str(i), "data.txt"), "w") as fh:
+        fh.write(str(i))
+
+def read_in_dir(i):
+    old = os.getcwd()
+    os.chdir(os.path.join(BASE, str(i)))
+    try:
+        time.sleep(0.001)  # some I/O
+        with open("data.txt") as fh:
+            return int(fh.read())
+    finally:
+        os.chdir(old)
+
+def tool_with_env(i):
+    os.environ["ITEM_ID"] = str(i)
+    return int(subprocess.run(["sh", "-c", "sleep 0.002; echo $ITEM_ID"], capture_output=True, text=True).stdout)
+"""
+
+MAIN = """
+func = globals()[sys.argv[1]]
+start = os.getcwd()
+runs = [ad.map(func, range(200)) == list(range(200)) for _ in range(2)]
+print(json.dumps({"right": runs, "cwd kept": os.getcwd() == start}))
+"""
+
+
+@pytest.mark.parametrize("func", ["read_in_dir", "tool_with_env"])
+def test_a_function_changing_process_wide_state_gives_builtins_maps_results(tmp_path, func):
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    out, _ = run_script(tmp_path, HEAD, MAIN, args=[func], env=env, timeout=180)
+    assert out == {"right": [True, True], "cwd kept": True}, out
+
+
+def _chdir_and_back(d):
+    old = os.getcwd()
+    os.chdir(d)
+    os.chdir(old)
+
+
+def _sets_env(k):
+    os.environ[k] = "1"
+
+
+def _pops_env(k):
+    return os.environ.pop(k, None)
+
+
+def _reads_env(k):
+    return os.environ.get(k), os.environ[k], os.getenv(k)
+
+
+def _calls_a_changer(d):
+    return _chdir_and_back(d)
+
+
+def test_what_a_function_changes_is_read_from_its_code():
+    assert "working directory" in changes_process_state(_chdir_and_back)
+    assert "environment" in changes_process_state(_sets_env)
+    assert "environment" in changes_process_state(_pops_env)
+    assert "working directory" in changes_process_state(_calls_a_changer)  # a function of its module it calls
+    assert changes_process_state(_reads_env) is None
+    assert changes_process_state(len) is None
