@@ -39,7 +39,7 @@ from .function_parcel import FunctionParcel, remember_if_large, travels
 from .pool_start import StartGate, start_all
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
 from .caller_settings import CallerSettings
-from .worker_start import (AUTO, caller_state, forkserver_preload, heap_frozen, module_stamps, package_changed,
+from .worker_start import (AUTO, caller_state, forkserver_preload, forking, module_stamps, package_changed,
                            resolve_start_method, slim_context)
 
 __all__ = ["MAX_CHUNK_RETRIES", "default_start_method", "ProcessEngine", "shared_engine"]
@@ -187,7 +187,7 @@ class ProcessEngine(Engine):
         # now (taken before the fork: a later registration is not theirs).
         inherited = frozenset(process_worker.INHERITED) if method == "fork" else frozenset()
         try:
-            with heap_frozen(method):  # the workers fork as they are started
+            with forking(method):  # the workers fork as they are started
                 start_all(pool, gate, n_workers)
         except BaseException as exc:  # Ctrl-C too; TimeoutError is an OSError
             # A worker that did start would wait at the gate for its missing peers

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import multiprocessing
 import os
 import sys
@@ -177,6 +178,32 @@ def resolve_start_method(start_method: str) -> str:
     if start_method != AUTO:
         return start_method
     return "fork" if fork_is_safe() else "forkserver"
+
+
+@contextlib.contextmanager
+def forking(start_method: str):
+    """Around the start of a pool's workers: if they fork, the script's open files flushed
+    (:func:`flush_script_files`) and the heap frozen (:func:`heap_frozen`)."""
+    if start_method == "fork":
+        flush_script_files()
+    with heap_frozen(start_method):
+        yield
+
+
+def flush_script_files() -> None:
+    """Flush the files the script (``__main__``) holds open for writing in its globals: a
+    forked worker inherits a copy of each unwritten buffer, and writes it again with its
+    own lines (hunt 15: a global ``OUT = open(..., "a")`` that the sample's items wrote to
+    came out with their lines twice or more). ``multiprocessing`` flushes sys.stdout and
+    sys.stderr only."""
+    main = sys.modules.get("__main__")
+    for value in list(vars(main).values()) if main is not None else []:
+        if isinstance(value, io.IOBase) and not value.closed:
+            try:
+                if value.writable():
+                    value.flush()
+            except (OSError, ValueError):  # a pipe closed at the other end: as it is
+                continue
 
 
 @contextlib.contextmanager
@@ -332,5 +359,5 @@ def _consts(code) -> tuple:
     return tuple(c for c in code.co_consts if not isinstance(c, types.CodeType))
 
 
-__all__ = ["AUTO", "fork_is_safe", "resolve_start_method", "slim_context", "heap_frozen", "forkserver_preload",
+__all__ = ["AUTO", "fork_is_safe", "resolve_start_method", "slim_context", "forking", "heap_frozen", "forkserver_preload",
            "caller_state", "module_stamps", "edited_since_imported"]
