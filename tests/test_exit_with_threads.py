@@ -154,3 +154,34 @@ def test_the_thread_engine_runs_its_chunks_here_once_the_pools_take_no_new_work(
     out_file = tmp_path / "out.json"
     run_script(tmp_path, ENGINE_AT_EXIT, ENGINE_AT_EXIT_MAIN, args=[out_file], timeout=60)
     assert json.loads(out_file.read_text()) == {"results": list(range(40, 0, -1))}
+
+
+FORKS = """
+import json, os, sys
+import amorsize_dask as ad
+
+def sq(x):
+    s = 0
+    for i in range(3000):
+        s += i
+    return x * x
+"""
+
+FORKS_MAIN = """
+first = ad.map(sq, range(2000), engine="processes") == [x * x for x in range(2000)]
+pid = os.fork()
+if pid == 0:  # the user's own child: maps too, on a pool of its own, and exits
+    ok = ad.map(sq, range(500), engine="processes") == [x * x for x in range(500)]
+    sys.exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"first": first, "child": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+def test_a_child_the_user_forks_after_a_map_exits_quietly(tmp_path):
+    """Hunt 13: its exit printed ``AssertionError: can only join a child process``
+    (multiprocessing's exit joined the parent's workers, which it had copied)."""
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    out, proc = run_script(tmp_path, FORKS, FORKS_MAIN, env=env, timeout=90)
+    assert out == {"first": True, "child": 0}, out
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -19,11 +19,12 @@ import atexit
 import concurrent.futures
 import contextlib
 import functools
+import multiprocessing.process
 import multiprocessing.util
 import threading
 
 __all__ = ["stop_at_exit", "mapping_here", "waited_for", "interpreter_exiting", "refused_at_exit", "submit_or_run_here",
-           "exiting_error"]
+           "disown", "exiting_error"]
 
 _EXITING = threading.Event()
 
@@ -125,6 +126,15 @@ def submit_or_run_here(submit, run_here) -> concurrent.futures.Future:
     done.set_result(run_here())
     done.ran_here = True
     return done
+
+
+def disown(processes) -> None:
+    """In a child the user forked (``os.fork``): ``processes``, the parent's workers, are no
+    children of this one; ``multiprocessing``'s exit would join them and print
+    ``AssertionError: can only join a child process`` (hunt 13)."""
+    children = getattr(multiprocessing.process, "_children", None)
+    for process in processes if isinstance(children, set) else ():
+        children.discard(process)
 
 
 def exiting_error(label: str, func_name: str) -> RuntimeError:

@@ -105,9 +105,9 @@ class ProcessEngine(Engine):
         return resolve_start_method(self.start_method)
 
     def forget_pools(self) -> None:
-        """In a forked child: the parent's pools are not this process's to use or stop."""
-        self._pools, self._draining = {}, []
-        self._lock = threading.RLock()
+        """In a forked child: the parent's pools are not this process's to use, stop or join."""
+        exit_hooks.disown([proc for entry in [*self._pools.values(), *self._draining] for proc in entry.processes])
+        self._pools, self._draining, self._lock = {}, [], threading.RLock()
 
     def is_warm(self, n_workers: int) -> bool:
         """True when a pool of ``n_workers`` that matches the caller is already running."""
