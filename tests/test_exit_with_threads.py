@@ -185,3 +185,38 @@ def test_a_child_the_user_forks_after_a_map_exits_quietly(tmp_path):
     out, proc = run_script(tmp_path, FORKS, FORKS_MAIN, env=env, timeout=90)
     assert out == {"first": True, "child": 0}, out
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+DAEMON = """
+import json, sys, threading, time
+import amorsize_dask as ad
+
+def cpu(x):
+    s = 0
+    for i in range(20000):
+        s += i
+    return x
+
+def consume():
+    if sys.argv[1] == "imap":
+        for _ in ad.imap(cpu, range(100000), engine="processes"):
+            pass
+    else:
+        ad.map(cpu, range(100000), engine="processes")
+"""
+
+DAEMON_MAIN = """
+threading.Thread(target=consume, daemon=True).start()
+time.sleep(1.0)
+print(json.dumps({"main": "returns"}))
+"""
+
+
+@pytest.mark.parametrize("call", ["imap", "map"])
+def test_a_daemon_threads_map_ends_silently_at_exit(tmp_path, call):
+    """As a daemon thread in ``builtins.map`` does. Hunt 13: a stream's thread printed
+    ``Exception in thread ...`` and a traceback the exit cut off mid-line (the exit had
+    stopped its workers)."""
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    _, proc = run_script(tmp_path, DAEMON, DAEMON_MAIN, args=[call], env=env, timeout=60)
+    assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr, proc.stderr[-3000:]

@@ -73,12 +73,20 @@ _MAPPING_LOCK = threading.Lock()
 @contextlib.contextmanager
 def mapping_here():
     """While in it, this thread maps: if it is a non-daemon thread, the exit that waits for
-    it leaves the pools up (:func:`_stop_unless_threads_remain`)."""
+    it leaves the pools up (:func:`_stop_unless_threads_remain`); a daemon thread's map
+    that the exit broke raises nothing (the exit ends the thread)."""
     me = threading.current_thread()
     with _MAPPING_LOCK:
         _MAPPING[me] = _MAPPING.get(me, 0) + 1
     try:
         yield
+    except BaseException:
+        if me.daemon and interpreter_exiting():
+            # The exit stopped the workers under a daemon thread's map (a stream it still
+            # consumes) and ends the thread anyway, silently, as in builtins.map: raised, the
+            # error's traceback was printed and cut off mid-line by the exit (hunt 13).
+            threading.Event().wait()
+        raise
     finally:
         with _MAPPING_LOCK:
             _MAPPING[me] -= 1
