@@ -15,7 +15,18 @@ import pytest
 
 from .test_user_scripts import run_script
 
-HEAD = """
+# Every script's job writes what it got, or the error it met, to the file OUT.
+REPORT = """
+def report(compute):
+    try:
+        out = compute()
+    except Exception as exc:
+        out = {"error": f"{type(exc).__name__}: {exc}"}
+    with open(OUT, "w") as fh:
+        json.dump(out, fh)
+"""
+
+HEAD = REPORT + """
 import json, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 import amorsize_dask as ad
@@ -31,17 +42,10 @@ def cpu(x):
 def job():
     if WHEN == "after":
         time.sleep(0.3)  # the main thread has returned by now
-    try:
-        if CALL == "imap":
-            got = list(ad.imap(cpu, range(20000), engine=ENGINE))
-            out = {"ok": got == [cpu(x) for x in range(20000)]}
-        else:
-            got = ad.map(cpu, range(6000), engine=ENGINE)
-            out = {"ok": got == [cpu(x) for x in range(6000)]}
-    except Exception as exc:
-        out = {"error": f"{type(exc).__name__}: {exc}"}
-    with open(OUT, "w") as fh:
-        json.dump(out, fh)
+    if CALL == "imap":
+        report(lambda: {"ok": list(ad.imap(cpu, range(20000), engine=ENGINE)) == [cpu(x) for x in range(20000)]})
+    else:
+        report(lambda: {"ok": ad.map(cpu, range(6000), engine=ENGINE) == [cpu(x) for x in range(6000)]})
 """
 
 MAIN = """
@@ -74,7 +78,7 @@ def test_a_stream_in_a_non_daemon_thread_finishes_after_the_main_thread_returns(
     assert json.loads(out_file.read_text()) == {"ok": True}
 
 
-WATCHED = """
+WATCHED = REPORT + """
 import json, os, sys, threading, time
 import amorsize_dask as ad
 
@@ -93,13 +97,7 @@ def cost(x):
     return x * x
 
 def job():
-    try:
-        got = ad.map(cost, range(1000))
-        out = {"ok": got == [x * x for x in range(1000)]}
-    except Exception as exc:
-        out = {"error": f"{type(exc).__name__}: {exc}"}
-    with open(OUT, "w") as fh:
-        json.dump(out, fh)
+    report(lambda: {"ok": ad.map(cost, range(1000)) == [x * x for x in range(1000)]})
 """
 
 WATCHED_MAIN = """
@@ -123,7 +121,7 @@ def test_a_serial_run_planned_again_after_the_main_thread_returned_finishes_seri
     assert json.loads(out_file.read_text()) == {"ok": True}
 
 
-ENGINE_AT_EXIT = """
+ENGINE_AT_EXIT = REPORT + """
 import json, sys, threading, time
 from amorsize_dask.engines.threads import ThreadEngine
 
@@ -132,13 +130,7 @@ OUT = sys.argv[1]
 def job():
     while threading.main_thread().is_alive():  # until the interpreter's exit hooks ran
         time.sleep(0.01)
-    try:
-        run = ThreadEngine().run(abs, list(range(-40, 0)), n_workers=2, chunksize=5)
-        out = {"results": run.results}
-    except Exception as exc:
-        out = {"error": f"{type(exc).__name__}: {exc}"}
-    with open(OUT, "w") as fh:
-        json.dump(out, fh)
+    report(lambda: {"results": ThreadEngine().run(abs, list(range(-40, 0)), n_workers=2, chunksize=5).results})
 """
 
 ENGINE_AT_EXIT_MAIN = """
