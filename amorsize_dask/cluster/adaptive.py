@@ -17,6 +17,8 @@ import time
 
 from distributed.deploy import Adaptive
 
+from .client import METADATA_KEY
+
 logger = logging.getLogger("amorsize_dask")
 
 
@@ -43,6 +45,10 @@ class AmorsizeAdaptive(Adaptive):
         if time.monotonic() < self._absent_until:
             return 0
         try:
+            # Asked only of a scheduler that announced the plugin: an unknown handler printed a
+            # warning and a KeyError traceback to the user's stderr (hunt 16, a LocalCluster).
+            if not await self.scheduler.get_metadata(keys=[METADATA_KEY], default=None):
+                return 0
             threads = await self.scheduler.amorsize_target(target_duration=self.target_duration)
         except Exception as exc:
             if not self._warned:

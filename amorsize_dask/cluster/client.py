@@ -13,13 +13,14 @@ import dataclasses
 import logging
 import os
 import time
+import uuid
 import weakref
 
 from ..learning.model import Prediction
 from .cpu_models import with_cpu_models
 
-__all__ = ["METADATA_KEY", "has_plugin", "forget", "uses_training_dir", "ping", "remote_plan", "register_run", "finish_run",
-           "remote_target", "prediction_from_reply", "cluster_workers", "plugin_failed"]
+__all__ = ["METADATA_KEY", "has_plugin", "forget", "uses_training_dir", "ping", "remote_plan", "wait_for_a_worker",
+           "register_run", "finish_run", "remote_target", "prediction_from_reply", "cluster_workers", "plugin_failed"]
 
 # The scheduler's task metadata key under which a running plugin announces itself.
 METADATA_KEY = "amorsize-plugin"
@@ -118,6 +119,18 @@ def remote_plan(client, workload: str, function: str, n_items: int, explore: boo
     """The plugin's plan: ``{"fingerprint", "fields", "cores", "plan": None | {...}}``."""
     return client.sync(client.scheduler.amorsize_plan, workload=workload, function=function,
                        n_items=n_items, explore=explore, callback_timeout=PLAN_TIMEOUT)
+
+
+def wait_for_a_worker(client) -> None:
+    """Wait for the cluster's first worker as ``Client.map``'s tasks wait: with a task queued
+    (``int()``, which any worker can load), for which an adaptive cluster scaled to zero
+    starts one. Waiting with nothing queued (``Client.wait_for_workers``) hung for ever there
+    (hunt 16: ``cluster.adapt(minimum=0)``, ``AmorsizeAdaptive`` too)."""
+    future = client.submit(int, key=f"amorsize-wait-for-a-worker-{uuid.uuid4().hex}", pure=False)
+    try:
+        future.result()
+    finally:
+        future.release()
 
 
 def register_run(client, run: dict) -> None:

@@ -13,12 +13,13 @@ fails for it.
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from ..target import machine
 from ..target.fingerprint import CPU_MODELS_METADATA
 
-__all__ = ["ASK_TIMEOUT_SECONDS", "with_cpu_models", "told"]
+__all__ = ["ASK_TIMEOUT_SECONDS", "with_cpu_models", "told", "PackageMissingOnWorkers"]
 
 logger = logging.getLogger("amorsize_dask")
 
@@ -30,6 +31,7 @@ ASK_TIMEOUT_SECONDS = 2.0
 def with_cpu_models(client, workers: dict) -> dict:
     """``workers`` (``scheduler_info()["workers"]``) with each entry's ``cpu_model``, asking
     the hosts no client has asked yet (one worker each) and telling the scheduler."""
+    answers = {}
     try:
         known = dict(client.get_metadata(CPU_MODELS_METADATA, default=None) or {})
         ask = {}
@@ -46,10 +48,42 @@ def with_cpu_models(client, workers: dict) -> dict:
                 if isinstance(model, str):
                     known[ask[address]] = model
                     client.set_metadata([CPU_MODELS_METADATA, ask[address]], model)
-    except Exception as exc:  # a worker gone, or without this package: the models stay unknown
+    except Exception as exc:  # a worker gone, or paused: the models stay unknown
         logger.debug("amorsize_dask: could not learn the cluster's CPU models (%r)", exc)
         return workers
+    _raise_if_the_package_is_missing(answers)
     return told(workers, known)
+
+
+def _raise_if_the_package_is_missing(answers: dict) -> None:
+    """A worker that cannot import this package (the CPU model's question is its function)
+    would fail every amorsize task: the first task it could not load broke its connection,
+    the worker stopped and the map waited for ever (hunt 16, a worker from another venv)."""
+    missing = sorted(address for address, answer in answers.items() if _cannot_import_us(answer))
+    if missing:
+        raise PackageMissingOnWorkers(missing, next(answers[a] for a in missing))
+
+
+def _cannot_import_us(answer) -> bool:
+    """Is ``answer`` a worker's failure to import this package, which the question's function
+    is in (distributed returns it as an ``Exception`` holding the ImportError's repr): a worker
+    without the package, another version of it, or without one it needs (numpy)?"""
+    text = repr(answer)
+    return isinstance(answer, ImportError) or (
+        isinstance(answer, BaseException) and ("ModuleNotFoundError" in text or "ImportError" in text))
+
+
+class PackageMissingOnWorkers(RuntimeError):
+    """Workers of the cluster cannot import amorsize_dask."""
+
+    def __init__(self, addresses: list, cause: BaseException):
+        from .. import __version__
+
+        shown = ", ".join(addresses[:3]) + (f" and {len(addresses) - 3} more" if len(addresses) > 3 else "")
+        said = str(cause) if type(cause) is Exception else f"{type(cause).__name__}: {cause}"  # distributed's wrap
+        super().__init__(f"amorsize_dask: the Dask worker(s) {shown} cannot import amorsize_dask "
+                         f"({said}); install amorsize_dask {__version__} in the workers' "
+                         "environment, as this client has it, or map here with engine='processes'")
 
 
 def told(workers: dict, known: dict) -> dict:
@@ -62,5 +96,9 @@ def told(workers: dict, known: dict) -> dict:
 
 
 def _cpu_model() -> str:
-    """Run on a worker: its CPU model (``"unknown"`` where the platform does not say)."""
+    """Run on a worker: its CPU model (``"unknown"`` where the platform does not say), once
+    the modules this package's tasks run there import (an ImportError is a worker that
+    cannot run them: :func:`_raise_if_the_package_is_missing`)."""
+    importlib.import_module("amorsize_dask.cluster.sampling")  # settings, chunks, numpy
+
     return machine.cpu_model() or "unknown"

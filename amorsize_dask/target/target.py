@@ -90,7 +90,7 @@ class Target:
             if not wait:
                 raise NoWorkersYet(f"the cluster behind {client!r} has no workers yet")
             logger.info("amorsize_dask: the cluster behind %r has no workers yet; waiting for one", client)
-            client.wait_for_workers(1)
+            plugin_client.wait_for_a_worker(client)
             workers = plugin_client.cluster_workers(client)
         threads = {address: int(w.get("nthreads", 1)) for address, w in workers.items()}
         return cls(
