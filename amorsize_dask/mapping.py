@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 from . import inputs, validation
 from .cluster import growth
-from .target.context import active_client
+from .target.context import active_client, engine_dask_names
 from .engines import exit_hooks, get_engine, shared_engine
 # The process engine loads with map, not inside a script's first call (~3 ms of it).
 from .engines import processes  # noqa: F401
@@ -92,7 +92,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
                                                  chunksize=chunksize, training_dir=training_dir)
     t0 = time.perf_counter()
-    engine = engine_at_exit(engine, client)
+    engine = engine_at_exit(engine_dask_names(engine, client), client)
     call, items, input_error = inputs.prepare(func, iterables)
     target = target_for(func, client, engine, training_dir, allow_local)  # keyed by func itself, not its wrapper
     planned = plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
@@ -241,6 +241,7 @@ def plan(
     """
     n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
                                                  chunksize=chunksize, training_dir=training_dir)
+    engine = engine_dask_names(engine, client)
     target = target_for(func, client, engine, training_dir, allow_local)
     if any(inputs.is_one_shot(it) for it in iterables):
         return _unread_plan(target, inputs.length_hint(iterables), engine, n_workers, chunksize)

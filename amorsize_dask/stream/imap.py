@@ -26,6 +26,7 @@ from ..engines import exit_hooks
 from ..engines.base import raise_failure_in_generator
 from ..inputs import StarCall
 from ..mapping import engine_at_exit
+from ..target.context import engine_dask_names
 from ..progress import make_progress
 from .planner import StreamPlanner, take
 from .submitters import submitter_for
@@ -60,7 +61,7 @@ def imap(
     validation.check_progress(progress)
     validation.check_bool("learn", learn)
     validation.check_bool("ordered", ordered)
-    engine = engine_at_exit(engine, client)
+    engine = engine_at_exit(engine_dask_names(engine, client), client)
     # A zip asked again after it ended reads the longer iterables once more (builtins.map
     # does not): chain() ends for good.
     source = iter(iterables[0]) if len(iterables) == 1 else itertools.chain(zip(*iterables))
