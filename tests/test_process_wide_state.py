@@ -74,6 +74,10 @@ def _reads_env(k):
     return os.environ.get(k), os.environ[k], os.getenv(k)
 
 
+def _names_them_in_strings(k):
+    return {"chdir": k, "environ": "umask"}, f"setlocale {k}"
+
+
 def _calls_a_changer(d):
     return _chdir_and_back(d)
 
@@ -84,4 +88,5 @@ def test_what_a_function_changes_is_read_from_its_code():
     assert "environment" in changes_process_state(_pops_env)
     assert "working directory" in changes_process_state(_calls_a_changer)  # a function of its module it calls
     assert changes_process_state(_reads_env) is None
+    assert changes_process_state(_names_them_in_strings) is None
     assert changes_process_state(len) is None

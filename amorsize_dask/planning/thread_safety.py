@@ -54,6 +54,8 @@ _SHARED = {
 }
 # os.environ's methods that change it (reads: get, items, copy, ...).
 _ENVIRON_WRITES = {"update", "pop", "popitem", "setdefault", "clear", "__setitem__", "__delitem__"}
+# Instructions that load a name (not a string constant that happens to spell one).
+_NAME_LOADS = {"LOAD_GLOBAL", "LOAD_NAME", "LOAD_ATTR", "LOAD_METHOD", "LOAD_DEREF", "IMPORT_FROM"}
 # After ``environ`` is loaded, these end the expression that used it without writing it.
 _ENVIRON_READ_ENDS = {"BINARY_SUBSCR", "CALL", "PRECALL", "RETURN_VALUE", "POP_TOP", "STORE_FAST", "STORE_NAME",
                       "STORE_GLOBAL", "STORE_DEREF", "COMPARE_OP", "CONTAINS_OP", "GET_ITER"}
@@ -99,11 +101,11 @@ def _changes_in(code) -> tuple[str | None, frozenset]:
         todo += [c for c in current.co_consts if isinstance(c, types.CodeType)]
         instructions = list(dis.get_instructions(current))
         for i, ins in enumerate(instructions):
-            if ins.opname.startswith("LOAD") and ins.argval in _SHARED:
+            if ins.opname in _NAME_LOADS and ins.argval in _SHARED:
                 return _SHARED[ins.argval], frozenset()
             if ins.opname == "STORE_ATTR" and ins.argval in ("stdout", "stderr"):
                 return f"sys.{ins.argval}", frozenset()
-            if ins.opname.startswith("LOAD") and ins.argval == "environ" and _writes(instructions[i + 1:i + 12]):
+            if ins.opname in _NAME_LOADS and ins.argval == "environ" and _writes(instructions[i + 1:i + 12]):
                 return "the environment (os.environ)", frozenset()
     return None, frozenset(names)
 
