@@ -160,6 +160,13 @@ class ProcessJob:
         """A chunk back from a worker: results that could not travel are computed here
         (``local_fallback``) or are its failure; a failure is kept for :meth:`result`."""
         remote = True
+        if self.local_fallback and out.failure is not None and out.failure.type_name == "FunctionNotLoaded":
+            said = f"{out.failure.message.split(': its module')[0]}: its items ran in this process instead"
+            if said not in self.notes:
+                self.note(said)
+            if self.needed(lo):
+                self.run_here(lo, hi)
+            return
         if not self.local_fallback:
             out = transport.first_untravelled(out)  # a failure like any other: the earliest wins
         elif out.failure is None and self.needed(lo):

@@ -14,11 +14,11 @@ import threading
 
 import cloudpickle
 
-from .chunks import dump_chunk_result, run_chunk
+from .chunks import ChunkResult, dump_chunk_result, make_failure, run_chunk
 from .module_state import StatefulFunction
 from .pickling import hold_in_main
 
-__all__ = ["initialize_worker", "wait_for_peers", "FunctionFile", "run_pickled_chunk", "INHERITED"]
+__all__ = ["initialize_worker", "wait_for_peers", "FunctionFile", "run_pickled_chunk", "INHERITED", "FunctionNotLoaded"]
 
 # Functions deserialized in this worker, newest last; a handful covers alternating maps.
 _FUNCTIONS: dict[bytes, object] = {}
@@ -132,7 +132,11 @@ def run_pickled_chunk(func_key: bytes, func_bytes, chunk_bytes: bytes, first_ind
     else:
         func = _FUNCTIONS.get(func_key)
     if func is None:
-        func = cloudpickle.loads(func_bytes if isinstance(func_bytes, bytes) else func_bytes.read())
+        try:
+            func = cloudpickle.loads(func_bytes if isinstance(func_bytes, bytes) else func_bytes.read())
+        except Exception as exc:  # the chunk's failure: the caller may run it itself
+            failure = make_failure(FunctionNotLoaded(f"{type(exc).__name__}: {exc}"), first_index)
+            return dump_chunk_result(ChunkResult(first_index, [], 0.0, failure=failure))
         hold_in_main(func)
         if len(_FUNCTIONS) >= _MAX_FUNCTIONS:
             _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
@@ -141,3 +145,18 @@ def run_pickled_chunk(func_key: bytes, func_bytes, chunk_bytes: bytes, first_ind
         func = func.applied()
     out = run_chunk(func, cloudpickle.loads(chunk_bytes), first_index, portable_only=False)
     return dump_chunk_result(out, by_name=func_bytes is None)
+
+
+class FunctionNotLoaded(RuntimeError):
+    """The function could not be loaded in a worker process: its module cannot be imported
+    there (a module served by an import hook the script installed, such as pyximport's:
+    a forkserver's worker lacks the hook). ``engine="auto"`` runs such chunks in the caller."""
+
+    def __init__(self, cause: str):
+        super().__init__(f"the function could not be loaded in a worker process ({cause}): its module cannot be "
+                         "imported there (an import hook the script installed, such as pyximport's, is this "
+                         "process's only); use engine='threads' or engine='serial', or make the module importable")
+        self.cause = cause
+
+    def __reduce__(self):
+        return type(self), (self.cause,)
