@@ -106,5 +106,19 @@ def user_cache_dir() -> pathlib.Path:
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
     else:
         xdg = os.environ.get("XDG_CACHE_HOME", "")
-        base = xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache")
+        base = xdg if os.path.isabs(xdg) else os.path.join(_home(), ".cache")
     return pathlib.Path(base) / "amorsize_dask"
+
+
+def _home() -> str:
+    """``~``; with ``HOME`` set but empty (a service's environment), the account's home, as
+    with ``HOME`` unset: ``expanduser`` made it "" and the cache ``/.cache``, at the root."""
+    home = os.path.expanduser("~")
+    if os.environ.get("HOME") == "" and os.name != "nt":
+        try:
+            import pwd
+
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except (ImportError, KeyError):
+            pass
+    return home

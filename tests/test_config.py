@@ -1,6 +1,7 @@
 """The ``amorsize`` dask.config namespace: YAML defaults, their schema, env vars, overrides."""
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -229,3 +230,16 @@ def test_the_settings_checked_at_each_call_are_bounded_as_the_schema_says():
 def test_a_setting_below_the_schemas_bound_is_refused(key, value):
     with dask.config.set({f"amorsize.{key}": value}), pytest.raises(ValueError, match=f"amorsize.{key}="):
         ad.map(abs, [1, 2])
+
+
+def test_an_empty_home_is_not_the_root_directory(monkeypatch):
+    """``HOME=`` (set, empty: a service's or cron job's environment) made the default
+    training directory ``/.cache/amorsize_dask``, at the root of the file system (unwritable
+    for most users); as with HOME unset, the account's home directory is used."""
+    import pwd
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", "")
+    with dask.config.set({"amorsize.training-dir": None}):
+        home = pwd.getpwuid(os.getuid()).pw_dir
+        assert config.default_training_dir() == pathlib.Path(home) / ".cache" / "amorsize_dask" / "training"
