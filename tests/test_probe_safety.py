@@ -437,3 +437,37 @@ def test_an_item_that_raises_runs_at_most_twice_and_every_other_item_once(tmp_pa
                         args=[tmp_path / "log.txt", bad, tmp_path / "training"])
     assert out["raised"] == [f"bad item {bad}"] * 2, out
     assert out["bad"] <= 2 and out["others"] == 1, out
+
+
+class _OneAtATime:
+    """A function that raises when two items run at once (a shared resource without a
+    lock): serially it never raises."""
+
+    def __init__(self):
+        import threading
+
+        self.busy, self.lock = False, threading.Lock()
+
+    def __call__(self, x):
+        import time
+
+        with self.lock:
+            if self.busy:
+                raise RuntimeError("used by two items at once")
+            self.busy = True
+        time.sleep(0.003)
+        self.busy = False
+        return -x
+
+
+def test_an_item_that_raised_on_a_thread_runs_again_with_the_threads_idle():
+    """Its second run, here, waited for no thread: beside the items still running on the
+    threads it raised again, and a function that never raises serially raised to the
+    caller (builtins.map returns)."""
+    from amorsize_dask.engines import ThreadEngine
+
+    for _ in range(5):
+        run = ThreadEngine().run(_OneAtATime(), list(range(40)), n_workers=2, chunksize=5, first_index=0,
+                                 serial_retry=True)
+        assert run.results == [-x for x in range(40)]
+        assert "used by two items at once" in (run.thread_failure or ""), run.thread_failure

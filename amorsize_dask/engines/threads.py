@@ -123,17 +123,13 @@ class ThreadRunResult(RunResult):
     thread_failure: str | None = None
 
 
-def _serially(func, items, lo: int, hi: int, first_index: int, progress, partial=None):
-    """Items ``lo..hi`` run here; an exception is the caller's, as from ``builtins.map``.
-    ``partial``: the chunk's outcome on a thread, whose results before its failure are
-    kept (each item runs once, unless it raised on the thread)."""
-    done = partial.results if partial is not None else []
-    out = run_chunk(func, items[lo + len(done):hi], first_index + lo + len(done), portable_only=False)
+def _serially(func, items, lo: int, hi: int, first_index: int, progress):
+    """Items ``lo..hi`` run here; an exception is the caller's, as from ``builtins.map``."""
+    out = run_chunk(func, items[lo:hi], first_index + lo, portable_only=False)
     raise_failure(out.failure, func)
     if progress is not None:
-        progress.advance(len(done) + len(out.results))
-    return replace(out, first_index=first_index + lo, results=done + out.results,
-                   compute_seconds=out.compute_seconds + (partial.compute_seconds if partial is not None else 0.0))
+        progress.advance(len(out.results))
+    return out
 
 
 class _Stoppable:
@@ -186,56 +182,85 @@ class ThreadEngine(Engine):
     def run(self, func, items, *, n_workers, chunksize, first_index=0, progress=None, serial_retry=False):
         """Run the chunks on ``n_workers`` threads; results in item order.
 
-        ``serial_retry``: an item that raises on a thread runs once more here
-        (:func:`again_here`); only an exception raised here too reaches the caller. Seen
-        on threads only :data:`THREAD_ONLY_FAILURES` times, it is the threads': the chunks
-        that raised, and those not started yet, run here, in order, and the result's
-        ``thread_failure`` names it.
+        ``serial_retry``: a chunk that raises on a thread keeps the chunks not started yet
+        from starting; once the threads are idle, the item that raised runs once more here
+        (:func:`again_here`; alone, so that a race between items cannot raise it again),
+        and only an exception raised here too reaches the caller; the chunks held back go
+        to the threads again. Seen on threads only :data:`THREAD_ONLY_FAILURES` times, it
+        is the threads': the rest runs here, in order, and ``thread_failure`` names it.
         """
         bounds = chunk_bounds(len(items), chunksize)
-        pool = self.pool(n_workers)
-        chunks = [_Stoppable(items[lo:hi]) for lo, hi in bounds]  # stopped when the caller stops waiting
-        futures = {_submit(pool, func, chunk, first_index + lo): lo for chunk, (lo, _) in zip(chunks, bounds)}
-        ends = dict(bounds)
-        gathered, partial = Gathered(first_index, progress), {}
-        thread_failure, threads_only = None, 0
-        try:
-            for fut in as_completed(futures):
-                if fut.cancelled():
-                    continue
-                out, lo = fut.result(), futures[fut]
-                if out.failure is not None and serial_retry and thread_failure is None and gathered.needed(lo):
-                    seen = f"{out.failure.type_name}: {out.failure.message}"[:200]
-                    out, once_more = again_here(func, items, lo, ends[lo], first_index, out)
-                    threads_only += once_more
-                    if threads_only >= THREAD_ONLY_FAILURES:
-                        thread_failure = seen
-                        for other in futures:
-                            other.cancel()  # not started yet: they run here, serially
-                elif out.failure is not None and serial_retry:
-                    partial[lo] = out  # the items before the failure: not run again
-                    continue
-                if not gathered.take(lo, out, remote=False):
-                    for other in gathered.unneeded(futures.items()):
-                        other.cancel()
-        except BaseException:
-            for chunk in chunks:
-                chunk.stop()
-            for fut in futures:
-                fut.cancel()
-            raise
-        if thread_failure is not None:
+        run = _ThreadRun(self.pool(n_workers), func, items, first_index, progress, serial_retry)
+        todo = bounds
+        while todo and run.thread_failure is None:
+            for lo, out in sorted(run.round(todo)):
+                run.again_here(lo, dict(bounds)[lo], out)
+            todo = [(lo, hi) for lo, hi in bounds if lo not in run.settled and run.gathered.needed(lo)]
+        if run.thread_failure is not None:
             for lo, hi in bounds:
-                if lo not in gathered.chunks:
-                    gathered.chunks[lo] = _serially(func, items, lo, hi, first_index, progress, partial.get(lo))
-        results, compute = gathered.results(func, bounds)
-        return ThreadRunResult(results, compute, len(bounds), thread_failure=thread_failure)
+                if lo not in run.settled and run.gathered.needed(lo):
+                    run.gathered.chunks[lo] = _serially(func, items, lo, hi, first_index, progress)
+        results, compute = run.gathered.results(func, bounds)
+        return ThreadRunResult(results, compute, len(bounds), thread_failure=run.thread_failure)
 
     def shutdown(self) -> None:
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _ThreadRun:
+    """One :meth:`ThreadEngine.run`: its chunks gathered (``settled``: taken, results or
+    failure), and what failed on its threads."""
+
+    def __init__(self, pool, func, items, first_index: int, progress, serial_retry: bool):
+        self.pool, self.func, self.items, self.first_index = pool, func, items, first_index
+        self.serial_retry, self.gathered, self.settled = serial_retry, Gathered(first_index, progress), set()
+        self.thread_failure, self.threads_only = None, 0
+
+    def round(self, todo) -> list:
+        """Run ``todo`` on the threads until every chunk started has ended; the chunks that
+        raised (``serial_retry``), as ``(lo, outcome)``, for :meth:`again_here`."""
+        chunks = [_Stoppable(self.items[lo:hi]) for lo, hi in todo]  # stopped when the caller stops waiting
+        futures = {_submit(self.pool, self.func, chunk, self.first_index + lo): lo
+                   for chunk, (lo, _) in zip(chunks, todo)}
+        failed = []
+        try:
+            for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
+                out, lo = fut.result(), futures[fut]
+                if out.failure is not None and self.serial_retry and self.gathered.needed(lo):
+                    failed.append((lo, out))
+                    for other in futures:
+                        other.cancel()  # not started: held back until the item ran here
+                    continue
+                self.take(lo, out, futures)
+        except BaseException:
+            for chunk in chunks:
+                chunk.stop()
+            for fut in futures:
+                fut.cancel()
+            raise
+        return failed
+
+    def again_here(self, lo: int, hi: int, out) -> None:
+        """The chunk at ``lo`` raised on a thread: from that item on, here (:func:`again_here`)."""
+        if not self.gathered.needed(lo):
+            return
+        seen = f"{out.failure.type_name}: {out.failure.message}"[:200]
+        out, threads_only = again_here(self.func, self.items, lo, hi, self.first_index, out)
+        self.threads_only += threads_only
+        if self.threads_only >= THREAD_ONLY_FAILURES:
+            self.thread_failure = seen
+        self.take(lo, out, {})
+
+    def take(self, lo: int, out, futures: dict) -> None:
+        self.settled.add(lo)
+        if not self.gathered.take(lo, out, remote=False):
+            for other in self.gathered.unneeded(futures.items()):
+                other.cancel()
 
 
 def _submit(pool: ThreadPool, func, chunk, index: int) -> Future:
