@@ -78,3 +78,25 @@ def test_a_read_only_memmap_global_travels_as_its_file_not_its_contents(tmp_path
         assert cloudpickle.loads(payload).applied()(7) == 7000.0
     finally:
         _BIG = None
+
+
+@pytest.mark.parametrize("change", ["replaced", "deleted"])
+def test_a_memmap_whose_file_changed_goes_as_its_contents(tmp_path, change):
+    """Hunt 17: reopened by name, a file replaced since (``os.replace`` of a new version)
+    gave the new file's values, a deleted one FileNotFoundError; ``builtins.map`` and a
+    forked ``Pool`` read what the caller maps."""
+    global _BIG
+    path = tmp_path / "big.bin"
+    np.arange(4_000_000, dtype="float64").tofile(path)
+    _BIG = np.memmap(path, dtype="float64", mode="r")
+    try:
+        if change == "replaced":
+            (-np.ones(4_000_000)).tofile(tmp_path / "new.bin")
+            os.replace(tmp_path / "new.bin", path)
+        else:
+            os.unlink(path)
+        import cloudpickle
+
+        assert cloudpickle.loads(transport.dump_function(_reads_the_big_map)).applied()(7) == 7000.0
+    finally:
+        _BIG = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import functools
 import io
+import os
 import pickle
 import sys
 import types
@@ -90,8 +91,33 @@ def _place_in_file(obj) -> tuple | None:
     except (ValueError, TypeError):  # closed
         return None
     start = obj.offset - obj.offset % mmap.ALLOCATIONGRANULARITY  # the file position mapped_at holds
+    position = start + obj.ctypes.data - mapped_at
+    if not _still_the_mapped_file(filename, mapped_at):
+        return None
     mode = "r+" if obj.mode == "w+" else obj.mode  # "w+" would empty the file
-    return filename, obj.dtype, mode, start + obj.ctypes.data - mapped_at, obj.shape, order
+    return filename, obj.dtype, mode, position, obj.shape, order
+
+
+def _still_the_mapped_file(filename: str, mapped_at: int) -> bool:
+    """Is the file at ``filename`` the one mapped at ``mapped_at`` (its device and inode, in
+    /proc/self/maps)? Replaced since it was mapped (``os.replace`` of a new version) or
+    deleted, the worker would read another file or none (hunt 17: the new version's values,
+    FileNotFoundError): then the contents go. (A file truncated since is still the one
+    mapped: reading its contents here would end this process with SIGBUS, as reading past
+    the end anywhere does; the worker's map raises ValueError instead.) Not Linux: no way to
+    tell, the contents go."""
+    try:
+        st = os.stat(filename)
+        with open("/proc/self/maps") as fh:
+            for line in fh:
+                fields = line.split()
+                low, high = (int(x, 16) for x in fields[0].split("-"))
+                if low <= mapped_at < high:
+                    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+                    return fields[3] == device and int(fields[4]) == st.st_ino
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _open_memmap(filename, dtype, mode, offset, shape, order):
