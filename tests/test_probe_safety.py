@@ -471,3 +471,33 @@ def test_an_item_that_raised_on_a_thread_runs_again_with_the_threads_idle():
                                  serial_retry=True)
         assert run.results == [-x for x in range(40)]
         assert "used by two items at once" in (run.thread_failure or ""), run.thread_failure
+
+
+class _ResetTwice:
+    """An I/O function two of whose requests fail once each (connection resets)."""
+
+    def __init__(self, flaky):
+        import threading
+
+        self.flaky, self.seen, self.lock = set(flaky), set(), threading.Lock()
+
+    def __call__(self, x):
+        import time
+
+        time.sleep(0.0005)
+        with self.lock:
+            first = x not in self.seen
+            self.seen.add(x)
+        if x in self.flaky and first:
+            raise ConnectionResetError("connection reset by peer")
+        return x
+
+
+def test_two_transient_errors_in_a_long_run_keep_threads():
+    """Hunt 17: two resets among 800 requests ruled threads out for the function for good
+    (its later runs serial, 4-8x as long); they are 2% of the run's chunks."""
+    from amorsize_dask.engines import ThreadEngine
+
+    run = ThreadEngine().run(_ResetTwice({300, 600}), list(range(800)), n_workers=4, chunksize=8, first_index=0,
+                             serial_retry=True)
+    assert run.results == list(range(800)) and run.thread_failure is None, run.thread_failure

@@ -23,7 +23,7 @@ from .base import Engine, Gathered, RunResult, chunk_bounds, raise_failure
 from .chunks import run_chunk
 
 __all__ = ["ThreadRunResult", "ThreadEngine", "ThreadPool", "only_idle_pool_threads", "again_here",
-           "THREAD_ONLY_FAILURES"]
+           "THREAD_ONLY_FAILURES", "THREAD_ONLY_SHARE"]
 
 # Every pool and engine of this process: a forked child forgets them (their threads are the parent's).
 _POOLS: "weakref.WeakSet[ThreadPool]" = weakref.WeakSet()
@@ -102,6 +102,10 @@ def only_idle_pool_threads(threads) -> bool:
 # threads, 20x slower (tests/test_probe_safety.py, 0.05 s on 64 threads, then 1.05 s on 2
 # processes). A function that fails off the main thread fails on every thread.
 THREAD_ONLY_FAILURES = 2
+# ... and on at least this share of the run's chunks: two resets among 800 requests (2% of
+# its chunks) ruled threads out for good, and the function's later runs took 4-8x as long
+# (hunt 17, session 22); a function that fails off the main thread fails on every chunk.
+THREAD_ONLY_SHARE = 0.1
 
 
 def again_here(func, items, lo: int, hi: int, first_index: int, out):
@@ -186,8 +190,9 @@ class ThreadEngine(Engine):
         from starting; once the threads are idle, the item that raised runs once more here
         (:func:`again_here`; alone, so that a race between items cannot raise it again),
         and only an exception raised here too reaches the caller; the chunks held back go
-        to the threads again. Seen on threads only :data:`THREAD_ONLY_FAILURES` times, it
-        is the threads': the rest runs here, in order, and ``thread_failure`` names it.
+        to the threads again. Seen on threads only :data:`THREAD_ONLY_FAILURES` times, on
+        :data:`THREAD_ONLY_SHARE` of the chunks or more, it is the threads': the rest runs
+        here, in order, and ``thread_failure`` names it.
         """
         bounds = chunk_bounds(len(items), chunksize)
         run = _ThreadRun(self.pool(n_workers), func, items, first_index, progress, serial_retry)
@@ -252,9 +257,9 @@ class _ThreadRun:
         seen = f"{out.failure.type_name}: {out.failure.message}"[:200]
         out, threads_only = again_here(self.func, self.items, lo, hi, self.first_index, out)
         self.threads_only += threads_only
-        if self.threads_only >= THREAD_ONLY_FAILURES:
-            self.thread_failure = seen
         self.take(lo, out, {})
+        if self.threads_only >= max(THREAD_ONLY_FAILURES, THREAD_ONLY_SHARE * len(self.settled)):
+            self.thread_failure = seen
 
     def take(self, lo: int, out, futures: dict) -> None:
         self.settled.add(lo)
