@@ -9,6 +9,7 @@ ids in 70-98 of 200. ``builtins.map``, ``Pool().map`` and ``ProcessPoolExecutor(
 """
 
 import os
+import sys
 
 import pytest
 
@@ -80,6 +81,90 @@ def _names_them_in_strings(k):
 
 def _calls_a_changer(d):
     return _chdir_and_back(d)
+
+
+from os import environ as ENV  # noqa: E402
+
+from .helpers import funcs  # noqa: E402
+
+
+def _alias(k):
+    ENV[k] = "1"
+
+
+def _local_alias(k):
+    env = os.environ
+    env[k] = "1"
+
+
+def _in_place_or(k):
+    os.environ |= {k: "1"}
+
+
+def _setattr_stdout(buf):
+    setattr(sys, "stdout", buf)
+
+
+def _imports_in_the_function(d):
+    import os as system
+
+    system.chdir(d)
+
+
+def _imports_the_name_in_the_function(d):
+    from os import chdir
+
+    chdir(d)
+
+
+def _calls_another_modules_helper(x):
+    funcs.set_env_item(x)
+
+
+class _Remote:
+    def chdir(self, d):
+        return d
+
+
+_REMOTE = _Remote()
+
+
+def _own_objects_chdir(d):
+    return _REMOTE.chdir(d)
+
+
+def _a_locale_query(x):
+    import locale
+
+    return locale.setlocale(locale.LC_ALL), x
+
+
+def _a_wsgi_environ(request):
+    request.environ["x"] = 1
+
+
+def _a_subprocess_env(x):
+    import subprocess
+
+    return subprocess.run(["true"], env=dict(os.environ, X=str(x)))
+
+
+def test_aliases_and_other_ways_of_changing_it_are_found():
+    """Hunt 17: each of these ran on threads (198 of 200 results wrong; ``sys.stdout`` left
+    pointing at an item's buffer)."""
+    for func in (_alias, _local_alias, _in_place_or, _calls_another_modules_helper):
+        assert changes_process_state(func) == "the environment (os.environ)", func
+    assert changes_process_state(_setattr_stdout) == "sys.stdout"
+    assert "working directory" in changes_process_state(_imports_in_the_function)
+    assert "working directory" in changes_process_state(_imports_the_name_in_the_function)
+
+
+def test_what_is_not_the_process_state_keeps_threads():
+    """Hunt 17: these lost threads (I/O 3x slower): a method ``chdir`` of the user's own
+    object (an SFTP client), a locale query, a WSGI request's ``environ``, a subprocess's
+    ``env=``."""
+    for func in (_own_objects_chdir, _a_locale_query, _a_wsgi_environ, _a_subprocess_env):
+        assert changes_process_state(func) is None, (func, changes_process_state(func))
 
 
 def test_what_a_function_changes_is_read_from_its_code():

@@ -37,7 +37,8 @@ import cloudpickle
 
 from .pickling import dumps_function
 
-__all__ = ["ModuleState", "WithModuleState", "StatefulFunction", "names_read_by", "states_of", "with_state"]
+__all__ = ["ModuleState", "WithModuleState", "StatefulFunction", "names_read_by", "states_of", "with_state",
+           "is_users_module"]
 
 _CODE_KINDS = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                types.BuiltinMethodType)
@@ -167,6 +168,11 @@ def _module_of(glb: dict) -> str | None:
 
 
 _USERS: dict[str, bool] = {}
+
+
+def is_users_module(name: str | None) -> bool:
+    """Is module ``name`` the user's: ``__main__``, or :func:`_is_users`?"""
+    return name == "__main__" or _is_users(name)
 
 
 def _is_users(name: str | None) -> bool:

@@ -78,3 +78,9 @@ def heap_top_after_freeing(nbytes):
         block = bytearray(nbytes)
         del block
     return libc.mallinfo2().keepcost
+
+
+def set_env_item(x):
+    """Writes the process's environment (tests/test_process_wide_state.py: a helper of
+    another user module that a function calls)."""
+    os.environ["AMORSIZE_TEST_ITEM"] = str(x)
