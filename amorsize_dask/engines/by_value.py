@@ -6,7 +6,8 @@ imports the module itself. Two kinds of module must travel by value instead (clo
 
 - one edited on disk since this process imported it (:func:`.worker_start.edited_since_imported`):
   a worker importing it afresh would run other code than the caller;
-- one that a worker importing afresh cannot find by name (:func:`not_importable_by_name`):
+- one that a worker importing afresh cannot find by name (:func:`not_importable_by_name`, made
+  at run time too):
   a script's module loaded by path (``importlib.util.spec_from_file_location``, its folder
   not on ``sys.path``). ``Pool().map`` forks and runs it; the forkserver's workers raised
   ``ModuleNotFoundError: No module named 'helpers'``. Once found, such a module's classes
@@ -27,9 +28,10 @@ import threading
 
 import cloudpickle
 
-from .worker_start import edited_since_imported, module_stamps
+from .module_state import names_read_by
+from .worker_start import edited_since_imported
 
-__all__ = ["not_importable_by_name", "modules_by_value", "registered"]
+__all__ = ["not_importable_by_name", "item_modules", "modules_by_value", "registered"]
 
 # Modules of this process found not importable by name (their names); the answers, by
 # module name and sys.path.
@@ -40,12 +42,28 @@ _REGISTRY_LOCK = threading.Lock()
 
 
 def not_importable_by_name(func) -> list:
-    """The modules whose code a run of ``func`` uses (:func:`.worker_start.module_stamps`)
-    loaded from a Python file that this ``sys.path`` does not lead to by their name."""
+    """The modules whose code a run of ``func`` uses (:func:`.module_state.names_read_by`:
+    its own, the user's it reaches) that a worker could not import by their name: loaded
+    from a Python file that this ``sys.path`` does not lead to, or made at run time
+    (``types.ModuleType`` and ``exec``, no file; hunt 17)."""
+    return _not_importable(names_read_by(func))
+
+
+def item_modules(chunk) -> list:
+    """The modules of the classes of a chunk's first item that a worker could not import by
+    name (hunt 17: items of a class from a module loaded by path, mapped by a function that
+    does not name that module, raised ModuleNotFoundError in the forkserver's workers)."""
+    first = chunk[0] if isinstance(chunk, list) and chunk else None
+    return _not_importable([getattr(type(first), "__module__", None)]) if first is not None else []
+
+
+def _not_importable(names) -> list:
     out = []
     path = tuple(sys.path)
-    for name, _stamp in module_stamps(func):
-        module = sys.modules.get(name)
+    for name in names:
+        module = sys.modules.get(name) if name and name not in ("__main__", "builtins") else None
+        if module is None:
+            continue
         key = (name, path)
         if key not in _FOUND:
             _FOUND[key] = _found_by_name(module)
@@ -86,7 +104,9 @@ def _found_by_name(module) -> bool:
     every finder here (``sys.path``'s, an editable install's; one that the script installed
     and the workers lack makes a module look importable: as before)."""
     spec = getattr(module, "__spec__", None)
-    if spec is None or not isinstance(spec.loader, importlib.machinery.SourceFileLoader) or not spec.origin:
+    if spec is None:  # made at run time (types.ModuleType): no finder leads to it
+        return getattr(module, "__file__", None) is not None
+    if not isinstance(spec.loader, importlib.machinery.SourceFileLoader) or not spec.origin:
         return True
     found, search = None, None
     parts = module.__name__.split(".")
