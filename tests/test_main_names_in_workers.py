@@ -7,6 +7,7 @@ thread alive), ``pickle.dumps(Point(x))`` in the item raised ``PicklingError: Ca
 <class '__main__.Point'>: it's not the same object as __main__.Point`` (or "attribute
 lookup Point on __main__ failed"); so did an item starting its own ``ProcessPoolExecutor``
 over a script function. ``builtins.map``, ``Pool().map``, ``ProcessPoolExecutor().map``: ran.
+Hunt 17: a class reached through a dict global, a default argument, a function in a list.
 """
 
 import os
@@ -26,11 +27,16 @@ class Point:
 def double(x):
     return 2 * x
 
-def work(x):
+KINDS = {"point": Point}
+HELPERS = [double]
+
+def work(x, cls=Point):
     s = 0
     for i in range(3000):
         s += i
-    return pickle.loads(pickle.dumps(Point(x))).x + pickle.loads(pickle.dumps(double))(x)
+    by_dict = pickle.loads(pickle.dumps(KINDS["point"](x))).x - x
+    by_list = pickle.loads(pickle.dumps(HELPERS[0]))(x) - 2 * x
+    return pickle.loads(pickle.dumps(cls(x))).x + pickle.loads(pickle.dumps(double))(x) + by_dict + by_list
 """
 
 MAIN = """

@@ -240,6 +240,8 @@ def track_unnamed_classes(func) -> None:
 def hold_in_main(func) -> None:
     """In a worker, after ``func`` came by value: the caller's ``__main__`` classes and
     functions it reaches (and itself), put in this process's ``__main__`` under their names.
+    Reached: through the globals its code names, its defaults and closure, and the small
+    containers among those (hunt 17: a class in a dict global, a default ``cls=Point``).
     stdlib ``pickle`` sends them by name: in an item, ``pickle.dumps(Point(x))`` raised
     "it's not the same object as __main__.Point" on a pool forked before the call (whose
     ``__main__`` holds the caller's older objects) and "attribute lookup Point on __main__
@@ -261,6 +263,23 @@ def hold_in_main(func) -> None:
         glb = getattr(value, "__globals__", None)
         if isinstance(value, types.FunctionType) and isinstance(glb, dict) and glb.get("__name__") == "__main__":
             todo += [glb[key] for key in _names_in(value.__code__) if key in glb]
+            todo += [*(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values(),
+                     *(cell.cell_contents for cell in value.__closure__ or () if _filled(cell))]
+        elif isinstance(value, (dict, list, tuple, set, frozenset)) and len(value) <= _CONTAINER_ITEMS:
+            todo += list(value.values() if isinstance(value, dict) else value)  # {"point": Point}, [func]
+
+
+# A global container is looked into for classes and functions up to this many entries (a
+# registry of a few; a table of data is no place for them).
+_CONTAINER_ITEMS = 100
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return True
 
 
 def _names_in(code) -> set:
