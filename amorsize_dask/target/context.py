@@ -25,20 +25,29 @@ _DASK_SCHEDULERS = {"sync": "serial", "synchronous": "serial", "single-threaded"
                     "threading": "threads", "processes": "processes", "multiprocessing": "processes"}
 
 
+# dask's schedulers given as their get functions (``dask.config.set(scheduler=dask.get)``).
+_DASK_GETTERS = {("dask.local", "get_sync"): "sync", ("dask.threaded", "get"): "threads",
+                 ("dask.multiprocessing", "get"): "processes"}
+
+
 def engine_dask_names(engine: str, client) -> str:
     """``engine``; for ``"auto"`` with no ``client`` given, the engine that dask's own
     ``scheduler`` setting names, which ``dask.compute`` obeys before a default Client
     (``dask.config.set(scheduler="synchronous")``: the way to debug or profile in this
     process; hunt 16 found it ignored).
 
-    >>> engine_dask_names("threads", None)
-    'threads'
+    >>> import dask
+    >>> with dask.config.set(scheduler=dask.get):
+    ...     engine_dask_names("auto", None), engine_dask_names("threads", None)
+    ('serial', 'threads')
     """
     if engine != "auto" or client is not None or "dask" not in sys.modules:
         return engine
     import dask
 
     name = dask.config.get("scheduler", None)
+    if callable(name):  # dask.get, dask.threaded.get, ...: its getter's name (hunt 17)
+        name = _DASK_GETTERS.get((getattr(name, "__module__", None), getattr(name, "__name__", None)))
     return _DASK_SCHEDULERS.get(name, engine) if isinstance(name, str) else engine
 
 
