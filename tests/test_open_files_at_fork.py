@@ -40,3 +40,42 @@ def test_no_line_the_caller_buffered_is_written_again_by_forked_workers(tmp_path
     run_script(tmp_path, HEAD, MAIN, args=[out_path, "auto"], env=env, force_processes=True)
     counts = collections.Counter(out_path.read_text().split())
     assert len(counts) > 0 and max(counts.values()) == 1, [line for line, n in counts.items() if n > 1][:20]
+
+
+MODULE = """
+import sys
+
+OUT = open(sys.argv[1], "a")
+
+def work(x):
+    s = 0
+    for i in range(3000):
+        s += i
+    OUT.write(f"{x}\\n")
+    return x
+"""
+
+MODULE_HEAD = """
+import json, sys
+import amorsize_dask as ad
+import outmod
+"""
+
+MODULE_MAIN = """
+for i in range(100):
+    outmod.OUT.write(f"before-{i}\\n")  # in the buffer as the pool forks
+ad.map(outmod.work, range(10000), engine="processes")
+outmod.OUT.flush()
+print(json.dumps({"done": True}))
+"""
+
+
+def test_a_user_modules_open_file_is_flushed_before_the_fork_too(tmp_path):
+    """Lines a user module's global file held unwritten as the pool forked came out once
+    per worker that wrote to it (``Pool()`` forked then does the same)."""
+    (tmp_path / "outmod.py").write_text(MODULE)
+    out_path = tmp_path / "out.txt"
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    run_script(tmp_path, MODULE_HEAD, MODULE_MAIN, args=[out_path], env=env)
+    counts = collections.Counter(out_path.read_text().split())
+    assert len(counts) > 0 and max(counts.values()) == 1, [line for line, n in counts.items() if n > 1][:20]

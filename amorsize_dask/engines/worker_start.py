@@ -42,7 +42,7 @@ from multiprocessing import spawn
 from ..target.machine import native_thread_ids
 
 from . import caller_settings
-from .module_state import names_read_by
+from .module_state import is_users_module, names_read_by
 
 _local = threading.local()
 _install_lock = threading.Lock()
@@ -191,13 +191,13 @@ def forking(start_method: str):
 
 
 def flush_script_files() -> None:
-    """Flush the files the script (``__main__``) holds open for writing in its globals: a
-    forked worker inherits a copy of each unwritten buffer, and writes it again with its
-    own lines (hunt 15: a global ``OUT = open(..., "a")`` that the sample's items wrote to
-    came out with their lines twice or more). ``multiprocessing`` flushes sys.stdout and
-    sys.stderr only."""
-    main = sys.modules.get("__main__")
-    for value in list(vars(main).values()) if main is not None else []:
+    """Flush the files the script (``__main__``) and the user's modules hold open for
+    writing in their globals: a forked worker inherits a copy of each unwritten buffer, and
+    writes it again with its own lines (hunt 15: a global ``OUT = open(..., "a")`` that the
+    sample's items wrote to came out with their lines twice or more). ``multiprocessing``
+    flushes sys.stdout and sys.stderr only."""
+    modules = [module for name, module in list(sys.modules.items()) if is_users_module(name)]
+    for value in [value for module in modules for value in list(vars(module).values())]:
         if isinstance(value, io.IOBase) and not value.closed:
             try:
                 if value.writable():
