@@ -4,6 +4,8 @@ Each a script run as ``__main__``, with its own cluster."""
 
 import os
 
+import psutil
+
 from .test_user_scripts import run_script
 
 ADAPT_HEAD = """
@@ -81,7 +83,12 @@ def test_a_worker_without_the_package_is_a_clear_error_not_a_hang(tmp_path):
     """Hunt 16: the first amorsize task the worker could not load broke its connection, the
     worker stopped, and the map waited for ever with no message."""
     env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
-    out, _ = run_script(tmp_path, MISSING_HEAD, MISSING_MAIN, env=env, timeout=120)
+    try:
+        out, _ = run_script(tmp_path, MISSING_HEAD, MISSING_MAIN, env=env, timeout=120)
+    finally:  # a script killed at its timeout leaves its scheduler and worker: nothing left running
+        for proc in psutil.process_iter(["cwd"]):
+            if proc.info["cwd"] == str(tmp_path):
+                proc.kill()
     assert out["client_map"] is True, out
     assert out["raised"] and "cannot import amorsize_dask" in out["raised"] and "install" in out["raised"], out
     assert out["workers"] == 1, out  # the worker is still there
