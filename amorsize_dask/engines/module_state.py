@@ -37,8 +37,8 @@ import cloudpickle
 
 from .pickling import dumps_function
 
-__all__ = ["ModuleState", "WithModuleState", "StatefulFunction", "names_read_by", "states_of", "with_state",
-           "is_users_module"]
+__all__ = ["ModuleState", "WithModuleState", "StatefulFunction", "names_read_by", "function_of", "states_of",
+           "with_state", "is_users_module"]
 
 _CODE_KINDS = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                types.BuiltinMethodType)
@@ -70,14 +70,23 @@ def names_read_by(func) -> dict[str, set[str]]:
     >>> sorted(names_read_by(names_read_by))
     ['amorsize_dask.engines.module_state']
     """
-    inner = getattr(func, "func", func)  # functools.partial
-    if not hasattr(inner, "__code__") and not hasattr(inner, "__func__"):
-        inner = getattr(type(inner), "__call__", inner)  # a callable instance: its class's __call__
+    inner = function_of(func)
+    return {} if inner is None else _names_read(inner.__code__, inner.__globals__)
+
+
+def function_of(func) -> types.FunctionType | None:
+    """The Python function whose code a call of ``func`` runs: itself, a
+    ``functools.partial``'s (or StarCall's) ``func``, a bound method's, a callable
+    instance's class's ``__call__``; None for a builtin.
+
+    >>> function_of(len) is None, function_of(function_of) is function_of
+    (True, True)
+    """
+    inner = getattr(func, "func", func)  # functools.partial, StarCall
     inner = getattr(inner, "__func__", inner)  # a bound method
-    code, glb = getattr(inner, "__code__", None), getattr(inner, "__globals__", None)
-    if code is None or not isinstance(glb, dict):
-        return {}
-    return _names_read(code, glb)
+    if not isinstance(inner, types.FunctionType):
+        inner = getattr(type(inner), "__call__", None)  # a callable instance: its class's __call__
+    return inner if isinstance(inner, types.FunctionType) else None
 
 
 def _pickled_values(glb: dict, keys, code_too: bool = False) -> dict[str, bytes]:

@@ -160,8 +160,10 @@ class ProcessJob:
         """A chunk back from a worker: results that could not travel are computed here
         (``local_fallback``) or are its failure; a failure is kept for :meth:`result`."""
         remote = True
-        if self.local_fallback and out.failure is not None and out.failure.type_name == "FunctionNotLoaded":
-            said = f"{out.failure.message.split(': its module')[0]}: its items ran in this process instead"
+        if self.local_fallback and out.failure is not None and isinstance(out.failure.exception,
+                                                                          process_worker.FunctionNotLoaded):
+            said = (f"the function could not be loaded in a worker process ({out.failure.exception.cause}): "
+                    "its items ran in this process instead")
             if said not in self.notes:
                 self.note(said)
             if self.needed(lo):

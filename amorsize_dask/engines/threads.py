@@ -196,10 +196,10 @@ class ThreadEngine(Engine):
         """
         bounds = chunk_bounds(len(items), chunksize)
         run = _ThreadRun(self.pool(n_workers), func, items, first_index, progress, serial_retry)
-        todo = bounds
+        todo, ends = bounds, dict(bounds)
         while todo and run.thread_failure is None:
             for lo, out in sorted(run.round(todo)):
-                run.again_here(lo, dict(bounds)[lo], out)
+                run.again_here(lo, ends[lo], out)
             todo = [(lo, hi) for lo, hi in bounds if lo not in run.settled and run.gathered.needed(lo)]
         if run.thread_failure is not None:
             for lo, hi in bounds:

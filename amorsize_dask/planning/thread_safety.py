@@ -74,11 +74,10 @@ def changes_process_state(func) -> str | None:
     >>> changes_process_state(os.getcwd) is None
     True
     """
-    inner = getattr(func, "func", func)  # a StarCall or functools.partial
-    inner = getattr(inner, "__func__", inner)  # a bound method
-    if not isinstance(inner, types.FunctionType):
-        inner = getattr(type(inner), "__call__", None)  # a callable instance
-    if not isinstance(inner, types.FunctionType):
+    from ..engines.module_state import function_of
+
+    inner = function_of(func)
+    if inner is None:
         return None
     todo, seen = [inner], set()
     while todo:
@@ -128,14 +127,16 @@ def _resolved(uses, names, glb: dict) -> str | None:
 
 
 def _module_name(value) -> str | None:
-    if isinstance(value, types.ModuleType):
-        return {"posix": "os", "nt": "os"}.get(value.__name__, value.__name__)
-    return None
+    return _as_os(value.__name__) if isinstance(value, types.ModuleType) else None
 
 
 def _owner_and_name(value) -> tuple:
-    module = getattr(value, "__module__", None)
-    return {"posix": "os", "nt": "os"}.get(module, module), getattr(value, "__name__", None)
+    return _as_os(getattr(value, "__module__", None)), getattr(value, "__name__", None)
+
+
+def _as_os(module: str | None) -> str | None:
+    """``os`` for the platform module its functions report (``os.chdir.__module__`` is "posix")."""
+    return "os" if module in ("posix", "nt") else module
 
 
 def _is_environ(value) -> bool:
