@@ -13,9 +13,9 @@ import os
 
 from .test_user_scripts import run_script
 
-HEAD = """
-import json, sys
-import amorsize_dask as ad
+# A file open for appending in a module's globals, and a function writing to it.
+WRITER = """
+import sys
 
 OUT = open(sys.argv[1], "a")
 
@@ -26,6 +26,11 @@ def work(x):
     OUT.write(f"{x}\\n")
     return x
 """
+
+HEAD = """
+import json
+import amorsize_dask as ad
+""" + WRITER
 
 MAIN = """
 ad.map(work, range(3000), engine=sys.argv[2])
@@ -41,19 +46,6 @@ def test_no_line_the_caller_buffered_is_written_again_by_forked_workers(tmp_path
     counts = collections.Counter(out_path.read_text().split())
     assert len(counts) > 0 and max(counts.values()) == 1, [line for line, n in counts.items() if n > 1][:20]
 
-
-MODULE = """
-import sys
-
-OUT = open(sys.argv[1], "a")
-
-def work(x):
-    s = 0
-    for i in range(3000):
-        s += i
-    OUT.write(f"{x}\\n")
-    return x
-"""
 
 MODULE_HEAD = """
 import json, sys
@@ -73,7 +65,7 @@ print(json.dumps({"done": True}))
 def test_a_user_modules_open_file_is_flushed_before_the_fork_too(tmp_path):
     """Lines a user module's global file held unwritten as the pool forked came out once
     per worker that wrote to it (``Pool()`` forked then does the same)."""
-    (tmp_path / "outmod.py").write_text(MODULE)
+    (tmp_path / "outmod.py").write_text(WRITER)
     out_path = tmp_path / "out.txt"
     env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
     run_script(tmp_path, MODULE_HEAD, MODULE_MAIN, args=[out_path], env=env)
