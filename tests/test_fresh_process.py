@@ -11,6 +11,8 @@ import time
 
 import psutil
 
+from amorsize_dask.planning.cost_model import CONTENDED_BELOW
+
 SCRIPT = textwrap.dedent("""
     import json, sys, time
     import psutil
@@ -93,8 +95,9 @@ RUN_AGAIN_SCRIPT = textwrap.dedent("""
         items = list(range(2000))
         outcome = run_map(spin, items)
         assert outcome.results == [spin(x) for x in items]
-        plan = outcome.plan
-        print(json.dumps({"source": plan.source, "engine": plan.engine, "explored": plan.explored}), flush=True)
+        plan, target = outcome.plan, Target.local(spin)
+        print(json.dumps({"source": plan.source, "engine": plan.engine, "explored": plan.explored,
+                          "features": target.learner.features(target.fingerprint.id, target.workload)}), flush=True)
 """)
 
 
@@ -111,26 +114,41 @@ def test_a_scripts_second_run_explores_what_the_cost_model_vouches_for(tmp_path)
     under test is the model's, not this hour's hand-off times."""
     script = tmp_path / "again.py"
     script.write_text(RUN_AGAIN_SCRIPT)
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    for attempt in range(3):
+        first, second = _first_and_second_run(script, tmp_path / f"try{attempt}")
+        if not _contended(first["features"]):
+            break
+    assert (first["source"], first["engine"]) == ("sample", "serial"), first
+    assert (second["source"], second["explored"], second["engine"]) == ("model", True, "threads"), (first, second)
+
+
+def _first_and_second_run(script, home):
+    env = {**os.environ, "XDG_CACHE_HOME": str(home / "cache"), "DASK_AMORSIZE__TRAINING_DIR": str(home / "training")}
     runs = []
     for mode in ["measure", "run", "run"]:
         done = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, timeout=180,
-                              env=env, cwd=tmp_path)
+                              env=env, cwd=script.parent)
         assert done.returncode == 0, done.stderr
-        runs.append(done.stdout.strip().splitlines()[-1] if mode == "run" else None)
-    first, second = [json.loads(r) for r in runs[1:]]
-    assert (first["source"], first["engine"]) == ("sample", "serial"), first
-    assert (second["source"], second["explored"], second["engine"]) == ("model", True, "threads"), second
+        if mode == "run":
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def _contended(features: dict) -> bool:
+    """Did the first run's sample read two threads slower than one? Its items are too short
+    to probe on an idle machine; on a loaded one (CI, once) they read longer, were probed,
+    and the probe read contention: then threads rightly look slow, and the run is repeated."""
+    speedup = features.get("thread_speedup")
+    return speedup is not None and speedup < CONTENDED_BELOW
 
 
 SMALL_AND_LARGE_SCRIPT = textwrap.dedent("""
     import json, sys
     from amorsize_dask.mapping import run_map
 
-    def spin(x):  # ~80 us of pure Python: 3,000 items run faster on two processes
-        total = 0
-        for i in range(1500):
+    def spin(x):  # 0.1-0.2 ms of pure Python: 3,000 items run faster on two processes
+        total = 0           # (1,500 rounds read 44-80 us on two machines: 0.13 s, below the
+        for i in range(4000):  # 0.2 s that first measures the parallel overheads)
             total += i ^ x
         return total
 
