@@ -26,7 +26,7 @@ from .engines import exit_hooks  # noqa: F401  (knows the exit from its start)
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "map": ("amorsize_dask.mapping", "map"),
+    "map": ("amorsize_dask.entry", "map"),
     "imap": ("amorsize_dask.stream.imap", "imap"),
     "plan": ("amorsize_dask.mapping", "plan"),
     "Plan": ("amorsize_dask.planning.plan", "Plan"),

@@ -25,52 +25,13 @@ from .engines import exit_hooks, get_engine, shared_engine
 from .engines import processes  # noqa: F401
 from .errors import WorkerStartError, warn_once, warn_running_serially
 from .planning import overheads, overrun, thread_safety
+from .planning import head as planning_head
 from .planning.plan import Plan
 from .progress import make_progress
 from .planning.planner import Planned, plan_items, plan_rest
 from .target.target import Target
 from .target.workload import function_name
-
-
-def map(
-    func: Callable,
-    *iterables: Iterable,
-    client=None,
-    engine: str = "auto",
-    n_workers: int | None = None,
-    chunksize: int | None = None,
-    training_dir=None,
-    learn: bool = True,
-    progress=False,
-    allow_local: bool | None = None,
-) -> list:
-    """``list(map(func, *iterables))``, run the fastest way this machine or cluster knows.
-
-    Parameters
-    ----------
-    func : callable of as many arguments as there are iterables.
-    *iterables : lists, tuples, ranges, numpy arrays, pandas objects, or any iterables
-        (each read once, as ``iter`` reads it); several are zipped, stopping at the shortest.
-    client : a ``distributed.Client`` to run on; default: the active one, if any.
-    engine : "auto" (choose), "serial", "threads", "processes" or "dask".
-    n_workers, chunksize : fix the number of workers / items per task (default: planned).
-    training_dir : where measured runs are recorded (default: ``amorsize.training-dir``).
-    learn : record this run's measurements (default True).
-    progress : show a progress bar on a terminal (True), or always on the given stream.
-    allow_local : on a cluster, may ``func`` run in this process (sampling, tiny jobs)?
-        Default ``amorsize.cluster.allow-local`` (False: only on the workers, as ``Client.map``).
-
-    Returns
-    -------
-    list : the results, in the order of the items.
-
-    >>> map(abs, [-3, 4, -5], engine="threads")
-    [3, 4, 5]
-    """
-    return run_map(
-        func, *iterables, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize,
-        training_dir=training_dir, learn=learn, progress=progress, allow_local=allow_local,
-    ).results
+from .entry import map  # noqa: F401  (the public map, here where it always was)
 
 
 @dataclass
@@ -85,21 +46,24 @@ class MapOutcome:
 
 @exit_hooks.waited_for
 def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunksize=None,
-            training_dir=None, learn=True, progress=False, allow_local=None) -> MapOutcome:
-    """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers)."""
+            training_dir=None, learn=True, progress=False, allow_local=None, head=None) -> MapOutcome:
+    """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers).
+    ``head``: what :func:`.planning.head.run_head` ran of this call's items (read already)."""
     validation.check_progress(progress)
     validation.check_bool("learn", learn)
     n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
                                                  chunksize=chunksize, training_dir=training_dir)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if head is None else head.started
     engine = engine_at_exit(engine_dask_names(engine, client), client)
-    call, items, input_error = inputs.prepare(func, iterables)
+    call, items, input_error = inputs.prepare(func, iterables) if head is None else (head.call, head.items,
+                                                                                    head.input_error)
     target = target_for(func, client, engine, training_dir, allow_local)  # keyed by func itself, not its wrapper
-    planned = plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize, speculate=True)
+    with planning_head.continued(head):  # its sampler goes on from the head
+        planned = plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize,
+                            speculate=head is None)
+    results, compute = _done_before_the_run(planned, head)
     pool_starts = shared_engine().start_seconds_total  # a pool started while sampling overlapped it
     plan = planned.plan
-    results = list(planned.sample.results) if planned.sample is not None else []
-    compute = planned.profile.sample_seconds if planned.profile is not None else 0.0
     rest = items[plan.n_sampled : len(items) - plan.n_speculated]
     run_id = target.start_run(func, planned) if learn else ""
     if len(rest) or planned.speculation is not None:
@@ -134,6 +98,18 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     if input_error is not None:  # the items read before it mapped without an error: as builtins.map raises it
         raise input_error
     return MapOutcome(results, planned.plan, wall, compute)
+
+
+def _done_before_the_run(planned: Planned, head) -> tuple[list, float]:
+    """(the results of the items done while planning, their compute seconds): the sample's
+    (the head's among them), or the head's alone when the model planned the call."""
+    if planned.sample is not None:
+        return list(planned.sample.results), planned.profile.sample_seconds if planned.profile is not None else 0.0
+    if head is None or not head.results:
+        return [], 0.0
+    head.close()
+    planned.plan = planned.plan.replace(n_sampled=len(head.results))  # the run starts after them
+    return list(head.results), sum(t * n for t, n in zip(head.per_item, head.batch_sizes))
 
 
 def _run_rest(call, rest, planned: Planned, target: Target, engine: str, run_id: str, bar):

@@ -216,7 +216,7 @@ def test_prune_keep_one_removes_and_reports(tmp_path):
 
 def test_prune_leaves_recent_segments_of_other_processes_and_says_so(tmp_path):
     subprocess.run([sys.executable, "-c",
-                    "import amorsize_dask as ad; from tests.helpers.funcs import square\n"
+                    "import dask, amorsize_dask as ad; from tests.helpers.funcs import square\n"  # planned, recorded
                     f"for _ in range(3): ad.map(square, range(50), training_dir={str(tmp_path)!r})"],
                    cwd=ROOT, check=True, timeout=120)
     result = run_cli("prune", "--dir", tmp_path, "--keep", 1)

@@ -531,6 +531,7 @@ def test_classes_of_an_exec_namespace_come_back_as_the_callers_own(tmp_path, gua
 
 UNWRITABLE_HEAD = """
 import json, os, sys
+import dask  # a call with dask loaded is planned, and recorded (a short one done in its head is not)
 import amorsize_dask as ad
 """
 

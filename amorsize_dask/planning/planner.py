@@ -150,7 +150,7 @@ def _sample(func, items, target, engine: str, early: _EarlyStart) -> Sample:
     threads are a choice), or in a first task on a worker when it runs only there."""
     n = len(items)
     parallelism = (target.cores, config.get("planner.max-threads") if target.client is None else target.cores)
-    front = items[:early.n_front]
+    front = items if early.n_front == n else items[:early.n_front]  # the call's own: its head continues
     if target.on_workers_only:
         return target.sample_on_worker(func, front, n, parallelism)
     probe = target.client is None and engine in ("auto", "threads") and not _known_unsafe(target, engine)

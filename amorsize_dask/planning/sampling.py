@@ -19,7 +19,8 @@ from ..settings import Settings, current
 from ..target.context import current_worker
 from . import pickled, sample_stats, thread_safety
 from .cpu_clock import ThreadClock
-from .thread_probe import ThreadProbe, probe_threads, timed_serially
+from .head import taken_for, timed_serially
+from .thread_probe import ThreadProbe, probe_threads
 
 __all__ = ["COMPUTING_CPU_RATIO", "ONE_CORE_UP_TO", "own_threads", "PoolStart", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
 
@@ -217,7 +218,12 @@ class _Timing:
         self.wall, self.ratio = 0.0, 1.0  # of the serial part (the probe's not counted)
         self.cores_busy = 1.0
         self.warm_bound: float | None = None  # seconds per item the probe's threads read, when less
-        self.wall_start, self.clock = time.perf_counter(), ThreadClock(native=current_worker() is None)
+        self.wall_start, self.clock = time.perf_counter(), None
+        head = taken_for(items)
+        if head is not None:  # the items the call ran before the planner loaded: the first batches
+            self.results, self.per_item, self.batch_sizes = head.results, head.per_item, head.batch_sizes
+            self.wall_start, self.clock = head.started, head.clock
+        self.clock = self.clock or ThreadClock(native=current_worker() is None)
 
     def _steady(self) -> tuple[list[float], list[int]]:
         """The batches after the warm-up: their seconds per item and sizes (:mod:`.sample_stats`)."""

@@ -22,19 +22,9 @@ from dataclasses import dataclass
 from ..engines import exit_hooks
 from ..engines.threads import THREAD_ONLY_FAILURES, ThreadPool
 from ..errors import reraise_with_item
+from .head import timed_serially
 
-__all__ = ["PROBE_STOP_FACTOR", "ThreadProbe", "probe_threads", "timed_serially"]
-
-
-def timed_serially(func, items, first: int, n: int, results: list) -> float:
-    """Run items[first:first+n] here, appending to ``results``; seconds per item."""
-    t0 = time.perf_counter()
-    for i in range(first, first + n):
-        try:
-            results.append(func(items[i]))
-        except Exception as exc:
-            reraise_with_item(exc, i, func)
-    return (time.perf_counter() - t0) / n
+__all__ = ["PROBE_STOP_FACTOR", "ThreadProbe", "probe_threads"]
 
 
 # A probe's threads stop taking items once it has run this many times the serial time of
