@@ -12,7 +12,7 @@ planner, dask and numpy load (:mod:`.planning.head`); the rest is :func:`.mappin
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from . import validation
 from .planning import head as planning_head

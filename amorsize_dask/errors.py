@@ -19,7 +19,6 @@ import sys
 import warnings
 from typing import NoReturn
 
-from .target.workload import function_name
 
 __all__ = ["ItemError", "WorkerLostError", "PackageChanged", "WorkerStartError", "NoWorkersYet", "reraise_with_item",
            "warn_once", "warn_running_serially"]
@@ -67,6 +66,8 @@ class NoWorkersYet(RuntimeError):
 
 def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: str | None = None) -> NoReturn:
     """Raise ``exc`` again with a note naming ``index`` (and the remote traceback)."""
+    from .target.workload import function_name  # its hashing loads only when a name is needed
+
     note = f"amorsize_dask: raised by {function_name(func)} on item {index}"
     if remote_traceback:
         note += f"\n--- original traceback (in the worker) ---\n{remote_traceback.rstrip()}"
@@ -115,6 +116,8 @@ class LostTasksError(RuntimeError):
     @classmethod
     def of(cls, bounds, first_index: int, func, rounds: int) -> "LostTasksError":
         """The error naming the chunks ``bounds`` (``[(lo, hi), ...]``) that were lost."""
+        from .target.workload import function_name
+
         n_items = sum(hi - lo for lo, hi in bounds)
         first = ", ".join(f"{first_index + lo}..{first_index + hi - 1}" for lo, hi in bounds[:5])
         more = f" and {len(bounds) - 5} more" if len(bounds) > 5 else ""

@@ -20,8 +20,8 @@ SCRIPT = textwrap.dedent("""
 
     LOG = sys.argv[2]
 
-    def work(x):  # ITEM_SECONDS of pure Python; each call leaves a line in LOG
-        end = time.perf_counter() + ITEM_SECONDS
+    def work(x):  # ITEM_SECONDS of pure Python (TAIL_SECONDS from item 100); each call leaves a line in LOG
+        end = time.perf_counter() + (ITEM_SECONDS if x < 100 else TAIL_SECONDS)
         while time.perf_counter() < end:
             pass
         with open(LOG, "a") as f:
@@ -44,8 +44,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, n, *, item_seconds=1e-4, fail_at=-1, preload=False, generator=False, env=None, home=None):
-    text = (SCRIPT.replace("ITEM_SECONDS", repr(item_seconds)).replace("FAIL_AT", repr(fail_at))
+def _run(tmp_path, n, *, item_seconds=1e-4, tail_seconds=None, fail_at=-1, preload=False, generator=False,
+         env=None, home=None):
+    tail_seconds = item_seconds if tail_seconds is None else tail_seconds
+    text = (SCRIPT.replace("ITEM_SECONDS", repr(item_seconds)).replace("TAIL_SECONDS", repr(tail_seconds))
+            .replace("FAIL_AT", repr(fail_at))
             .replace("PRELOAD", repr(preload)).replace("GENERATOR", "(lambda n: (x for x in range(n)))"
                                                        if generator else "range"))
     script = tmp_path / "user.py"
@@ -68,6 +71,22 @@ def test_a_short_job_returns_before_the_planner_loads(tmp_path):
     report = _run(tmp_path, 200)  # ~20 ms
     assert report["results_ok"] and report["calls"] == list(range(200))
     assert report["loaded"] == [], report
+
+
+def test_a_job_shorter_than_the_hand_over_stays_in_its_head(tmp_path):
+    """0.1 s of items: loading the planner (~0.15-0.25 s here) and two cores would take
+    longer than running them here."""
+    report = _run(tmp_path, 100, item_seconds=1e-3)
+    assert report["results_ok"] and report["calls"] == list(range(100))
+    assert report["loaded"] == [], report
+
+
+def test_a_dear_tail_the_heads_pace_missed_is_handed_over(tmp_path):
+    """100 items of 10 us, then 900 of 4 ms (3.6 s): the head's pace said 10 ms in all; its
+    own time past the hand-over's worth stops it, and the rest is planned."""
+    report = _run(tmp_path, 1000, item_seconds=1e-5, tail_seconds=4e-3)
+    assert report["results_ok"] and report["calls"] == list(range(1000))
+    assert "amorsize_dask.mapping" in report["loaded"], report
 
 
 @pytest.mark.parametrize("generator", [False, True])

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 
 from ..target.machine import TASKS_DIR, native_thread_ids
 
-__all__ = ["MIN_SPAN_SECONDS", "ThreadClock", "native_threads_cpu"]
+__all__ = ["COMPUTING_CPU_RATIO", "MIN_SPAN_SECONDS", "ThreadClock", "native_threads_cpu"]
 
 _SCHEDSTAT = "/proc/thread-self/schedstat"
 # Spans shorter than this in all tell nothing: one 2-5 us item read CPU/wall 1.1-12.5
@@ -49,6 +49,7 @@ MIN_BUSY_SPAN_SECONDS = 1e-3
 # GNU OpenMP's threads spin 7-9 ms after a parallel region ends, OpenBLAS's ~130 ms (then
 # the clock counts none); measured on this machine, session 21.
 NATIVE_SPIN_WAIT_SECONDS = 15e-3
+COMPUTING_CPU_RATIO = 0.8  # and above, a function computes (pure Python reads 0.98-1.02 quiet)
 
 
 class ThreadClock:

@@ -3,14 +3,14 @@
 A script's first ``ad.map`` loaded dask (the settings' home), numpy (the training store)
 and the planner before it ran an item: 0.16-0.24 s on this project's machine (session 23,
 ``bench --fresh``'s ours-imports), for 10 items that ``builtins.map`` runs in
-microseconds, and 200 items of 0.25 ms ran 4x slower than a list comprehension. No plan
-can win that back on a short job: it pays the imports, then runs at best half as long on
-two cores. So while nothing in this process has loaded dask, and nothing configures it
-(no ``DASK_*`` variable but the training directory's, none of its configuration folders:
-the settings are the shipped defaults), a call of ``engine="auto"`` runs its items here first, timed as the sampler
-times them (:func:`run_head`). A job done within :data:`HEAD_SECONDS` returns there; a
-longer one stops the head as soon as its items project past it, and the sampler
-continues the head's timing (:func:`taken_for`): its items are never run again.
+microseconds; 200 items of 0.25 ms ran 4x slower than a list comprehension. So while
+nothing in this process has loaded dask and nothing configures it (no ``DASK_*``
+variable but the training directory's, none of the folders dask reads YAML from: the
+settings are the shipped defaults, and no client can be active), a call of
+``engine="auto"`` runs its items here first, timed as the sampler times them
+(:func:`run_head`). It goes on to the end unless the items left are worth the hand-over
+to the planner (:func:`handover_after`); then the sampler continues the head's timing
+(:func:`taken_for`): its items are never run again.
 
 >>> h = run_head(abs, ([-1, -2, -3],))
 >>> h.results, h.done
@@ -26,37 +26,52 @@ import site
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Callable
 
 from .. import inputs
-from .cpu_clock import ThreadClock
+from ..target.machine import cpu_count
+from .cpu_clock import COMPUTING_CPU_RATIO, ThreadClock
 from ..errors import reraise_with_item
 
-__all__ = ["HEAD_SECONDS", "Head", "allowed", "continued", "run_head", "taken_for", "timed_serially"]
+__all__ = ["HANDOVER_SECONDS", "Head", "handover_after", "allowed", "continued", "run_head", "taken_for", "timed_serially"]
 
-# A job projected to finish within this runs wholly in the head. Half the first call's
-# lazy imports measured here (0.16-0.24 s: bench --fresh ours-imports, session 23): a job
-# this short gains at most half of it on two cores (less a pool's 9-17 ms start), which
-# never repays the imports a plan needs. A longer job stops the head once its items
-# project past it: what it ran serially, the sampler would have timed serially too.
-HEAD_SECONDS = 0.1
+# What handing a call over to the planner costs a script's first call, at least: loading
+# dask, numpy and the planner took 0.16-0.24 s of a first ad.map of 10 trivial items here
+# (session 23, its tiny script; bench --fresh ours-imports says the same), less for a
+# script that loaded numpy itself. Rounded down: the head hands over no later than it should.
+HANDOVER_SECONDS = 0.12
 
 
-@dataclass
+def handover_after(cores: int, cpu_ratio: float) -> float:
+    """Seconds of items left that are worth handing over: ``R`` such that the hand-over
+    (:data:`HANDOVER_SECONDS`) and the rest on ``c`` workers, ``R / c``, take less than
+    running them here, ``R``: ``R > HANDOVER_SECONDS * c / (c - 1)``. ``c`` is the cores
+    for a function that computes (two at least: a tail the head misjudged is handed over
+    on one core too), many threads for one that waits (then about the hand-over itself).
+
+    >>> round(handover_after(2, 1.0), 2), round(handover_after(8, 1.0), 3), round(handover_after(2, 0.1), 3)
+    (0.24, 0.137, 0.122)
+    """
+    c = max(2, cores) if cpu_ratio >= COMPUTING_CPU_RATIO else _WAITING_WORKERS
+    return HANDOVER_SECONDS * c / (c - 1)
+
+
+# The threads a function that waits could run on (amorsize.planner.max-threads' default).
+_WAITING_WORKERS = 64
+
+
 class Head:
     """The items of a call (:func:`..inputs.prepare`) and what running the first of them
     here measured: their results, seconds per item of each batch and the batches' sizes,
-    the clock that timed them (the sampler goes on with it), and when the head began."""
+    the clock that timed them (the sampler goes on with it), and when the head began.
+    (A plain class: ``dataclasses`` would load ``inspect``, ~5 ms of a short call.)"""
 
-    call: Callable
-    items: object
-    input_error: BaseException | None
-    results: list = field(default_factory=list)
-    per_item: list = field(default_factory=list)
-    batch_sizes: list = field(default_factory=list)
-    clock: ThreadClock | None = None
-    started: float = field(default_factory=time.perf_counter)
+    def __init__(self, call, items, input_error: BaseException | None):
+        self.call, self.items, self.input_error = call, items, input_error
+        self.results: list = []
+        self.per_item: list[float] = []
+        self.batch_sizes: list[int] = []
+        self.clock: ThreadClock | None = None
+        self.started = time.perf_counter()
 
     @property
     def done(self) -> bool:
@@ -92,24 +107,25 @@ def dask_config_paths() -> list[str]:
             os.path.join(os.path.expanduser("~"), ".config", "dask")]
 
 
-def run_head(func, iterables: tuple, seconds: float = HEAD_SECONDS) -> Head:
-    """Read the items and run the first of them here, in batches of doubling size, until
-    all are done or the time so far plus the rest at the latest batch's pace passes
-    ``seconds``. An item that raises is raised with its index, as the sampler raises it."""
+def run_head(func, iterables: tuple, cores: int | None = None) -> Head:
+    """Read the items and run the first of them here, in batches, until all are done, or
+    the rest at the latest batch's pace, or the head's own time, passes
+    :func:`handover_after` (of ``cores``: this process's by default). An item that raises
+    is raised with its index, as the sampler raises it."""
     call, items, input_error = inputs.prepare(func, iterables)
     head = Head(call, items, input_error)
     if input_error is not None or not len(items):
         return head
     head.clock = ThreadClock(native=True)  # no dask loaded: not in a Dask worker
     try:
-        _run_batches(head, seconds)
+        _run_batches(head, cores or cpu_count())
     except BaseException:
         head.close()
         raise
     return head
 
 
-def _run_batches(head: Head, seconds: float) -> None:
+def _run_batches(head: Head, cores: int) -> None:
     """Batches doubling while shorter than :data:`_PACE_READ_SECONDS` (a dear item later
     costs a batch of that length, not of all the head's time), until :func:`_past`."""
     items, batch = head.items, 1
@@ -119,8 +135,9 @@ def _run_batches(head: Head, seconds: float) -> None:
             per_item = timed_serially(head.call, items, len(head.results), size, head.results)
         head.per_item.append(per_item)
         head.batch_sizes.append(size)
-        if _past(time.perf_counter() - head.started, len(items) - len(head.results), per_item * size,
-                 per_item, len(head.per_item), seconds):
+        paced = len(head.per_item) > 1 and per_item * size >= _PACE_READ_SECONDS
+        if _past(time.perf_counter() - head.started, (len(items) - len(head.results)) * per_item, paced,
+                 handover_after(cores, head.clock.cpu_ratio())):
             return
         if per_item * size < _PACE_READ_SECONDS:
             batch *= 2
@@ -129,18 +146,18 @@ def _run_batches(head: Head, seconds: float) -> None:
 # A batch shorter than this, or the first, does not tell the pace of the rest: a fresh
 # process's first item of bench --fresh tiny read 6.6 us (then 1.5, 1.4, 0.73, 0.6 us in
 # batches of 2, 4, 8, 16), pandas-groupby's 3.4 ms (then ~0.4 ms; session 10's sample).
-# Until one does, the head goes on while it has run a tenth of its time or less.
+# Until one does, the head goes on while it has run a tenth of the hand-over's worth.
 _PACE_READ_SECONDS = 1e-3
 
 
-def _past(elapsed: float, left: int, batch_seconds: float, per_item: float, n_batches: int,
-          seconds: float) -> bool:
-    """Does the head stop: ``elapsed`` already past ``seconds``, or the items ``left`` at the
-    latest batch's pace past it, once a batch tells the pace (see :data:`_PACE_READ_SECONDS`)?"""
-    if elapsed > seconds:
+def _past(elapsed: float, rest: float, paced: bool, handover: float) -> bool:
+    """Does the head stop after ``elapsed`` seconds, with ``rest`` seconds of items left at
+    the latest batch's pace (``paced``: a batch that tells it, see :data:`_PACE_READ_SECONDS`)?
+    Once it has run ``handover`` seconds itself (a dear tail its pace missed), or when the
+    rest is worth handing over."""
+    if elapsed > handover:
         return True
-    paced = n_batches > 1 and batch_seconds >= _PACE_READ_SECONDS
-    return (paced or elapsed > seconds / 10) and elapsed + left * per_item > seconds
+    return (paced or elapsed > handover / 10) and rest > handover
 
 
 def timed_serially(func, items, first: int, n: int, results: list) -> float:

@@ -18,7 +18,7 @@ from typing import Callable, Protocol, Sequence
 from ..settings import Settings, current
 from ..target.context import current_worker
 from . import pickled, sample_stats, thread_safety
-from .cpu_clock import ThreadClock
+from .cpu_clock import COMPUTING_CPU_RATIO, ThreadClock
 from .head import taken_for, timed_serially
 from .thread_probe import ThreadProbe, probe_threads
 
@@ -28,7 +28,6 @@ __all__ = ["COMPUTING_CPU_RATIO", "ONE_CORE_UP_TO", "own_threads", "PoolStart", 
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items); the sample
 # goes on until one batch took this long (a script's first call of a 1 us method read 3-11 us).
 _MIN_BATCH_SECONDS = 50e-6
-COMPUTING_CPU_RATIO = 0.8  # and above, a function computes (pure Python reads 0.98-1.02 quiet)
 # Cores busy up to this are one core (kept out of the features): pure Python read 1.0000-1.0004
 # beside idle native threads (a spinning BLAS's are not counted: .cpu_clock); a 800x800
 # float matrix product 1.52; a 3.5 ms OpenMP loop on 2 cores 1.15-1.73 (its second thread

@@ -16,8 +16,6 @@ import os
 import pathlib
 import threading
 
-import psutil
-
 __all__ = ["cpu_count", "cgroup_cpu_quota", "available_memory", "total_memory", "cpu_model",
            "native_thread_ids", "TASKS_DIR"]
 
@@ -62,11 +60,15 @@ def cgroup_cpu_quota() -> float | None:
 
 def available_memory() -> int:
     """Bytes of memory available to new allocations (psutil's ``available``)."""
+    import psutil  # loaded when asked (~9 ms): not by a call's head, nor by every worker
+
     return int(psutil.virtual_memory().available)
 
 
 def total_memory() -> int:
     """Bytes of physical memory."""
+    import psutil
+
     return int(psutil.virtual_memory().total)
 
 
