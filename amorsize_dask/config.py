@@ -1,4 +1,5 @@
-"""The ``amorsize`` namespace of ``dask.config``: shipped YAML defaults and lookups.
+"""The ``amorsize`` settings: the shipped YAML defaults, and ``dask.config`` where anything
+could configure them (:func:`dask_config`).
 
 Settings are read at call time, never frozen at import:
 
@@ -13,69 +14,111 @@ from __future__ import annotations
 
 import os
 import pathlib
+import threading
 from typing import Any
 
-# numpy (the training store's arrays) loads before dask, here where every public function
-# first imports dask: once loaded, OpenBLAS's threads spin on a core for ~40 ms. Loaded
+# numpy (the training store's arrays) loads first, here where every public function
+# first reads a setting: once loaded, OpenBLAS's threads spin on a core for ~40 ms. Loaded
 # after dask, as the imports fell before, that spin ran inside a script's first call: 64
 # threads started in 26-55 ms instead of 9 ms, and bench --fresh io-wait's thread run took
-# 72-82 ms instead of 50-55 ms (/tmp scripts, fresh processes, session 9). Before dask's
-# import (~140 ms), the spin overlaps it.
+# 72-82 ms instead of 50-55 ms (/tmp scripts, fresh processes, session 9). Loaded first,
+# the spin overlaps the imports that follow (dask's ~0.1 s, when it loads).
 import numpy  # noqa: F401
-
-import dask.config
-import dask.utils
 import yaml
 
-__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "get", "get_bytes", "worker_heap_pad", "default_training_dir",
-           "user_cache_dir"]
+from . import dask_sources
+
+__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "dask_config", "get", "get_bytes", "worker_heap_pad",
+           "default_training_dir", "user_cache_dir"]
 
 _HERE = pathlib.Path(__file__).parent
 DEFAULTS_FILE = _HERE / "amorsize.yaml"
 SCHEMA_FILE = _HERE / "amorsize-schema.yaml"
 
+with open(DEFAULTS_FILE) as _f:
+    DEFAULTS = yaml.safe_load(_f)
 
-def _load_defaults() -> dict:
-    with open(DEFAULTS_FILE) as f:
-        defaults = yaml.safe_load(f)
-    dask.config.update_defaults(defaults)
-    return defaults
+_registered = threading.Event()  # the defaults are in dask.config
 
 
-DEFAULTS = _load_defaults()
+def dask_config():
+    """``dask.config``, with the shipped defaults registered, when anything could configure
+    the ``amorsize`` settings (:func:`..dask_sources.configured`); None when nothing could:
+    then they are :data:`DEFAULTS`, with ``DASK_AMORSIZE__TRAINING_DIR``, and dask is not
+    loaded for them (~0.1 s of a script's first call)."""
+    if not dask_sources.configured():
+        return None
+    import dask.config
 
+    if not _registered.is_set():
+        dask.config.update_defaults(DEFAULTS)
+        _registered.set()
+    return dask.config
+
+
+if dask_sources.configured():  # registered now, as before: dask.config.get("amorsize...") finds them
+    dask_config()
 
 _MISSING = object()
 
 
 def get(key: str, default: Any = None) -> Any:
-    """Value of ``amorsize.<key>`` from dask.config (env vars and YAML files included).
+    """Value of ``amorsize.<key>``: from dask.config (env vars and YAML files included), or
+    the shipped defaults where nothing could configure it (:func:`dask_config`).
 
     Code that swaps ``dask.config.config`` wholesale (``distributed.utils_test``'s clean-up
     does) can drop the shipped defaults registered at import: they are registered again.
     """
-    found = dask.config.get(f"amorsize.{key}", default=_MISSING)
+    cfg = dask_config()
+    if cfg is None:
+        return _shipped(key, default)
+    found = cfg.get(f"amorsize.{key}", default=_MISSING)
     if found is _MISSING:
-        dask.config.update_defaults(DEFAULTS)
-        found = dask.config.get(f"amorsize.{key}", default=default)
+        cfg.update_defaults(DEFAULTS)
+        found = cfg.get(f"amorsize.{key}", default=default)
     return found
+
+
+def _shipped(key: str, default: Any) -> Any:
+    """``amorsize.<key>`` of :data:`DEFAULTS`, and the training directory's variable.
+
+    >>> _shipped("model.k", None), _shipped("model.nothing", 5)
+    (8, 5)
+    """
+    if key == "training-dir" and dask_sources.TRAINING_DIR_VARIABLE in os.environ:
+        return dask_sources.training_dir_variable()
+    node: Any = DEFAULTS["amorsize"]
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def get_bytes(key: str) -> int:
     """``amorsize.<key>`` as a number of bytes (an int, or a string such as ``"64 MiB"``).
 
+    >>> import dask
     >>> with dask.config.set({"amorsize.store.max-line-bytes": "1 kiB"}):
     ...     get_bytes("store.max-line-bytes")
     1024
     """
     value = get(key)
     try:
-        return int(dask.utils.parse_bytes(value) if isinstance(value, str) else value)
+        return int(parse_bytes(value) if isinstance(value, str) else value)
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"dask config amorsize.{key}={value!r} is not a size in bytes; use an integer or a "
             f"string such as '64 MiB' (see amorsize-schema.yaml)"
         ) from exc
+
+
+def parse_bytes(text: str) -> int:
+    """``dask.utils.parse_bytes``: a string size is a setting dask.config gave (the shipped
+    defaults are numbers), so dask is loaded then."""
+    import dask.utils
+
+    return dask.utils.parse_bytes(text)
 
 
 def worker_heap_pad() -> int:

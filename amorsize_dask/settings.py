@@ -17,9 +17,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import dask.config
-import dask.utils
-
 from . import config
 
 __all__ = ["Settings", "RULES", "START_METHODS", "checked_settings"]
@@ -97,7 +94,7 @@ class Settings:
         if value is None:
             return None
         try:
-            return int(dask.utils.parse_bytes(value) if isinstance(value, str) else value)
+            return int(config.parse_bytes(value) if isinstance(value, str) else value)
         except (TypeError, ValueError) as exc:
             raise ValueError(
                 f"dask config amorsize.{_KEYS[name]}={value!r} is not a size in bytes; use an integer or a "
@@ -193,7 +190,10 @@ _MAX_SECTIONS = 64
 def _section_key() -> str | None:
     """The ``amorsize`` section of dask.config as a string, or None when it is missing
     (then :func:`config.get` registers the defaults again)."""
-    section = dask.config.config.get("amorsize")
+    cfg = config.dask_config()
+    if cfg is None:  # the shipped defaults, and the training directory's variable
+        return repr(config.get("training-dir"))
+    section = cfg.config.get("amorsize")
     return repr(section) if isinstance(section, dict) else None
 
 

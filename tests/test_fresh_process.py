@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
 from amorsize_dask.planning.cost_model import CONTENDED_BELOW
 
@@ -304,10 +305,12 @@ def test_a_pool_that_will_fork_starts_after_the_plan_at_the_forks_cost(tmp_path)
     assert "fork pool start" in report["plan"]  # costed as a fork, not as the forkserver
 
 
-def test_numpy_loads_before_dask_so_its_thread_spin_overlaps_the_imports(tmp_path):
+@pytest.mark.parametrize("configured", [False, True])
+def test_numpy_loads_before_dask_so_its_thread_spin_overlaps_the_imports(tmp_path, configured):
     """OpenBLAS's threads spin on a core for ~40 ms once numpy loads. Loaded after dask,
     that spin fell inside a script's first call (64 threads started in 26-55 ms instead of
-    9 ms); loaded before dask, it overlaps dask's import."""
+    9 ms); loaded before dask, it overlaps dask's import. Dask loads only where something
+    may configure the call (a DASK_ variable here: amorsize_dask/dask_sources.py)."""
     script = tmp_path / "order.py"
     script.write_text(textwrap.dedent("""
         import sys
@@ -324,9 +327,13 @@ def test_numpy_loads_before_dask_so_its_thread_spin_overlaps_the_imports(tmp_pat
         ad.plan  # ad.map loads them only for a call its head did not finish (tests/test_head.py)
         print(",".join(order))
     """))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    if configured:
+        env["DASK_AMORSIZE__MODEL__K"] = "8"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["numpy,dask"], done.stdout
+    assert done.stdout.split() == (["numpy,dask"] if configured else ["numpy"]), done.stdout
 
 
 def test_a_first_call_imports_nothing_of_the_package(tmp_path):

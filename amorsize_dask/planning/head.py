@@ -21,13 +21,11 @@ to the planner (:func:`handover_after`); then the sampler continues the head's t
 from __future__ import annotations
 
 import contextvars
-import os
-import site
 import sys
 import time
 from contextlib import contextmanager
 
-from .. import inputs
+from .. import dask_sources, inputs
 from ..target.machine import cpu_count
 from .cpu_clock import COMPUTING_CPU_RATIO, ThreadClock
 from ..errors import reraise_with_item
@@ -83,28 +81,15 @@ class Head:
             self.clock.close()
 
 
-# Settings a call done in its head does not read: where runs are recorded (it records
-# none: see :func:`run_head`). Any other ``DASK_*`` variable may configure the call.
-_HEAD_IGNORES = frozenset({"DASK_AMORSIZE__TRAINING_DIR"})
-
-
 def allowed(engine: str, client, n_workers, chunksize, progress) -> bool:
     """May this call run its head: ``engine="auto"`` with nothing fixed and no bar, in a
-    process where dask is not loaded and nothing would configure it (then no client can
-    be active, and the ``amorsize`` settings are the shipped defaults)?"""
+    process that has not loaded the planner (a call planned before: what the head saves is
+    paid, and a warm pool may take the last items, as speculation does) and where nothing
+    but the shipped defaults could configure it (:func:`..dask_sources.configured`: then no
+    client can be active either)?"""
     if engine != "auto" or client is not None or n_workers is not None or chunksize is not None or progress:
         return False
-    if "dask" in sys.modules or any(name.startswith("DASK_") and name not in _HEAD_IGNORES for name in os.environ):
-        return False
-    return not any(os.path.exists(path) for path in dask_config_paths())
-
-
-def dask_config_paths() -> list[str]:
-    """The folders ``dask.config`` reads YAML files from (``dask.config.paths``; the
-    ``DASK_*`` variables that add to them rule the head out before)."""
-    return ["/etc/dask", os.path.join(sys.prefix, "etc", "dask"),
-            *[os.path.join(prefix, "etc", "dask") for prefix in site.PREFIXES],
-            os.path.join(os.path.expanduser("~"), ".config", "dask")]
+    return "amorsize_dask.mapping" not in sys.modules and not dask_sources.configured()
 
 
 def run_head(func, iterables: tuple, cores: int | None = None) -> Head:

@@ -41,11 +41,12 @@ def engine_dask_names(engine: str, client) -> str:
     ...     engine_dask_names("auto", None), engine_dask_names("threads", None)
     ('serial', 'threads')
     """
-    if engine != "auto" or client is not None or "dask" not in sys.modules:
+    if engine != "auto" or client is not None:
         return engine
-    import dask
+    from .. import config
 
-    name = dask.config.get("scheduler", None)
+    dask_config = config.dask_config()  # None: nothing sets dask's scheduler (dask_sources)
+    name = dask_config.get("scheduler", None) if dask_config is not None else None
     if callable(name):  # dask.get, dask.threaded.get, ...: its getter's name (hunt 17)
         name = _DASK_GETTERS.get((getattr(name, "__module__", None), getattr(name, "__name__", None)))
     return _DASK_SCHEDULERS.get(name, engine) if isinstance(name, str) else engine

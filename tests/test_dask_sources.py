@@ -1,0 +1,82 @@
+"""Where nothing could configure a call (dask not loaded, no DASK_ variable but the training
+directory's, none of dask's YAML folders), the settings are read without loading dask;
+anything that could configure them loads dask.config and is obeyed
+(amorsize_dask/dask_sources.py, amorsize_dask/config.py). Scripts run as __main__."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import dask.config
+import pytest
+
+from amorsize_dask import dask_sources
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import amorsize_dask as ad
+    from amorsize_dask import config
+    from amorsize_dask.settings import Settings
+
+    def spin(x):
+        total = 0
+        for i in range(3000):
+            total += i ^ x
+        return total
+
+    if __name__ == "__main__":
+        out = ad.map(spin, range(3000))  # 0.2-0.5 s: past the head, planned and recorded
+        assert out == [spin(x) for x in range(3000)]
+        s = Settings.from_config()
+        print(json.dumps({"dask": "dask" in sys.modules, "min_speedup": s.min_speedup, "k": s.k,
+                          "max_bytes": s.size("max_bytes"), "training_dir": str(config.default_training_dir())}))
+""")
+
+
+def _script(tmp_path, **env):
+    script = tmp_path / "user.py"
+    script.write_text(SCRIPT)
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    run_env.update(env)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
+                          env=run_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_an_unconfigured_script_plans_and_records_without_loading_dask(tmp_path):
+    training = tmp_path / "training"
+    report = _script(tmp_path, DASK_AMORSIZE__TRAINING_DIR=str(training))
+    assert report == {"dask": False, "min_speedup": 1.05, "k": 8, "max_bytes": 64 << 20,
+                      "training_dir": str(training)}
+    assert list(training.rglob("*.jsonl")), "the planned run was not recorded"
+
+
+def test_a_dask_variable_is_obeyed(tmp_path):
+    report = _script(tmp_path, DASK_AMORSIZE__TRAINING_DIR=str(tmp_path / "t"),
+                     DASK_AMORSIZE__PLANNER__MIN_SPEEDUP="1.3", DASK_AMORSIZE__STORE__MAX_BYTES="'2 MiB'")
+    assert report["dask"] and report["min_speedup"] == 1.3 and report["max_bytes"] == 2 << 20
+
+
+def test_a_yaml_file_in_dasks_folders_is_obeyed(tmp_path):
+    folder = tmp_path / "home" / ".config" / "dask"
+    folder.mkdir(parents=True)
+    (folder / "amorsize.yaml").write_text("amorsize:\n  model:\n    k: 3\n")
+    report = _script(tmp_path, HOME=str(tmp_path / "home"), DASK_AMORSIZE__TRAINING_DIR=str(tmp_path / "t"))
+    assert report["dask"] and report["k"] == 3
+
+
+@pytest.mark.parametrize("text", ["/data/runs", "None", "null", "~/runs", "'quoted'", "12", "True", "a b"])
+def test_the_training_dirs_variable_reads_as_dask_reads_it(monkeypatch, text):
+    monkeypatch.setenv(dask_sources.TRAINING_DIR_VARIABLE, text)
+    assert dask_sources.training_dir_variable() == dask.config.interpret_value(text)
+
+
+def test_every_folder_dask_reads_its_settings_from_is_known(monkeypatch):
+    """A dask release that reads YAML from another folder would configure calls taken for
+    unconfigured (``_get_paths``: dask's own, "for testing purposes")."""
+    monkeypatch.delenv("DASK_CONFIG", raising=False)
+    monkeypatch.delenv("DASK_ROOT_CONFIG", raising=False)
+    assert set(dask.config._get_paths()) == set(dask_sources.dask_config_paths())
