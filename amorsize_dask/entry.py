@@ -57,6 +57,7 @@ def map(
     [3, 4, 5]
     """
     head = None
+    validation.check_progress(progress)
     if planning_head.allowed(engine, client, n_workers, chunksize, progress):
         _check_arguments(func, iterables, training_dir, learn, allow_local)
         head = planning_head.run_head(func, iterables)

@@ -54,10 +54,16 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     n_workers, chunksize = validation.check_call(func, iterables, client=client, engine=engine, n_workers=n_workers,
                                                  chunksize=chunksize, training_dir=training_dir)
     t0 = time.perf_counter() if head is None else head.started
-    engine = engine_at_exit(engine_dask_names(engine, client), client)
-    call, items, input_error = inputs.prepare(func, iterables) if head is None else (head.call, head.items,
-                                                                                    head.input_error)
-    target = target_for(func, client, engine, training_dir, allow_local)  # keyed by func itself, not its wrapper
+    loading = 0.0 if head is None else time.perf_counter() - head.ended  # the planner's, after the head
+    if head is None:
+        engine = engine_at_exit(engine_dask_names(engine, client), client)
+        call, items, input_error = inputs.prepare(func, iterables)
+        target = target_for(func, client, engine, training_dir, allow_local)  # keyed by func itself, not its wrapper
+    else:  # the call began here, with nothing configured: a client (or a dask setting) its
+        # function made meanwhile is not the call's (hunt 18: item 0 ran twice on that client)
+        engine = engine_at_exit(engine, None)
+        call, items, input_error = head.call, head.items, head.input_error
+        target = Target.local(func, training_dir)
     with planning_head.continued(head):  # its sampler goes on from the head
         planned = plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize,
                             speculate=head is None)
@@ -91,7 +97,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
     if learn and len(items):
         # A pool started meanwhile is this run's one-time cost only here (on a cluster it
         # was another thread's: a dask run's record read one_time_seconds beside an imap's start).
-        one_time = shared_engine().start_seconds_total - pool_starts if target.client is None else 0.0
+        one_time = loading + (shared_engine().start_seconds_total - pool_starts if target.client is None else 0.0)
         target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id,
                       one_time_seconds=one_time)
     overheads.run_later()  # a calibration this call asked for, now that it is done

@@ -18,6 +18,7 @@ import pytest
 
 # Makes engine="auto" choose the process engine whenever the planner offers it.
 FORCE_PROCESSES = """
+import amorsize_dask.mapping  # the planner loaded: no call runs a head (amorsize_dask/planning/head.py)
 import amorsize_dask.planning.planner as _planner
 _planner.CALIBRATE_ABOVE_SECONDS = 0.0
 _planner.choose = lambda ranked, serial_rest, engine: next(

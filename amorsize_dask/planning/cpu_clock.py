@@ -57,10 +57,11 @@ class ThreadClock:
 
     Time spans on that thread only (the CPU clock is the calling thread's); :meth:`close`
     when done (it holds the schedstat file open: 0.5 us a reading instead of 11).
-    ``native``: also read the CPU of the native threads, for :meth:`cores_busy`.
+    ``native``: also read the CPU of the native threads, for :meth:`cores_busy`, if those
+    running now stop within ``native_wait`` seconds.
     """
 
-    def __init__(self, native: bool = False) -> None:
+    def __init__(self, native: bool = False, native_wait: float = NATIVE_SPIN_WAIT_SECONDS) -> None:
         try:
             self._fd: int | None = os.open(_SCHEDSTAT, os.O_RDONLY)
         except OSError:
@@ -69,7 +70,7 @@ class ThreadClock:
         self._spans: list[tuple[float, float]] = []  # per span: (runnable wall, CPU of it and its native threads)
         # Native threads running before the function ran (a BLAS's spin after its last call)
         # would be read as the function's own: then none are counted.
-        self._count_native = native and _native_threads_quiet_within(NATIVE_SPIN_WAIT_SECONDS)
+        self._count_native = native and _native_threads_quiet_within(native_wait)
 
     def _queued(self) -> float:
         if self._fd is None:

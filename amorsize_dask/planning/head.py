@@ -30,7 +30,7 @@ from ..target.machine import cpu_count
 from .cpu_clock import COMPUTING_CPU_RATIO, ThreadClock
 from ..errors import reraise_with_item
 
-__all__ = ["HANDOVER_SECONDS", "Head", "handover_after", "allowed", "continued", "run_head", "taken_for", "timed_serially"]
+__all__ = ["HANDOVER_SECONDS", "MIN_HANDOVER_SECONDS", "Head", "handover_after", "allowed", "continued", "run_head", "taken_for", "timed_serially"]
 
 # What handing a call over to the planner costs a script's first call, at least: loading
 # dask, numpy and the planner took 0.16-0.24 s of a first ad.map of 10 trivial items here
@@ -44,13 +44,20 @@ def handover_after(cores: int, cpu_ratio: float) -> float:
     (:data:`HANDOVER_SECONDS`) and the rest on ``c`` workers, ``R / c``, take less than
     running them here, ``R``: ``R > HANDOVER_SECONDS * c / (c - 1)``. ``c`` is the cores
     for a function that computes (two at least: a tail the head misjudged is handed over
-    on one core too), many threads for one that waits (then about the hand-over itself).
+    on one core too), many threads for one that waits (then about the hand-over itself);
+    at least :data:`MIN_HANDOVER_SECONDS`.
 
-    >>> round(handover_after(2, 1.0), 2), round(handover_after(8, 1.0), 3), round(handover_after(2, 0.1), 3)
-    (0.24, 0.137, 0.122)
+    >>> round(handover_after(2, 1.0), 2), handover_after(8, 1.0), handover_after(2, 0.1)
+    (0.24, 0.2, 0.2)
     """
     c = max(2, cores) if cpu_ratio >= COMPUTING_CPU_RATIO else _WAITING_WORKERS
-    return HANDOVER_SECONDS * c / (c - 1)
+    return max(MIN_HANDOVER_SECONDS, HANDOVER_SECONDS * c / (c - 1))
+
+
+# Less work left than this the planner keeps serial on a machine whose overheads are not
+# measured yet (planner.CALIBRATE_ABOVE_SECONDS, held equal by a test): handed over, 20
+# sleeps of 10 ms paid the planner's loading and then ran serially, run after run (hunt 18).
+MIN_HANDOVER_SECONDS = 0.2
 
 
 # The threads a function that waits could run on (amorsize.planner.max-threads' default).
@@ -60,7 +67,8 @@ _WAITING_WORKERS = 64
 class Head:
     """The items of a call (:func:`..inputs.prepare`) and what running the first of them
     here measured: their results, seconds per item of each batch and the batches' sizes,
-    the clock that timed them (the sampler goes on with it), and when the head began.
+    the clock that timed them (the sampler goes on with it), and when the head began and
+    ended (then the call loaded the planner: a one-time cost, not the items').
     (A plain class: ``dataclasses`` would load ``inspect``, ~5 ms of a short call.)"""
 
     def __init__(self, call, items, input_error: BaseException | None):
@@ -69,7 +77,12 @@ class Head:
         self.per_item: list[float] = []
         self.batch_sizes: list[int] = []
         self.clock: ThreadClock | None = None
-        self.started = time.perf_counter()
+        self.started = self.ended = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        """How long the head ran its items."""
+        return self.ended - self.started
 
     @property
     def done(self) -> bool:
@@ -101,23 +114,29 @@ def run_head(func, iterables: tuple, cores: int | None = None) -> Head:
     head = Head(call, items, input_error)
     if input_error is not None or not len(items):
         return head
-    head.clock = ThreadClock(native=True)  # no dask loaded: not in a Dask worker
+    # Native threads spinning now (a BLAS's, after the caller's matrix product) are not
+    # waited for, as the sampler's clock waits up to 15 ms: a short call would pay it
+    # (hunt 18: 16 ms per 10-item call after a matrix product); then none are counted.
+    head.clock = ThreadClock(native=True, native_wait=0.0)  # no dask loaded: not in a Dask worker
     try:
         _run_batches(head, cores or cpu_count())
     except BaseException:
         head.close()
         raise
+    finally:
+        head.ended = time.perf_counter()
     return head
 
 
 def _run_batches(head: Head, cores: int) -> None:
-    """Batches doubling while shorter than :data:`_PACE_READ_SECONDS` (a dear item later
-    costs a batch of that length, not of all the head's time), until :func:`_past`."""
+    """Batches doubling while shorter than :data:`_PACE_READ_SECONDS`, until :func:`_past`;
+    a batch stops early past the head's own time (:func:`_timed_until`)."""
     items, batch = head.items, 1
     while len(head.results) < len(items):
         size = min(batch, len(items) - len(head.results))
+        handover = handover_after(cores, head.clock.cpu_ratio())
         with head.clock.span():
-            per_item = timed_serially(head.call, items, len(head.results), size, head.results)
+            per_item, size = _timed_until(head, size, head.started + handover)
         head.per_item.append(per_item)
         head.batch_sizes.append(size)
         paced = len(head.per_item) > 1 and per_item * size >= _PACE_READ_SECONDS
@@ -126,6 +145,27 @@ def _run_batches(head: Head, cores: int) -> None:
             return
         if per_item * size < _PACE_READ_SECONDS:
             batch *= 2
+
+
+# Items run between two looks at the clock in a head's batch: a dear tail after cheap items
+# (3,000 of 1 us, then 150 of 20 ms: hunt 18) fell inside one batch of 1,153 items and ran
+# wholly in the caller, 3.0 s against 1.9 s planned; it now stops within this many dear
+# items. A look costs ~50 ns: under 1% of a 1 us item's time at this stride.
+_ITEMS_PER_LOOK = 8
+
+
+def _timed_until(head: Head, n: int, deadline: float) -> tuple[float, int]:
+    """Run the next ``n`` items here (fewer once ``deadline`` passes), appending their
+    results: (seconds per item, items run)."""
+    call, items, results = head.call, head.items, head.results
+    first = len(results)
+    t0 = time.perf_counter()
+    for lo in range(first, first + n, _ITEMS_PER_LOOK):
+        timed_serially(call, items, lo, min(_ITEMS_PER_LOOK, first + n - lo), results)
+        if time.perf_counter() > deadline:
+            break
+    done = len(results) - first
+    return (time.perf_counter() - t0) / done, done
 
 
 # A batch shorter than this, or the first, does not tell the pace of the rest: a fresh
