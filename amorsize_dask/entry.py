@@ -66,9 +66,13 @@ def map(
             return head.results
     from .mapping import run_map
 
-    return run_map(func, *iterables, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize,
-                   training_dir=training_dir, learn=learn, progress=progress, allow_local=allow_local,
-                   head=head).results
+    try:
+        return run_map(func, *iterables, client=client, engine=engine, n_workers=n_workers, chunksize=chunksize,
+                       training_dir=training_dir, learn=learn, progress=progress, allow_local=allow_local,
+                       head=head).results
+    finally:
+        if head is not None:
+            head.close()  # its clock, had the call failed before its sample took it (hunt 18)
 
 
 def _check_arguments(func, iterables, training_dir, learn, allow_local) -> None:

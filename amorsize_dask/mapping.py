@@ -21,8 +21,11 @@ from . import inputs, validation
 from .cluster import growth
 from .target.context import active_client, engine_dask_names
 from .engines import exit_hooks, get_engine, shared_engine
-# The process engine loads with map, not inside a script's first call (~3 ms of it).
+# The process engine loads with map, not inside a script's first call (~3 ms of it); so
+# does psutil, which the plan's fingerprint and memory bound ask (~9 ms; target.machine
+# loads it when asked, so that a call's head and the workers do without it).
 from .engines import processes  # noqa: F401
+import psutil  # noqa: F401
 from .errors import WorkerStartError, warn_once, warn_running_serially
 from .planning import overheads, overrun, thread_safety
 from .planning import head as planning_head
