@@ -6,9 +6,11 @@
 
 The public names load on first use, so that importing the package costs nothing: the
 process engine's workers import a module of it (:mod:`amorsize_dask.engines.process_worker`)
-and must not pay for dask. ``distributed`` is imported only by what needs it (the dask
-engine, ``bag``, the plugin). The ``amorsize`` settings are registered with
-``dask.config`` by :mod:`amorsize_dask.config`, which every public function imports.
+and must not pay for dask. ``ad.map`` (:mod:`amorsize_dask.entry`) runs a short job of a
+fresh script before the planner loads (:mod:`amorsize_dask.planning.head`).
+``distributed`` is imported only by what needs it (the dask engine, ``bag``, the plugin),
+and dask only where something may configure the ``amorsize`` settings
+(:mod:`amorsize_dask.dask_sources`); they are registered with ``dask.config`` then.
 """
 
 import importlib

@@ -1,12 +1,9 @@
-"""``map`` and ``plan``: the library's front door.
+"""The planned call behind ``ad.map`` (:mod:`.entry` hands it over, after the call's head
+where there is one): plan, run, record (:func:`run_map`); and ``plan``.
 
->>> import amorsize_dask as ad
->>> ad.map(lambda x: x * 2, range(5))
-[0, 2, 4, 6, 8]
->>> ad.map(str.upper, iter(["a", "b"]))
-['A', 'B']
->>> ad.map(pow, [2, 3, 4], [5, 2])
-[32, 9]
+>>> outcome = run_map(pow, [2, 3, 4], [5, 2])
+>>> outcome.results, outcome.plan.engine
+([32, 9], 'serial')
 """
 
 from __future__ import annotations

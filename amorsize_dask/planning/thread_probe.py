@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from ..engines import exit_hooks
 from ..engines.threads import THREAD_ONLY_FAILURES, ThreadPool
-from ..errors import reraise_with_item
 from .head import timed_serially
 
 __all__ = ["PROBE_STOP_FACTOR", "ThreadProbe", "probe_threads"]
