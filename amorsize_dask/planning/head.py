@@ -4,11 +4,10 @@ A script's first ``ad.map`` loaded dask (the settings' home), numpy (the trainin
 and the planner before it ran an item: 0.16-0.24 s on this project's machine (session 23,
 ``bench --fresh``'s ours-imports), for 10 items that ``builtins.map`` runs in
 microseconds; 200 items of 0.25 ms ran 4x slower than a list comprehension. So while
-nothing in this process has loaded dask and nothing configures it (no ``DASK_*``
-variable but the training directory's, none of the folders dask reads YAML from: the
-settings are the shipped defaults, and no client can be active), a call of
-``engine="auto"`` runs its items here first, timed as the sampler times them
-(:func:`run_head`). It goes on to the end unless the items left are worth the hand-over
+this process has not loaded the planner and nothing could configure the call
+(:func:`allowed`: then the settings are the shipped defaults, and no client can be
+active), a call of ``engine="auto"`` runs its items here first, timed as the sampler
+times them (:func:`run_head`). It goes on to the end unless the items left are worth the hand-over
 to the planner (:func:`handover_after`); then the sampler continues the head's timing
 (:func:`taken_for`): its items are never run again.
 
@@ -30,12 +29,14 @@ from ..target.machine import cpu_count
 from .cpu_clock import COMPUTING_CPU_RATIO, ThreadClock
 from ..errors import reraise_with_item
 
-__all__ = ["HANDOVER_SECONDS", "MIN_HANDOVER_SECONDS", "Head", "handover_after", "allowed", "continued", "run_head", "taken_for", "timed_serially"]
+__all__ = ["HANDOVER_SECONDS", "MIN_HANDOVER_SECONDS", "Head", "handover_after", "allowed", "continued", "run_head",
+           "taken_for", "timed_serially"]
 
 # What handing a call over to the planner costs a script's first call, at least: loading
 # dask, numpy and the planner took 0.16-0.24 s of a first ad.map of 10 trivial items here
-# (session 23, its tiny script; bench --fresh ours-imports says the same), less for a
-# script that loaded numpy itself. Rounded down: the head hands over no later than it should.
+# (session 23, its tiny script; bench --fresh ours-imports says the same); without dask
+# (dask_sources.py) importing amorsize_dask.mapping takes ~0.12 s, less for a script that
+# loaded numpy itself. Rounded down: the head hands over no later than it should.
 HANDOVER_SECONDS = 0.12
 
 
