@@ -12,6 +12,7 @@ Settings are read at call time, never frozen at import:
 
 from __future__ import annotations
 
+import importlib
 import os
 import pathlib
 import threading
@@ -48,16 +49,22 @@ def dask_config():
     loaded for them (~0.1 s of a script's first call)."""
     if not dask_sources.configured():
         return None
-    import dask.config
-
+    # The module itself: loading, dask's package does not hold it yet (dask_sources'
+    # import hook registers the defaults from inside dask.config's loading).
+    dask_config = importlib.import_module("dask.config")
     if not _registered.is_set():
-        dask.config.update_defaults(DEFAULTS)
+        dask_config.update_defaults(DEFAULTS)
         _registered.set()
-    return dask.config
+    return dask_config
 
 
 if dask_sources.configured():  # registered now, as before: dask.config.get("amorsize...") finds them
     dask_config()
+
+# DASK_AMORSIZE__TRAINING_DIR as it was when this module loaded: dask.config reads the
+# environment once, as it loads, and so do the shipped settings (hunt 19: changed between
+# calls, it was obeyed until something loaded dask, then frozen).
+_TRAINING_DIR_VARIABLE = (dask_sources.TRAINING_DIR_VARIABLE in os.environ, dask_sources.training_dir_variable())
 
 _MISSING = object()
 
@@ -85,8 +92,8 @@ def _shipped(key: str, default: Any) -> Any:
     >>> _shipped("model.k", None), _shipped("model.nothing", 5)
     (8, 5)
     """
-    if key == "training-dir" and dask_sources.TRAINING_DIR_VARIABLE in os.environ:
-        return dask_sources.training_dir_variable()
+    if key == "training-dir" and _TRAINING_DIR_VARIABLE[0]:
+        return _TRAINING_DIR_VARIABLE[1]
     node: Any = DEFAULTS["amorsize"]
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:

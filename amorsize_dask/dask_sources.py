@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import os
 import site
 import sys
@@ -38,6 +39,35 @@ def dask_config_paths() -> list[str]:
     return ["/etc/dask", os.path.join(sys.prefix, "etc", "dask"),
             *[os.path.join(prefix, "etc", "dask") for prefix in site.PREFIXES],
             os.path.join(os.path.expanduser("~"), ".config", "dask")]
+
+
+class _RegisterWhenDaskLoads:
+    """A finder on ``sys.meta_path`` that hands the import system ``dask.config``'s usual
+    spec, its loader told to register the ``amorsize`` defaults once the module has run
+    (:func:`amorsize_dask.config.dask_config`): code that loads dask after a call that
+    did not then finds them, as when dask loaded first (hunt 19: ``dask.config.get(
+    "amorsize.model.k")`` raised KeyError)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "dask.config" or "dask.config" in sys.modules:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            from . import config
+
+            config.dask_config()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "dask.config" not in sys.modules:
+    sys.meta_path.insert(0, _RegisterWhenDaskLoads())
 
 
 def training_dir_variable():

@@ -171,6 +171,10 @@ def checked_settings() -> Settings:
         if size is not None and size < 1:
             raise ValueError(f"dask config amorsize.{_KEYS[name]}={getattr(settings, name)!r} is not valid: use a "
                              "positive size such as '64 MiB' (see amorsize-schema.yaml)")
+    allow_local = config.get("cluster.allow-local")
+    if not isinstance(allow_local, bool):  # read with bool(): "false" allowed it (hunt 19)
+        raise ValueError(f"dask config amorsize.cluster.allow-local={allow_local!r} is not valid: use true or "
+                         "false (see amorsize-schema.yaml)")
     method = config.get("start-method")
     if method not in START_METHODS:
         raise ValueError(f"dask config amorsize.start-method={method!r} is not valid: use one of "

@@ -80,3 +80,42 @@ def test_every_folder_dask_reads_its_settings_from_is_known(monkeypatch):
     monkeypatch.delenv("DASK_CONFIG", raising=False)
     monkeypatch.delenv("DASK_ROOT_CONFIG", raising=False)
     assert set(dask.config._get_paths()) == set(dask_sources.dask_config_paths())
+
+
+LATER_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    import amorsize_dask as ad
+
+    def spin(x):
+        end = time.perf_counter() + 1e-3
+        while time.perf_counter() < end:
+            pass
+        return x
+
+    if __name__ == "__main__":
+        training = sys.argv[1]
+        os.environ["DASK_AMORSIZE__TRAINING_DIR"] = os.path.join(training, "first")
+        assert ad.map(spin, range(int(sys.argv[2]))) == list(range(int(sys.argv[2])))
+        os.environ["DASK_AMORSIZE__TRAINING_DIR"] = os.path.join(training, "second")
+        assert ad.map(spin, range(400)) == list(range(400))  # 0.4 s: planned, recorded
+        import dask
+        print(json.dumps({"k": dask.config.get("amorsize.model.k"),
+                          "recorded": sorted(os.listdir(training))}), flush=True)
+""")
+
+
+@pytest.mark.parametrize("first_items", [10, 400])
+def test_dask_loaded_after_a_first_call_finds_the_settings_read_as_dask_reads_them(tmp_path, first_items):
+    """After a call that loaded no dask (done in its head, or planned without it), the
+    user's ``import dask`` finds the amorsize defaults (hunt 19: KeyError 'amorsize'), and
+    DASK_AMORSIZE__TRAINING_DIR was read once, when a call first read the settings, as
+    dask reads the environment once (hunt 19: it was obeyed call by call until dask loaded,
+    then frozen). A call done in its head reads none and records nothing."""
+    script = tmp_path / "later.py"
+    script.write_text(LATER_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "t"), str(first_items)], capture_output=True,
+                          text=True, timeout=180, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"k": 8, "recorded": ["first" if first_items > 10 else "second"]}, report
