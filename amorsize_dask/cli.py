@@ -211,12 +211,15 @@ def prune(directory, keep):
     10 minutes are left as they are until a later prune. To forget everything,
     delete the directory.
     """
-    from . import config
     from .learning.store import TrainingStore
+    from .settings import checked_settings
 
     directory = _existing_dir(directory, "nothing to prune")
     if keep is None:
-        keep = int(config.get("store.keep-per-workload"))
+        try:  # checked as every call checks it (a bare int() error before; 2.7 read as 2)
+            keep = checked_settings().keep_per_workload
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
     store = TrainingStore(directory)
     try:
         removed = store.prune(keep_per_workload=keep)

@@ -390,3 +390,15 @@ def test_bench_against_a_commit_times_both_sides_in_fresh_interpreters():
     row = next(line for line in result.stdout.splitlines() if line.startswith("| short-cpu"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "1" and all(float(c) > 0 for c in cells[2:6]), row
+
+
+@pytest.mark.parametrize("value", ["abc", 2.7])
+def test_prune_names_a_bad_keep_setting(tmp_path, value):
+    """A bare "invalid literal for int()" before, and 2.7 cut to 2 (hunt 19); ad.map names it."""
+    import dask
+
+    fresh_training_dir(tmp_path, runs=3)
+    with dask.config.set({"amorsize.store.keep-per-workload": value}):
+        result = run_cli("prune", "--dir", tmp_path)
+    assert result.exit_code != 0
+    assert f"amorsize.store.keep-per-workload={value!r}" in result.output, result.output
