@@ -1,5 +1,5 @@
 """``ad.map``: light to import, so that a short job in a fresh script returns before the
-planner, dask and numpy load (:mod:`.planning.head`); the rest is :func:`.mapping.run_map`.
+planner and numpy load (:mod:`.planning.head`); the rest is :func:`.mapping.run_map`.
 
 >>> import amorsize_dask as ad
 >>> ad.map(lambda x: x * 2, range(5))
@@ -43,8 +43,8 @@ def map(
     engine : "auto" (choose), "serial", "threads", "processes" or "dask".
     n_workers, chunksize : fix the number of workers / items per task (default: planned).
     training_dir : where measured runs are recorded (default: ``amorsize.training-dir``).
-    learn : record this run's measurements (default True; a short job that its head, in a
-        process where dask is not loaded, finished records nothing: :mod:`.planning.head`).
+    learn : record this run's measurements (default True; a short job its head finished,
+        before the planner loaded, records nothing: :mod:`.planning.head`).
     progress : show a progress bar on a terminal (True), or always on the given stream.
     allow_local : on a cluster, may ``func`` run in this process (sampling, tiny jobs)?
         Default ``amorsize.cluster.allow-local`` (False: only on the workers, as ``Client.map``).
