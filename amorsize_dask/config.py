@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import pathlib
+import tempfile
 import threading
 from typing import Any
 
@@ -151,12 +152,16 @@ def default_training_dir() -> pathlib.Path:
 
 def user_cache_dir() -> pathlib.Path:
     """``$XDG_CACHE_HOME/amorsize_dask`` (``~/.cache`` by default, and when it is relative,
-    as the XDG spec says; ``%LOCALAPPDATA%`` on Windows)."""
+    as the XDG spec says; ``%LOCALAPPDATA%`` on Windows; ``amorsize_dask-<uid>`` in the
+    temporary directory when there is no home to be found)."""
     if os.name == "nt":
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
     else:
         xdg = os.environ.get("XDG_CACHE_HOME", "")
         base = xdg if os.path.isabs(xdg) else os.path.join(_home(), ".cache")
+        if not os.path.isabs(base):  # no home at all (HOME unset, a uid without a passwd
+            # entry): "~/.cache" made a folder named "~" in each working directory (hunt 19)
+            return pathlib.Path(tempfile.gettempdir()) / f"amorsize_dask-{os.getuid()}"
     return pathlib.Path(base) / "amorsize_dask"
 
 

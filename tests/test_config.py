@@ -244,3 +244,22 @@ def test_an_empty_home_is_not_the_root_directory(monkeypatch):
     with dask.config.set({"amorsize.training-dir": None}):
         home = pwd.getpwuid(os.getuid()).pw_dir
         assert config.default_training_dir() == pathlib.Path(home) / ".cache" / "amorsize_dask" / "training"
+
+
+def test_no_home_at_all_is_not_a_folder_named_tilde(monkeypatch):
+    """HOME unset and a uid without a passwd entry (a container run as an arbitrary uid):
+    the training directory was the relative ``~/.cache/...``, a folder named ``~`` in each
+    working directory (hunt 19). It is in the temporary directory, per user, then."""
+    import pwd
+    import tempfile
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with dask.config.set({"amorsize.training-dir": None}):
+        found = config.default_training_dir()
+    assert found.is_absolute(), found
+    assert found.parent == pathlib.Path(tempfile.gettempdir()) / f"amorsize_dask-{os.getuid()}"
