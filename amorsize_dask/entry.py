@@ -58,8 +58,12 @@ def map(
     """
     head = None
     validation.check_progress(progress)
-    if planning_head.allowed(engine, client, n_workers, chunksize, progress):
-        _check_arguments(func, iterables, training_dir, learn, allow_local)
+    if planning_head.allowed(engine, client, n_workers, chunksize, progress):  # what run_map checks, but settings
+        validation.check_arguments(func, iterables, client=client, engine=engine, n_workers=n_workers,
+                                   chunksize=chunksize, training_dir=training_dir)
+        validation.check_bool("learn", learn)
+        if allow_local is not None:
+            validation.check_bool("allow_local", allow_local)
         head = planning_head.run_head(func, iterables)
         if head.done:
             head.close()
@@ -73,14 +77,3 @@ def map(
     finally:
         if head is not None:
             head.close()  # its clock, had the call failed before its sample took it (hunt 18)
-
-
-def _check_arguments(func, iterables, training_dir, learn, allow_local) -> None:
-    """What :func:`.mapping.run_map` checks of a call whose head may finish it (a call
-    with a head has ``engine="auto"``, nothing fixed, no client and no bar)."""
-    validation.check_func(func)
-    validation.check_iterables(iterables)
-    validation.check_training_dir(training_dir)
-    validation.check_bool("learn", learn)
-    if allow_local is not None:
-        validation.check_bool("allow_local", allow_local)

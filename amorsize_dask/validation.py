@@ -134,11 +134,21 @@ def check_bool(name: str, value):
 
 
 def check_call(func, iterables, *, client, engine, n_workers, chunksize, training_dir) -> tuple:
-    """The arguments ``map``, ``imap`` and ``plan`` share, checked: ``(n_workers, chunksize)``.
+    """The arguments ``map``, ``imap`` and ``plan`` share, and the settings, checked:
+    ``(n_workers, chunksize)``.
 
     >>> check_call(abs, ([1],), client=None, engine="auto", n_workers=None, chunksize=4, training_dir=None)
     (None, 4)
     """
+    checked = check_arguments(func, iterables, client=client, engine=engine, n_workers=n_workers,
+                              chunksize=chunksize, training_dir=training_dir)
+    check_settings()
+    return checked
+
+
+def check_arguments(func, iterables, *, client, engine, n_workers, chunksize, training_dir) -> tuple:
+    """:func:`check_call` without the settings (a call's head reads none: they would load
+    numpy and yaml): ``(n_workers, chunksize)``."""
     check_func(func)
     check_iterables(iterables)
     check_engine(engine)
@@ -146,7 +156,6 @@ def check_call(func, iterables, *, client, engine, n_workers, chunksize, trainin
     check_training_dir(training_dir)
     n_workers = check_positive_int("n_workers", n_workers, "or None to let amorsize choose")
     chunksize = check_positive_int("chunksize", chunksize, "or None to let amorsize choose")
-    check_settings()
     return n_workers, chunksize
 
 

@@ -133,16 +133,16 @@ def _run_batches(head: Head, cores: int) -> None:
     """Batches doubling while shorter than :data:`_PACE_READ_SECONDS`, until :func:`_past`;
     a batch stops early past the head's own time (:func:`_timed_until`)."""
     items, batch = head.items, 1
+    handover = handover_after(cores, head.clock.cpu_ratio())
     while len(head.results) < len(items):
         size = min(batch, len(items) - len(head.results))
-        handover = handover_after(cores, head.clock.cpu_ratio())
         with head.clock.span():
             per_item, size = _timed_until(head, size, head.started + handover)
         head.per_item.append(per_item)
         head.batch_sizes.append(size)
+        handover = handover_after(cores, head.clock.cpu_ratio())  # with this batch's reading
         paced = len(head.per_item) > 1 and per_item * size >= _PACE_READ_SECONDS
-        if _past(time.perf_counter() - head.started, (len(items) - len(head.results)) * per_item, paced,
-                 handover_after(cores, head.clock.cpu_ratio())):
+        if _past(time.perf_counter() - head.started, (len(items) - len(head.results)) * per_item, paced, handover):
             return
         if per_item * size < _PACE_READ_SECONDS:
             batch *= 2
