@@ -11,10 +11,10 @@ import pytest
 from .test_user_scripts import run_script
 
 HEAD = """
-import json, locale, os, resource, stat, sys, tempfile
+import json, locale, os, resource, stat, sys
 import amorsize_dask as ad
 
-FOLDER = tempfile.mkdtemp()
+FOLDER = os.path.abspath(".")  # the test's tmp_path (the working directory)
 
 def settings(x):
     path = os.path.join(FOLDER, f"f-{os.getpid()}-{x}")

@@ -18,14 +18,15 @@ from amorsize_dask.planning.thread_safety import changes_process_state
 from .test_user_scripts import run_script
 
 HEAD = """
-import json, os, subprocess, sys, tempfile, time
+import json, os, subprocess, sys, time
 import amorsize_dask as ad
 
-BASE = tempfile.mkdtemp()
-for i in range(200):
-    os.makedirs(os.path.join(BASE, str(i)))
-    with open(os.path.join(BASE, str(i), "data.txt"), "w") as fh:
-        fh.write(str(i))
+BASE = os.path.abspath("items")  # the working directory is the test's tmp_path
+if not os.path.exists(BASE):  # a worker importing this script finds them made
+    for i in range(200):
+        os.makedirs(os.path.join(BASE, str(i)))
+        with open(os.path.join(BASE, str(i), "data.txt"), "w") as fh:
+            fh.write(str(i))
 
 def read_in_dir(i):
     old = os.getcwd()
