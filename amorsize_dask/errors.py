@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 import warnings
-from typing import NoReturn
 
 
 __all__ = ["ItemError", "WorkerLostError", "PackageChanged", "WorkerStartError", "NoWorkersYet", "reraise_with_item",
@@ -64,8 +63,10 @@ class NoWorkersYet(RuntimeError):
     built: its ``compute()`` may come after the cluster scales up)."""
 
 
-def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: str | None = None) -> NoReturn:
-    """Raise ``exc`` again with a note naming ``index`` (and the remote traceback)."""
+def reraise_with_item(exc: BaseException, index: int, func, remote_traceback: str | None = None):
+    """Raise ``exc`` again with a note naming ``index`` (and the remote traceback); never
+    returns. (Not annotated ``NoReturn``: ``typing`` would load with a script's first call,
+    ~2 ms of it, for a call its head runs: :mod:`.planning.head`.)"""
     from .target.workload import function_name  # its hashing loads only when a name is needed
 
     note = f"amorsize_dask: raised by {function_name(func)} on item {index}"
