@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from . import inputs, validation
+from . import config, inputs, validation
 from .cluster import growth
 from .target.context import active_client, engine_dask_names
 from .engines import exit_hooks, get_engine, shared_engine
@@ -45,6 +45,7 @@ class MapOutcome:
 
 
 @exit_hooks.waited_for
+@config.looked_up_once
 def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunksize=None,
             training_dir=None, learn=True, progress=False, allow_local=None, head=None) -> MapOutcome:
     """:func:`map`, returning the plan and measurements too (used by benchmarks and wrappers).
