@@ -199,6 +199,7 @@ def _engine_kwargs(plan: Plan, engine: str, run_id: str, target: Target) -> dict
     return {}
 
 
+@config.looked_up_once
 def plan(
     func: Callable,
     *iterables: Iterable,
