@@ -179,6 +179,7 @@ def checked_settings() -> Settings:
     if method not in START_METHODS:
         raise ValueError(f"dask config amorsize.start-method={method!r} is not valid: use one of "
                          "auto, fork, forkserver, spawn, or null for the default")
+    config.worker_heap_pad()  # a ValueError naming a bad one: it was found only as a pool started (hunt 19)
     if key is not None:
         _CHECKED.add(key)
     return settings

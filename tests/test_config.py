@@ -198,6 +198,7 @@ def test_defaults_come_back_after_dask_config_is_replaced_wholesale():
     ("model.min-confidence", "abc"), ("sampling.max-seconds", -1), ("planner.min-tasks-per-worker", 0),
     ("store.seal-bytes", -1), ("start-method", "bogus"),
     ("cluster.allow-local", "false"),  # read with bool(): the client ran func (hunt 19)
+    ("worker-heap-pad", "abc"), ("worker-heap-pad", -1),  # found only as a pool started (hunt 19)
 ])
 def test_a_bad_setting_is_a_clear_error_before_anything_runs(key, value):
     """It failed deep in the planner (a TypeError about '<' between int and str, a math
