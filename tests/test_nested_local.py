@@ -108,3 +108,35 @@ def test_threads_run_items_in_the_callers_context(tmp_path, how):
     found = __import__("json").loads(done.stdout.strip().splitlines()[-1])
     assert found["errstate"] == ["FloatingPointError", "FloatingPointError"], found
     assert found["decimal"][0] == found["decimal"][1], found
+
+
+PROCESSES_IN_PROCESSES = """
+import json, os
+import amorsize_dask as ad
+
+def inner(x):
+    return x * x
+
+def outer(x):
+    return sum(ad.map(inner, range(x, x + 40), engine="processes", n_workers=2, chunksize=10,
+                      training_dir="training"))
+
+if __name__ == "__main__":
+    out = ad.map(outer, range(4), engine="processes", n_workers=2, chunksize=1, training_dir="training")
+    print(json.dumps(out == [sum(y * y for y in range(x, x + 40)) for x in range(4)]))
+"""
+
+
+def test_a_map_on_processes_inside_one_exits_without_leaking_its_pools(tmp_path):
+    """Each outer worker keeps a pool of its own; at the script's exit the outer workers
+    were killed, before their own exit could stop it: the resource tracker warned of 7
+    leaked semaphores per outer worker (hunt 13's leftover). A script that exits cleanly
+    prints nothing (a cached ``ProcessPoolExecutor`` in one hangs at exit here)."""
+    import psutil
+
+    done = run_script(tmp_path, PROCESSES_IN_PROCESSES, deadline=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "true"
+    assert "leaked" not in done.stderr, done.stderr[-2000:]
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert left == [], left

@@ -37,6 +37,7 @@ from .base import Engine, RunResult, chunk_bounds
 from .chunks import ChunkResult
 from .function_parcel import FunctionParcel, remember_if_large, travels
 from .pool_start import StartGate, start_all
+from .pool_stop import stop_pool
 from .process_job import MAX_CHUNK_RETRIES, ProcessJob
 from .caller_settings import CallerSettings
 from .worker_start import (AUTO, caller_state, forkserver_preload, forking, module_stamps, package_changed,
@@ -351,7 +352,7 @@ class ProcessEngine(Engine):
         return not lost
 
     def shutdown(self, kill: bool = False) -> None:
-        """Stop every pool; with ``kill``, terminate workers without waiting for their tasks."""
+        """Stop every pool; with ``kill``, without waiting for their tasks (:func:`.pool_stop.stop_pool`)."""
         with self._lock:
             entries, self._pools = list(self._pools.values()), {}
             entries += self._draining if kill else []
@@ -363,13 +364,7 @@ class ProcessEngine(Engine):
 
 
 def _stop(entry: _Pool, kill: bool = False) -> None:
-    if kill:
-        for proc in entry.processes:
-            if proc.is_alive():
-                proc.terminate()
-    entry.executor.shutdown(wait=True, cancel_futures=True)
-    for proc in entry.processes:
-        proc.join(timeout=5)
+    stop_pool(entry.executor, entry.processes, kill=kill, in_use=entry.users > 0)
 
 
 _ENGINE: ProcessEngine | None = None
