@@ -4,7 +4,9 @@ Inputs are real pandas and numpy objects; user code runs as a script under ``__m
 """
 
 import builtins
+import json
 import operator
+import os
 import subprocess
 import sys
 import textwrap
@@ -145,6 +147,43 @@ def test_pandas_in_a_script(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                          cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+GROWING_LIST = """
+import json, sys, time
+import amorsize_dask as ad
+
+items = list(range(3000))
+
+def grow(x):  # appends to the list being mapped, as some users' functions do
+    if x % 1000 == 1:
+        items.append(-x)
+    end = time.perf_counter() + float(sys.argv[2])
+    while time.perf_counter() < end:
+        pass
+    return x
+
+if __name__ == "__main__":
+    out = ad.map(grow, items, engine=sys.argv[1])
+    print(json.dumps({"same": out == list(range(3000)), "n": len(out)}))
+"""
+
+
+@pytest.mark.parametrize("engine,seconds", [("auto", 0), ("auto", 2e-4), ("serial", 0), ("threads", 0),
+                                            ("processes", 0)])
+def test_a_list_the_function_appends_to_maps_the_items_it_held_at_the_call(tmp_path, engine, seconds):
+    """As ``Pool().map`` and ``Client.map``: a worker process appends to its own copy. It
+    mapped the items the caller's appends added while the call ran in this process (its
+    head; threads), not the workers' (3,001 results of 3,003 in one run), and its record
+    was refused ("plan.chunksize ... got -5": hunt 18)."""
+    script = tmp_path / "user.py"
+    script.write_text(GROWING_LIST)
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    done = subprocess.run([sys.executable, str(script), engine, str(seconds)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "n": 3000}
+    assert "refused" not in done.stderr and "chunksize" not in done.stderr, done.stderr[-3000:]
 
 
 # -- case 8: several iterables, zero iterables, plan leaves iterators usable ------------------
