@@ -32,8 +32,8 @@ import yaml
 
 from . import dask_sources
 
-__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "dask_config", "looked_up_once", "get", "get_bytes", "worker_heap_pad",
-           "default_training_dir", "user_cache_dir"]
+__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "dask_config", "looked_up_once", "get", "get_bytes",
+           "worker_heap_pad", "default_training_dir", "user_cache_dir"]
 
 _HERE = pathlib.Path(__file__).parent
 DEFAULTS_FILE = _HERE / "amorsize.yaml"
