@@ -11,7 +11,10 @@ imports the module itself. Two kinds of module must travel by value instead (clo
   a script's module loaded by path (``importlib.util.spec_from_file_location``, its folder
   not on ``sys.path``). ``Pool().map`` forks and runs it; the forkserver's workers raised
   ``ModuleNotFoundError: No module named 'helpers'``. Once found, such a module's classes
-  go by value in the items too (:func:`registered`).
+  go by value in the items too (:func:`registered`);
+- while it is being imported, the call made by its body (a table computed at import
+  time): a worker importing it by name ran that body again, and its map, whose workers did
+  the same (hunt 20: 22.6 s for 1 s of items, or hundreds of processes until killed).
 
 >>> import json
 >>> not_importable_by_name(json.dumps)
@@ -31,7 +34,7 @@ import cloudpickle
 from .module_state import names_read_by
 from .worker_start import edited_since_imported
 
-__all__ = ["not_importable_by_name", "item_modules", "modules_by_value", "registered"]
+__all__ = ["not_importable_by_name", "items_by_value", "modules_by_value", "registered"]
 
 # Modules of this process found not importable by name (their names); the answers, by
 # module name and sys.path.
@@ -49,12 +52,16 @@ def not_importable_by_name(func) -> list:
     return _not_importable(names_read_by(func))
 
 
-def item_modules(chunk) -> list:
-    """The modules of the classes of a chunk's first item that a worker could not import by
-    name (hunt 17: items of a class from a module loaded by path, mapped by a function that
-    does not name that module, raised ModuleNotFoundError in the forkserver's workers)."""
+def items_by_value(chunk) -> list:
+    """The modules whose classes a chunk's items must carry by value: every module found not
+    importable by name so far, and the module of its first item's class if a worker could
+    not import it now (hunt 17: items of a class from a module loaded by path, mapped by a
+    function that does not name that module, raised ModuleNotFoundError in the
+    forkserver's workers)."""
     first = chunk[0] if isinstance(chunk, list) and chunk else None
-    return _not_importable([getattr(type(first), "__module__", None)]) if first is not None else []
+    own = _not_importable([getattr(type(first), "__module__", None)]) if first is not None else []
+    known = [sys.modules[name] for name in sorted(_NOT_IMPORTABLE) if name in sys.modules]
+    return known + [module for module in own if module not in known]
 
 
 def _not_importable(names) -> list:
@@ -63,6 +70,9 @@ def _not_importable(names) -> list:
     for name in names:
         module = sys.modules.get(name) if name and name not in ("__main__", "builtins") else None
         if module is None:
+            continue
+        if _being_imported(module):  # not remembered: imported, it is found by name
+            out.append(module)
             continue
         key = (name, path)
         if key not in _FOUND:
@@ -79,12 +89,14 @@ def modules_by_value(func) -> list:
     return edited + [module for module in not_importable_by_name(func) if module not in edited]
 
 
+def _being_imported(module) -> bool:
+    """Is ``module``'s body running (what ``import`` calls a partially initialized module)?"""
+    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
 @contextlib.contextmanager
-def registered(modules=None):
-    """While in it, cloudpickle pickles ``modules`` by value (default: every module found
-    not importable by name so far, for items of their classes)."""
-    if modules is None:
-        modules = [sys.modules[name] for name in sorted(_NOT_IMPORTABLE) if name in sys.modules]
+def registered(modules: list):
+    """While in it, cloudpickle pickles ``modules`` by value."""
     if not modules:
         yield
         return

@@ -22,7 +22,7 @@ from dataclasses import replace
 import cloudpickle
 
 from ..target.workload import function_name
-from .by_value import item_modules, modules_by_value, registered
+from .by_value import items_by_value, modules_by_value, registered
 from .chunks import ChunkResult, make_failure
 from .module_state import with_state
 from .pickling import dumps, dumps_function
@@ -76,8 +76,7 @@ def dump_items(chunk, first_index: int, *, by_name: bool = False) -> bytes:
     """The items of a chunk as cloudpickle bytes, or a TypeError naming the first that
     fails. ``by_name``: for workers that inherited the function (:mod:`.pickling`)."""
     try:
-        item_modules(chunk)  # its first item's module, if the workers cannot import it, is known from now on
-        with registered():  # the classes of every module known that the workers cannot import
+        with registered(items_by_value(chunk)):
             return dumps(chunk, by_name=by_name)
     except Exception as cause:
         raise unpicklable_items(chunk, first_index, cause) from cause
