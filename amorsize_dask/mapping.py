@@ -69,7 +69,7 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
         planned = plan_call(call, items, target, engine=engine, n_workers=n_workers, chunksize=chunksize,
                             speculate=head is None)
     results, compute = _done_before_the_run(planned, head)
-    pool_starts = shared_engine().start_seconds_total  # a pool started while sampling overlapped it
+    one_time_before = shared_engine().one_time_seconds_total  # a pool started while sampling overlapped it
     plan = planned.plan
     rest = items[plan.n_sampled : len(items) - plan.n_speculated]
     run_id = target.start_run(func, planned) if learn else ""
@@ -96,9 +96,9 @@ def run_map(func, *iterables, client=None, engine="auto", n_workers=None, chunks
                 bar.close()
     wall = time.perf_counter() - t0
     if learn and len(items):
-        # A pool started meanwhile is this run's one-time cost only here (on a cluster it
-        # was another thread's: a dask run's record read one_time_seconds beside an imap's start).
-        one_time = loading + (shared_engine().start_seconds_total - pool_starts if target.client is None else 0.0)
+        # A pool's start and its workers' imports meanwhile are this run's only here (on a
+        # cluster another thread's: a dask run's record read one_time_seconds beside an imap's).
+        one_time = loading + (shared_engine().one_time_seconds_total - one_time_before if target.client is None else 0)
         target.record(func, planned, wall_seconds=wall, compute_seconds=compute, run_id=run_id,
                       one_time_seconds=one_time)
     overheads.run_later()  # a calibration this call asked for, now that it is done

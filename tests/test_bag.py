@@ -77,12 +77,21 @@ def test_bag_run_is_recorded_from_process_scheduler(tmp_path):
     assert len(TrainingStore(tmp_path).records()) == 1
 
 
+def spin_more(x):
+    """~60 us: 2,000 items take ~0.12 s serially, clearly more than on two processes
+    (``spin``'s 6 us made it 12 ms, within a pool's overheads: CI once planned serial).
+    The forkserver's workers (after a threads-scheduler test) import this test module at
+    their first chunk, ~0.5 s: counted as the run's own time, the model planned serial
+    every time (session 24; now a one-time cost, engines/process_worker.py)."""
+    return spin(x, 2000)
+
+
 def _trained_on_many_tasks(training_dir, items):
     """Two measured runs of processes 2x100: the model then plans many partitions."""
     for _ in range(2):
-        ad.map(spin, items, engine="processes", n_workers=2, chunksize=100, training_dir=training_dir)
-    p = ad.plan(spin, items, training_dir=training_dir)
-    assert p.source == "model" and p.n_tasks > 2
+        ad.map(spin_more, items, engine="processes", n_workers=2, chunksize=100, training_dir=training_dir)
+    p = ad.plan(spin_more, items, training_dir=training_dir)
+    assert p.source == "model" and p.n_tasks > 2, p
     return p
 
 
@@ -92,10 +101,10 @@ def test_bag_of_many_partitions_is_recorded_once(tmp_path, scheduler):
     # or a run of several partitions never completes and is never recorded.
     items = list(range(2000))
     _trained_on_many_tasks(tmp_path, items)
-    b = ad.bag.map(spin, items, training_dir=tmp_path)
+    b = ad.bag.map(spin_more, items, training_dir=tmp_path)
     assert b.npartitions >= 2  # the model's plan, or a neighbour it explores (one wave: a task per worker)
     with dask.config.set(num_workers=2):
-        assert b.compute(scheduler=scheduler) == [spin(x) for x in items]
+        assert b.compute(scheduler=scheduler) == [spin_more(x) for x in items]
     recs = TrainingStore(tmp_path).records()
     assert len(recs) == 3  # two training runs and this one
     assert sorted(r["features"]["n_items"] for r in recs) == [2000, 2000, 2000]

@@ -45,7 +45,8 @@ class ChunkResult:
 
     ``untravelled``: ``(index, reason)`` of results that could not be pickled in the
     worker (their places in ``results`` hold None): the caller computes them itself or
-    reports them.
+    reports them. ``load_seconds``: what the worker spent loading the function for it when
+    that imported modules (once per worker), apart from ``compute_seconds``.
     """
 
     first_index: int
@@ -53,6 +54,7 @@ class ChunkResult:
     compute_seconds: float
     failure: Failure | None = None
     untravelled: list = field(default_factory=list)
+    load_seconds: float = 0.0
 
     def as_task_result(self) -> tuple:
         """As a Dask task returns it: a plain tuple, which distributed sizes, spills and

@@ -70,6 +70,9 @@ class ProcessJob:
         self.gathered = Gathered(first_index, progress)  # its chunks back, its earliest failure
         self.notes: list[str] = []
         self.futures: dict = {}  # of the current round: future -> (lo, hi)
+        # The longest a worker took to load the function (its module's import): the
+        # workers load it at once, each at its first chunk; a one-time cost of the run.
+        self.load_seconds = 0.0
 
     def note(self, message: str) -> None:
         """Something ran here instead of in a worker: warn once per call, and keep it."""
@@ -160,6 +163,7 @@ class ProcessJob:
         """A chunk back from a worker: results that could not travel are computed here
         (``local_fallback``) or are its failure; a failure is kept for :meth:`result`."""
         remote = True
+        self.load_seconds = max(self.load_seconds, out.load_seconds)
         if self.local_fallback and out.failure is not None and isinstance(out.failure.exception,
                                                                           process_worker.FunctionNotLoaded):
             said = (f"the function could not be loaded in a worker process ({out.failure.exception.cause}): "

@@ -10,7 +10,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
+import time
 
 import cloudpickle
 
@@ -131,7 +133,9 @@ def run_pickled_chunk(func_key: bytes, func_bytes, chunk_bytes: bytes, first_ind
         func = INHERITED[func_key]
     else:
         func = _FUNCTIONS.get(func_key)
+    loading = 0.0  # the seconds this chunk spent importing modules to load the function: once per worker
     if func is None:
+        t0, modules = time.perf_counter(), len(sys.modules)
         try:
             func = cloudpickle.loads(func_bytes if isinstance(func_bytes, bytes) else func_bytes.read())
         except Exception as exc:  # the chunk's failure: the caller may run it itself
@@ -141,9 +145,12 @@ def run_pickled_chunk(func_key: bytes, func_bytes, chunk_bytes: bytes, first_ind
         if len(_FUNCTIONS) >= _MAX_FUNCTIONS:
             _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
         _FUNCTIONS[func_key] = func
+        if len(sys.modules) > modules:  # else a load by value, paid again whenever its data change
+            loading = time.perf_counter() - t0
     if isinstance(func, StatefulFunction):  # a module's function: its module's values as the caller's
         func = func.applied()
     out = run_chunk(func, cloudpickle.loads(chunk_bytes), first_index, portable_only=False)
+    out.load_seconds = loading
     return dump_chunk_result(out, by_name=func_bytes is None)
 
 

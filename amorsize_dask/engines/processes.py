@@ -93,7 +93,7 @@ class ProcessEngine(Engine):
         self._lock = threading.RLock()
         self.last_start_seconds: float | None = None
         self.last_start_method: str | None = None  # "auto" resolved: the method the last pool started with
-        self.start_seconds_total = 0.0  # every pool start of this engine: one-time costs of the runs that paid them
+        self.one_time_seconds_total = 0.0  # pool starts, workers loading functions: one-time costs of runs
         self.modules_sent: set[str] = set()  # modules of functions sent before (imported there)
         _ENGINES.add(self)
 
@@ -201,7 +201,7 @@ class ProcessEngine(Engine):
             raise WorkerStartError(exc) from exc
         self.last_start_seconds = time.perf_counter() - t0
         self.last_start_method = method
-        self.start_seconds_total += self.last_start_seconds
+        self.one_time_seconds_total += self.last_start_seconds
         return pool, inherited
 
     def _acquire(self, n_workers: int, func=None) -> _Pool:
@@ -312,6 +312,7 @@ class ProcessEngine(Engine):
             # Ctrl-C or exit: stop at once, leave nothing running.
             self.shutdown(kill=True)
             raise
+        self.one_time_seconds_total += job.load_seconds
         return job.result(bounds)
 
     def _round(self, parcel: FunctionParcel, job: ProcessJob, chunks: list, n_workers: int) -> tuple[list, list]:
