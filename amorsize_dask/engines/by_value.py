@@ -1,7 +1,7 @@
 """The user's modules whose code goes to the process workers by value, not by name.
 
 cloudpickle sends a module's function by reference (its module and name): a worker
-imports the module itself. Two kinds of module must travel by value instead (cloudpickle's
+imports the module itself. Three kinds of module must travel by value instead (cloudpickle's
 ``register_pickle_by_value``), as ``__main__``'s code always does:
 
 - one edited on disk since this process imported it (:func:`.worker_start.edited_since_imported`):
