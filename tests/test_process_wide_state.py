@@ -58,6 +58,46 @@ def test_a_function_changing_process_wide_state_gives_builtins_maps_results(tmp_
     assert out == {"right": [True, True], "cwd kept": True}, out
 
 
+TIMEOUTS = """
+import json, signal, sys, time
+import amorsize_dask as ad
+
+class Timeout(Exception):
+    pass
+
+def on_alarm(signum, frame):
+    raise Timeout()
+
+signal.signal(signal.SIGALRM, on_alarm)  # the script's, once
+
+def with_timeout(x):  # a per-item time limit: every 10th item runs past it
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    try:
+        time.sleep(0.2 if x % 10 == 5 else 0.002)
+        return x
+    except Timeout:
+        return -1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+if __name__ == "__main__":
+    expected = [-1 if x % 10 == 5 else x for x in range(int(sys.argv[1]))]
+    print(json.dumps({"right": [ad.map(with_timeout, range(int(sys.argv[1]))) == expected for _ in range(2)]}))
+"""
+
+
+@pytest.mark.parametrize("n", [20, 200])
+def test_a_per_item_time_limit_by_signal_alarm_gives_builtins_maps_results(tmp_path, n):
+    """A process has one alarm timer, and its signal goes to the main thread: on threads, an
+    item's ``setitimer(0)`` cancelled another's limit (items 5, 15, ... came back as values,
+    not -1), or the alarm raised the user's exception out of the map; the probe's two
+    threads did the same on the way to processes (hunt 21). ``builtins.map``, ``Pool().map``
+    (fork): right."""
+    env = {**os.environ, "DASK_AMORSIZE__TRAINING_DIR": str(tmp_path / "training")}
+    out, _ = run_script(tmp_path, TIMEOUTS, "", guard=False, args=[n], env=env, timeout=180)
+    assert out == {"right": [True, True]}, out
+
+
 def _chdir_and_back(d):
     old = os.getcwd()
     os.chdir(d)

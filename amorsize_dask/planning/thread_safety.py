@@ -53,6 +53,11 @@ _SHARED = {
     ("os", "umask"): "the umask (os.umask)", ("contextlib", "chdir"): "the working directory (contextlib.chdir)",
     ("contextlib", "redirect_stdout"): "sys.stdout (redirect_stdout)",
     ("contextlib", "redirect_stderr"): "sys.stderr (redirect_stderr)",
+    # A process has one alarm timer (and one of each interval timer), whose signal goes to
+    # the main thread: hunt 21's per-item time limits cancelled each other on threads.
+    ("signal", "alarm"): "the process's alarm timer (signal.alarm)",
+    ("signal", "setitimer"): "the process's interval timers (signal.setitimer)",
+    ("signal", "signal"): "the process's signal handlers (signal.signal)",
 }
 _ENVIRON = "the environment (os.environ)"
 # os.environ's methods that change it (reads: get, items, copy, ...).
