@@ -43,7 +43,8 @@ def initialize_worker(start_gate=None, settings=None, heap_pad: int = 0) -> None
     ``start_gate``: the pool's :class:`.pool_start.StartGate` semaphores. ``settings``:
     the caller's :class:`.caller_settings.CallerSettings` when the pool started (its
     environment, umask, limits; a forkserver's children would otherwise inherit the
-    forkserver's, which may be older). ``heap_pad``: see :func:`keep_heap_pad`."""
+    forkserver's, which may be older). ``heap_pad``: see :func:`keep_heap_pad`. numpy's
+    global random state, if numpy is loaded, is seeded afresh (:func:`_reseed_numpy`)."""
     global _START_GATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -52,6 +53,16 @@ def initialize_worker(start_gate=None, settings=None, heap_pad: int = 0) -> None
         settings.apply()
     threading.Thread(target=_exit_with_parent, name="amorsize-parent-watch", daemon=True).start()
     keep_heap_pad(heap_pad)
+    _reseed_numpy()
+
+
+def _reseed_numpy() -> None:
+    """numpy's global random state seeded afresh, as Python reseeds ``random`` in a forked
+    child: forked with the caller's, every worker drew the same numbers (after
+    ``np.random.seed(42)``: 204 distinct of 400, hunt 21; ``Pool().map`` too)."""
+    random = sys.modules.get("numpy.random")  # not loaded: a first import seeds it afresh
+    if random is not None:
+        random.seed()
 
 
 # glibc's mallopt() parameters (<malloc.h>).
