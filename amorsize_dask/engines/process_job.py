@@ -17,6 +17,7 @@ raised, once every chunk before it is in (:class:`.base.FirstFailure`).
 
 from __future__ import annotations
 
+import signal
 from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import WorkerLostError, warn_once
@@ -44,10 +45,10 @@ def may_have_held(n_workers: int) -> int:
     return 2 * n_workers + 1
 
 
-def worker_lost(func, lo: int, hi: int) -> Exception:
-    """The error for items ``lo..hi`` (``hi`` exclusive) whose worker process died; when
-    this interpreter's exit stopped the workers, the error that says so instead
-    (:mod:`.exit_hooks`).
+def worker_lost(func, lo: int, hi: int, death: str = "") -> Exception:
+    """The error for items ``lo..hi`` (``hi`` exclusive) whose worker process died (how:
+    ``death``, :func:`how_workers_died`); when this interpreter's exit stopped the workers,
+    the error that says so instead (:mod:`.exit_hooks`).
 
     >>> str(worker_lost(abs, 3, 4)).startswith("a worker process died while running item 3 of")
     True
@@ -56,9 +57,36 @@ def worker_lost(func, lo: int, hi: int) -> Exception:
     if exit_hooks.interpreter_exiting():
         return exit_hooks.exiting_error(label, function_name(func))
     return WorkerLostError(
-        f"a worker process died while running {label} of {function_name(func)}; the function "
+        f"a worker process died{death} while running {label} of {function_name(func)}; the function "
         "may crash the interpreter (segfault, os._exit, memory); try engine='serial' to see the error"
     )
+
+
+# Signals that end a process as a crash, the system or a parent ends it: a handler the
+# script set is not what is missing then.
+_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE, signal.SIGKILL}
+
+
+def how_workers_died(processes) -> str:
+    """How a pool's dead worker ended, for :func:`worker_lost` ("" when none is known). The
+    pool then stops the others with SIGTERM: that one is not told. Hunt 21: a timer's
+    SIGALRM, whose handler the script set in its main block, ended forkserver workers.
+
+    >>> class Dead:
+    ...     exitcode = -signal.SIGALRM
+    >>> how_workers_died([Dead()])[:34]
+    ' (killed by SIGALRM: a signal whose'
+    """
+    codes = [p.exitcode for p in processes if p.exitcode not in (None, 0, -signal.SIGTERM)]
+    if not codes:
+        return ""
+    if codes[0] > 0:
+        return f" (exit status {codes[0]})"
+    sig = signal.Signals(-codes[0])
+    if sig in _CRASHES:
+        return f" (killed by {sig.name})"
+    return (f" (killed by {sig.name}: a signal whose handler this process set? a worker started by the "
+            "forkserver does not have it: set it in the function, or start workers by fork)")
 
 
 class ProcessJob:
@@ -73,6 +101,7 @@ class ProcessJob:
         # The longest a worker took to load the function (its module's import): the
         # workers load it at once, each at its first chunk; a one-time cost of the run.
         self.load_seconds = 0.0
+        self.death = ""  # how the latest worker that died ended (:func:`how_workers_died`)
 
     def note(self, message: str) -> None:
         """Something ran here instead of in a worker: warn once per call, and keep it."""
@@ -140,10 +169,10 @@ class ProcessJob:
             if run_alone(lo, hi):
                 return
             if exit_hooks.interpreter_exiting():  # the exit stopped the workers: say so
-                raise worker_lost(self.func, self.first_index + lo, self.first_index + hi) from None
+                raise worker_lost(self.func, self.first_index + lo, self.first_index + hi, self.death) from None
         if hi - lo == 1:
             index = self.first_index + lo
-            failure = make_failure(worker_lost(self.func, index, index + 1), index)
+            failure = make_failure(worker_lost(self.func, index, index + 1, self.death), index)
             self._keep(lo, ChunkResult(index, [], 0.0, failure=failure), remote=False)
             return
         mid = (lo + hi) // 2

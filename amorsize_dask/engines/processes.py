@@ -38,7 +38,7 @@ from .chunks import ChunkResult
 from .function_parcel import FunctionParcel, remember_if_large, travels
 from .pool_start import StartGate, start_all
 from .pool_stop import stop_pool
-from .process_job import MAX_CHUNK_RETRIES, ProcessJob
+from .process_job import MAX_CHUNK_RETRIES, ProcessJob, how_workers_died
 from .caller_settings import CallerSettings
 from .worker_start import (AUTO, caller_state, forkserver_preload, forking, module_stamps, package_changed,
                            resolve_start_method, slim_context)
@@ -335,6 +335,7 @@ class ProcessEngine(Engine):
         finally:
             self._release(entry)
         if lost or unsent:
+            job.death = how_workers_died(entry.processes) or job.death
             self._discard(entry)
         return lost, unsent
 
