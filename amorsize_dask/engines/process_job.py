@@ -78,6 +78,7 @@ def how_workers_died(processes) -> str:
     True
     """
     codes = [p.exitcode for p in processes if p.exitcode not in (None, 0, -signal.SIGTERM)]
+    codes.sort(key=lambda code: code > 0)  # a signal first: a forkserver's worker it cannot tell of reads 255
     if not codes:
         return ""
     if codes[0] > 0:
