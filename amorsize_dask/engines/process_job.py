@@ -78,7 +78,7 @@ def how_workers_died(processes) -> str:
     True
     """
     codes = [p.exitcode for p in processes if p.exitcode not in (None, 0, -signal.SIGTERM)]
-    codes.sort(key=lambda code: code > 0)  # a signal first: a forkserver's worker it cannot tell of reads 255
+    codes.sort(key=lambda code: code > 0)  # a signal first (a forkserver's worker whose status is lost reads 255)
     if not codes:
         return ""
     if codes[0] > 0:
@@ -87,7 +87,7 @@ def how_workers_died(processes) -> str:
     if sig in _CRASHES:
         return f" (killed by {sig.name})"
     return (f" (killed by {sig.name}: a signal whose handler this process set? a worker started by the "
-            "forkserver does not have it: set it in the function, or start workers by fork)")
+            "forkserver does not have it: set it in the function, or DASK_AMORSIZE__START_METHOD=fork)")
 
 
 class ProcessJob:
