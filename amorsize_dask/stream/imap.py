@@ -21,7 +21,7 @@ import itertools
 import time
 from typing import Callable, Iterable, Iterator
 
-from .. import validation
+from .. import config, validation
 from ..engines import exit_hooks
 from ..engines.base import raise_failure_in_generator
 from ..inputs import StarCall
@@ -34,6 +34,7 @@ from .submitters import submitter_for
 __all__ = ["imap"]
 
 
+@config.looked_up_once  # its checks and planner's setup; the stream reads settings as it runs
 def imap(
     func: Callable,
     *iterables: Iterable,
