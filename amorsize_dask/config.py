@@ -32,8 +32,8 @@ import yaml
 
 from . import dask_sources
 
-__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "dask_config", "looked_up_once", "get", "get_bytes",
-           "worker_heap_pad", "default_training_dir", "user_cache_dir"]
+__all__ = ["DEFAULTS_FILE", "SCHEMA_FILE", "DEFAULTS", "dask_config", "looked_up_once", "registered_dask_config",
+           "get", "get_bytes", "worker_heap_pad", "default_training_dir", "user_cache_dir"]
 
 _HERE = pathlib.Path(__file__).parent
 DEFAULTS_FILE = _HERE / "amorsize.yaml"
@@ -79,8 +79,13 @@ def looked_up_once(call):
 
 def _look():
     """:func:`dask_config`, looked up now."""
-    if not dask_sources.configured():
-        return None
+    return registered_dask_config() if dask_sources.configured() else None
+
+
+def registered_dask_config():
+    """``dask.config`` (loaded now, if it is not), the shipped defaults registered with it
+    once. dask_sources' import hook calls it as dask.config loads, whatever the call running
+    looked up at its start."""
     # The module itself: loading, dask's package does not hold it yet (dask_sources'
     # import hook registers the defaults from inside dask.config's loading).
     dask_config = importlib.import_module("dask.config")
@@ -90,8 +95,7 @@ def _look():
     return dask_config
 
 
-if dask_sources.configured():  # registered now, as before: dask.config.get("amorsize...") finds them
-    dask_config()
+_look()  # where anything could configure a call, registered now: dask.config.get("amorsize...") finds them
 
 # DASK_AMORSIZE__TRAINING_DIR as it was when this module loaded: dask.config reads the
 # environment once, as it loads, and so do the shipped settings (hunt 19: changed between

@@ -43,9 +43,9 @@ def dask_config_paths() -> list[str]:
 class _RegisterWhenDaskLoads:
     """A finder on ``sys.meta_path`` that hands the import system ``dask.config``'s usual
     spec, its loader told to register the ``amorsize`` defaults once the module has run
-    (:func:`amorsize_dask.config.dask_config`): code that loads dask after a call that
-    did not then finds them, as when dask loaded first (hunt 19: ``dask.config.get(
-    "amorsize.model.k")`` raised KeyError)."""
+    (:func:`amorsize_dask.config.registered_dask_config`): code that loads dask after, or
+    during, a call that did not then finds them, as when dask loaded first (hunt 19:
+    ``dask.config.get("amorsize.model.k")`` raised KeyError)."""
 
     def find_spec(self, name, path, target=None):
         if name != "dask.config" or "dask.config" in sys.modules:
@@ -59,7 +59,7 @@ class _RegisterWhenDaskLoads:
             run(module)
             from . import config
 
-            config.dask_config()
+            config.registered_dask_config()
 
         spec.loader.exec_module = exec_module
         return spec

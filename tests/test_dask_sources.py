@@ -121,6 +121,36 @@ def test_dask_loaded_after_a_first_call_finds_the_settings_read_as_dask_reads_th
     assert report == {"k": 8, "recorded": ["first" if first_items > 10 else "second"]}, report
 
 
+DURING_SCRIPT = textwrap.dedent("""
+    import json
+    import amorsize_dask as ad
+    import amorsize_dask.mapping  # the planner loaded: the call is planned, without dask
+
+    def loads_dask(x):
+        import dask.config  # the user's code loads dask while the call runs
+        return x
+
+    if __name__ == "__main__":
+        assert ad.map(loads_dask, range(5)) == list(range(5))
+        import dask
+        print(json.dumps({"k": dask.config.get("amorsize.model.k", None)}))
+""")
+
+
+def test_dask_loaded_by_the_function_during_a_call_finds_the_settings(tmp_path):
+    """The call looked once, at its start, and found nothing to configure it; dask loading
+    inside it must still register the amorsize defaults (a KeyError 'model' after the call,
+    once the call's look was kept for its length: session 24's review)."""
+    script = tmp_path / "during.py"
+    script.write_text(DURING_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env["DASK_AMORSIZE__TRAINING_DIR"] = str(tmp_path / "training")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"k": 8}
+
+
 def test_a_call_looks_for_dasks_settings_once_and_the_next_call_again(tmp_path):
     """Without dask, each look (an environment scan and five stats) cost ~18 us, asked
     ~13 times per call: ~0.25 ms of a warm 10-item call's ~1.1 ms (session 24's profile).
