@@ -39,12 +39,13 @@ from dataclasses import dataclass
 
 from ..settings import Settings, current
 
+from .cpu_clock import COMPUTING_CPU_RATIO
 from .overheads import Overheads
-from .sampling import COMPUTING_CPU_RATIO, Profile, own_threads
+from .sampling import Profile, own_threads
 
 __all__ = ["Candidate", "chunk_grid", "balanced_chunks", "waves_seconds", "serial_seconds",
            "process_seconds", "BUSY_TASK_FACTOR", "dask_seconds", "thread_seconds", "predict_one",
-           "profile_from_features", "COMPUTING_CPU_RATIO", "NO_SPEEDUP_BELOW", "CONTENDED_BELOW", "thread_slowdown",
+           "profile_from_features", "NO_SPEEDUP_BELOW", "CONTENDED_BELOW", "thread_slowdown",
            "parallel_fractions", "Space", "Limits", "fits", "rank"]
 
 

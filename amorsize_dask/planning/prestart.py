@@ -23,7 +23,7 @@ import threading
 import time
 
 from ..engines import shared_engine
-from .sampling import COMPUTING_CPU_RATIO
+from .cpu_clock import COMPUTING_CPU_RATIO
 
 __all__ = ["PRESTART_ABOVE_SECONDS", "PoolPrestart"]
 

@@ -22,7 +22,7 @@ from .cpu_clock import COMPUTING_CPU_RATIO, ThreadClock
 from .head import taken_for, timed_serially
 from .thread_probe import ThreadProbe, probe_threads
 
-__all__ = ["COMPUTING_CPU_RATIO", "ONE_CORE_UP_TO", "own_threads", "PoolStart", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
+__all__ = ["ONE_CORE_UP_TO", "own_threads", "PoolStart", "Profile", "Sample", "sample_items", "ThreadProbe", "probe_threads"]
 
 # Batches of items timed together when items are too fast for one perf_counter reading
 # to mean much (timer resolution ~0.1 us; bench family "tiny" has 1 us items); the sample
